@@ -1,0 +1,73 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "XDPFlow",
+    products: [
+        .executable(name: "xdpflow", targets: ["xdpflow"]),
+        .library(name: "BPFAssembly", targets: ["BPFAssembly"]),
+        .library(name: "BPFKernel", targets: ["BPFKernel"]),
+        .library(name: "Packets", targets: ["Packets"]),
+        .library(name: "FlowRules", targets: ["FlowRules"]),
+        .library(name: "FlowOffload", targets: ["FlowOffload"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // libbpf from Debian's libbpf-dev, seen through a module map.
+        .systemLibrary(
+            name: "CLibBPF",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev"])]
+        ),
+        // Pure Swift: eBPF instructions, assembler with labels, encoder, disassembler.
+        .target(name: "BPFAssembly"),
+        // Typed wrappers over libbpf: maps, programs, test runs, XDP links, bpffs.
+        .target(
+            name: "BPFKernel",
+            dependencies: [
+                "BPFAssembly", "CLibBPF",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // Pure Swift: frames as bytes. Dissector (bytes -> FlowKeys), builder, pcap files.
+        .target(name: "Packets"),
+        // Pure Swift: tc flower rules, their grammar, and the reference classifier.
+        .target(name: "FlowRules", dependencies: ["Packets"]),
+        // Per-device state and runtime: the rule store now, the live offload later.
+        .target(
+            name: "FlowOffload",
+            dependencies: [
+                "FlowRules", "BPFKernel",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .executableTarget(
+            name: "xdpflow",
+            dependencies: [
+                "BPFAssembly", "BPFKernel", "FlowRules", "FlowOffload", "Packets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "BPFAssemblyTests", dependencies: ["BPFAssembly"]),
+        .testTarget(name: "BPFKernelTests", dependencies: ["BPFKernel", "BPFAssembly"]),
+        .testTarget(
+            name: "PacketsTests",
+            dependencies: [
+                "Packets",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "FlowRulesTests",
+            dependencies: [
+                "FlowRules", "FlowOffload", "Packets",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// The assembler lives here; see Instruction.swift.

@@ -1,0 +1,16 @@
+#ifndef XDPFLOW_CLIBBPF_SHIM_H
+#define XDPFLOW_CLIBBPF_SHIM_H
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/genetlink.h>
+#include <net/if.h>
+#include <sys/mount.h>
+#include <sys/vfs.h>
+#include <errno.h>
+#include <string.h>
+
+#endif
