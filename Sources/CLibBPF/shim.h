@@ -12,5 +12,13 @@
 #include <sys/vfs.h>
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+
+/* glibc >= 2.32; declared here because <string.h> hides it without _GNU_SOURCE. */
+extern const char *strerrorname_np(int errnum);
+
+static inline int xdpflow_errno(void) { return errno; }
 
 #endif

@@ -1,1 +1,0 @@
-// The assembler lives here; see Instruction.swift.

@@ -1,0 +1,71 @@
+import CLibBPF
+import SystemPackage
+
+/// A failure of a kernel operation, said in the user's terms: which operation, on
+/// what, the errno by name, and what to do about it where that is known.
+public enum BPFError: Error, Sendable, CustomStringConvertible {
+    /// A syscall or libbpf call failed. `subject` names what it acted on (a map, a device).
+    case call(String, subject: String, errno: Errno)
+    /// The verifier refused a program. `log` is the whole verifier log.
+    case verifierRejected(program: String, errno: Errno, log: String)
+    case noSuchDevice(String)
+    /// The device already runs an XDP program that XDPFlow did not attach.
+    case deviceBusy(String, programID: UInt32)
+    /// A value did not fit the map's key or value size, or a similar misuse.
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case .call(let call, let subject, let errno):
+            let hint = BPFError.hint(for: errno).map { ": \($0)" } ?? ""
+            return "\(call)(\(subject)) failed: \(errno.name) (\(errno.description))\(hint)"
+        case .verifierRejected(let program, let errno, let log):
+            return "the kernel verifier rejected program '\(program)' (\(errno.name)):\n"
+                + BPFError.tail(of: log, lines: 12)
+        case .noSuchDevice(let name):
+            return "device \(name) does not exist"
+        case .deviceBusy(let name, let id):
+            return "device \(name) already has an XDP program (id \(id)) not attached by xdpflow;"
+                + " remove it first (ip link set dev \(name) xdp off)"
+        case .invalidArgument(let message):
+            return message
+        }
+    }
+
+    /// The last lines of a verifier log: where the verifier stopped, and why.
+    public static func tail(of log: String, lines count: Int) -> String {
+        log.split(separator: "\n", omittingEmptySubsequences: true).suffix(count).joined(separator: "\n")
+    }
+
+    static func hint(for errno: Errno) -> String? {
+        switch errno {
+        case .notPermitted, .permissionDenied: "needs root or CAP_BPF and CAP_NET_ADMIN"
+        case .noSuchFileOrDirectory: "no such object (is it pinned, and is bpffs mounted at /sys/fs/bpf?)"
+        case .fileExists: "it already exists"
+        case .resourceBusy: "the device is busy: another XDP program holds it"
+        case .notSupported: "not supported by this kernel or driver"
+        case .noSpace: "the map is full"
+        case .tooManyOpenFiles: "too many open files (raise ulimit -n)"
+        default: nil
+        }
+    }
+}
+
+extension Errno {
+    /// The symbolic name, `EPERM`, as glibc knows it.
+    public var name: String {
+        guard let name = strerrorname_np(rawValue) else { return "errno \(rawValue)" }
+        return String(cString: name)
+    }
+
+    /// The errno of the last failed C call.
+    static var current: Errno { Errno(rawValue: xdpflow_errno()) }
+}
+
+/// Passes a libbpf result through, or turns a failure (libbpf 1.x returns -errno)
+/// into `BPFError.call`.
+@discardableResult
+func check(_ call: String, _ subject: String, _ result: Int32) throws(BPFError) -> Int32 {
+    guard result < 0 else { return result }
+    throw .call(call, subject: subject, errno: Errno(rawValue: -result))
+}

@@ -1,0 +1,174 @@
+import BPFAssembly
+import CLibBPF
+import SystemPackage
+
+/// A program loaded into the kernel (it passed the verifier), owned.
+public final class Program: Pinnable, Sendable {
+    public let descriptor: Descriptor
+    public let name: String
+    /// Instructions in 8-byte slots, as the kernel counts them.
+    public let slotCount: Int
+
+    init(descriptor: Descriptor, name: String, slotCount: Int) {
+        self.descriptor = descriptor
+        self.name = name
+        self.slotCount = slotCount
+    }
+
+    /// Loads an XDP program. Map references in `instructions` are resolved from `maps`
+    /// by name; labels must already be resolved (`Assembler.assemble()`).
+    ///
+    /// The first attempt asks for no verifier log (fast); when the kernel refuses, the
+    /// program is loaded again with the log on, and the error carries it.
+    public static func loadXDP(name: String, instructions: [Instruction], maps: [String: Map] = [:],
+                               license: String = "GPL") throws(BPFError) -> Program {
+        var resolved = instructions
+        for index in resolved.indices {
+            guard case .map(let mapName)? = resolved[index].reference else { continue }
+            guard let map = maps[mapName] else {
+                throw .invalidArgument("program \(name): instruction \(index) refers to map '\(mapName)', which was not given")
+            }
+            let high = resolved[index].constant & ~0xffff_ffff
+            resolved[index].constant = high | Int64(map.descriptor.rawValue)
+        }
+        let bytes = resolved.encoded()
+        let slots = bytes.count / 8
+        let kernelName = String(name.prefix(Int(BPF_OBJ_NAME_LEN) - 1))
+
+        func load(logLevel: UInt32, log: UnsafeMutableBufferPointer<CChar>?) -> Int32 {
+            var opts = bpf_prog_load_opts()
+            opts.sz = MemoryLayout<bpf_prog_load_opts>.size
+            opts.expected_attach_type = BPF_XDP
+            opts.log_level = logLevel
+            opts.log_size = UInt32(log?.count ?? 0)
+            opts.log_buf = log?.baseAddress
+            return bytes.withUnsafeBytes { raw in
+                bpf_prog_load(BPF_PROG_TYPE_XDP, kernelName, license,
+                              raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self), slots, &opts)
+            }
+        }
+
+        let fd = load(logLevel: 0, log: nil)
+        if fd >= 0 { return Program(descriptor: Descriptor(fd), name: name, slotCount: slots) }
+        let errno = Errno(rawValue: -fd)
+        guard errno == .invalidArgument || errno == .permissionDenied || errno == .noSpace else {
+            throw .call("bpf_prog_load", subject: name, errno: errno)
+        }
+        // Verifier refusals come as EINVAL or EACCES; load again to get the reason.
+        let log = UnsafeMutableBufferPointer<CChar>.allocate(capacity: Program.logCapacity)
+        defer { log.deallocate() }
+        log.initialize(repeating: 0)
+        let retry = load(logLevel: 1, log: log)
+        if retry >= 0 { return Program(descriptor: Descriptor(retry), name: name, slotCount: slots) }
+        let text = String(cString: log.baseAddress!)
+        throw .verifierRejected(program: name, errno: Errno(rawValue: -retry), log: text)
+    }
+
+    /// 16 MiB: room for the log of a program near the verifier's complexity limit.
+    static let logCapacity = 16 << 20
+
+    /// Opens the program pinned at `path`.
+    public init(pinnedAt path: FilePath) throws(BPFError) {
+        descriptor = try openPinned(path)
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        try check("bpf_obj_get_info_by_fd", path.string, bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length))
+        name = withUnsafeBytes(of: info.name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        slotCount = Int(info.xlated_prog_len) / 8
+    }
+
+    /// The kernel's id of this program (as `bpftool prog show` lists it).
+    public var id: UInt32 {
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        return bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length) == 0 ? info.id : 0
+    }
+}
+
+// MARK: - Test runs
+
+/// The input of BPF_PROG_TEST_RUN for an XDP program.
+public struct TestRun: Sendable {
+    public var packet: [UInt8]
+    /// `struct xdp_md` fields to pass in; nil lets the kernel fill a default context.
+    public var context: XDPTestContext?
+    /// Runs of the program; the duration is the average per run.
+    public var repeatCount: Int
+    /// BPF_F_TEST_XDP_LIVE_FRAMES: frames the program redirects or transmits really
+    /// leave through the device (the packet is not copied back).
+    public var liveFrames: Bool
+    /// With `liveFrames`, frames handled per batch (0: the kernel's default, 64).
+    public var batchSize: Int
+    /// Room for the output packet: the program may grow it (VLAN push, adjust_head).
+    public var outputCapacity: Int
+
+    public init(packet: [UInt8], context: XDPTestContext? = nil, repeatCount: Int = 1,
+                liveFrames: Bool = false, batchSize: Int = 0, outputCapacity: Int? = nil) {
+        self.packet = packet
+        self.context = context
+        self.repeatCount = repeatCount
+        self.liveFrames = liveFrames
+        self.batchSize = batchSize
+        self.outputCapacity = outputCapacity ?? packet.count + 256
+    }
+}
+
+/// The part of `struct xdp_md` a test run may set.
+public struct XDPTestContext: Hashable, Sendable {
+    public var ingressIfindex: UInt32
+    public var rxQueueIndex: UInt32
+    /// Bytes of metadata in front of the packet (data - data_meta).
+    public var metadataLength: UInt32
+
+    public init(ingressIfindex: UInt32 = 0, rxQueueIndex: UInt32 = 0, metadataLength: UInt32 = 0) {
+        self.ingressIfindex = ingressIfindex
+        self.rxQueueIndex = rxQueueIndex
+        self.metadataLength = metadataLength
+    }
+
+    /// `struct xdp_md` as the test run reads it: data, data_end and data_meta are offsets
+    /// into the input, which starts with the metadata (so data_meta is 0).
+    func fields(inputLength: Int) -> [UInt32] {
+        [metadataLength, UInt32(inputLength), 0, ingressIfindex, rxQueueIndex, 0]
+    }
+}
+
+public struct TestRunResult: Sendable {
+    /// The program's return value; for XDP, an `XDPAction` raw value.
+    public var returnValue: UInt32
+    /// The packet as the program left it (empty for live frames).
+    public var packet: [UInt8]
+    /// Average duration of one run, in nanoseconds.
+    public var duration: UInt32
+
+    public var action: XDPAction? { XDPAction(rawValue: Int32(bitPattern: returnValue)) }
+}
+
+extension Program {
+    /// Runs the program on `run.packet` with BPF_PROG_TEST_RUN.
+    public func testRun(_ run: TestRun) throws(BPFError) -> TestRunResult {
+        var output = [UInt8](repeating: 0, count: run.liveFrames ? 0 : run.outputCapacity)
+        var context = run.context?.fields(inputLength: run.packet.count) ?? []
+        var opts = bpf_test_run_opts()
+        opts.sz = MemoryLayout<bpf_test_run_opts>.size
+        opts.data_size_in = UInt32(run.packet.count)
+        opts.data_size_out = UInt32(output.count)
+        opts.ctx_size_in = UInt32(context.count * 4)
+        opts.repeat = Int32(clamping: run.repeatCount)
+        opts.flags = run.liveFrames ? UInt32(BPF_F_TEST_XDP_LIVE_FRAMES) : 0
+        opts.batch_size = UInt32(run.batchSize)
+        let result = run.packet.withUnsafeBytes { packet in
+            output.withUnsafeMutableBytes { out in
+                context.withUnsafeMutableBytes { ctx in
+                    opts.data_in = packet.baseAddress
+                    opts.data_out = out.count > 0 ? out.baseAddress : nil
+                    opts.ctx_in = ctx.count > 0 ? UnsafeRawPointer(ctx.baseAddress) : nil
+                    return bpf_prog_test_run_opts(descriptor.rawValue, &opts)
+                }
+            }
+        }
+        try check("bpf_prog_test_run_opts", name, result)
+        return TestRunResult(returnValue: opts.retval, packet: Array(output.prefix(Int(opts.data_size_out))),
+                             duration: opts.duration)
+    }
+}

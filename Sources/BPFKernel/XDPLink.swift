@@ -1,0 +1,103 @@
+import CLibBPF
+import SystemPackage
+
+/// How an XDP program is attached to a device.
+public enum XDPMode: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// In the driver, before the kernel allocates an skb.
+    case native
+    /// In the generic receive path, after the skb exists: works on any device, slower.
+    case generic
+    /// Native when the driver supports it, else generic.
+    case auto
+
+    var flags: UInt32 {
+        switch self {
+        case .native: UInt32(XDP_FLAGS_DRV_MODE)
+        case .generic: UInt32(XDP_FLAGS_SKB_MODE)
+        case .auto: 0
+        }
+    }
+
+    public var description: String { rawValue }
+}
+
+/// An XDP program attached to a device through a bpf_link: the attachment lasts
+/// while the link is open or pinned, and its program can be swapped atomically.
+public final class XDPLink: Pinnable, Sendable {
+    public let descriptor: Descriptor
+    public let device: NetworkInterface
+    /// The mode actually in use (never `.auto`).
+    public let mode: XDPMode
+    public var name: String { "xdp link on \(device)" }
+
+    /// Attaches `program` to `device`. With `.auto`, native is tried first and generic
+    /// used when the driver cannot do native; `mode` says which was taken.
+    public init(attaching program: Program, to device: NetworkInterface, mode: XDPMode = .auto) throws(BPFError) {
+        self.device = device
+        if mode != .auto {
+            descriptor = try XDPLink.create(program, device, mode)
+            self.mode = mode
+            return
+        }
+        do {
+            descriptor = try XDPLink.create(program, device, .native)
+            self.mode = .native
+        } catch .call(_, _, let errno) where errno == .notSupported || errno == .invalidArgument {
+            descriptor = try XDPLink.create(program, device, .generic)
+            self.mode = .generic
+        }
+    }
+
+    private static func create(_ program: Program, _ device: NetworkInterface, _ mode: XDPMode) throws(BPFError) -> Descriptor {
+        var opts = bpf_link_create_opts()
+        opts.sz = MemoryLayout<bpf_link_create_opts>.size
+        opts.flags = mode.flags
+        let fd = bpf_link_create(program.descriptor.rawValue, Int32(device.index), BPF_XDP, &opts)
+        if fd == -EBUSY || fd == -EEXIST, let id = XDPLink.attachedProgramID(device), id != 0 {
+            throw .deviceBusy(device.name, programID: id)
+        }
+        return Descriptor(try check("bpf_link_create", "\(program.name) on \(device) in \(mode) mode", fd))
+    }
+
+    /// Opens the link pinned at `path`.
+    public init(pinnedAt path: FilePath) throws(BPFError) {
+        descriptor = try openPinned(path)
+        var info = bpf_link_info()
+        var length = UInt32(MemoryLayout<bpf_link_info>.size)
+        try check("bpf_obj_get_info_by_fd", path.string, bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length))
+        guard info.type == BPF_LINK_TYPE_XDP.rawValue else {
+            throw .invalidArgument("\(path) is not an XDP link")
+        }
+        device = try NetworkInterface(index: info.xdp.ifindex)
+        var query = bpf_xdp_query_opts()
+        query.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        try check("bpf_xdp_query", device.name, bpf_xdp_query(Int32(device.index), 0, &query))
+        mode = query.attach_mode == UInt8(XDP_ATTACHED_SKB) ? .generic : .native
+    }
+
+    /// Replaces the running program atomically: every packet sees either the old
+    /// program or the new one. With `expected`, fails (EPERM) unless it is the one running.
+    public func update(to program: Program, expected: Program? = nil) throws(BPFError) {
+        var opts = bpf_link_update_opts()
+        opts.sz = MemoryLayout<bpf_link_update_opts>.size
+        if let expected {
+            opts.flags = UInt32(BPF_F_REPLACE)
+            opts.old_prog_fd = UInt32(expected.descriptor.rawValue)
+        }
+        try check("bpf_link_update", "\(name) to \(program.name)",
+                  bpf_link_update(descriptor.rawValue, program.descriptor.rawValue, &opts))
+    }
+
+    /// Detaches the program from the device now, even if the link is pinned elsewhere.
+    public func detach() throws(BPFError) {
+        try check("bpf_link_detach", name, bpf_link_detach(descriptor.rawValue))
+    }
+
+    /// The id of the XDP program running on `device`, or nil when there is none.
+    public static func attachedProgramID(_ device: NetworkInterface) -> UInt32? {
+        var query = bpf_xdp_query_opts()
+        query.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        guard bpf_xdp_query(Int32(device.index), 0, &query) == 0, query.prog_id != 0 else { return nil }
+        return query.prog_id
+    }
+}
