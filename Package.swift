@@ -53,7 +53,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "BPFAssemblyTests", dependencies: ["BPFAssembly"]),
-        .testTarget(name: "BPFKernelTests", dependencies: ["BPFKernel", "BPFAssembly"]),
+        // Shared by the kernel and integration tests: capability checks, veth labs.
+        .target(name: "KernelTestSupport", dependencies: ["BPFKernel"], path: "Tests/KernelTestSupport"),
+        .testTarget(name: "BPFKernelTests", dependencies: ["BPFKernel", "BPFAssembly", "KernelTestSupport"]),
         .testTarget(
             name: "PacketsTests",
             dependencies: [

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/socket.h>
 
 /* glibc >= 2.32; declared here because <string.h> hides it without _GNU_SOURCE. */
