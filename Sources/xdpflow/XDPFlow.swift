@@ -6,6 +6,6 @@ struct XDPFlow: ParsableCommand {
         commandName: "xdpflow",
         abstract: "Run tc flower rules in a generated XDP program.",
         version: "0.1.0",
-        subcommands: [Filter.self]
+        subcommands: [Filter.self, Probe.self, Features.self, Gen.self]
     )
 }

@@ -49,3 +49,18 @@ public struct CommandFailed: Error, CustomStringConvertible {
     public let errors: String
     public var description: String { "\(command) exited \(status): \(errors)" }
 }
+
+/// Polls `value` until it equals `expected` or `timeout` passes, and returns the last
+/// value read. Frames sent to a veth are received asynchronously (NAPI), so a counter
+/// read right after sending may not have seen them all yet.
+public func settled<T: Equatable>(at expected: T, timeout: Duration = .seconds(2),
+                                  _ value: () throws -> T) throws -> T {
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    var current = try value()
+    while current != expected && clock.now < deadline {
+        Thread.sleep(forTimeInterval: 0.01)
+        current = try value()
+    }
+    return current
+}

@@ -23,6 +23,9 @@ public final class VethLab {
         try run(["ip", "netns", "add", namespace])
         do {
             try run(["ip", "link", "add", deviceName, "type", "veth", "peer", "name", peerName, "netns", namespace])
+            // No IPv6 on the pair: no neighbour discovery or MLD frames besides the test's own.
+            try run(["sysctl", "-qw", "net.ipv6.conf.\(deviceName).disable_ipv6=1"])
+            try VethLab.inNamespace(namespace, ["sysctl", "-qw", "net.ipv6.conf.\(peerName).disable_ipv6=1"])
             try run(["ip", "link", "set", deviceName, "up"])
             try run(["ip", "-n", namespace, "link", "set", peerName, "up"])
             try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
@@ -36,6 +39,11 @@ public final class VethLab {
     /// Runs a command inside the peer's namespace.
     @discardableResult
     public func inNamespace(_ arguments: [String]) throws -> String {
+        try VethLab.inNamespace(namespace, arguments)
+    }
+
+    @discardableResult
+    private static func inNamespace(_ namespace: String, _ arguments: [String]) throws -> String {
         try run(["ip", "netns", "exec", namespace] + arguments)
     }
 

@@ -1,0 +1,102 @@
+import BPFAssembly
+import BPFKernel
+import Foundation
+import KernelTestSupport
+import SystemPackage
+import Testing
+
+/// Attach, swap and detach on a veth pair: the device in this namespace, its peer
+/// in a fresh one. Frames come from the peer's side, sent by `xdpflow gen`.
+@Suite(.enabled(if: kernelAvailable, kernelUnavailable))
+struct XDPLinkTests {
+    /// Counts every frame in `counters[0]`, then returns `verdict`.
+    static func counting(_ verdict: XDPAction) throws -> [Instruction] {
+        var asm = Assembler()
+        asm.emit(.store(.word, to: .fp, -4, 0))
+        asm.emit(.loadMap(.r1, "counters"))
+        asm.emit(.mov(.r2, .fp))
+        asm.emit(.alu(.add, .r2, -4))
+        asm.emit(.call(.mapLookupElem))
+        asm.emit(.jump(.equal, .r0, 0, to: "out"))
+        asm.emit(.mov(.r1, 1))
+        asm.emit(.atomic(.add, .double, to: .r0, 0, .r1))
+        asm.label("out")
+        asm.emit(Instruction.return(verdict))
+        return try asm.assemble()
+    }
+
+    static var xdpflow: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("xdpflow").path
+    }
+
+    @Test func attachSwapPinAndDetachWithRealFrames() throws {
+        let lab = try VethLab()
+        let counters = try Map(MapSpec(name: "counters", type: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1))
+        let passing = try Program.loadXDP(name: "passing", instructions: Self.counting(.pass), maps: ["counters": counters])
+        let dropping = try Program.loadXDP(name: "dropping", instructions: Self.counting(.drop), maps: ["counters": counters])
+        func received() throws -> UInt64 { try counters.lookupPerCPU(bytes(UInt32(0)))?.summedWords().first ?? 0 }
+
+        let link = try XDPLink(attaching: passing, to: lab.device, mode: .auto)
+        #expect(link.mode == .native, "veth has native XDP")
+        #expect(XDPLink.attachedProgramID(lab.device) == passing.id)
+
+        try lab.inNamespace([Self.xdpflow, "gen", "dev", lab.peerName, "--count", "100"])
+        let first = try settled(at: 100, received)
+        #expect(first == 100, "received \(first)")
+
+        try link.update(to: dropping, expected: passing)
+        #expect(XDPLink.attachedProgramID(lab.device) == dropping.id)
+        let stale = #expect(throws: BPFError.self) { try link.update(to: passing, expected: passing) }
+        #expect(stale?.description.contains("EPERM") == true)
+
+        try lab.inNamespace([Self.xdpflow, "gen", "dev", lab.peerName, "--count", "50"])
+        let second = try settled(at: 150, received)
+        #expect(second == 150, "received \(second)")
+
+        try BPFFS.mountIfNeeded()
+        let pin = FilePath("/sys/fs/bpf/\(lab.namespace)-link")
+        try link.pin(at: pin)
+        defer { try? unpin(pin) }
+        let reopened = try XDPLink(pinnedAt: pin)
+        #expect(reopened.device == lab.device)
+        #expect(reopened.mode == .native)
+
+        try reopened.detach()
+        #expect(XDPLink.attachedProgramID(lab.device) == nil)
+    }
+
+    @Test func genericModeOnRequest() throws {
+        let lab = try VethLab()
+        let counters = try Map(MapSpec(name: "counters", type: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1))
+        let program = try Program.loadXDP(name: "generic", instructions: Self.counting(.pass), maps: ["counters": counters])
+        let link = try XDPLink(attaching: program, to: lab.device, mode: .generic)
+        #expect(link.mode == .generic)
+        #expect(XDPLink.attachedProgramID(lab.device) == program.id)
+        try link.detach()
+        #expect(XDPLink.attachedProgramID(lab.device) == nil)
+    }
+
+    @Test func aSecondAttachFindsTheDeviceBusy() throws {
+        let lab = try VethLab()
+        var asm = Assembler()
+        asm.emit(Instruction.return(XDPAction.pass))
+        let program = try Program.loadXDP(name: "first", instructions: try asm.assemble())
+        let first = try XDPLink(attaching: program, to: lab.device, mode: .native)
+        let error = #expect(throws: BPFError.self) { try XDPLink(attaching: program, to: lab.device, mode: .native) }
+        #expect(error?.description.contains("already has an XDP program (id \(program.id))") == true)
+        try first.detach()
+    }
+
+    @Test func reportsTheDriversFeatures() throws {
+        let lab = try VethLab()
+        let (features, source) = try lab.device.xdpFeatures()
+        #expect(source == .netlink)
+        #expect(features.contains(.basic))
+        #expect(features.contains(.redirect))
+    }
+
+    @Test func namesAMissingDevice() {
+        let error = #expect(throws: BPFError.self) { try NetworkInterface(named: "xft-nonexistent") }
+        #expect(error?.description == "device xft-nonexistent does not exist")
+    }
+}
