@@ -1,0 +1,25 @@
+# XDPFlow. As root on a fresh Debian machine:  make demo  and  make test.
+SWIFT       ?= swift
+CONFIG      ?= debug
+# Test targets that need the kernel (BPF, XDP, netns); the rest are pure Swift.
+KERNEL_TESTS ?= BPFKernelTests
+
+.PHONY: all deps build test demo clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	$(SWIFT) build -c $(CONFIG)
+
+test: deps
+	$(SWIFT) build --build-tests
+	@KERNEL_TESTS='$(KERNEL_TESTS)' scripts/run-tests
+
+demo: build
+	@XDPFLOW=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/xdpflow scripts/demo
+
+clean:
+	rm -rf .build
