@@ -19,7 +19,8 @@ extension FlowKeys {
     ///   op 1 (request) or 2 (reply), as the kernel; otherwise `arp` stays nil.
     /// - **IPv4.** Version 4 and IHL >= 5, else `.malformedHeader`; options are skipped.
     ///   `ipFlags.isFragment` = MF or offset != 0; `isFirstFragment` = fragment and
-    ///   offset == 0. L4 keys only when offset == 0 (the first fragment included).
+    ///   offset == 0. L4 keys only when offset == 0: the first fragment has them, as in
+    ///   hardware flower offloads (software tc reads none from any fragment).
     /// - **IPv6.** Version 6, else `.malformedHeader`. Extension headers 0, 43, 60 and 44 are
     ///   walked, at most `maxIPv6ExtensionHeaders`, else `.ipv6ExtensionsTooDeep`. A fragment
     ///   header makes `isFragment` true (even with offset 0 and M clear, as the kernel) and
