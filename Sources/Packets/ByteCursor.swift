@@ -8,8 +8,8 @@ public struct ByteCursor: Sendable {
 
     /// The bytes not yet read.
     private var unread: ArraySlice<UInt8>
-    /// Index of the first byte of the buffer the cursor (or its parent) was made for.
-    private let origin: Int
+    /// Index of the first byte the cursor was made with.
+    private let start: Int
 
     public init(_ bytes: [UInt8]) {
         self.init(bytes[...])
@@ -17,18 +17,11 @@ public struct ByteCursor: Sendable {
 
     public init(_ bytes: ArraySlice<UInt8>) {
         unread = bytes
-        origin = bytes.startIndex
+        start = bytes.startIndex
     }
 
-    private init(_ bytes: ArraySlice<UInt8>, origin: Int) {
-        unread = bytes
-        self.origin = origin
-    }
-
-    /// Bytes read so far, counted from the start of the buffer the first cursor was made
-    /// for (a cursor from `take(_:)` keeps counting from there, so errors can name a file
-    /// offset).
-    public var offset: Int { unread.startIndex - origin }
+    /// Bytes read (or skipped) so far.
+    public var offset: Int { unread.startIndex - start }
 
     public var remaining: Int { unread.count }
 
@@ -56,7 +49,7 @@ public struct ByteCursor: Sendable {
     /// A cursor over exactly the next `count` bytes, which this cursor moves past; nil
     /// when fewer remain. One bounds check for a whole header, as an XDP program does it.
     public mutating func take(_ count: Int) -> ByteCursor? {
-        readBytes(count).map { ByteCursor($0, origin: origin) }
+        readBytes(count).map(ByteCursor.init)
     }
 
     /// Moves past `count` bytes; false (not moved) when fewer remain.
