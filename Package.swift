@@ -52,7 +52,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "BPFAssemblyTests", dependencies: ["BPFAssembly"]),
+        .testTarget(
+            name: "BPFAssemblyTests",
+            dependencies: ["BPFAssembly", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
         // Shared by the kernel and integration tests: capability checks, veth labs.
         .target(name: "KernelTestSupport", dependencies: ["BPFKernel"], path: "Tests/KernelTestSupport"),
         .testTarget(name: "BPFKernelTests", dependencies: ["BPFKernel", "BPFAssembly", "KernelTestSupport"]),

@@ -44,3 +44,19 @@ extension Array where Element == UInt8 {
 func bytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
     withUnsafeBytes(of: value.littleEndian, Array.init)
 }
+
+/// Counts every frame in `counters[0]` (an array or per-CPU array of u64), then returns `verdict`.
+func countingProgram(_ verdict: XDPAction) throws -> [Instruction] {
+    var asm = Assembler()
+    asm.emit(.store(.word, to: .fp, -4, 0))
+    asm.emit(.loadMap(.r1, "counters"))
+    asm.emit(.mov(.r2, .fp))
+    asm.emit(.alu(.add, .r2, -4))
+    asm.emit(.call(.mapLookupElem))
+    asm.emit(.jump(.equal, .r0, 0, to: "out"))
+    asm.emit(.mov(.r1, 1))
+    asm.emit(.atomic(.add, .double, to: .r0, 0, .r1))
+    asm.label("out")
+    asm.emit(Instruction.return(verdict))
+    return try asm.assemble()
+}

@@ -9,22 +9,6 @@ import Testing
 /// in a fresh one. Frames come from the peer's side, sent by `xdpflow gen`.
 @Suite(.enabled(if: kernelAvailable, kernelUnavailable))
 struct XDPLinkTests {
-    /// Counts every frame in `counters[0]`, then returns `verdict`.
-    static func counting(_ verdict: XDPAction) throws -> [Instruction] {
-        var asm = Assembler()
-        asm.emit(.store(.word, to: .fp, -4, 0))
-        asm.emit(.loadMap(.r1, "counters"))
-        asm.emit(.mov(.r2, .fp))
-        asm.emit(.alu(.add, .r2, -4))
-        asm.emit(.call(.mapLookupElem))
-        asm.emit(.jump(.equal, .r0, 0, to: "out"))
-        asm.emit(.mov(.r1, 1))
-        asm.emit(.atomic(.add, .double, to: .r0, 0, .r1))
-        asm.label("out")
-        asm.emit(Instruction.return(verdict))
-        return try asm.assemble()
-    }
-
     static var xdpflow: String {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("xdpflow").path
     }
@@ -32,8 +16,8 @@ struct XDPLinkTests {
     @Test func attachSwapPinAndDetachWithRealFrames() throws {
         let lab = try VethLab()
         let counters = try Map(MapSpec(name: "counters", type: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1))
-        let passing = try Program.loadXDP(name: "passing", instructions: Self.counting(.pass), maps: ["counters": counters])
-        let dropping = try Program.loadXDP(name: "dropping", instructions: Self.counting(.drop), maps: ["counters": counters])
+        let passing = try Program.loadXDP(name: "passing", instructions: countingProgram(.pass), maps: ["counters": counters])
+        let dropping = try Program.loadXDP(name: "dropping", instructions: countingProgram(.drop), maps: ["counters": counters])
         func received() throws -> UInt64 { try counters.lookupPerCPU(bytes(UInt32(0)))?.summedWords().first ?? 0 }
 
         let link = try XDPLink(attaching: passing, to: lab.device, mode: .auto)
@@ -68,7 +52,7 @@ struct XDPLinkTests {
     @Test func genericModeOnRequest() throws {
         let lab = try VethLab()
         let counters = try Map(MapSpec(name: "counters", type: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1))
-        let program = try Program.loadXDP(name: "generic", instructions: Self.counting(.pass), maps: ["counters": counters])
+        let program = try Program.loadXDP(name: "generic", instructions: countingProgram(.pass), maps: ["counters": counters])
         let link = try XDPLink(attaching: program, to: lab.device, mode: .generic)
         #expect(link.mode == .generic)
         #expect(XDPLink.attachedProgramID(lab.device) == program.id)
