@@ -1,8 +1,8 @@
 import Packets
 
-private enum ControlWord: Equatable { case `continue`, drop, pass, reclassify, pipe, goto, jump, trap }
+private enum ControlWord: Equatable, Sendable { case `continue`, drop, pass, reclassify, pipe, goto, jump, trap }
 
-private enum ActionWord: Equatable {
+private enum ActionWord: Equatable, Sendable {
     case control(ControlWord)
     case gact, mirred, vlan, pedit, skbmod, skbedit, police
     case unsupported(String)
@@ -196,7 +196,7 @@ struct ActionParser {
         }
         guard let id else { throw words.endError("\(verb) needs id N") }
         let action: VLANAction = command == .push
-            ? .push(VLANTag(tpid: tpid ?? EtherType.vlan, priority: priority ?? 0, id: id))
+            ? .push(id: id, priority: priority ?? 0, tpid: tpid ?? EtherType.vlan)
             : .modify(id: id, priority: priority, tpid: tpid ?? EtherType.vlan)
         return FlowAction(.vlan(action), control: try optionalControl())
     }

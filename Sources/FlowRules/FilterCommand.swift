@@ -27,13 +27,13 @@ public struct FilterCommand: Hashable, Sendable {
     }
 }
 
-private enum Verb: Equatable {
+private enum Verb: Equatable, Sendable {
     case add, replace, change, delete, get, show
 
     var createsRules: Bool { self == .add || self == .replace || self == .change }
 }
 
-private enum LineKeyword: Equatable {
+private enum LineKeyword: Equatable, Sendable {
     case dev, ingress, parent, handle, prio, `protocol`, chain
     case flower
     case unsupported(String)

@@ -60,7 +60,7 @@ public enum ActionKind: Hashable, Sendable, Codable {
 
     /// Whether tc reads a control word after this kind. `mirred redirect` takes none.
     var takesControl: Bool {
-        if case .mirred(let mirred), mirred.mode == .redirect { return false }
+        if case .mirred(let mirred) = self, mirred.mode == .redirect { return false }
         return true
     }
 }
@@ -83,7 +83,7 @@ public struct Mirred: Hashable, Sendable, Codable {
 public enum VLANAction: Hashable, Sendable, Codable {
     case pop
     /// A new outermost tag; tc's defaults are priority 0 and TPID 802.1Q.
-    case push(VLANTag)
+    case push(id: UInt16, priority: UInt8, tpid: UInt16)
     /// Rewrites the outermost tag's id and TPID (802.1Q unless given, as the kernel);
     /// the priority only when given.
     case modify(id: UInt16, priority: UInt8?, tpid: UInt16)

@@ -1,6 +1,6 @@
 import Packets
 
-enum FlowerKey: Hashable {
+enum FlowerKey: Hashable, Sendable {
     case indev, skipHW, skipSW
     case dstMAC, srcMAC
     case vlanID, vlanPrio, vlanEthType, cvlanID, cvlanPrio, cvlanEthType
@@ -230,7 +230,7 @@ struct FlowerParser {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let address = Address(String(parts[0])) else { return nil }
         guard parts.count == 2 else { return Masked(address) }
-        if let length = Int(tcText: parts[1], base: .decimal) { return Masked(address, prefixLength: length) }
+        if let length = UInt8(tcText: parts[1], base: .decimal) { return Masked(address, prefixLength: Int(length)) }
         guard let mask = Address(String(parts[1])) else { return nil }
         let masked = Masked(address, mask: mask)
         return masked.prefixLength == nil ? nil : masked
@@ -241,7 +241,7 @@ struct FlowerParser {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let address = MACAddress(String(parts[0])) else { return nil }
         guard parts.count == 2 else { return Masked(address) }
-        if let bits = Int(tcText: parts[1], base: .decimal) { return Masked(address, prefixLength: bits) }
+        if let bits = UInt8(tcText: parts[1], base: .decimal) { return Masked(address, prefixLength: Int(bits)) }
         return MACAddress(String(parts[1])).map { Masked(address, mask: $0) }
     }
 

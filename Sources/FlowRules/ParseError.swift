@@ -55,8 +55,8 @@ struct Words {
 /// A set of keywords read as tc's `matches()` reads them: a word names the keyword it
 /// equals, or else the one keyword it is a prefix of. Where tc takes the first keyword
 /// in its own order, XDPFlow refuses to guess and reports the ambiguity.
-struct Keywords<Meaning: Equatable> {
-    struct Entry {
+struct Keywords<Meaning: Equatable & Sendable>: Sendable {
+    struct Entry: Sendable {
         let word: String
         let meaning: Meaning
         /// tc compares these with strcmp.
@@ -107,16 +107,22 @@ func listing(_ words: [String], conjunction: String) -> String {
     return words.dropLast().joined(separator: ", ") + " \(conjunction) " + words.last!
 }
 
-/// Levenshtein distance over characters.
+/// Edit distance counting an insertion, a deletion, a substitution or a swap of two
+/// neighbours as one edit (optimal string alignment), so that "dorp" is one from "drop".
 func editDistance(_ a: String, _ b: String) -> Int {
     let a = Array(a), b = Array(b)
-    var previous = Array(0 ... b.count)
-    for (i, ca) in a.enumerated() {
-        var row = [i + 1]
-        for (j, cb) in b.enumerated() {
-            row.append(Swift.min(previous[j + 1] + 1, row[j] + 1, previous[j] + (ca == cb ? 0 : 1)))
+    guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
+    var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+    for i in 0 ... a.count { d[i][0] = i }
+    for j in 0 ... b.count { d[0][j] = j }
+    for i in 1 ... a.count {
+        for j in 1 ... b.count {
+            let cost = a[i - 1] == b[j - 1] ? 0 : 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+            }
         }
-        previous = row
     }
-    return previous[b.count]
+    return d[a.count][b.count]
 }
