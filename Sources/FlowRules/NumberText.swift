@@ -1,3 +1,5 @@
+import Packets
+
 /// Numbers as iproute2's get_u8/get_u16/get_u32 read them with strtoul(3), but strict:
 /// the whole word, no sign, no spaces.
 enum NumberBase {
@@ -69,8 +71,17 @@ enum TCNames {
     /// f_flower.c matches the first five by prefix and the last three exactly.
     static let ipProtocolWords = Keywords(ipProtocols.map { ($0.name, $0.value) }, exactOnly: ["l2tp", "esp", "ah"])
 
-    static func ipProtocolName(_ value: UInt8) -> String {
-        ipProtocols.first { $0.value == value }?.name ?? "0x" + hex(value, width: 2)
+    /// A name where the parser takes it back under `l3EtherType` (icmp only with IPv4,
+    /// icmpv6 only with IPv6), else hex.
+    static func ipProtocolName(_ value: UInt8, l3EtherType: UInt16) -> String {
+        let named = ipProtocols.first { $0.value == value }?.name
+        let fits = switch value {
+        case IPProtocolNumber.icmp: l3EtherType == EtherType.ipv4
+        case IPProtocolNumber.icmpv6: l3EtherType == EtherType.ipv6
+        default: true
+        }
+        guard let named, fits else { return "0x" + hex(value, width: 2) }
+        return named
     }
 
     static func handle(_ handle: UInt32) -> String { "0x" + String(handle, radix: 16) }

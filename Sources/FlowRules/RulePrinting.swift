@@ -16,7 +16,7 @@ extension FlowRule {
         add("cvlan_ethtype", m.cvlanEtherType.map(TCNames.etherTypeName))
         add("dst_mac", m.dstMAC.map(Self.text))
         add("src_mac", m.srcMAC.map(Self.text))
-        add("ip_proto", m.ipProto.map(TCNames.ipProtocolName))
+        add("ip_proto", m.ipProto.map { TCNames.ipProtocolName($0, l3EtherType: l3EtherType) })
         add("ip_tos", m.ipTOS.map { "0x" + TCNames.hex($0.value, width: 2) + Self.hexMask($0.mask, unless: 0xff) })
         add("ip_ttl", m.ipTTL.map { String($0.value) + Self.hexMask($0.mask, unless: 0xff) })
         add("dst_ip", m.dstIP.map(Self.text))
