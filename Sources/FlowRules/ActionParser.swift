@@ -301,7 +301,7 @@ struct ActionParser {
                 let text = try words.value(of: "police burst")
                 guard burst == nil else { throw words.errorAtPrevious("duplicate police burst") }
                 guard let value = Self.size(text), value > 0 else {
-                    throw words.errorAtPrevious("police burst \(text): expected a size of at least 1 byte, e.g. 1500, 16k or 1mb")
+                    throw words.errorAtPrevious("police burst \(text): expected 1 byte to 4294967295 bytes, e.g. 1500, 16k or 1mb")
                 }
                 burst = value
             case .conformExceed:

@@ -163,7 +163,10 @@ struct TokenBucket {
 
     mutating func take(_ bytes: UInt64, now: UInt64) -> Bool {
         if now > last {
-            credit = min(capacity, credit + rate * UInt128(now - last))
+            let elapsed = UInt128(now - last)
+            // Past the time to fill the whole bucket the product could overflow; it is full.
+            let refill = rate == 0 || elapsed <= capacity / rate ? rate * elapsed : capacity
+            credit = min(capacity, credit + refill)
             last = now
         }
         let cost = UInt128(bytes) * Self.nanosecondsPerSecond

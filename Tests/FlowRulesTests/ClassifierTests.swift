@@ -304,3 +304,11 @@ func hits(_ flower: String, protocol proto: String = "ip", _ frame: [UInt8]) thr
         #expect(try rule("filter add dev eth0 flower action mirred egress redirect dev eth1 action continue").xdpLimitations.isEmpty)
     }
 }
+
+@Suite struct PoliceExtremesTests {
+    @Test func hugeRatesAndGapsDoNotOverflow() throws {
+        var c = try classifier(["filter add dev eth0 flower action police rate 100tbit burst 3g conform-exceed drop/pass"])
+        #expect(c.classify(udp4(), now: 0).verdict == .pass)
+        #expect(c.classify(udp4(), now: .max).verdict == .pass)
+    }
+}
