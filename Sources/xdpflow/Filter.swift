@@ -1,6 +1,161 @@
 import ArgumentParser
+import FlowRules
+import Foundation
 
-/// `xdpflow filter ...`: tc flower rules (owned by the rule-language work).
+/// `xdpflow filter ...`: the words after `filter` are read by FlowRules' grammar, so
+/// that a `tc filter ... flower` line works with `tc` replaced by `xdpflow`.
 struct Filter: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Add, change, delete and show flower rules.")
+    static let configuration = CommandConfiguration(
+        abstract: "Add, replace, change, delete, get and show tc flower rules.",
+        usage: """
+            xdpflow [-s] [-j [-p]] filter { add | replace | change } dev DEV
+                    [ingress] [chain N] [pref|prio N] [handle H] [protocol PROTO]
+                    flower [MATCH...] [action ACTION...]
+            xdpflow [-s] [-j [-p]] filter { del | get | show } dev DEV
+                    [ingress] [chain N] [pref|prio N] [handle H] [protocol PROTO]
+                    [flower]
+            xdpflow [-s] [-j [-p]] -batch FILE
+            """,
+        discussion: filterManual)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(parsing: .captureForPassthrough, help: "The words of the command, as tc takes them.")
+    var words: [String] = []
+
+    func run() throws {
+        if let first = words.first, ["help", "--help", "-h"].contains(first) {
+            print(Filter.helpMessage())
+            return
+        }
+        try FilterRunner(options: global).run(["filter"] + words)
+    }
 }
+
+/// Runs filter commands on a rule set store and prints what they show. Exit codes as
+/// iproute2: 2 for a command that cannot be read, 1 for one that fails.
+struct FilterRunner {
+    let options: GlobalOptions
+    /// Rules held for this process only, until FlowOffload's file-backed store is plugged
+    /// in here; a batch still sees its own earlier commands.
+    let store: any RuleSetStore = InMemoryRuleSetStore()
+
+    func run(_ words: [String]) throws {
+        let command: FilterCommand
+        do {
+            command = try FilterCommand.parse(words)
+        } catch {
+            // Word 1 is `filter`, as in a batch line.
+            throw fail("Error: \(error)", exitCode: 2)
+        }
+        do {
+            let rules = try store.update(device: command.device) { set in try command.apply(to: &set) }
+            emit(command, rules)
+        } catch {
+            throw fail("Error: \(error)", exitCode: 1)
+        }
+    }
+
+    func runBatch(path: String) throws {
+        let text: String
+        do {
+            text = path == "-"
+                ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+                : try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw fail("Error: cannot read batch file \(path): \(error.localizedDescription)", exitCode: 1)
+        }
+        do {
+            let batch = try Batch(text: text)
+            try batch.run(on: store) { line, rules in emit(line.command, rules) }
+        } catch {
+            throw fail("Error: \(path): \(error)", exitCode: error.isUsageError ? 2 : 1)
+        }
+    }
+
+    /// Prints the rules that get and show name; the other commands print nothing, as tc.
+    private func emit(_ command: FilterCommand, _ rules: [FlowRule]) {
+        switch command.operation {
+        case .get, .show: break
+        default: return
+        }
+        // Rules that live in this process only have never met a packet.
+        let stats: ((FlowRule) -> RuleStats?)? = options.stats ? { _ in RuleStats(packets: 0, bytes: 0, lastUsed: nil) } : nil
+        let show = RuleShow(device: command.device, rules: rules, stats: stats)
+        if options.json {
+            print(show.json(pretty: options.pretty))
+        } else if !rules.isEmpty {
+            print(show.text, terminator: "")
+        }
+    }
+
+    private func fail(_ message: String, exitCode: Int32) -> ExitCode {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        return ExitCode(exitCode)
+    }
+}
+
+let filterManual = """
+    Each command is a tc filter command with "tc" replaced by "xdpflow". The \
+    rules run in XDP, at the driver's receive hook: every rule is an ingress \
+    rule.
+
+    FILTER LINE (in any order, before "flower")
+      dev DEV            the device (required)
+      ingress            accepted (also "parent ffff:"): XDP is ingress only
+      pref|prio N        1-65535, lowest first; none: add allocates one
+                         below the lowest (49152 in an empty chain)
+      handle H           within the prio, base 0; none: lowest free from 1
+      protocol PROTO     ip (ipv4), ipv6, 802.1Q, 802.1ad, arp, rarp, all
+                         (the default) or a number; the outer EtherType
+      chain N            only chain 0 runs at XDP
+
+    MATCH (after "flower"; unambiguous prefixes of keywords are accepted)
+      indev DEV
+      dst_mac|src_mac MAC[/MAC|/0-48]
+      vlan_id 0-4095 | vlan_prio 0-7 | vlan_ethtype PROTO
+                         needs protocol 802.1Q or 802.1ad
+      cvlan_id | cvlan_prio | cvlan_ethtype
+                         needs vlan_ethtype 802.1Q or 802.1ad
+      ip_proto tcp|udp|sctp|icmp|icmpv6|l2tp|esp|ah|HEX
+      ip_tos|ip_ttl VALUE[/HEXMASK]    value decimal, else hex
+      dst_ip|src_ip ADDRESS[/LEN|/MASK]
+      ip_flags [no]frag[/[no]firstfrag]
+                         these need protocol (or vlan_ethtype) ip or ipv6
+      dst_port|src_port PORT|MIN-MAX|VALUE/MASK
+                         needs ip_proto tcp, udp or sctp before it
+      tcp_flags HEX[/HEXMASK]          needs ip_proto tcp before it
+      type|code DEC[/DECMASK]          needs ip_proto icmp or icmpv6
+      arp_op request|reply|0-2[/MASK] | arp_sip|arp_tip ADDRESS[/LEN]
+      arp_sha|arp_tha MAC[/MAC|/0-48]  need protocol arp or rarp
+      skip_hw            kept and shown (no hardware path)
+      classid|flowid MAJ:MIN           kept and shown; steers nothing
+
+    ACTIONS ("action" before each; a control word may follow, as in tc)
+      drop | pass | continue | pipe    a bare control word is gact
+      mirred egress redirect dev DEV   to the same device: XDP_TX
+      vlan pop
+      vlan push id N [priority P] [protocol 802.1Q|802.1ad]
+      vlan modify id N [priority P] [protocol 802.1Q|802.1ad]
+      pedit ex munge eth dst|src set MAC [munge ...]
+                         (pedit's control defaults to pass, not pipe)
+      skbmod set dmac MAC [set smac MAC]
+      skbedit mark N[/MASK]            reported as XDP metadata
+      police rate RATE burst SIZE conform-exceed EXCEED[/CONFORM]
+    A rule without actions passes the frame and ends classification.
+    Valid tc that XDP cannot run exactly is accepted here and refused when
+    the rules are compiled: mirred ingress, mirred mirror, reclassify, trap,
+    goto chain, jump, and police without conform-exceed (whose exceed
+    default is reclassify).
+
+    OUTPUT
+      show and get print rules as tc does; -j prints JSON, -p indents it,
+      -s adds each rule's counters.
+
+    EXIT STATUS
+      0 done; 1 the command failed (for example, the rule already exists);
+      2 the command could not be read (the message names the word and its
+      position).
+
+    See docs/flower.md for the full reference.
+    """

@@ -1,4 +1,25 @@
 import ArgumentParser
+import Foundation
+
+/// iproute2's global options, written before the object: `xdpflow -s -j filter show dev eth0`.
+struct GlobalOptions: ParsableArguments {
+    @Flag(name: [.customShort("s"), .customLong("stats", withSingleDash: true)],
+          help: "Show each rule's counters (packets, bytes, last used).")
+    var stats = false
+
+    @Flag(name: [.customShort("j"), .customLong("json", withSingleDash: true)],
+          help: "Print rules as JSON (schema in docs/flower.md).")
+    var json = false
+
+    @Flag(name: [.customShort("p"), .customLong("pretty", withSingleDash: true)],
+          help: "Indent JSON output.")
+    var pretty = false
+
+    @Option(name: .customLong("batch", withSingleDash: true),
+            help: ArgumentHelp("Run the commands in FILE, one per line ('-' reads standard input); all or nothing.",
+                               valueName: "FILE"))
+    var batch: String?
+}
 
 @main
 struct XDPFlow: ParsableCommand {
@@ -8,4 +29,24 @@ struct XDPFlow: ParsableCommand {
         version: "0.1.0",
         subcommands: [Filter.self, Probe.self, Features.self, Gen.self]
     )
+
+    @OptionGroup var global: GlobalOptions
+
+    /// As ArgumentParser's, but a command line it cannot read exits with 2, as iproute2's
+    /// usage errors do, instead of EX_USAGE (64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(2)
+        }
+    }
+
+    func run() throws {
+        guard let path = global.batch else { throw CleanExit.helpRequest(self) }
+        try FilterRunner(options: global).runBatch(path: path)
+    }
 }

@@ -1,0 +1,146 @@
+/// A `-batch` file: one command per line, as iproute2 reads one.
+///
+/// - `#` at the start of a word comments out the rest of the line.
+/// - A line ending in `\` continues on the next one.
+/// - Words are separated by white space; "double" or 'single' quotes keep spaces.
+/// - A batch is all or nothing: every command is parsed, then run in order on copies of
+///   the rule sets it touches; only when all succeed are the new rule sets written to
+///   the store, one device at a time, each by replaying its commands on the stored set
+///   inside `RuleSetStore.update` (so a writer that got in between is not overwritten).
+public struct Batch {
+    public struct Line: Hashable, Sendable {
+        /// 1-based; for a continued command, the number of its first line.
+        public var number: Int
+        public var command: FilterCommand
+    }
+
+    public let lines: [Line]
+
+    /// Parses every line; the first bad line is the error.
+    public init(text: String) throws(BatchError) {
+        var lines: [Line] = []
+        for (number, words) in try Self.commandWords(text) {
+            do {
+                lines.append(Line(number: number, command: try FilterCommand.parse(words)))
+            } catch {
+                throw BatchError(line: number, reason: .parse(error))
+            }
+        }
+        self.lines = lines
+    }
+
+    /// Runs the batch on `store`. `output` receives, in order and only once everything
+    /// has been written, each command with the rules it named (see `FilterCommand.apply`).
+    public func run(on store: any RuleSetStore, output: (Line, [FlowRule]) -> Void) throws(BatchError) {
+        var sets: [String: RuleSet] = [:]
+        var results: [(Line, [FlowRule])] = []
+        for line in lines {
+            let device = line.command.device
+            do {
+                var set = try sets[device] ?? store.rules(of: device)
+                results.append((line, try line.command.apply(to: &set)))
+                sets[device] = set
+            } catch let error as RuleSetError {
+                throw BatchError(line: line.number, reason: .rules(error))
+            } catch {
+                throw BatchError(line: line.number, reason: .store("\(error)"))
+            }
+        }
+        var written: Set<String> = []
+        for line in lines where line.command.changesRules && !written.contains(line.command.device) {
+            let device = line.command.device
+            written.insert(device)
+            let commands = lines.filter { $0.command.device == device && $0.command.changesRules }
+            var failedLine = line.number
+            do {
+                try store.update(device: device) { set in
+                    for command in commands {
+                        failedLine = command.number
+                        try command.command.apply(to: &set)
+                    }
+                }
+            } catch let error as RuleSetError {
+                throw BatchError(line: failedLine, reason: .rules(error))
+            } catch {
+                throw BatchError(line: failedLine, reason: .store("\(error)"))
+            }
+        }
+        for (line, rules) in results { output(line, rules) }
+    }
+
+    /// The words of each command with the number of its first line.
+    static func commandWords(_ text: String) throws(BatchError) -> [(Int, [String])] {
+        var commands: [(Int, [String])] = []
+        var pending: (start: Int, text: String)?
+        // "\r\n" is one Character, and a newline.
+        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let start = pending?.start ?? index + 1
+            if line.hasSuffix("\\") {
+                pending = (start, (pending?.text ?? "") + line.dropLast() + " ")
+                continue
+            }
+            let whole = (pending?.text ?? "") + line
+            pending = nil
+            let words = try Self.words(whole, line: start)
+            if !words.isEmpty { commands.append((start, words)) }
+        }
+        if let pending {
+            let words = try Self.words(pending.text, line: pending.start)
+            if !words.isEmpty { commands.append((pending.start, words)) }
+        }
+        return commands
+    }
+
+    private static func words(_ text: String, line: Int) throws(BatchError) -> [String] {
+        var words: [String] = []
+        var current: String?
+        var quote: Character?
+        for character in text {
+            if let open = quote {
+                if character == open { quote = nil } else { current!.append(character) }
+            } else if character == "\"" || character == "'" {
+                quote = character
+                current = current ?? ""
+            } else if character.isWhitespace {
+                if let word = current { words.append(word) }
+                current = nil
+            } else if character == "#", current == nil {
+                break
+            } else {
+                current = (current ?? "") + String(character)
+            }
+        }
+        guard quote == nil else { throw BatchError(line: line, reason: .unterminatedQuote) }
+        if let word = current { words.append(word) }
+        return words
+    }
+}
+
+public struct BatchError: Error, CustomStringConvertible {
+    public enum Reason: Sendable {
+        case parse(ParseError)
+        case rules(RuleSetError)
+        case store(String)
+        case unterminatedQuote
+    }
+
+    public var line: Int
+    public var reason: Reason
+
+    /// Parse errors are usage errors (exit 2); the others are runtime errors (exit 1).
+    public var isUsageError: Bool {
+        switch reason {
+        case .parse, .unterminatedQuote: true
+        case .rules, .store: false
+        }
+    }
+
+    public var description: String {
+        switch reason {
+        case .parse(let error): "line \(line): \(error)"
+        case .rules(let error): "line \(line): \(error)"
+        case .store(let message): "line \(line): \(message)"
+        case .unterminatedQuote: "line \(line): unterminated quote"
+        }
+    }
+}

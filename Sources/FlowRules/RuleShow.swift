@@ -1,0 +1,214 @@
+import Packets
+
+/// A rule's counters, from whoever counts (the offload's per-rule maps).
+public struct RuleStats: Hashable, Sendable, Codable {
+    public var packets: UInt64
+    public var bytes: UInt64
+    /// Seconds since the rule last matched; nil when it never has.
+    public var lastUsed: UInt64?
+
+    public init(packets: UInt64, bytes: UInt64, lastUsed: UInt64?) {
+        self.packets = packets
+        self.bytes = bytes
+        self.lastUsed = lastUsed
+    }
+}
+
+/// `filter show` output for the rules of one device, as text in the style of
+/// `tc filter show` or as JSON (the schema is in docs/flower.md). `stats` is given
+/// with `-s`; a rule it has no counters for shows none.
+public struct RuleShow {
+    public var device: String
+    public var rules: [FlowRule]
+    public var stats: ((FlowRule) -> RuleStats?)?
+
+    public init(device: String, rules: [FlowRule], stats: ((FlowRule) -> RuleStats?)? = nil) {
+        self.device = device
+        self.rules = rules
+        self.stats = stats
+    }
+
+    /// Per prio, a line for the prio, then per rule its header, its keys indented by two
+    /// spaces, and its actions indented by a tab.
+    public var text: String {
+        var lines: [String] = []
+        var previous: (UInt32, UInt16)?
+        for rule in rules {
+            let head = "filter parent ffff: protocol \(rule.filterProtocol.name) pref \(rule.prio) flower chain \(rule.chain)"
+            if previous.map({ $0 != (rule.chain, rule.prio) }) ?? true { lines.append(head) }
+            previous = (rule.chain, rule.prio)
+            lines.append(head + " handle \(TCNames.handle(rule.handle))")
+            if let classID = rule.classID { lines.append("  classid \(TCNames.classID(classID))") }
+            if rule.filterProtocol != .all {
+                lines.append("  eth_type \(TCNames.etherTypeName(rule.filterProtocol.rawValue))")
+            }
+            for (keyword, value) in rule.flowerKeys { lines.append("  \(keyword) \(value)") }
+            if rule.skipHardware { lines.append("  skip_hw") }
+            lines.append("  not_in_hw")
+            if let counters = stats?(rule) {
+                let used = counters.lastUsed.map { "last used \($0) sec" } ?? "never used"
+                lines.append("\tSent \(counters.bytes) bytes \(counters.packets) pkt, \(used)")
+            }
+            for (order, action) in rule.actions.enumerated() {
+                lines.append("\taction order \(order + 1): \(action.showText)")
+            }
+            lines.append("")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// An array with one object per rule.
+    public func json(pretty: Bool) -> String {
+        JSONValue.array(rules.map(jsonObject)).serialized(pretty: pretty)
+    }
+
+    private func jsonObject(_ rule: FlowRule) -> JSONValue {
+        var fields: [(String, JSONValue)] = [
+            ("dev", .string(device)),
+            ("chain", .number(UInt64(rule.chain))),
+            ("prio", .number(UInt64(rule.prio))),
+            ("handle", .number(UInt64(rule.handle))),
+            ("protocol", .string(rule.filterProtocol.name)),
+            ("match", .object(rule.flowerKeys.map { ($0.keyword, .string($0.value)) })),
+            ("skip_hw", .bool(rule.skipHardware)),
+        ]
+        if let classID = rule.classID { fields.append(("classid", .string(TCNames.classID(classID)))) }
+        fields.append(("actions", .array(rule.actions.enumerated().map { $0.element.json(order: $0.offset + 1) })))
+        if let stats, let counters = stats(rule) {
+            fields.append(("stats", .object([
+                ("packets", .number(counters.packets)),
+                ("bytes", .number(counters.bytes)),
+                ("last_used", counters.lastUsed.map(JSONValue.number) ?? .null),
+            ])))
+        }
+        return .object(fields)
+    }
+}
+
+extension FlowAction {
+    /// The part of a `tc filter show` action line after "action order N: ".
+    var showText: String {
+        switch kind {
+        case .gact:
+            return "gact action \(control)"
+        case .mirred(let mirred):
+            let direction = mirred.direction == .egress ? "Egress" : "Ingress"
+            let mode = mirred.mode == .redirect ? "Redirect" : "Mirror"
+            return "mirred (\(direction) \(mode) to device \(mirred.device)) \(control)"
+        case .vlan(.pop):
+            return "vlan  pop \(control)"
+        case .vlan(.push(let id, let priority, let tpid)):
+            return "vlan  push id \(id) protocol \(TCNames.protocolName(tpid)) priority \(priority) \(control)"
+        case .vlan(.modify(let id, let priority, let tpid)):
+            return "vlan  modify id \(id) protocol \(TCNames.protocolName(tpid))"
+                + (priority.map { " priority \($0)" } ?? "") + " \(control)"
+        case .pedit(let edits):
+            return "pedit action \(control) keys \(edits.count) "
+                + edits.map { "eth \($0.field.rawValue) set \($0.address)" }.joined(separator: " ")
+        case .skbmod(let edit):
+            return "skbmod \(control)" + (edit.dstMAC.map { " set dmac \($0)" } ?? "")
+                + (edit.srcMAC.map { " set smac \($0)" } ?? "")
+        case .skbeditMark(let mark):
+            return "skbedit  mark \(mark.value)" + FlowRule.hexMask(mark.mask, unless: .max) + " \(control)"
+        case .police(let police):
+            return "police rate \(Self.rateText(police.bytesPerSecond)) burst \(Self.sizeText(police.burstBytes))"
+                + " action \(police.exceed)/\(control)"
+        }
+    }
+
+    func json(order: Int) -> JSONValue {
+        var fields: [(String, JSONValue)] = [("order", .number(UInt64(order)))]
+        switch kind {
+        case .gact:
+            fields.append(("kind", .string("gact")))
+        case .mirred(let mirred):
+            fields += [("kind", .string("mirred")), ("direction", .string(mirred.direction.rawValue)),
+                       ("mode", .string(mirred.mode.rawValue)), ("dev", .string(mirred.device))]
+        case .vlan(.pop):
+            fields += [("kind", .string("vlan")), ("vlan_action", .string("pop"))]
+        case .vlan(.push(let id, let priority, let tpid)):
+            fields += [("kind", .string("vlan")), ("vlan_action", .string("push")), ("id", .number(UInt64(id))),
+                       ("priority", .number(UInt64(priority))), ("protocol", .string(TCNames.protocolName(tpid)))]
+        case .vlan(.modify(let id, let priority, let tpid)):
+            fields += [("kind", .string("vlan")), ("vlan_action", .string("modify")), ("id", .number(UInt64(id))),
+                       ("priority", priority.map { .number(UInt64($0)) } ?? .null),
+                       ("protocol", .string(TCNames.protocolName(tpid)))]
+        case .pedit(let edits):
+            fields += [("kind", .string("pedit")), ("edits", .array(edits.map {
+                .object([("field", .string("eth \($0.field.rawValue)")), ("set", .string($0.address.description))])
+            }))]
+        case .skbmod(let edit):
+            fields.append(("kind", .string("skbmod")))
+            if let mac = edit.dstMAC { fields.append(("dmac", .string(mac.description))) }
+            if let mac = edit.srcMAC { fields.append(("smac", .string(mac.description))) }
+        case .skbeditMark(let mark):
+            fields += [("kind", .string("skbedit")), ("mark", .number(UInt64(mark.value))),
+                       ("mask", .number(UInt64(mark.mask)))]
+        case .police(let police):
+            fields += [("kind", .string("police")), ("rate_bytes_per_second", .number(police.bytesPerSecond)),
+                       ("burst_bytes", .number(UInt64(police.burstBytes))), ("exceed", .string(police.exceed.description))]
+        }
+        fields.append(("control", .string(control.description)))
+        return .object(fields)
+    }
+}
+
+/// Just enough JSON to print: object keys keep their order.
+enum JSONValue {
+    case null
+    case bool(Bool)
+    case number(UInt64)
+    case string(String)
+    case array([JSONValue])
+    case object([(String, JSONValue)])
+
+    /// Compact, or indented by four spaces per level as iproute2's `-p`.
+    func serialized(pretty: Bool) -> String {
+        var out = ""
+        write(to: &out, pretty: pretty, depth: 0)
+        return out
+    }
+
+    private func write(to out: inout String, pretty: Bool, depth: Int) {
+        let newline = pretty ? "\n" + String(repeating: "    ", count: depth + 1) : ""
+        let closing = pretty ? "\n" + String(repeating: "    ", count: depth) : ""
+        switch self {
+        case .null: out += "null"
+        case .bool(let value): out += value ? "true" : "false"
+        case .number(let value): out += String(value)
+        case .string(let value): out += Self.quoted(value)
+        case .array(let items):
+            guard !items.isEmpty else { out += "[]"; return }
+            out += "["
+            for (index, item) in items.enumerated() {
+                out += (index == 0 ? "" : ",") + newline
+                item.write(to: &out, pretty: pretty, depth: depth + 1)
+            }
+            out += closing + "]"
+        case .object(let fields):
+            guard !fields.isEmpty else { out += "{}"; return }
+            out += "{"
+            for (index, (key, value)) in fields.enumerated() {
+                out += (index == 0 ? "" : ",") + newline + Self.quoted(key) + (pretty ? ": " : ":")
+                value.write(to: &out, pretty: pretty, depth: depth + 1)
+            }
+            out += closing + "}"
+        }
+    }
+
+    private static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            case _ where scalar.value < 0x20: out += "\\u" + TCNames.hex(scalar.value, width: 4)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}

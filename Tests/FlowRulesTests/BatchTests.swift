@@ -1,0 +1,70 @@
+import FlowRules
+import Testing
+
+@Suite struct BatchTests {
+    @Test func commentsContinuationsAndQuotes() throws {
+        let batch = try Batch(text: """
+            # a comment line
+
+            filter add dev eth0 prio 1 protocol ip flower \\
+                ip_proto tcp dst_port 80 \\
+                action drop   # the rest is a comment
+            filter add dev "eth1" prio 2 flower action pass\r
+            filter show dev eth0
+            """)
+        #expect(batch.lines.map(\.number) == [3, 6, 7])
+        #expect(batch.lines[0].command == (try parse("filter add dev eth0 prio 1 protocol ip flower ip_proto tcp dst_port 80 action drop")))
+        #expect(batch.lines[1].command.device == "eth1")
+    }
+
+    @Test func parseErrorsNameTheirLine() {
+        #expect(throws: BatchError.self) { try Batch(text: "filter add dev eth0 flower\nfilter add dev eth0 flower dstport 1") }
+        do {
+            _ = try Batch(text: "filter add dev eth0 flower\n\nfilter add dev eth0 protocol ip flower \\\n dstport 1")
+        } catch {
+            #expect(error.line == 3)
+            #expect(error.isUsageError)
+            #expect(error.description == "line 3: word 8 'dstport': unknown flower key 'dstport'; did you mean 'dst_port'?")
+        }
+        #expect(throws: BatchError.self) { try Batch(text: "filter add dev 'eth0 flower") }
+    }
+
+    @Test func runAppliesEverythingThenPrintsInOrder() throws {
+        let store = InMemoryRuleSetStore()
+        let batch = try Batch(text: """
+            filter add dev eth0 prio 1 protocol ip flower ip_proto tcp action drop
+            filter add dev eth1 flower action pass
+            filter add dev eth0 prio 1 protocol ip flower ip_proto udp action pass
+            filter show dev eth0
+            filter del dev eth0 prio 1 handle 1 flower
+            filter show dev eth0
+            """)
+        var shown: [[UInt32]] = []
+        try batch.run(on: store) { line, rules in
+            if case .show = line.command.operation { shown.append(rules.map(\.handle)) }
+        }
+        #expect(shown == [[1, 2], [2]])
+        #expect(store.rules(of: "eth0").rules.map(\.match.ipProto) == [17])
+        #expect(store.rules(of: "eth1").rules.count == 1)
+    }
+
+    @Test func aFailingCommandChangesNothing() throws {
+        let store = InMemoryRuleSetStore()
+        try store.update(device: "eth0") { try $0.add(rule("filter add dev eth0 prio 5 flower action drop")) }
+        let batch = try Batch(text: """
+            filter add dev eth1 flower action pass
+            filter add dev eth0 prio 1 flower action pass
+            filter add dev eth0 prio 5 handle 1 flower action drop
+            """)
+        var printed = 0
+        #expect(throws: BatchError.self) { try batch.run(on: store) { _, _ in printed += 1 } }
+        do { try batch.run(on: store) { _, _ in } } catch {
+            #expect(error.line == 3)
+            #expect(!error.isUsageError)
+            #expect(error.description == "line 3: prio 5 handle 0x1 already exists")
+        }
+        #expect(printed == 0)
+        #expect(store.rules(of: "eth0").rules.count == 1)
+        #expect(store.rules(of: "eth1").rules.isEmpty)
+    }
+}
