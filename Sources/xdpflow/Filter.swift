@@ -1,4 +1,6 @@
 import ArgumentParser
+import BPFKernel
+import FlowOffload
 import FlowRules
 import Foundation
 
@@ -36,9 +38,8 @@ struct Filter: ParsableCommand {
 /// iproute2: 2 for a command that cannot be read, 1 for one that fails.
 struct FilterRunner {
     let options: GlobalOptions
-    /// Rules held for this process only, until FlowOffload's file-backed store is plugged
-    /// in here; a batch still sees its own earlier commands.
-    let store: any RuleSetStore = InMemoryRuleSetStore()
+    /// Rules persist per device in the state directory (XDPFLOW_STATE_DIR).
+    let store: any RuleSetStore = FileRuleSetStore()
 
     func run(_ words: [String]) throws {
         let command: FilterCommand
@@ -49,6 +50,7 @@ struct FilterRunner {
             throw fail("Error: \(error)", exitCode: 2)
         }
         do {
+            try requireDevice(of: command)
             let rules = try store.update(device: command.device) { set in try command.apply(to: &set) }
             emit(command, rules)
         } catch {
@@ -65,12 +67,30 @@ struct FilterRunner {
         } catch {
             throw fail("Error: cannot read batch file \(path): \(error.localizedDescription)", exitCode: 1)
         }
+        let batch: Batch
         do {
-            let batch = try Batch(text: text)
+            batch = try Batch(text: text)
+        } catch {
+            throw fail("Error: \(path): \(error)", exitCode: error.isUsageError ? 2 : 1)
+        }
+        for line in batch.lines {
+            do {
+                try requireDevice(of: line.command)
+            } catch {
+                throw fail("Error: \(path): line \(line.number): \(error)", exitCode: 1)
+            }
+        }
+        do {
             try batch.run(on: store) { line, rules in emit(line.command, rules) }
         } catch {
             throw fail("Error: \(path): \(error)", exitCode: error.isUsageError ? 2 : 1)
         }
+    }
+
+    /// Rules are only added for a device that exists, as tc ("Cannot find device").
+    private func requireDevice(of command: FilterCommand) throws {
+        guard command.changesRules else { return }
+        _ = try NetworkInterface(named: command.device)
     }
 
     /// Prints the rules that get and show name; the other commands print nothing, as tc.
@@ -79,7 +99,7 @@ struct FilterRunner {
         case .get, .show: break
         default: return
         }
-        // Rules that live in this process only have never met a packet.
+        // No offload runs yet (attaching comes with the runtime): no rule has met a packet.
         let stats: ((FlowRule) -> RuleStats?)? = options.stats ? { _ in RuleStats(packets: 0, bytes: 0, lastUsed: nil) } : nil
         let show = RuleShow(device: command.device, rules: rules, stats: stats)
         if options.json {

@@ -50,7 +50,7 @@ import Testing
 
     @Test func aFailingCommandChangesNothing() throws {
         let store = InMemoryRuleSetStore()
-        try store.update(device: "eth0") { try $0.add(rule("filter add dev eth0 prio 5 flower action drop")) }
+        _ = try store.update(device: "eth0") { try $0.add(rule("filter add dev eth0 prio 5 flower action drop")) }
         let batch = try Batch(text: """
             filter add dev eth1 flower action pass
             filter add dev eth0 prio 1 flower action pass

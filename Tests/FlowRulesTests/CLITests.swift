@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+
+/// The `xdpflow` executable, run as an operator would: bad rules are refused with
+/// the word, its position and what was expected, before any device is involved.
+@Suite struct CLITests {
+    static let xdpflow = URL(fileURLWithPath: CommandLine.arguments[0])
+        .deletingLastPathComponent().appendingPathComponent("xdpflow")
+
+    func run(_ arguments: [String]) throws -> (status: Int32, errors: String) {
+        let process = Process()
+        process.executableURL = Self.xdpflow
+        process.arguments = arguments
+        process.environment = ["XDPFLOW_STATE_DIR": FileManager.default.temporaryDirectory
+            .appendingPathComponent("xft-cli-\(UInt32.random(in: 0...UInt32.max))").path]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
+
+    @Test func aMisspelledKeyIsAUsageError() throws {
+        let result = try run(["filter", "add", "dev", "xft-none", "protocol", "ip", "flower",
+                              "ip_proto", "tcp", "dstport", "80", "action", "drop"])
+        #expect(result.status == 2)
+        #expect(result.errors == "Error: word 10 'dstport': unknown flower key 'dstport'; did you mean 'dst_port'?\n")
+    }
+
+    @Test func aDependencyIsNamed() throws {
+        let result = try run(["filter", "add", "dev", "xft-none", "protocol", "ip", "flower", "dst_port", "80"])
+        #expect(result.status == 2)
+        #expect(result.errors.contains("dst_port needs ip_proto tcp, udp or sctp"))
+    }
+
+    @Test func aMissingDeviceIsARuntimeError() throws {
+        let result = try run(["filter", "add", "dev", "xft-none", "protocol", "ip", "flower", "action", "drop"])
+        #expect(result.status == 1)
+        #expect(result.errors == "Error: device xft-none does not exist\n")
+    }
+
+    @Test func aBadBatchNamesItsLine() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("xft-batch-\(UInt32.random(in: 0...UInt32.max))")
+        try "# two rules\nfilter add dev xft-none protocol ip flower action drop\nfilter add dev xft-none flower vlan_id 5000\n"
+            .write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let result = try run(["-batch", file.path])
+        #expect(result.status == 2)
+        #expect(result.errors.contains("line 3"))
+    }
+}

@@ -1,0 +1,64 @@
+import FlowOffload
+import FlowRules
+import Foundation
+import SystemPackage
+import Testing
+
+@Suite struct FileStoreTests {
+    let directory = FilePath(FileManager.default.temporaryDirectory.path)
+        .appending("xft-store-\(UInt32.random(in: 0...UInt32.max))")
+
+    func rule(_ text: String) throws -> FlowRule {
+        guard case .add(let rule) = try FilterCommand.parse(text.split(separator: " ").map(String.init)).operation else {
+            throw StoreTestError.notAnAdd(text)
+        }
+        return rule
+    }
+
+    enum StoreTestError: Error { case notAnAdd(String) }
+
+    @Test func rulesOutliveTheStoreValue() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory.string) }
+        let rule = try rule("filter add dev xft0 protocol ip prio 3 flower ip_proto udp dst_port 53 action drop")
+        try FileRuleSetStore(directory: directory).update(device: "xft0") { _ = try $0.add(rule) }
+        let reread = try FileRuleSetStore(directory: directory).rules(of: "xft0")
+        #expect(reread.rules.count == 1)
+        #expect(reread.rules.first?.prio == 3)
+        #expect(try FileRuleSetStore(directory: directory).rules(of: "xft1").rules.isEmpty)
+    }
+
+    @Test func aFailedChangeLeavesTheFileAsItWas() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory.string) }
+        let store = FileRuleSetStore(directory: directory)
+        let first = try rule("filter add dev xft0 protocol ip prio 3 handle 1 flower ip_proto udp action drop")
+        try store.update(device: "xft0") { _ = try $0.add(first) }
+        let file = directory.appending("xft0.rules.json").string
+        let before = try Data(contentsOf: URL(fileURLWithPath: file))
+        #expect(throws: (any Error).self) {
+            try store.update(device: "xft0") { set in
+                _ = try set.add(try rule("filter add dev xft0 protocol ip prio 4 flower ip_proto tcp action drop"))
+                _ = try set.add(first)   // the same handle again: refused, and so is the whole change
+            }
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: file)) == before)
+        #expect(try store.rules(of: "xft0").rules.count == 1)
+    }
+
+    @Test func twoWritersAtOnceLoseNothing() async throws {
+        defer { try? FileManager.default.removeItem(atPath: directory.string) }
+        let directory = self.directory
+        let rules = try (1...60).map { try rule("filter add dev xft0 protocol ip prio \($0) flower ip_proto tcp action drop") }
+        await withTaskGroup(of: Void.self) { group in
+            for writer in 0..<2 {
+                group.addTask {
+                    // Each writer opens its own store, as two processes would.
+                    let store = FileRuleSetStore(directory: directory)
+                    for rule in rules.enumerated().filter({ $0.offset % 2 == writer }).map(\.element) {
+                        try? store.update(device: "xft0") { _ = try $0.add(rule) }
+                    }
+                }
+            }
+        }
+        #expect(try FileRuleSetStore(directory: directory).rules(of: "xft0").rules.count == 60)
+    }
+}
