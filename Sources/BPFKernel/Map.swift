@@ -250,8 +250,7 @@ extension Array where Element == [UInt8] {
         var sums = [UInt64](repeating: 0, count: width / 8)
         for value in self {
             for word in sums.indices {
-                let bytes = value[word * 8..<word * 8 + 8]
-                sums[word] &+= bytes.reversed().reduce(0) { $0 << 8 | UInt64($1) }
+                sums[word] &+= value.littleEndian(at: word * 8) as UInt64
             }
         }
         return sums

@@ -84,11 +84,11 @@ enum GenericNetlink {
         guard let familyAttributes = family, let id = familyAttributes[familyIDAttribute], id.count >= 2 else {
             return nil
         }
-        let familyID = UInt16(id[0]) | UInt16(id[1]) << 8
+        let familyID: UInt16 = id.littleEndian(at: 0)
         let device = try request(socket, type: familyID, command: deviceGet,
                                  attributes: [(ifindexAttribute, withUnsafeBytes(of: ifindex.littleEndian, Array.init))])
         guard let value = device?[xdpFeaturesAttribute], value.count >= 8 else { return nil }
-        return XDPFeatures(rawValue: value.prefix(8).reversed().reduce(0) { $0 << 8 | UInt64($1) })
+        return XDPFeatures(rawValue: value.littleEndian(at: 0))
     }
 
     /// Sends one request and returns the attributes of its answer; nil when the kernel
@@ -117,27 +117,21 @@ enum GenericNetlink {
         let length = recv(socket.rawValue, &answer, answer.count, 0)
         guard length >= 16 else { throw .call("recv", subject: "generic netlink", errno: .current) }
         let reply = Array(answer.prefix(length))
-        let replyType = UInt16(reply[4]) | UInt16(reply[5]) << 8
-        if replyType == errorType {
-            let code = Int32(bitPattern: reply[16...19].reversed().reduce(0) { $0 << 8 | UInt32($1) })
+        if reply.littleEndian(at: 4) == errorType {
+            guard reply.count >= 20 else { throw .call("recv", subject: "generic netlink error", errno: .badMessage) }
+            let code: Int32 = reply.littleEndian(at: 16)
             if code == -ENOENT || code == -EOPNOTSUPP { return nil }
             throw .call("netlink request", subject: "command \(command)", errno: Errno(rawValue: -code))
         }
         var parsed = [UInt16: [UInt8]]()
         var offset = 20  // nlmsghdr + genlmsghdr
         while offset + 4 <= reply.count {
-            let attributeLength = Int(UInt16(reply[offset]) | UInt16(reply[offset + 1]) << 8)
-            let kind = (UInt16(reply[offset + 2]) | UInt16(reply[offset + 3]) << 8) & 0x3fff
+            let attributeLength = Int(reply.littleEndian(at: offset) as UInt16)
+            let kind = (reply.littleEndian(at: offset + 2) as UInt16) & 0x3fff
             guard attributeLength >= 4, offset + attributeLength <= reply.count else { break }
             parsed[kind] = Array(reply[offset + 4..<offset + attributeLength])
             offset += (attributeLength + 3) & ~3
         }
         return parsed
-    }
-}
-
-extension Array where Element == UInt8 {
-    mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
-        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
 }
