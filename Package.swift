@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "BPFKernel", targets: ["BPFKernel"]),
         .library(name: "Packets", targets: ["Packets"]),
         .library(name: "FlowRules", targets: ["FlowRules"]),
+        .library(name: "FlowCompiler", targets: ["FlowCompiler"]),
         .library(name: "FlowOffload", targets: ["FlowOffload"]),
     ],
     dependencies: [
@@ -37,18 +38,20 @@ let package = Package(
         .target(name: "Packets"),
         // Pure Swift: tc flower rules, their grammar, and the reference classifier.
         .target(name: "FlowRules", dependencies: ["Packets"]),
-        // Per-device state and runtime: the rule store now, the live offload later.
+        // Pure Swift: rule set -> plan (subtables by prio and mask) -> XDP program.
+        .target(name: "FlowCompiler", dependencies: ["BPFAssembly", "FlowRules", "Packets"]),
+        // Per-device runtime: the rule store, loading a plan into the kernel, test-run traces.
         .target(
             name: "FlowOffload",
             dependencies: [
-                "FlowRules", "BPFKernel",
+                "FlowRules", "FlowCompiler", "BPFKernel",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(
             name: "xdpflow",
             dependencies: [
-                "BPFAssembly", "BPFKernel", "FlowRules", "FlowOffload", "Packets",
+                "BPFAssembly", "BPFKernel", "FlowRules", "FlowCompiler", "FlowOffload", "Packets",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -63,6 +66,15 @@ let package = Package(
             name: "PacketsTests",
             dependencies: [
                 "Packets",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        // Plans and programs: pure tests, plus the differential tests against the
+        // reference classifier through BPF_PROG_TEST_RUN (kernel).
+        .testTarget(
+            name: "FlowCompilerTests",
+            dependencies: [
+                "FlowCompiler", "FlowOffload", "FlowRules", "Packets", "BPFAssembly", "BPFKernel", "KernelTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

@@ -140,6 +140,9 @@ public struct TestRunResult: Sendable {
     public var packet: [UInt8]
     /// Average duration of one run, in nanoseconds.
     public var duration: UInt32
+    /// With a context: how many bytes of `packet` are metadata in front of the frame
+    /// (the kernel reports data - data_meta in the context it writes back).
+    public var metadataLength: Int?
 
     public var action: XDPAction? { XDPAction(rawValue: Int32(bitPattern: returnValue)) }
 }
@@ -149,26 +152,32 @@ extension Program {
     public func testRun(_ run: TestRun) throws(BPFError) -> TestRunResult {
         var output = [UInt8](repeating: 0, count: run.liveFrames ? 0 : run.outputCapacity)
         var context = run.context?.fields(inputLength: run.packet.count) ?? []
+        var contextOut = [UInt32](repeating: 0, count: context.count)
         var opts = bpf_test_run_opts()
         opts.sz = MemoryLayout<bpf_test_run_opts>.size
         opts.data_size_in = UInt32(run.packet.count)
         opts.data_size_out = UInt32(output.count)
         opts.ctx_size_in = UInt32(context.count * 4)
+        opts.ctx_size_out = UInt32(contextOut.count * 4)
         opts.repeat = Int32(clamping: run.repeatCount)
         opts.flags = run.liveFrames ? UInt32(BPF_F_TEST_XDP_LIVE_FRAMES) : 0
         opts.batch_size = UInt32(run.batchSize)
         let result = run.packet.withUnsafeBytes { packet in
             output.withUnsafeMutableBytes { out in
                 context.withUnsafeMutableBytes { ctx in
-                    opts.data_in = packet.baseAddress
-                    opts.data_out = out.count > 0 ? out.baseAddress : nil
-                    opts.ctx_in = ctx.count > 0 ? UnsafeRawPointer(ctx.baseAddress) : nil
-                    return bpf_prog_test_run_opts(descriptor.rawValue, &opts)
+                    contextOut.withUnsafeMutableBytes { ctxOut in
+                        opts.data_in = packet.baseAddress
+                        opts.data_out = out.count > 0 ? out.baseAddress : nil
+                        opts.ctx_in = ctx.count > 0 ? UnsafeRawPointer(ctx.baseAddress) : nil
+                        opts.ctx_out = ctxOut.count > 0 ? ctxOut.baseAddress : nil
+                        return bpf_prog_test_run_opts(descriptor.rawValue, &opts)
+                    }
                 }
             }
         }
         try check("bpf_prog_test_run_opts", name, result)
         return TestRunResult(returnValue: opts.retval, packet: Array(output.prefix(Int(opts.data_size_out))),
-                             duration: opts.duration)
+                             duration: opts.duration,
+                             metadataLength: contextOut.isEmpty ? nil : Int(contextOut[0]))
     }
 }

@@ -6,6 +6,8 @@ public struct ReferenceClassifier {
     public let device: String
     /// Chain 0 in classification order: by prio, then handle.
     public let rules: [FlowRule]
+    /// The layers the rules read: a dissection failure elsewhere does not matter.
+    public let keyLayers: KeyLayers
     private var policers: [PolicerID: TokenBucket] = [:]
 
     /// Refuses a rule set with a rule XDP cannot run exactly.
@@ -15,6 +17,7 @@ public struct ReferenceClassifier {
         }
         self.device = device
         self.rules = rules.rules
+        keyLayers = rules.keyLayers
     }
 
     /// Classifies `frame`, received on `device` at `now` (nanoseconds on any monotonic
@@ -22,7 +25,7 @@ public struct ReferenceClassifier {
     public mutating func classify(_ frame: [UInt8], now: UInt64) -> Classification {
         var result = Classification(verdict: .pass, frame: frame)
         var keys = FlowKeys(dissecting: frame)
-        if let reason = keys.unclassifiable {
+        if let reason = undecidable(keys) {
             result.unclassifiable = reason
             return result
         }
@@ -41,7 +44,7 @@ public struct ReferenceClassifier {
                 // the frame as the actions left it.
                 while index < rules.count, rules[index].prio == rule.prio { index += 1 }
                 keys = FlowKeys(dissecting: result.frame)
-                if let reason = keys.unclassifiable {
+                if let reason = undecidable(keys) {
                     result.unclassifiable = reason
                     result.verdict = .pass
                     return result
@@ -50,6 +53,11 @@ public struct ReferenceClassifier {
         }
         result.verdict = .pass
         return result
+    }
+
+    /// The dissector's reason when it left undetermined a key some rule reads.
+    private func undecidable(_ keys: FlowKeys) -> Unclassifiable? {
+        keys.undeterminedLayers.isDisjoint(with: keyLayers) ? nil : keys.unclassifiable
     }
 
     private enum Outcome { case verdict(Classification.Verdict), continueClassification }
@@ -117,7 +125,8 @@ public struct Classification: Hashable, Sendable {
     public var matchedRules: [FlowRule] = []
     /// The skb mark the rules set (XDP hands it on as metadata); nil when none did.
     public var mark: UInt32?
-    /// Set when the dissector could not classify the frame: it is passed, unmatched.
+    /// Set when the dissector could not determine a key some rule reads: the frame is
+    /// passed, unmatched.
     public var unclassifiable: Unclassifiable?
 
     public init(verdict: Verdict, frame: [UInt8]) {
@@ -129,6 +138,11 @@ public struct Classification: Hashable, Sendable {
 public struct UnsupportedRule: Error, Hashable, Sendable, CustomStringConvertible {
     public var rule: FlowRule
     public var limitations: [XDPLimitation]
+
+    public init(rule: FlowRule, limitations: [XDPLimitation]) {
+        self.rule = rule
+        self.limitations = limitations
+    }
 
     public var description: String {
         "prio \(rule.prio) handle \(TCNames.handle(rule.handle)): "

@@ -281,13 +281,29 @@ func hits(_ flower: String, protocol proto: String = "ip", _ frame: [UInt8]) thr
         #expect(c.classify(frame, now: 60 * second).verdict == .drop, "never more than the burst")
     }
 
-    @Test func unclassifiableFramesPassUnmatched() throws {
-        var c = try classifier(["filter add dev eth0 flower action drop"])
+    @Test func framesWithUndeterminedKeysPassUnmatched() throws {
+        var c = try classifier(["filter add dev eth0 protocol ip flower dst_ip 10.0.0.2 action pass",
+                                "filter add dev eth0 flower action drop"])
         let tooDeep = ether().vlan(id: 1).vlan(id: 2).vlan(id: 3).ipv4(src: client, dst: server).bytes
         let result = c.classify(tooDeep, now: 0)
         #expect(result.verdict == .pass)
         #expect(result.unclassifiable == .vlanTooDeep)
         #expect(result.matchedRules.isEmpty)
+    }
+
+    @Test func dissectionFailuresInLayersNoRuleReadsDoNotMatter() throws {
+        var c = try classifier(["filter add dev eth0 protocol ip flower ip_proto udp dst_port 53 action pass",
+                                "filter add dev eth0 flower action drop"])
+        // IPv6 with more extension headers than walked: no rule reads IPv6.
+        let deep = ether().ipv6(src: IPv6Address(rawValue: 1), dst: IPv6Address(rawValue: 2),
+                                extensionHeaders: Array(repeating: .hopByHop(), count: 5)).udp(src: 1, dst: 53).bytes
+        let result = c.classify(deep, now: 0)
+        #expect(result.unclassifiable == nil)
+        #expect(result.verdict == .drop)
+        // A TCP header with data offset 4 under IPv4: the port rule reads IPv4 transport.
+        let badTCP = ether().ipv4(src: client, dst: server).tcp(src: 1, dst: 53, dataOffset: 4).bytes
+        #expect(c.classify(badTCP, now: 0).unclassifiable == .malformedHeader)
+        #expect(c.classify(badTCP, now: 0).verdict == .pass)
     }
 
     @Test func rulesXDPCannotRunAreRefusedWithTheirReasons() throws {

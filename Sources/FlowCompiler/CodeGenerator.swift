@@ -1,0 +1,617 @@
+import BPFAssembly
+import FlowRules
+import Packets
+
+/// The maps every program uses besides its subtables, by name.
+public enum FlowMaps {
+    /// Per-CPU array, u32 slot -> `RuleCounters` (slots 0 and 1: miss and unparsed).
+    public static let counters = "xf_counters"
+    /// Array, u32 action index -> `ActionProgram`.
+    public static let actions = "xf_actions"
+    /// Devmap, u32 key -> ifindex of a redirect target.
+    public static let redirect = "xf_redirect"
+    /// Array, u32 index -> `PolicerConfig` (and its bucket state).
+    public static let policers = "xf_policers"
+    /// Array of one `TraceLog`, in programs compiled to record matches.
+    public static let trace = "xf_trace"
+}
+
+/// What a program compiled with `recordMatches` writes for each frame: the counter
+/// slots it counted, in order (rules, or the miss and unparsed slots).
+public enum TraceLog {
+    public static let capacity = 16
+    /// u32 count, then `capacity` u32 slots.
+    public static let size = 4 + 4 * capacity
+}
+
+/// One rule's per-CPU counters: packets, bytes, last hit (CLOCK_MONOTONIC ns).
+public enum RuleCounters {
+    public static let size = 24
+    public static let packetsOffset: Int16 = 0, bytesOffset: Int16 = 8, lastHitOffset: Int16 = 16
+}
+
+/// The metadata XDPFlow writes in front of a frame whose rule set a mark, for tc (skb
+/// data_meta) or AF_XDP to read. A fixed 8-byte header indexes the values so a reader
+/// finds a key without walking the others:
+///
+///     0  'x' 'f'        magic
+///     2  version (1)
+///     3  length         of the whole area, bytes
+///     4  offset[4]      of key K's value from the start, 0 = absent
+///                       (key 0: mark, u32 host order; keys 1-3 reserved)
+///     8  mark
+public enum FlowMetadata {
+    public static let magic: [UInt8] = [0x78, 0x66]
+    public static let version: UInt8 = 1
+    public static let length = 12
+    public static let markKey = 0
+    public static let markOffset = 8
+
+    /// The header as written, for readers and tests.
+    public static let header: [UInt8] = magic + [version, UInt8(length), UInt8(markOffset), 0, 0, 0]
+
+    /// The mark in a metadata area, when the area is XDPFlow's and holds one.
+    public static func mark(in area: [UInt8]) -> UInt32? {
+        guard area.count >= 8, Array(area[0 ..< 3]) == magic + [version] else { return nil }
+        let offset = Int(area[4 + markKey])
+        guard offset != 0, offset + 4 <= area.count else { return nil }
+        return (0 ..< 4).reduce(UInt32(0)) { $0 | UInt32(area[offset + $1]) << ($1 * 8) }
+    }
+}
+
+/// Options that change the program but not the rules.
+public struct CompileOptions: Hashable, Sendable {
+    /// What a frame the program cannot classify with certainty gets: pass (the default)
+    /// or drop.
+    public var unparsedVerdict: XDPAction = .pass
+    /// Log every counted slot in `FlowMaps.trace` (for `trace`; never attached).
+    public var recordMatches = false
+
+    public init(unparsedVerdict: XDPAction = .pass, recordMatches: Bool = false) {
+        self.unparsedVerdict = unparsedVerdict
+        self.recordMatches = recordMatches
+    }
+}
+
+/// Turns a plan into an XDP program: parse the headers the plan needs into a key record,
+/// look the subtables up in priority order, run the winning rule's actions.
+public struct CodeGenerator {
+    /// Returned by the `hit` function for `continue`: classification goes on.
+    static let continueClassification: Int32 = 0x100
+
+    // Main's stack frame.
+    static let record: Int16 = -104
+    static let key: Int16 = -208
+    static let length: Int16 = -216
+    static let scratch: Int16 = -224
+
+    let plan: Plan
+    let options: CompileOptions
+    var asm = Assembler()
+
+    public static func generate(_ plan: Plan, options: CompileOptions = CompileOptions()) throws(AssemblyError)
+        -> [Instruction] {
+        var generator = CodeGenerator(plan: plan, options: options)
+        generator.main()
+        generator.parseFunction()
+        if !plan.subtables.isEmpty { generator.hitFunction() }
+        generator.countFunction()
+        return try generator.asm.assemble()
+    }
+
+    // MARK: - main
+
+    private mutating func main() {
+        asm.emit(.mov(.r6, .r1))
+        // The received length, for counters and police.
+        asm.emit([.load(.r2, .word, from: .r6, XDPContext.data), .load(.r3, .word, from: .r6, XDPContext.dataEnd),
+                  .alu(.sub, .r3, .r2), .store(.double, to: .fp, Self.length, .r3)])
+        callParse()
+        for (index, group) in plan.prioGroups.enumerated() {
+            lookUp(group, index: index)
+        }
+        asm.emit([.mov(.r1, .r6), .mov(.r2, Int32(RuleSlots.miss)), .load(.r3, .double, from: .fp, Self.length),
+                  .call(Label("count"))])
+        asm.emit(Instruction.return(XDPAction.pass))
+        asm.label("unparsed")
+        asm.emit([.mov(.r1, .r6), .mov(.r2, Int32(RuleSlots.unparsed)), .load(.r3, .double, from: .fp, Self.length),
+                  .call(Label("count"))])
+        asm.emit(Instruction.return(options.unparsedVerdict))
+    }
+
+    private mutating func callParse() {
+        asm.emit([.mov(.r1, .r6), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.record)), .call(Label("parse")),
+                  .jump(.notEqual, .r0, 0, to: "unparsed")])
+    }
+
+    /// One prio: every subtable is looked up; the entry with the lowest handle wins (one
+    /// subtable: its hit wins at once). r8 = winning value, r9 = its handle.
+    private mutating func lookUp(_ group: [Subtable], index: Int) {
+        let hit = Label("hit_\(index)"), end = Label("group_end_\(index)")
+        let single = group.count == 1
+        if !single { asm.emit([.mov(.r8, 0), .mov(.r9, -1, .bits32)]) }
+        for (position, subtable) in group.enumerated() {
+            let next = Label("next_\(index)_\(position)")
+            let presence = Int32(bitPattern: subtable.mask.presence.rawValue)
+            if presence != 0 {
+                asm.emit([.load(.r1, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)),
+                          .alu(.and, .r1, presence), .jump(.notEqual, .r1, presence, to: next)])
+            }
+            switch subtable.storage {
+            case .direct:
+                directIndex(subtable.mask.keyBytes)
+                asm.emit([.store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, subtable.mapName),
+                          .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem),
+                          .jump(.equal, .r0, 0, to: next),
+                          .load(.r1, .word, from: .r0, Int16(SubtableValue.slotOffset)),
+                          .jump(.equal, .r1, 0, to: next)])
+            case .hash:
+                buildKey(subtable.mask.keyBytes)
+                asm.emit([.loadMap(.r1, subtable.mapName), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.key)),
+                          .call(.mapLookupElem), .jump(.equal, .r0, 0, to: next)])
+            }
+            if single {
+                asm.emit([.mov(.r8, .r0), .jump(to: hit)])
+            } else {
+                asm.emit([.load(.r1, .word, from: .r0, Int16(SubtableValue.handleOffset)),
+                          .jump(.greaterOrEqual, .r1, .r9, to: next), .mov(.r9, .r1), .mov(.r8, .r0)])
+            }
+            asm.label(next)
+        }
+        if single {
+            asm.emit(.jump(to: end))
+        } else {
+            asm.emit(.jump(.equal, .r8, 0, to: end))
+        }
+        asm.label(hit)
+        asm.emit([.mov(.r1, .r6), .load(.r2, .word, from: .r8, Int16(SubtableValue.slotOffset)),
+                  .load(.r3, .word, from: .r8, Int16(SubtableValue.actionOffset)),
+                  .load(.r4, .double, from: .fp, Self.length), .call(Label("hit")),
+                  .jump(.equal, .r0, Self.continueClassification, to: Label("continue_\(index)")), .exit])
+        asm.label(Label("continue_\(index)"))
+        callParse()
+        asm.label(end)
+    }
+
+    /// r1 = the key of a direct subtable as an index: its bytes, big-endian.
+    private mutating func directIndex(_ bytes: [(offset: Int, mask: UInt8)]) {
+        asm.emit(.mov(.r1, 0))
+        for byte in bytes {
+            asm.emit([.alu(.lsh, .r1, 8), .load(.r2, .byte, from: .fp, Self.record + Int16(byte.offset))])
+            if byte.mask != 0xff { asm.emit(.alu(.and, .r2, Int32(byte.mask))) }
+            asm.emit(.alu(.or, .r1, .r2))
+        }
+    }
+
+    /// Writes a hash subtable's key at `key`: runs of record bytes, masked, moved with the
+    /// widest loads both alignments allow (the verifier insists on aligned stack access).
+    private mutating func buildKey(_ bytes: [(offset: Int, mask: UInt8)]) {
+        var position = 0
+        while position < bytes.count {
+            let source = bytes[position].offset
+            var width = 8
+            while width > 1 && (source % width != 0 || position % width != 0 || position + width > bytes.count
+                || (1 ..< width).contains(where: { bytes[position + $0].offset != source + $0 })) {
+                width /= 2
+            }
+            let masks = bytes[position ..< position + width].map(\.mask)
+            let size = Size(bytes: width)!
+            asm.emit(.load(.r1, size, from: .fp, Self.record + Int16(source)))
+            if masks.contains(where: { $0 != 0xff }) {
+                let mask = masks.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << ($1.offset * 8) }
+                if width == 8 {
+                    asm.emit([.loadImmediate(.r2, Int64(bitPattern: mask)), .alu(.and, .r1, .r2)])
+                } else {
+                    asm.emit(.alu(.and, .r1, Int32(bitPattern: UInt32(mask))))
+                }
+            }
+            asm.emit(.store(size, to: .fp, Self.key + Int16(position), .r1))
+            position += width
+        }
+    }
+
+    // MARK: - parse(ctx, record) -> 0, or 1 when the frame cannot be classified
+
+    /// Registers: r7 data, r8 data end, r9 record, r6 presence, r4 cursor, r5 EtherType
+    /// or protocol (as loaded: network order in the register's low bytes).
+    private mutating func parseFunction() {
+        let fields = plan.fields
+        let layers = plan.keyLayers
+        let vlanFields: Set<KeyField> = [.vlanTCI, .vlanTPID, .cvlanTCI, .cvlanTPID]
+        let parseVLAN = !layers.isEmpty || !fields.isDisjoint(with: vlanFields)
+
+        asm.label("parse")
+        asm.emit([.mov(.r9, .r2), .load(.r7, .word, from: .r1, XDPContext.data),
+                  .load(.r8, .word, from: .r1, XDPContext.dataEnd), .mov(.r6, 0)])
+        for offset in stride(from: 0, to: KeyField.recordSize, by: 8) {
+            asm.emit(.store(.double, to: .r9, Int16(offset), 0))
+        }
+        asm.emit([.mov(.r2, .r7), .alu(.add, .r2, 14), .jump(.greater, .r2, .r8, to: "parsed")])
+        copy(.dstMAC, from: 0)
+        copy(.srcMAC, from: 6)
+        asm.emit([.load(.r5, .half, from: .r7, 12), .store(.half, to: .r9, Int16(KeyField.outerType.offset), .r5),
+                  .store(.half, to: .r9, Int16(KeyField.etherType.offset), .r5),
+                  .alu(.or, .r6, Int32(Presence.ethernet.rawValue)), .mov(.r4, .r7), .alu(.add, .r4, 14)])
+        if parseVLAN {
+            for (depth, tci, tpid, presence) in [(0, KeyField.vlanTCI, KeyField.vlanTPID, Presence.vlan),
+                                                 (1, .cvlanTCI, .cvlanTPID, .cvlan)] {
+                let tag = Label("tag_\(depth)")
+                asm.emit([.jump(.equal, .r5, raw(EtherType.vlan), to: tag),
+                          .jump(.notEqual, .r5, raw(EtherType.qinq), to: "network"),])
+                asm.label(tag)
+                asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 4), .jump(.greater, .r2, .r8, to: "parsed"),
+                          .load(.r3, .half, from: .r4, 0), .store(.half, to: .r9, Int16(tci.offset), .r3),
+                          .store(.half, to: .r9, Int16(tpid.offset), .r5),
+                          .load(.r5, .half, from: .r4, 2), .store(.half, to: .r9, Int16(KeyField.etherType.offset), .r5),
+                          .alu(.or, .r6, Int32(presence.rawValue)), .alu(.add, .r4, 4)])
+            }
+            // A third tag: what lies behind it is unknown; it matters when a rule reads it.
+            let tooDeep: Label = layers.isEmpty ? "parsed" : "unparsed_frame"
+            asm.emit([.jump(.equal, .r5, raw(EtherType.vlan), to: tooDeep),
+                      .jump(.equal, .r5, raw(EtherType.qinq), to: tooDeep)])
+        }
+        asm.label("network")
+        if layers.contains(.arp) {
+            asm.emit([.jump(.equal, .r5, raw(EtherType.arp), to: "arp"), .jump(.equal, .r5, raw(EtherType.rarp), to: "arp")])
+        }
+        if !layers.isDisjoint(with: [.ipv4, .ipv4Transport]) {
+            asm.emit(.jump(.equal, .r5, raw(EtherType.ipv4), to: "ipv4"))
+        }
+        if !layers.isDisjoint(with: [.ipv6, .ipv6Protocol, .ipv6Transport]) {
+            asm.emit(.jump(.equal, .r5, raw(EtherType.ipv6), to: "ipv6"))
+        }
+        asm.emit(.jump(to: "parsed"))
+        if layers.contains(.arp) { parseARP() }
+        if !layers.isDisjoint(with: [.ipv4, .ipv4Transport]) { parseIPv4(transport: layers.contains(.ipv4Transport)) }
+        if !layers.isDisjoint(with: [.ipv6, .ipv6Protocol, .ipv6Transport]) {
+            parseIPv6(walk: !layers.isDisjoint(with: [.ipv6Protocol, .ipv6Transport]),
+                      transport: layers.contains(.ipv6Transport))
+        }
+        asm.label("parsed")
+        asm.emit([.store(.word, to: .r9, Int16(KeyField.presenceOffset), .r6), .mov(.r0, 0), .exit])
+        if isReferenced("unparsed_frame") {
+            asm.label("unparsed_frame")
+            asm.emit(Instruction.return(1))
+        }
+    }
+
+    /// Copies a field from the packet at `cursor + offset` into the record, when a
+    /// subtable reads it.
+    private mutating func copy(_ field: KeyField, from offset: Int16, cursor: Register = .r7) {
+        guard plan.fields.contains(field) else { return }
+        var done = 0
+        while done < field.width {
+            let target = field.offset + done
+            var width = 8
+            while width > field.width - done || target % width != 0 { width /= 2 }
+            let size = Size(bytes: width)!
+            asm.emit([.load(.r1, size, from: cursor, offset + Int16(done)), .store(size, to: .r9, Int16(target), .r1)])
+            done += width
+        }
+    }
+
+    private mutating func parseARP() {
+        asm.label("arp")
+        asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 28), .jump(.greater, .r2, .r8, to: "parsed"),
+                  .load(.r3, .half, from: .r4, 0), .jump(.notEqual, .r3, raw(1), to: "parsed"),
+                  .load(.r3, .half, from: .r4, 2), .jump(.notEqual, .r3, raw(EtherType.ipv4), to: "parsed"),
+                  .load(.r3, .half, from: .r4, 4), .jump(.notEqual, .r3, raw(6 << 8 | 4), to: "parsed"),
+                  .load(.r3, .half, from: .r4, 6), .jump(.equal, .r3, raw(1), to: "arp_op"),
+                  .jump(.notEqual, .r3, raw(2), to: "parsed")])
+        asm.label("arp_op")
+        copy(.arpOp, from: 7, cursor: .r4)
+        copy(.arpSenderMAC, from: 8, cursor: .r4)
+        copy(.arpSenderIP, from: 14, cursor: .r4)
+        copy(.arpTargetMAC, from: 18, cursor: .r4)
+        copy(.arpTargetIP, from: 24, cursor: .r4)
+        asm.emit([.alu(.or, .r6, Int32(Presence.arp.rawValue)), .jump(to: "parsed")])
+    }
+
+    private mutating func parseIPv4(transport: Bool) {
+        asm.label("ipv4")
+        asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 20), .jump(.greater, .r2, .r8, to: "parsed"),
+                  .load(.r3, .byte, from: .r4, 0), .mov(.r2, .r3), .alu(.rsh, .r2, 4),
+                  .jump(.notEqual, .r2, 4, to: "unparsed_frame"), .alu(.and, .r3, 0x0f),
+                  .jump(.less, .r3, 5, to: "unparsed_frame")])
+        copy(.tos, from: 1, cursor: .r4)
+        copy(.ttl, from: 8, cursor: .r4)
+        copy(.srcIPv4, from: 12, cursor: .r4)
+        copy(.dstIPv4, from: 16, cursor: .r4)
+        // ip_proto is always kept: the transport parser dispatches on it.
+        asm.emit([.load(.r5, .byte, from: .r4, 9), .store(.byte, to: .r9, Int16(KeyField.ipProto.offset), .r5)])
+        // Flags: 1 = fragment (MF or an offset), 2 = first fragment.
+        asm.emit([.load(.r2, .half, from: .r4, 6), .endian(.big, .r2, bits: 16), .mov(.r0, 0),
+                  .mov(.r1, .r2), .alu(.and, .r1, 0x3fff), .jump(.equal, .r1, 0, to: "ipv4_flags"),
+                  .mov(.r0, 1), .mov(.r1, .r2), .alu(.and, .r1, 0x1fff), .jump(.notEqual, .r1, 0, to: "ipv4_flags"),
+                  .mov(.r0, 3)])
+        asm.label("ipv4_flags")
+        asm.emit([.store(.byte, to: .r9, Int16(KeyField.ipFlags.offset), .r0),
+                  .alu(.or, .r6, Int32(Presence([.ip, .ipv4]).rawValue))])
+        if transport {
+            // Only an unfragmented frame or a first fragment carries the transport header.
+            asm.emit([.alu(.and, .r2, 0x1fff), .jump(.notEqual, .r2, 0, to: "parsed"),
+                      .alu(.lsh, .r3, 2), .alu(.add, .r4, .r3)])
+            parseTransport(suffix: "4", icmp: IPProtocolNumber.icmp)
+        }
+        goto("parsed")
+    }
+
+    private mutating func parseIPv6(walk: Bool, transport: Bool) {
+        asm.label("ipv6")
+        asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 40), .jump(.greater, .r2, .r8, to: "parsed"),
+                  .load(.r3, .byte, from: .r4, 0), .mov(.r2, .r3), .alu(.rsh, .r2, 4),
+                  .jump(.notEqual, .r2, 6, to: "unparsed_frame")])
+        if plan.fields.contains(.tos) {
+            asm.emit([.alu(.lsh, .r3, 4), .load(.r2, .byte, from: .r4, 1), .alu(.rsh, .r2, 4), .alu(.or, .r3, .r2),
+                      .store(.byte, to: .r9, Int16(KeyField.tos.offset), .r3)])
+        }
+        copy(.ttl, from: 7, cursor: .r4)
+        copy(.srcIPv6, from: 8, cursor: .r4)
+        copy(.dstIPv6, from: 24, cursor: .r4)
+        asm.emit([.load(.r5, .byte, from: .r4, 6), .store(.byte, to: .r9, Int16(KeyField.ipProto.offset), .r5),
+                  .alu(.or, .r6, Int32(Presence([.ip, .ipv6]).rawValue)), .alu(.add, .r4, 40)])
+        guard walk else {
+            asm.emit(.jump(to: "parsed"))
+            return
+        }
+        let options = [IPProtocolNumber.hopByHop, IPProtocolNumber.routing, IPProtocolNumber.destinationOptions]
+        for step in 0 ..< FlowKeys.maxIPv6ExtensionHeaders {
+            let option = Label("ext_option_\(step)"), fragment = Label("ext_fragment_\(step)")
+            for number in options { asm.emit(.jump(.equal, .r5, Int32(number), to: option)) }
+            asm.emit([.jump(.equal, .r5, Int32(IPProtocolNumber.fragment), to: fragment), .jump(to: "ext_walked")])
+            asm.label(option)
+            // Hop-by-hop, routing, destination options: (length + 1) * 8 bytes.
+            asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 2), .jump(.greater, .r2, .r8, to: "ext_stopped"),
+                      .load(.r3, .byte, from: .r4, 1), .alu(.add, .r3, 1), .alu(.lsh, .r3, 3),
+                      .mov(.r2, .r4), .alu(.add, .r2, .r3), .jump(.greater, .r2, .r8, to: "ext_stopped"),
+                      .load(.r5, .byte, from: .r4, 0), .mov(.r4, .r2), .jump(to: Label("ext_next_\(step)"))])
+            asm.label(fragment)
+            asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 8), .jump(.greater, .r2, .r8, to: "ext_stopped"),
+                      .load(.r5, .byte, from: .r4, 0), .load(.r3, .half, from: .r4, 2), .endian(.big, .r3, bits: 16),
+                      .alu(.rsh, .r3, 3), .alu(.add, .r4, 8), .mov(.r2, 3), .jump(.equal, .r3, 0, to: Label("ext_first_\(step)")),
+                      .mov(.r2, 1)])
+            asm.label(Label("ext_first_\(step)"))
+            // A later fragment: no transport header; the walk ends at its next header.
+            asm.emit([.store(.byte, to: .r9, Int16(KeyField.ipFlags.offset), .r2),
+                      .jump(.notEqual, .r3, 0, to: "ext_stopped")])
+            asm.label(Label("ext_next_\(step)"))
+        }
+        for number in options + [IPProtocolNumber.fragment] {
+            asm.emit(.jump(.equal, .r5, Int32(number), to: "unparsed_frame"))
+        }
+        asm.label("ext_walked")
+        asm.emit(.store(.byte, to: .r9, Int16(KeyField.ipProto.offset), .r5))
+        if transport { parseTransport(suffix: "6", icmp: IPProtocolNumber.icmpv6) }
+        goto("parsed")
+        asm.label("ext_stopped")
+        asm.emit([.store(.byte, to: .r9, Int16(KeyField.ipProto.offset), .r5), .jump(to: "parsed")])
+    }
+
+    /// r5 = protocol, r4 = the transport header.
+    private mutating func parseTransport(suffix: String, icmp: UInt8) {
+        let tcp = Label("tcp_" + suffix), udp = Label("udp_" + suffix), sctp = Label("sctp_" + suffix)
+        let icmpLabel = Label("icmp_" + suffix), ports = Label("ports_" + suffix)
+        asm.emit([.jump(.equal, .r5, Int32(IPProtocolNumber.tcp), to: tcp),
+                  .jump(.equal, .r5, Int32(IPProtocolNumber.udp), to: udp),
+                  .jump(.equal, .r5, Int32(IPProtocolNumber.sctp), to: sctp),
+                  .jump(.equal, .r5, Int32(icmp), to: icmpLabel), .jump(to: "parsed")])
+        asm.label(tcp)
+        asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 20), .jump(.greater, .r2, .r8, to: "parsed"),
+                  .load(.r3, .byte, from: .r4, 12), .alu(.rsh, .r3, 4), .jump(.less, .r3, 5, to: "unparsed_frame")])
+        if plan.fields.contains(.tcpFlags) {
+            asm.emit([.load(.r3, .half, from: .r4, 12), .alu(.and, .r3, raw(0x0fff)),
+                      .store(.half, to: .r9, Int16(KeyField.tcpFlags.offset), .r3)])
+        }
+        asm.emit([.alu(.or, .r6, Int32(Presence.tcp.rawValue)), .jump(to: ports)])
+        asm.label(udp)
+        asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 8), .jump(.greater, .r2, .r8, to: "parsed"), .jump(to: ports)])
+        asm.label(sctp)
+        asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 12), .jump(.greater, .r2, .r8, to: "parsed")])
+        asm.label(ports)
+        if !plan.fields.isDisjoint(with: [.srcPort, .dstPort]) {
+            // Source and destination port are adjacent in the header and in the record.
+            asm.emit([.load(.r3, .word, from: .r4, 0), .store(.word, to: .r9, Int16(KeyField.srcPort.offset), .r3)])
+        }
+        asm.emit([.alu(.or, .r6, Int32(Presence.ports.rawValue)), .jump(to: "parsed")])
+        asm.label(icmpLabel)
+        asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 8), .jump(.greater, .r2, .r8, to: "parsed")])
+        if !plan.fields.isDisjoint(with: [.icmpType, .icmpCode]) {
+            asm.emit([.load(.r3, .half, from: .r4, 0), .store(.half, to: .r9, Int16(KeyField.icmpType.offset), .r3)])
+        }
+        asm.emit([.alu(.or, .r6, Int32(Presence.icmp.rawValue)), .jump(to: "parsed")])
+    }
+
+    // MARK: - hit(ctx, slot, action, length) -> XDP action, or continueClassification
+
+    /// r6 ctx, r7 the action program, r8 a policer; the received length at fp-8.
+    private mutating func hitFunction() {
+        let steps = plan.maxSteps
+        let kinds = plan.stepKinds
+        asm.label("hit")
+        asm.emit([.mov(.r6, .r1), .mov(.r7, .r3), .store(.double, to: .fp, -8, .r4), .mov(.r3, .r4),
+                  .call(Label("count")),
+                  .store(.word, to: .fp, -12, .r7), .loadMap(.r1, FlowMaps.actions), .mov(.r2, .fp), .alu(.add, .r2, -12),
+                  .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "hit_pass"), .mov(.r7, .r0)])
+        for step in 0 ..< steps {
+            let base = Int16(step * ActionStep.size)
+            let control = Label("control_\(step)"), next = Label("step_\(step + 1)")
+            asm.label(Label("step_\(step)"))
+            asm.emit([.load(.r1, .byte, from: .r7, base + Int16(ActionStep.kindOffset)), .jump(.equal, .r1, 0, to: "hit_pass")])
+            for kind in kinds.sorted() {
+                asm.emit(.jump(.equal, .r1, Int32(kind.rawValue), to: Label("step_\(step)_\(kind.rawValue)")))
+            }
+            asm.emit(.jump(to: "hit_pass"))
+            for kind in kinds.sorted() {
+                asm.label(Label("step_\(step)_\(kind.rawValue)"))
+                emitStep(kind, base: base, step: step, control: control)
+            }
+            asm.label(control)
+            asm.emit(.load(.r1, .byte, from: .r7, base + Int16(ActionStep.controlOffset)))
+            asm.label(Label("control_\(step)_r1"))
+            asm.emit([.jump(.equal, .r1, Int32(ActionStep.Control.pipe.rawValue), to: next),
+                      .jump(.equal, .r1, Int32(ActionStep.Control.drop.rawValue), to: "hit_drop"),
+                      .jump(.equal, .r1, Int32(ActionStep.Control.continue.rawValue), to: "hit_continue"),
+                      .jump(to: "hit_pass")])
+        }
+        asm.label(Label("step_\(steps)"))
+        asm.label("hit_pass")
+        asm.emit(Instruction.return(XDPAction.pass))
+        // The verifier refuses unreachable code: only the exits some step jumps to.
+        for (label, value) in [("hit_drop", XDPAction.drop.rawValue), ("hit_aborted", XDPAction.aborted.rawValue),
+                               ("hit_continue", Self.continueClassification)] where isReferenced(Label(label)) {
+            asm.label(Label(label))
+            asm.emit(Instruction.return(value))
+        }
+    }
+
+    /// r2 = data, r3 = data end, fresh from the context.
+    private mutating func loadPacket() {
+        asm.emit([.load(.r2, .word, from: .r6, XDPContext.data), .load(.r3, .word, from: .r6, XDPContext.dataEnd)])
+    }
+
+    private mutating func emitStep(_ kind: ActionStep.Kind, base: Int16, step: Int, control: Label) {
+        let argument = base + Int16(ActionStep.argumentOffset), wide = base + Int16(ActionStep.wideOffset)
+        let local = { (name: String) in Label("step_\(step)_\(kind.rawValue)_\(name)") }
+        switch kind {
+        case .gact:
+            asm.emit(.jump(to: control))
+        case .redirect:
+            // A target missing from the devmap: XDP_ABORTED (tc drops when the device is gone).
+            asm.emit([.loadMap(.r1, FlowMaps.redirect), .load(.r2, .word, from: .r7, argument), .mov(.r3, 0),
+                      .call(.redirectMap), .exit])
+        case .tx:
+            asm.emit(Instruction.return(XDPAction.tx))
+        case .vlanPop:
+            loadPacket()
+            outerTagCheck(skip: control, tagged: local("tagged"))
+            // Move the addresses 4 bytes up, from the end, over the tag; then drop 4 bytes.
+            asm.emit([.load(.r1, .word, from: .r2, 8), .store(.word, to: .r2, 12, .r1),
+                      .load(.r1, .word, from: .r2, 4), .store(.word, to: .r2, 8, .r1),
+                      .load(.r1, .word, from: .r2, 0), .store(.word, to: .r2, 4, .r1),
+                      .mov(.r1, .r6), .mov(.r2, 4), .call(.xdpAdjustHead), .jump(.notEqual, .r0, 0, to: "hit_aborted"),
+                      .jump(to: control)])
+        case .vlanPush:
+            asm.emit([.mov(.r1, .r6), .mov(.r2, -4), .call(.xdpAdjustHead), .jump(.notEqual, .r0, 0, to: "hit_aborted")])
+            loadPacket()
+            asm.emit([.mov(.r1, .r2), .alu(.add, .r1, 18), .jump(.greater, .r1, .r3, to: "hit_aborted"),
+                      .load(.r1, .word, from: .r2, 4), .store(.word, to: .r2, 0, .r1),
+                      .load(.r1, .word, from: .r2, 8), .store(.word, to: .r2, 4, .r1),
+                      .load(.r1, .word, from: .r2, 12), .store(.word, to: .r2, 8, .r1),
+                      .load(.r1, .word, from: .r7, argument), .store(.word, to: .r2, 12, .r1), .jump(to: control)])
+        case .vlanModify:
+            loadPacket()
+            outerTagCheck(skip: control, tagged: local("tagged"))
+            asm.emit([.load(.r1, .half, from: .r2, 14), .load(.r4, .half, from: .r7, wide), .alu(.and, .r1, .r4),
+                      .load(.r4, .half, from: .r7, argument + 2), .alu(.or, .r1, .r4), .store(.half, to: .r2, 14, .r1),
+                      .load(.r4, .half, from: .r7, argument), .store(.half, to: .r2, 12, .r4), .jump(to: control)])
+        case .setDestinationMAC, .setSourceMAC:
+            let at: Int16 = kind == .setDestinationMAC ? 0 : 6
+            loadPacket()
+            asm.emit([.mov(.r1, .r2), .alu(.add, .r1, 14), .jump(.greater, .r1, .r3, to: "hit_aborted"),
+                      .load(.r1, .word, from: .r7, wide), .store(.word, to: .r2, at, .r1),
+                      .load(.r1, .half, from: .r7, wide + 4), .store(.half, to: .r2, at + 4, .r1), .jump(to: control)])
+        case .mark:
+            let fresh = local("fresh")
+            let length = Int32(FlowMetadata.length), offset = Int16(FlowMetadata.markOffset)
+            asm.emit([.load(.r2, .word, from: .r6, XDPContext.dataMeta), .load(.r3, .word, from: .r6, XDPContext.data),
+                      .mov(.r1, .r2), .alu(.add, .r1, length), .jump(.greater, .r1, .r3, to: fresh),
+                      // An earlier mark: (mark & ~mask) | value.
+                      .load(.r1, .word, from: .r2, offset), .load(.r4, .word, from: .r7, wide), .alu(.and, .r1, .r4),
+                      .load(.r4, .word, from: .r7, argument), .alu(.or, .r1, .r4), .store(.word, to: .r2, offset, .r1),
+                      .jump(to: control)])
+            asm.label(fresh)
+            let header = FlowMetadata.header
+            let word0 = (0 ..< 4).reduce(UInt32(0)) { $0 | UInt32(header[$1]) << ($1 * 8) }
+            let word1 = (4 ..< 8).reduce(UInt32(0)) { $0 | UInt32(header[$1]) << (($1 - 4) * 8) }
+            // No room for metadata (a driver without it): the mark is lost, the verdict stands.
+            asm.emit([.mov(.r1, .r6), .mov(.r2, -length), .call(.xdpAdjustMeta), .jump(.notEqual, .r0, 0, to: control),
+                      .load(.r2, .word, from: .r6, XDPContext.dataMeta), .load(.r3, .word, from: .r6, XDPContext.data),
+                      .mov(.r1, .r2), .alu(.add, .r1, length), .jump(.greater, .r1, .r3, to: control),
+                      .store(.word, to: .r2, 0, Int32(bitPattern: word0)), .store(.word, to: .r2, 4, Int32(bitPattern: word1)),
+                      .load(.r1, .word, from: .r7, argument), .store(.word, to: .r2, offset, .r1), .jump(to: control)])
+        case .police:
+            policeStep(argument: argument, base: base, step: step, control: control, local: local)
+        }
+    }
+
+    /// Skips to `skip` when the frame has no outermost VLAN tag; aborts when the tag is cut short.
+    private mutating func outerTagCheck(skip: Label, tagged: Label) {
+        asm.emit([.mov(.r1, .r2), .alu(.add, .r1, 14), .jump(.greater, .r1, .r3, to: skip),
+                  .load(.r1, .half, from: .r2, 12), .jump(.equal, .r1, raw(EtherType.vlan), to: tagged),
+                  .jump(.notEqual, .r1, raw(EtherType.qinq), to: skip)])
+        asm.label(tagged)
+        asm.emit([.mov(.r1, .r2), .alu(.add, .r1, 18), .jump(.greater, .r1, .r3, to: "hit_aborted")])
+    }
+
+    /// Token bucket in byte-nanoseconds: refill rate x elapsed (full past the fill time),
+    /// then take length x 1e9 if there is as much. Updates race between CPUs (no lock
+    /// without BTF): at worst a frame per CPU is misjudged.
+    private mutating func policeStep(argument: Int16, base: Int16, step: Int, control: Label,
+                                     local: (String) -> Label) {
+        let refill = local("refill"), take = local("take"), full = local("full"), exceed = local("exceed")
+        let credit = Int16(PolicerConfig.creditOffset), last = Int16(PolicerConfig.lastOffset)
+        let capacity = Int16(PolicerConfig.capacityOffset), rate = Int16(PolicerConfig.rateOffset)
+        let fillTime = Int16(PolicerConfig.fillTimeOffset)
+        asm.emit([.load(.r1, .word, from: .r7, argument), .store(.word, to: .fp, -16, .r1),
+                  .loadMap(.r1, FlowMaps.policers), .mov(.r2, .fp), .alu(.add, .r2, -16), .call(.mapLookupElem),
+                  .jump(.equal, .r0, 0, to: control), .mov(.r8, .r0), .call(.ktimeGetNs),
+                  .load(.r1, .double, from: .r8, last), .jump(.notEqual, .r1, 0, to: refill),
+                  .store(.double, to: .r8, last, .r0)])
+        asm.label(full)
+        asm.emit([.load(.r2, .double, from: .r8, capacity), .store(.double, to: .r8, credit, .r2), .jump(to: take)])
+        asm.label(refill)
+        asm.emit([.jump(.lessOrEqual, .r0, .r1, to: take), .store(.double, to: .r8, last, .r0),
+                  .mov(.r2, .r0), .alu(.sub, .r2, .r1), .load(.r3, .double, from: .r8, fillTime),
+                  .jump(.greater, .r2, .r3, to: full),
+                  .load(.r3, .double, from: .r8, rate), .alu(.mul, .r2, .r3), .load(.r3, .double, from: .r8, credit),
+                  .alu(.add, .r2, .r3), .load(.r3, .double, from: .r8, capacity),
+                  .jump(.lessOrEqual, .r2, .r3, to: local("store")), .mov(.r2, .r3)])
+        asm.label(local("store"))
+        asm.emit(.store(.double, to: .r8, credit, .r2))
+        asm.label(take)
+        asm.emit([.load(.r2, .double, from: .fp, -8), .alu(.mul, .r2, 1_000_000_000),
+                  .load(.r3, .double, from: .r8, credit), .jump(.less, .r3, .r2, to: exceed),
+                  .alu(.sub, .r3, .r2), .store(.double, to: .r8, credit, .r3), .jump(to: control)])
+        asm.label(exceed)
+        asm.emit([.load(.r1, .byte, from: .r7, base + Int16(ActionStep.exceedOffset)),
+                  .jump(to: Label("control_\(step)_r1"))])
+    }
+
+    /// An unconditional jump, left out after one (the verifier refuses unreachable code).
+    private mutating func goto(_ label: Label) {
+        let last = asm.instructions.last
+        guard last != .exit, last?.opcode != Instruction.jump(to: label).opcode else { return }
+        asm.emit(.jump(to: label))
+    }
+
+    private func isReferenced(_ label: Label) -> Bool {
+        asm.instructions.contains { $0.reference == .label(label) }
+    }
+
+    // MARK: - count(ctx, slot, length)
+
+    private mutating func countFunction() {
+        asm.label("count")
+        asm.emit([.mov(.r6, .r3), .store(.word, to: .fp, -4, .r2), .loadMap(.r1, FlowMaps.counters), .mov(.r2, .fp),
+                  .alu(.add, .r2, -4), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "count_done"),
+                  .mov(.r7, .r0),
+                  .load(.r1, .double, from: .r7, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
+                  .store(.double, to: .r7, RuleCounters.packetsOffset, .r1),
+                  .load(.r1, .double, from: .r7, RuleCounters.bytesOffset), .alu(.add, .r1, .r6),
+                  .store(.double, to: .r7, RuleCounters.bytesOffset, .r1),
+                  .call(.ktimeGetNs), .store(.double, to: .r7, RuleCounters.lastHitOffset, .r0)])
+        if options.recordMatches {
+            asm.emit([.store(.word, to: .fp, -8, 0), .loadMap(.r1, FlowMaps.trace), .mov(.r2, .fp), .alu(.add, .r2, -8),
+                      .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "count_done"),
+                      .load(.r1, .word, from: .r0, 0), .jump(.greaterOrEqual, .r1, Int32(TraceLog.capacity), to: "count_done"),
+                      .mov(.r2, .r1), .alu(.lsh, .r2, 2), .mov(.r3, .r0), .alu(.add, .r3, .r2),
+                      .load(.r2, .word, from: .fp, -4), .store(.word, to: .r3, 4, .r2),
+                      .alu(.add, .r1, 1), .store(.word, to: .r0, 0, .r1)])
+        }
+        asm.label("count_done")
+        asm.emit(Instruction.return(0))
+    }
+}
+
+/// A 16-bit network-order constant as a half-word load sees it on a little-endian CPU.
+func raw(_ value: UInt16) -> Int32 { Int32(value.byteSwapped) }

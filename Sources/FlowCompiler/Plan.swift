@@ -1,0 +1,252 @@
+import FlowRules
+import Packets
+
+/// A rule's place in the program's per-rule maps (counters). Slots are stable across
+/// compilations of one device so that counters survive program swaps.
+public struct RuleID: Hashable, Sendable, Codable, Comparable {
+    public var prio: UInt16
+    public var handle: UInt32
+
+    public init(prio: UInt16, handle: UInt32) {
+        self.prio = prio
+        self.handle = handle
+    }
+
+    public static func < (a: Self, b: Self) -> Bool { (a.prio, a.handle) < (b.prio, b.handle) }
+}
+
+/// Rule -> counter slot. Slots 0 and 1 count misses and unparsed frames.
+public struct RuleSlots: Hashable, Sendable, Codable {
+    public static let miss: UInt32 = 0
+    public static let unparsed: UInt32 = 1
+    public static let firstRule: UInt32 = 2
+
+    public private(set) var slots: [RuleID: UInt32] = [:]
+
+    public init() {}
+
+    /// Keeps the slots of `rules` that have one, gives the others the lowest free
+    /// slots, and frees the slots of rules that are gone.
+    mutating func assign(_ rules: [RuleID]) {
+        let live = Set(rules)
+        slots = slots.filter { live.contains($0.key) }
+        var used = Set(slots.values)
+        var next = Self.firstRule
+        for rule in rules where slots[rule] == nil {
+            while used.contains(next) { next += 1 }
+            slots[rule] = next
+            used.insert(next)
+        }
+    }
+
+    public subscript(rule: RuleID) -> UInt32? { slots[rule] }
+}
+
+/// The mask shared by a subtable's entries: which fields, under which bit masks. A
+/// field with an all-zero mask is still required to be present.
+public struct SubtableMask: Hashable, Sendable {
+    public var fields: [KeyField: [UInt8]]
+
+    /// Headers that must be present for the subtable to be looked up.
+    public var presence: Presence { fields.keys.reduce(into: []) { $0.formUnion($1.presence) } }
+
+    /// The key record bytes the key is made of, in key order, with their masks: only the
+    /// bytes the mask uses.
+    public var keyBytes: [(offset: Int, mask: UInt8)] {
+        fields.keys.sorted().flatMap { field in
+            fields[field]!.enumerated().compactMap { index, mask in
+                mask == 0 ? nil : (field.offset + index, mask)
+            }
+        }
+    }
+
+    /// The key of an entry whose fields have `values`.
+    func key(_ values: [KeyField: MaskedBytes]) -> [UInt8] {
+        fields.keys.sorted().flatMap { field in
+            zip(values[field]!.value, fields[field]!).compactMap { value, mask in mask == 0 ? nil : value }
+        }
+    }
+}
+
+/// One (prio, mask): a map from masked key to rule.
+public struct Subtable: Hashable, Sendable {
+    public enum Storage: Hashable, Sendable {
+        /// An array indexed by the key itself (keys of up to 2 bytes): no hashing.
+        case direct
+        case hash(capacity: Int)
+    }
+
+    public var prio: UInt16
+    public var mask: SubtableMask
+    public var entries: [[UInt8]: SubtableValue]
+    public var storage: Storage
+
+    public var keySize: Int { mask.keyBytes.count }
+
+    /// A stable name for the subtable's map, from its prio and mask.
+    public var mapName: String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
+        func mix(_ byte: UInt8) { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        mix(UInt8(prio >> 8)); mix(UInt8(prio & 0xff))
+        for field in mask.fields.keys.sorted() {
+            mix(UInt8(field.rawValue))
+            mask.fields[field]!.forEach(mix)
+        }
+        mix(storage == .direct ? 0 : 1)
+        let hex = String(UInt32(truncatingIfNeeded: hash ^ hash >> 32), radix: 16)
+        return "xf_st_" + String(repeating: "0", count: 8 - hex.count) + hex
+    }
+}
+
+/// What a subtable entry holds: the rule's counter slot, its handle (the tie-break
+/// within a prio) and its action program's index. 12 bytes.
+public struct SubtableValue: Hashable, Sendable {
+    public var slot: UInt32
+    public var handle: UInt32
+    public var action: UInt32
+
+    public static let size = 12
+    public static let slotOffset = 0, handleOffset = 4, actionOffset = 8
+
+    public var bytes: [UInt8] { slot.littleEndianBytes + handle.littleEndianBytes + action.littleEndianBytes }
+}
+
+/// A police action's bucket: `burst` bytes at `rate`, in byte-nanoseconds.
+public struct PolicerConfig: Hashable, Sendable {
+    public var rule: RuleID
+    public var action: Int
+    public var capacity: UInt64
+    public var rate: UInt64
+    /// Nanoseconds to fill an empty bucket: past it, the bucket is full.
+    public var fillTime: UInt64
+
+    /// credit, last, capacity, rate, fill time: 5 x u64.
+    public static let size = 40
+    public static let creditOffset = 0, lastOffset = 8, capacityOffset = 16, rateOffset = 24, fillTimeOffset = 32
+
+    public var bytes: [UInt8] {
+        ([0, 0, capacity, rate, fillTime] as [UInt64]).flatMap { value in
+            (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) }
+        }
+    }
+}
+
+/// The compiler's view of one device's rule set: subtables in lookup order, and
+/// everything the program and its maps need.
+public struct Plan: Sendable {
+    /// The most subtables one program looks up (each is a map and a lookup per packet).
+    public static let maxSubtables = 64
+    public static let maxRedirectTargets = 64
+    public static let defaultRuleCapacity = 65536
+
+    public var device: String
+    /// Lookup order: by prio; within a prio, all are looked up and the lowest handle wins.
+    public var subtables: [Subtable]
+    public var rules: [FlowRule]
+    public var slots: RuleSlots
+    /// Deduplicated; index = the value's `action`.
+    public var actions: [ActionProgram]
+    /// Devmap key -> device name.
+    public var redirectTargets: [String]
+    public var policers: [PolicerConfig]
+    public var keyLayers: KeyLayers
+    /// Every field some subtable reads.
+    public var fields: Set<KeyField>
+    public var ruleCapacity: Int
+
+    public var stepKinds: Set<ActionStep.Kind> { Set(actions.flatMap { $0.steps.map(\.kind) }) }
+    public var maxSteps: Int { actions.map(\.steps.count).max() ?? 0 }
+    /// Entries over all subtables (a port range counts once per block).
+    public var entryCount: Int { subtables.reduce(0) { $0 + $1.entries.count } }
+
+    /// Subtables grouped by prio, in lookup order.
+    public var prioGroups: [[Subtable]] {
+        var groups: [[Subtable]] = []
+        for subtable in subtables {
+            if let last = groups.last?.last, last.prio == subtable.prio {
+                groups[groups.count - 1].append(subtable)
+            } else {
+                groups.append([subtable])
+            }
+        }
+        return groups
+    }
+
+    /// Plans chain 0 of `ruleSet` for `device`. `slots` keeps counter slots stable
+    /// across plans of the same device.
+    public init(_ ruleSet: RuleSet, device: String, slots: RuleSlots = RuleSlots(),
+                ruleCapacity: Int = Plan.defaultRuleCapacity) throws(CompileError) {
+        let rules = ruleSet.rules.filter { $0.chain == 0 }
+        for rule in ruleSet.rules where !rule.xdpLimitations.isEmpty {
+            throw .unsupported(UnsupportedRule(rule: rule, limitations: rule.xdpLimitations))
+        }
+        guard rules.count <= ruleCapacity else { throw .tooManyRules(count: rules.count, capacity: ruleCapacity) }
+        self.device = device
+        self.rules = rules
+        self.ruleCapacity = ruleCapacity
+        self.slots = slots
+        self.slots.assign(rules.map { RuleID(prio: $0.prio, handle: $0.handle) })
+        keyLayers = ruleSet.keyLayers
+
+        var targets: [String] = []
+        var policers: [PolicerConfig] = []
+        var actions: [ActionProgram] = []
+        var actionIndex: [ActionProgram: UInt32] = [:]
+        var tables: [SubtableKey: [[UInt8]: SubtableValue]] = [:]
+        var fields = Set<KeyField>()
+        for rule in rules {
+            let id = RuleID(prio: rule.prio, handle: rule.handle)
+            let program = try ActionProgram(rule, device: device, target: { name in
+                if let index = targets.firstIndex(of: name) { return UInt32(index) }
+                targets.append(name)
+                return UInt32(targets.count - 1)
+            }, policer: { action in
+                guard case .police(let police) = rule.actions[action].kind else { return 0 }
+                let capacity = UInt64(police.burstBytes) * 1_000_000_000
+                policers.append(PolicerConfig(rule: id, action: action, capacity: capacity, rate: police.bytesPerSecond,
+                                              fillTime: police.bytesPerSecond == 0 ? .max : capacity / police.bytesPerSecond))
+                return UInt32(policers.count - 1)
+            })
+            let action: UInt32
+            if let known = actionIndex[program] {
+                action = known
+            } else {
+                action = UInt32(actions.count)
+                actions.append(program)
+                actionIndex[program] = action
+            }
+            let value = SubtableValue(slot: self.slots[id]!, handle: rule.handle, action: action)
+            for alternative in RuleKey(rule, device: device).alternatives {
+                let mask = SubtableMask(fields: alternative.mapValues(\.mask))
+                fields.formUnion(alternative.keys)
+                let key = mask.key(alternative)
+                let table = SubtableKey(prio: rule.prio, mask: mask)
+                // Rules are in handle order within a prio: an earlier entry wins a collision.
+                if tables[table, default: [:]][key] == nil { tables[table, default: [:]][key] = value }
+            }
+        }
+        guard targets.count <= Self.maxRedirectTargets else { throw .tooManyRedirectTargets(count: targets.count) }
+        guard tables.count <= Self.maxSubtables else { throw .tooManySubtables(count: tables.count) }
+        subtables = tables.map { table, entries in
+            let storage: Subtable.Storage = table.mask.keyBytes.count <= 2
+                ? .direct : .hash(capacity: Self.capacity(for: entries.count))
+            return Subtable(prio: table.prio, mask: table.mask, entries: entries, storage: storage)
+        }.sorted { ($0.prio, $0.mapName) < ($1.prio, $1.mapName) }
+        self.fields = fields
+        self.actions = actions
+        redirectTargets = targets
+        self.policers = policers
+    }
+
+    /// Room for twice the entries, at least 1024: a subtable grows by a new map.
+    static func capacity(for entries: Int) -> Int {
+        var capacity = 1024
+        while capacity < 2 * entries { capacity *= 2 }
+        return capacity
+    }
+
+    private struct SubtableKey: Hashable {
+        var prio: UInt16
+        var mask: SubtableMask
+    }
+}

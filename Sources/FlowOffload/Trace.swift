@@ -1,0 +1,54 @@
+import BPFAssembly
+import BPFKernel
+import FlowCompiler
+import FlowRules
+
+/// What the program did with one frame, run with BPF_PROG_TEST_RUN.
+public struct TraceRecord: Hashable, Sendable {
+    public var verdict: XDPAction
+    /// Rules that counted the frame, in order: more than one when `continue` is used.
+    public var matched: [RuleID]
+    /// The frame as the program left it, without metadata.
+    public var output: [UInt8]
+    /// The metadata area the program wrote in front of the frame (empty when none).
+    public var metadata: [UInt8]
+    /// The device of a redirect verdict.
+    public var redirectDevice: String?
+    /// No rule could be decided: the frame went to the kernel counted as unparsed.
+    public var unparsed: Bool
+
+    /// The rule whose actions decided the verdict: the last one matched.
+    public var decidingRule: RuleID? { matched.last }
+}
+
+extension Datapath {
+    /// Runs `frame` through the program once. The datapath must have been built with
+    /// `recordMatches`.
+    public func trace(_ frame: [UInt8]) throws(BPFError) -> TraceRecord {
+        guard let log = maps[FlowMaps.trace] else {
+            throw .invalidArgument("trace needs a program compiled with recordMatches")
+        }
+        let zero = [UInt8](repeating: 0, count: TraceLog.size)
+        try log.update(UInt32(0).bytes, zero)
+        let result = try program.testRun(TestRun(packet: frame, context: XDPTestContext(),
+                                                 outputCapacity: frame.count + 256))
+        let entry = try log.lookup(UInt32(0).bytes) ?? zero
+        let count = min(Int(entry.littleEndian(at: 0) as UInt32), TraceLog.capacity)
+        let slots = (0 ..< count).map { entry.littleEndian(at: 4 + 4 * $0) as UInt32 }
+        let ruleBySlot = Dictionary(uniqueKeysWithValues: plan.slots.slots.map { ($0.value, $0.key) })
+        let matched = slots.compactMap { ruleBySlot[$0] }
+        let verdict = result.action ?? .aborted
+        let metadataLength = min(result.metadataLength ?? 0, result.packet.count)
+        var redirect: String?
+        if verdict == .redirect, let rule = matched.last,
+           let flowRule = plan.rules.first(where: { $0.prio == rule.prio && $0.handle == rule.handle }) {
+            for action in flowRule.actions {
+                if case .mirred(let mirred) = action.kind, mirred.mode == .redirect { redirect = mirred.device }
+            }
+        }
+        return TraceRecord(verdict: verdict, matched: matched, output: Array(result.packet.dropFirst(metadataLength)),
+                           metadata: Array(result.packet.prefix(metadataLength)), redirectDevice: redirect,
+                           unparsed: slots.contains(RuleSlots.unparsed))
+    }
+
+}
