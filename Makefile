@@ -2,7 +2,7 @@
 SWIFT       ?= swift
 CONFIG      ?= debug
 # Test targets that need the kernel (BPF, XDP, netns); the rest are pure Swift.
-KERNEL_TESTS ?= BPFKernelTests
+KERNEL_TESTS ?= BPFKernelTests|FlowCompilerTests
 
 .PHONY: all deps build test demo clean
 
