@@ -432,7 +432,11 @@ public struct CodeGenerator {
                   .call(Label("count")),
                   .store(.word, to: .fp, -12, .r7), .loadMap(.r1, FlowMaps.actions), .mov(.r2, .fp), .alu(.add, .r2, -12),
                   .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "hit_pass"), .mov(.r7, .r0)])
-        for step in 0 ..< steps {
+        var generated = 0
+        // A step is generated only when the one before can pipe into it.
+        while generated < steps && (generated == 0 || isReferenced(Label("step_\(generated)"))) {
+            let step = generated
+            generated += 1
             let base = Int16(step * ActionStep.size)
             let control = Label("control_\(step)"), next = Label("step_\(step + 1)")
             asm.label(Label("step_\(step)"))
@@ -445,6 +449,7 @@ public struct CodeGenerator {
                 asm.label(Label("step_\(step)_\(kind.rawValue)"))
                 emitStep(kind, base: base, step: step, control: control)
             }
+            guard isReferenced(control) else { continue }
             asm.label(control)
             asm.emit(.load(.r1, .byte, from: .r7, base + Int16(ActionStep.controlOffset)))
             asm.label(Label("control_\(step)_r1"))
@@ -453,7 +458,7 @@ public struct CodeGenerator {
                       .jump(.equal, .r1, Int32(ActionStep.Control.continue.rawValue), to: "hit_continue"),
                       .jump(to: "hit_pass")])
         }
-        asm.label(Label("step_\(steps)"))
+        if isReferenced(Label("step_\(generated)")) { asm.label(Label("step_\(generated)")) }
         asm.label("hit_pass")
         asm.emit(Instruction.return(XDPAction.pass))
         // The verifier refuses unreachable code: only the exits some step jumps to.

@@ -135,7 +135,9 @@ public struct PolicerConfig: Hashable, Sendable {
 /// everything the program and its maps need.
 public struct Plan: Sendable {
     /// The most subtables one program looks up (each is a map and a lookup per packet).
-    public static let maxSubtables = 64
+    /// A program may use at most 64 maps (the kernel's MAX_USED_MAPS); the counters,
+    /// actions, redirect, policer and trace maps leave 59 for subtables.
+    public static let maxSubtables = 59
     public static let maxRedirectTargets = 64
     public static let defaultRuleCapacity = 65536
 

@@ -6,23 +6,156 @@ import Testing
 
 let hostMAC = MACAddress(rawValue: 0x0200_0000_0001)
 let routerMAC = MACAddress(rawValue: 0x0200_0000_00fe)
-let client = IPv4Address(rawValue: 0xc000_020a)
-let server = IPv4Address(rawValue: 0xc633_6401)
+let client = IPv4Address(rawValue: 0xc000_020a)  // 192.0.2.10
+let server = IPv4Address(rawValue: 0xc633_6401)  // 198.51.100.1
+let client6 = IPv6Address(rawValue: 0x2001_0db8_0000_0000_0000_0000_0000_0010)
+let server6 = IPv6Address(rawValue: 0x2001_0db8_0001_0000_0000_0000_0000_0001)
 
-func ether(dst: MACAddress = routerMAC, src: MACAddress = hostMAC) -> FrameBuilder {
-    FrameBuilder().ethernet(dst: dst, src: src)
+func ether(dst: MACAddress = routerMAC, src: MACAddress = hostMAC, type: UInt16? = nil) -> FrameBuilder {
+    FrameBuilder().ethernet(dst: dst, src: src, type: type)
 }
 
+func udp4(dst: UInt16 = 53, src: UInt16 = 40000, to: IPv4Address = server) -> FrameBuilder {
+    ether().ipv4(src: client, dst: to).udp(src: src, dst: dst)
+}
+
+/// Each feature of the compiler against the reference classifier, on frames chosen to
+/// sit on its edges. The property tests cover random combinations.
 @Suite(.enabled(if: kernelAvailable, kernelUnavailable), .serialized)
 struct CompiledProgramTests {
+    func check(_ lines: [String], _ frames: [FrameBuilder], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let failures = try disagreements(ruleSet(lines), frames.map(\.bytes))
+        #expect(failures == [], sourceLocation: sourceLocation)
+    }
+
     @Test func oneDestinationPortRule() throws {
-        let rules = try ruleSet(["filter add dev xft0 protocol ip flower ip_proto udp dst_port 53 action drop"])
-        let frames = [
-            ether().ipv4(src: client, dst: server).udp(src: 1, dst: 53).padded().bytes,
-            ether().ipv4(src: client, dst: server).udp(src: 1, dst: 54).padded().bytes,
-            ether().ipv4(src: client, dst: server).tcp(src: 1, dst: 53).padded().bytes,
-            ether().vlan(id: 5).ipv4(src: client, dst: server).udp(src: 1, dst: 53).padded().bytes,
-        ]
-        #expect(try disagreements(rules, frames) == [])
+        try check(["filter add dev xft0 protocol ip flower ip_proto udp dst_port 53 action drop"], [
+            udp4().padded(), udp4(dst: 54).padded(),
+            ether().ipv4(src: client, dst: server).tcp(src: 1, dst: 53).padded(),
+            ether().vlan(id: 5).ipv4(src: client, dst: server).udp(src: 1, dst: 53).padded(),
+            udp4().truncated(to: 14 + 20 + 7), udp4().truncated(to: 14 + 19),
+        ])
+    }
+
+    @Test func prefixesMasksAndTheLowestHandleWithinAPrio() throws {
+        try check([
+            "filter add dev xft0 protocol ip prio 1 handle 3 flower dst_ip 198.51.100.0/24 action drop",
+            "filter add dev xft0 protocol ip prio 1 handle 2 flower src_ip 192.0.2.0/28 action pass",
+            "filter add dev xft0 protocol ip prio 1 handle 1 flower dst_mac 02:00:00:00:00:00/ff:ff:ff:00:00:00 action continue",
+            "filter add dev xft0 protocol ip prio 2 flower src_mac 02:00:00:00:00:01 ip_ttl 64/0xf0 action drop",
+        ], [
+            udp4(), udp4(to: IPv4Address(rawValue: 0xc633_6501)),
+            ether(dst: MACAddress(rawValue: 0x0300_0000_0001)).ipv4(src: client, dst: server).udp(src: 1, dst: 2),
+            ether(dst: MACAddress(rawValue: 0x0300_0000_0001)).ipv4(src: IPv4Address(rawValue: 1), dst: server),
+            ether(dst: MACAddress(rawValue: 0x0300_0000_0001)).ipv4(src: IPv4Address(rawValue: 1), dst: IPv4Address(rawValue: 2)),
+        ])
+    }
+
+    @Test func portRangesExpandIntoMaskedEntries() throws {
+        let lines = ["filter add dev xft0 protocol ip prio 1 flower ip_proto tcp dst_port 1000-2047 src_port 7-9 action drop",
+                     "filter add dev xft0 protocol ip prio 1 flower ip_proto tcp dst_port 1024 action pass"]
+        let ports: [UInt16] = [999, 1000, 1001, 1023, 1024, 1025, 2046, 2047, 2048]
+        let frames = ports.flatMap { dst in
+            [6, 7, 9, 10].map { src in ether().ipv4(src: client, dst: server).tcp(src: src, dst: dst) }
+        }
+        try check(lines, frames)
+        let plan = try Plan(ruleSet(lines), device: testDevice)
+        #expect(plan.entryCount > 2, "a range rule becomes several masked entries")
+    }
+
+    @Test func vlanKeysAndVLANActions() throws {
+        let tagged = ether().vlan(id: 100, priority: 3).ipv4(src: client, dst: server).udp(src: 1, dst: 53)
+        try check([
+            "filter add dev xft0 protocol 802.1Q prio 1 flower vlan_id 100 vlan_prio 3 vlan_ethtype ip action vlan pop pipe action continue",
+            "filter add dev xft0 protocol ip prio 2 flower ip_proto udp dst_port 53 action vlan push id 7 priority 5 protocol 802.1ad pipe action pass",
+            "filter add dev xft0 protocol 802.1ad prio 3 flower vlan_id 9 vlan_ethtype 802.1Q cvlan_id 10 action vlan modify id 11 pipe action drop",
+        ], [
+            tagged, udp4(), ether().vlan(id: 100, priority: 2).ipv4(src: client, dst: server),
+            ether().vlan(id: 9, tpid: EtherType.qinq).vlan(id: 10).ipv4(src: client, dst: server),
+            ether().vlan(id: 9, tpid: EtherType.qinq).vlan(id: 10, dei: true).udp(src: 1, dst: 2),
+            ether().vlan(id: 9, tpid: EtherType.qinq).truncated(to: 16),
+        ])
+    }
+
+    @Test func macRewritesAndMarks() throws {
+        try check([
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto udp action pedit ex munge eth dst set 02:aa:bb:cc:dd:ee munge eth src set 02:11:22:33:44:55 pipe action skbedit mark 0x10/0xf0 pipe action continue",
+            "filter add dev xft0 protocol ip prio 2 flower ip_proto udp dst_port 53 action skbedit mark 0x3 pipe action skbmod set dmac 02:00:00:00:00:99",
+        ], [udp4(), udp4(dst: 54), ether().ipv4(src: client, dst: server).tcp(src: 1, dst: 53)])
+    }
+
+    @Test func redirectAndTransmit() throws {
+        try check([
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 53 action mirred egress redirect dev xftother",
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 54 action mirred egress redirect dev xft0",
+        ], [udp4(), udp4(dst: 54), udp4(dst: 55)])
+    }
+
+    @Test func ipv6ExtensionHeadersFragmentsAndICMPv6() throws {
+        let v6 = { (headers: [IPv6ExtensionHeader]) in ether().ipv6(src: client6, dst: server6, extensionHeaders: headers) }
+        try check([
+            "filter add dev xft0 protocol ipv6 prio 1 flower ip_proto udp dst_port 547 action drop",
+            "filter add dev xft0 protocol ipv6 prio 2 flower ip_proto icmpv6 type 128 code 0 action drop",
+            "filter add dev xft0 protocol ipv6 prio 3 flower ip_flags frag/firstfrag action pass",
+            "filter add dev xft0 protocol ipv6 prio 4 flower dst_ip 2001:db8:1::/48 action drop",
+        ], [
+            v6([]).udp(src: 546, dst: 547), v6([.hopByHop(), .routing(), .destinationOptions()]).udp(src: 1, dst: 547),
+            v6([.hopByHop(), .hopByHop(), .hopByHop(), .hopByHop()]).udp(src: 1, dst: 547),
+            v6([.hopByHop(), .hopByHop(), .hopByHop(), .hopByHop(), .hopByHop()]).udp(src: 1, dst: 547),
+            v6([.fragment(offset: 0, moreFragments: true)]).udp(src: 1, dst: 547),
+            v6([.fragment(offset: 8, moreFragments: false)]).udp(src: 1, dst: 547),
+            v6([.hopByHop(lengthUnits: 2)]).truncated(to: 14 + 40 + 10),
+            v6([]).icmpv6(type: 128, code: 0), v6([]).icmpv6(type: 129, code: 0), v6([]).tcp(src: 1, dst: 2),
+            ether().ipv6(src: client6, dst: IPv6Address(rawValue: 5)).udp(src: 1, dst: 2),
+        ])
+    }
+
+    @Test func ipv4FragmentsOptionsAndMalformedHeaders() throws {
+        let ip = { (offset: UInt16, more: Bool) in ether().ipv4(src: client, dst: server, fragmentOffset: offset, moreFragments: more) }
+        try check([
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto tcp dst_port 80 tcp_flags 0x2/0x12 action drop",
+            "filter add dev xft0 protocol ip prio 2 flower ip_flags nofrag action pass",
+            "filter add dev xft0 protocol ip prio 3 flower ip_proto icmp type 8 action drop",
+            "filter add dev xft0 prio 4 flower dst_mac 02:00:00:00:00:fe action drop",
+        ], [
+            ip(0, false).tcp(src: 1, dst: 80), ip(0, true).tcp(src: 1, dst: 80), ip(3, false).tcp(src: 1, dst: 80),
+            ether().ipv4(src: client, dst: server, options: [1, 1, 1, 1, 1, 1, 1, 1]).tcp(src: 1, dst: 80),
+            ether().ipv4(src: client, dst: server, ihl: 4).tcp(src: 1, dst: 80),
+            ether().ipv4(src: client, dst: server).tcp(src: 1, dst: 80, dataOffset: 4),
+            ether().ipv4(src: client, dst: server).tcp(src: 1, dst: 80, flags: TCPFlag.syn | TCPFlag.ack),
+            ether().ipv4(src: client, dst: server).icmp(type: 8, code: 0), ether().ipv4(src: client, dst: server).icmp(type: 0, code: 0),
+            ether().vlan(id: 1).vlan(id: 2).vlan(id: 3).ipv4(src: client, dst: server),
+        ])
+    }
+
+    @Test func arpAndOtherEtherTypes() throws {
+        let arp = { (op: UInt16) in
+            ether(dst: MACAddress(rawValue: 0xffff_ffff_ffff)).arp(op: op, sha: hostMAC, spa: client, tha: MACAddress(rawValue: 0), tpa: server)
+        }
+        try check([
+            "filter add dev xft0 protocol arp prio 1 flower arp_op request arp_tip 198.51.100.1 arp_sha 02:00:00:00:00:01 action drop",
+            "filter add dev xft0 protocol 0x88b5 prio 2 flower action drop",
+        ], [arp(1), arp(2), arp(3), ether(type: 0x88b5).payload([1, 2, 3]), ether(type: 0x88b6).payload([1])])
+    }
+
+    @Test func policeTakesFromATokenBucket() throws {
+        // 1 byte/s refills nothing during the test; a 200-byte burst lets two 64-byte frames through.
+        try check(["filter add dev xft0 protocol ip prio 1 flower ip_proto udp action police rate 8bit burst 200 conform-exceed pipe/drop action pass"],
+                  Array(repeating: udp4().padded(to: 64), count: 5))
+    }
+
+    @Test func matchAllAndAnEmptyRuleSet() throws {
+        try check(["filter add dev xft0 prio 7 flower action drop"], [udp4(), ether(type: 0x1234)])
+        try check([], [udp4(), ether().vlan(id: 1).vlan(id: 2).vlan(id: 3)])
+    }
+
+    @Test func theSubtableLimitIsStatedAndHeldToTheLetter() throws {
+        func rules(_ count: Int) -> [String] {
+            (1 ... count).map { "filter add dev xft0 protocol ip prio \($0) flower ip_proto udp dst_port \($0) action drop" }
+        }
+        try check(rules(Plan.maxSubtables), [udp4(dst: UInt16(Plan.maxSubtables)), udp4(dst: 1000)])
+        #expect(throws: CompileError.tooManySubtables(count: Plan.maxSubtables + 1)) {
+            try Plan(ruleSet(rules(Plan.maxSubtables + 1)), device: testDevice)
+        }
     }
 }
