@@ -7,8 +7,8 @@ import Packets
 ///
 /// `argument` and `wide` are raw bytes the program copies or combines as they are, so
 /// packet fields are in network order and the mark in host order.
-public struct ActionStep: Hashable, Sendable {
-    public enum Kind: UInt8, CaseIterable, Hashable, Sendable, Comparable {
+public struct ActionStep: Hashable, Sendable, Codable {
+    public enum Kind: UInt8, CaseIterable, Hashable, Sendable, Comparable, Codable {
         /// Only a control.
         case gact = 1
         /// argument: the devmap key of the target device.
@@ -33,7 +33,7 @@ public struct ActionStep: Hashable, Sendable {
     }
 
     /// What follows the step (TC_ACT_* reduced to what XDP runs).
-    public enum Control: UInt8, Hashable, Sendable {
+    public enum Control: UInt8, Hashable, Sendable, Codable {
         case pipe = 0, drop, pass, `continue`
     }
 
@@ -50,7 +50,7 @@ public struct ActionStep: Hashable, Sendable {
 }
 
 /// A rule's actions as steps, at most `maxSteps`: the value of the actions map.
-public struct ActionProgram: Hashable, Sendable {
+public struct ActionProgram: Hashable, Sendable, Codable {
     public static let maxSteps = 8
     public static let size = maxSteps * ActionStep.size
 

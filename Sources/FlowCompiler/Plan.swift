@@ -15,31 +15,45 @@ public struct RuleID: Hashable, Sendable, Codable, Comparable {
     public static func < (a: Self, b: Self) -> Bool { (a.prio, a.handle) < (b.prio, b.handle) }
 }
 
-/// Rule -> counter slot. Slots 0 and 1 count misses and unparsed frames.
-public struct RuleSlots: Hashable, Sendable, Codable {
-    public static let miss: UInt32 = 0
-    public static let unparsed: UInt32 = 1
-    public static let firstRule: UInt32 = 2
+/// Indexes into a program's array maps that stay put across plans of one device: a key
+/// that is still used keeps its index, a new key takes the lowest free one. Counters
+/// (by rule slot) and policer buckets thereby survive rule changes and program swaps,
+/// and an unchanged rule's map entries are not rewritten.
+public struct StableIndex<Key: Hashable & Sendable & Codable>: Hashable, Sendable, Codable {
+    public private(set) var indexes: [Key: UInt32] = [:]
+    public let first: UInt32
 
-    public private(set) var slots: [RuleID: UInt32] = [:]
+    public init(first: UInt32 = 0) { self.first = first }
 
-    public init() {}
-
-    /// Keeps the slots of `rules` that have one, gives the others the lowest free
-    /// slots, and frees the slots of rules that are gone.
-    mutating func assign(_ rules: [RuleID]) {
-        let live = Set(rules)
-        slots = slots.filter { live.contains($0.key) }
-        var used = Set(slots.values)
-        var next = Self.firstRule
-        for rule in rules where slots[rule] == nil {
+    /// Keeps the indexes of `keys` that have one, frees those of keys that are gone and
+    /// gives the others the lowest free indexes, in order.
+    mutating func assign(_ keys: [Key]) {
+        let live = Set(keys)
+        indexes = indexes.filter { live.contains($0.key) }
+        var used = Set(indexes.values)
+        var next = first
+        for key in keys where indexes[key] == nil {
             while used.contains(next) { next += 1 }
-            slots[rule] = next
+            indexes[key] = next
             used.insert(next)
         }
     }
 
-    public subscript(rule: RuleID) -> UInt32? { slots[rule] }
+    public subscript(key: Key) -> UInt32? { indexes[key] }
+    public var count: Int { indexes.count }
+}
+
+/// Counter slots: 0 and 1 count misses and unparsed frames, rules follow.
+public enum RuleSlots {
+    public static let miss: UInt32 = 0
+    public static let unparsed: UInt32 = 1
+    public static let firstRule: UInt32 = 2
+}
+
+/// A police action: the rule and the action's position in it.
+public struct PolicerKey: Hashable, Sendable, Codable {
+    public var rule: RuleID
+    public var action: Int
 }
 
 /// The mask shared by a subtable's entries: which fields, under which bit masks. A
@@ -92,7 +106,7 @@ public struct Subtable: Hashable, Sendable {
             mix(UInt8(field.rawValue))
             mask.fields[field]!.forEach(mix)
         }
-        mix(storage == .direct ? 0 : 1)
+        mix(mask.keyBytes.count <= 2 ? 0 : 1)
         let hex = String(UInt32(truncatingIfNeeded: hash ^ hash >> 32), radix: 16)
         return "xf_st_" + String(repeating: "0", count: 8 - hex.count) + hex
     }
@@ -145,19 +159,29 @@ public struct Plan: Sendable {
     /// Lookup order: by prio; within a prio, all are looked up and the lowest handle wins.
     public var subtables: [Subtable]
     public var rules: [FlowRule]
-    public var slots: RuleSlots
-    /// Deduplicated; index = the value's `action`.
-    public var actions: [ActionProgram]
-    /// Devmap key -> device name.
-    public var redirectTargets: [String]
-    public var policers: [PolicerConfig]
+    /// Rule -> counter slot.
+    public var slots: StableIndex<RuleID>
+    /// Action program -> index in the actions map (deduplicated: rules share programs).
+    public var actionIndex: StableIndex<ActionProgram>
+    /// Redirect target device -> devmap key.
+    public var targetIndex: StableIndex<String>
+    public var policerIndex: StableIndex<PolicerKey>
+    /// By index.
+    public var policers: [UInt32: PolicerConfig]
+
+    public var actions: [UInt32: ActionProgram] {
+        Dictionary(uniqueKeysWithValues: actionIndex.indexes.map { ($0.value, $0.key) })
+    }
+    public var redirectTargets: [UInt32: String] {
+        Dictionary(uniqueKeysWithValues: targetIndex.indexes.map { ($0.value, $0.key) })
+    }
     public var keyLayers: KeyLayers
     /// Every field some subtable reads.
     public var fields: Set<KeyField>
     public var ruleCapacity: Int
 
-    public var stepKinds: Set<ActionStep.Kind> { Set(actions.flatMap { $0.steps.map(\.kind) }) }
-    public var maxSteps: Int { actions.map(\.steps.count).max() ?? 0 }
+    public var stepKinds: Set<ActionStep.Kind> { Set(actionIndex.indexes.keys.flatMap { $0.steps.map(\.kind) }) }
+    public var maxSteps: Int { actionIndex.indexes.keys.map(\.steps.count).max() ?? 0 }
     /// Entries over all subtables (a port range counts once per block).
     public var entryCount: Int { subtables.reduce(0) { $0 + $1.entries.count } }
 
@@ -174,9 +198,9 @@ public struct Plan: Sendable {
         return groups
     }
 
-    /// Plans chain 0 of `ruleSet` for `device`. `slots` keeps counter slots stable
-    /// across plans of the same device.
-    public init(_ ruleSet: RuleSet, device: String, slots: RuleSlots = RuleSlots(),
+    /// Plans chain 0 of `ruleSet` for `device`. Given the device's `previous` plan, its
+    /// indexes are kept (see `StableIndex`).
+    public init(_ ruleSet: RuleSet, device: String, after previous: Plan? = nil,
                 ruleCapacity: Int = Plan.defaultRuleCapacity) throws(CompileError) {
         let rules = ruleSet.rules.filter { $0.chain == 0 }
         for rule in ruleSet.rules where !rule.xdpLimitations.isEmpty {
@@ -186,38 +210,47 @@ public struct Plan: Sendable {
         self.device = device
         self.rules = rules
         self.ruleCapacity = ruleCapacity
-        self.slots = slots
-        self.slots.assign(rules.map { RuleID(prio: $0.prio, handle: $0.handle) })
         keyLayers = ruleSet.keyLayers
 
-        var targets: [String] = []
-        var policers: [PolicerConfig] = []
-        var actions: [ActionProgram] = []
-        var actionIndex: [ActionProgram: UInt32] = [:]
-        var tables: [SubtableKey: [[UInt8]: SubtableValue]] = [:]
-        var fields = Set<KeyField>()
+        // Targets and police actions first: the action programs name their indexes.
+        var targetIndex = previous?.targetIndex ?? StableIndex()
+        targetIndex.assign(rules.flatMap { rule in
+            rule.actions.compactMap { action -> String? in
+                guard case .mirred(let mirred) = action.kind, mirred.device != device else { return nil }
+                return mirred.device
+            }
+        })
+        var policerIndex = previous?.policerIndex ?? StableIndex()
+        policerIndex.assign(rules.flatMap { rule in
+            rule.actions.indices.compactMap { index -> PolicerKey? in
+                guard case .police = rule.actions[index].kind else { return nil }
+                return PolicerKey(rule: RuleID(prio: rule.prio, handle: rule.handle), action: index)
+            }
+        })
+        var programs: [ActionProgram] = []
         for rule in rules {
             let id = RuleID(prio: rule.prio, handle: rule.handle)
-            let program = try ActionProgram(rule, device: device, target: { name in
-                if let index = targets.firstIndex(of: name) { return UInt32(index) }
-                targets.append(name)
-                return UInt32(targets.count - 1)
-            }, policer: { action in
-                guard case .police(let police) = rule.actions[action].kind else { return 0 }
+            programs.append(try ActionProgram(rule, device: device, target: { targetIndex[$0]! },
+                                              policer: { policerIndex[PolicerKey(rule: id, action: $0)]! }))
+        }
+        var actionIndex = previous?.actionIndex ?? StableIndex()
+        actionIndex.assign(programs)
+        var slots = previous?.slots ?? StableIndex(first: RuleSlots.firstRule)
+        slots.assign(rules.map { RuleID(prio: $0.prio, handle: $0.handle) })
+
+        var policers: [UInt32: PolicerConfig] = [:]
+        var tables: [SubtableKey: [[UInt8]: SubtableValue]] = [:]
+        var fields = Set<KeyField>()
+        for (rule, program) in zip(rules, programs) {
+            let id = RuleID(prio: rule.prio, handle: rule.handle)
+            for (index, action) in rule.actions.enumerated() {
+                guard case .police(let police) = action.kind else { continue }
                 let capacity = UInt64(police.burstBytes) * 1_000_000_000
-                policers.append(PolicerConfig(rule: id, action: action, capacity: capacity, rate: police.bytesPerSecond,
-                                              fillTime: police.bytesPerSecond == 0 ? .max : capacity / police.bytesPerSecond))
-                return UInt32(policers.count - 1)
-            })
-            let action: UInt32
-            if let known = actionIndex[program] {
-                action = known
-            } else {
-                action = UInt32(actions.count)
-                actions.append(program)
-                actionIndex[program] = action
+                policers[policerIndex[PolicerKey(rule: id, action: index)]!] = PolicerConfig(
+                    rule: id, action: index, capacity: capacity, rate: police.bytesPerSecond,
+                    fillTime: police.bytesPerSecond == 0 ? .max : capacity / police.bytesPerSecond)
             }
-            let value = SubtableValue(slot: self.slots[id]!, handle: rule.handle, action: action)
+            let value = SubtableValue(slot: slots[id]!, handle: rule.handle, action: actionIndex[program]!)
             for alternative in RuleKey(rule, device: device).alternatives {
                 let mask = SubtableMask(fields: alternative.mapValues(\.mask))
                 fields.formUnion(alternative.keys)
@@ -227,16 +260,29 @@ public struct Plan: Sendable {
                 if tables[table, default: [:]][key] == nil { tables[table, default: [:]][key] = value }
             }
         }
-        guard targets.count <= Self.maxRedirectTargets else { throw .tooManyRedirectTargets(count: targets.count) }
+        guard targetIndex.count <= Self.maxRedirectTargets else {
+            throw .tooManyRedirectTargets(count: targetIndex.count)
+        }
         guard tables.count <= Self.maxSubtables else { throw .tooManySubtables(count: tables.count) }
+        let previousCapacity = Dictionary((previous?.subtables ?? []).map { ($0.mapName, $0.storage) },
+                                          uniquingKeysWith: { first, _ in first })
         subtables = tables.map { table, entries in
-            let storage: Subtable.Storage = table.mask.keyBytes.count <= 2
-                ? .direct : .hash(capacity: Self.capacity(for: entries.count))
-            return Subtable(prio: table.prio, mask: table.mask, entries: entries, storage: storage)
+            var subtable = Subtable(prio: table.prio, mask: table.mask, entries: entries, storage: .direct)
+            if subtable.keySize > 2 {
+                // Keep the map while it has room, so that a rule change stays a map update.
+                var capacity = Self.capacity(for: entries.count)
+                if case .hash(let kept)? = previousCapacity[subtable.mapName], kept >= entries.count {
+                    capacity = kept
+                }
+                subtable.storage = .hash(capacity: capacity)
+            }
+            return subtable
         }.sorted { ($0.prio, $0.mapName) < ($1.prio, $1.mapName) }
         self.fields = fields
-        self.actions = actions
-        redirectTargets = targets
+        self.slots = slots
+        self.actionIndex = actionIndex
+        self.targetIndex = targetIndex
+        self.policerIndex = policerIndex
         self.policers = policers
     }
 

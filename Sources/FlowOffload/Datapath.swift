@@ -8,18 +8,21 @@ import FlowRules
 /// loaded through the verifier. Attaching it is the runtime's business; a datapath can
 /// also run frames through BPF_PROG_TEST_RUN without any device.
 public final class Datapath {
-    public let plan: Plan
+    public private(set) var plan: Plan
     public let options: CompileOptions
     public let instructions: [Instruction]
     public let program: Program
     /// By name: the shared maps (FlowMaps) and one per subtable.
     public let maps: [String: BPFKernel.Map]
 
-    /// `targetIndex` gives the ifindex a redirect target device has; `reuse` holds maps
-    /// to keep (same name and spec), so that a new program shares their entries.
+    /// `targetIndex` gives the ifindex a redirect target device has. To replace a
+    /// running datapath, pass it as `replacing`: maps with the same name and spec are
+    /// kept with their entries (counters, buckets, subtables), and only the differences
+    /// from its plan are written.
     public init(plan: Plan, options: CompileOptions = CompileOptions(),
                 targetIndex: (String) throws(BPFError) -> UInt32,
-                reuse: [String: BPFKernel.Map] = [:]) throws(OffloadError) {
+                replacing previous: Datapath? = nil) throws(OffloadError) {
+        let reuse = previous?.maps ?? [:]
         self.plan = plan
         self.options = options
         do {
@@ -41,7 +44,8 @@ public final class Datapath {
                 }
             }
             self.maps = maps
-            try Self.fill(maps, from: plan, targetIndex: targetIndex)
+            let kept = Set(maps.filter { reuse[$0.key] === $0.value }.keys)
+            try Self.write(plan, over: previous?.plan, keptMaps: kept, into: maps, targetIndex: targetIndex)
             program = try Program.loadXDP(name: "xdpflow", instructions: instructions, maps: maps)
         } catch {
             throw .kernel(error)
@@ -77,24 +81,78 @@ public final class Datapath {
         return specs
     }
 
-    /// Writes every entry the plan holds.
-    static func fill(_ maps: [String: BPFKernel.Map], from plan: Plan,
-                     targetIndex: (String) throws(BPFError) -> UInt32) throws(BPFError) {
-        if let actions = maps[FlowMaps.actions] {
-            try actions.updateBatch(plan.actions.enumerated().map { (UInt32($0.offset).bytes, $0.element.bytes) })
+    /// Moves this datapath's maps to `plan` when its program would be the same (same
+    /// shape: subtables, parsed layers, action kinds); returns the number of map writes,
+    /// or nil when the plan needs a new program (build one with `replacing: self`).
+    public func update(to plan: Plan, targetIndex: (String) throws(BPFError) -> UInt32) throws(OffloadError) -> Int? {
+        guard Self.mapSpecs(for: plan) == Self.mapSpecs(for: self.plan),
+              (try? CodeGenerator.generate(plan, options: options)) == instructions
+        else { return nil }
+        do {
+            let writes = try Self.write(plan, over: self.plan, keptMaps: Set(maps.keys), into: maps,
+                                        targetIndex: targetIndex)
+            self.plan = plan
+            return writes
+        } catch {
+            throw .kernel(error)
         }
-        if let redirect = maps[FlowMaps.redirect] {
-            for (index, name) in plan.redirectTargets.enumerated() {
-                try redirect.update(UInt32(index).bytes, try targetIndex(name).bytes)
+    }
+
+    /// Writes what `plan` holds that `previous` did not into `maps`; maps not in
+    /// `keptMaps` are new and get everything. New rule slots start from zero counters.
+    /// Returns the number of map operations.
+    @discardableResult
+    static func write(_ plan: Plan, over previous: Plan?, keptMaps: Set<String>, into maps: [String: BPFKernel.Map],
+                      targetIndex: (String) throws(BPFError) -> UInt32) throws(BPFError) -> Int {
+        var writes = 0
+        let old = { (name: String) in keptMaps.contains(name) ? previous : nil }
+        func put<Value: Equatable>(_ map: BPFKernel.Map?, _ new: [UInt32: Value], _ previous: [UInt32: Value],
+                                   _ bytes: (Value) throws(BPFError) -> [UInt8]) throws(BPFError) {
+            guard let map else { return }
+            let changed = new.filter { previous[$0.key] != $0.value }.sorted { $0.key < $1.key }
+            guard !changed.isEmpty else { return }
+            var entries: [(key: [UInt8], value: [UInt8])] = []
+            for (index, value) in changed { entries.append((index.bytes, try bytes(value))) }
+            if map.spec.type == .devmap {
+                // Devmaps have no batch operations.
+                for entry in entries { try map.update(entry.key, entry.value) }
+            } else {
+                try map.updateBatch(entries)
+            }
+            writes += changed.count
+        }
+        try put(maps[FlowMaps.actions], plan.actions, old(FlowMaps.actions)?.actions ?? [:]) { $0.bytes }
+        try put(maps[FlowMaps.redirect], plan.redirectTargets, old(FlowMaps.redirect)?.redirectTargets ?? [:]) {
+            (name: String) throws(BPFError) in try targetIndex(name).bytes
+        }
+        try put(maps[FlowMaps.policers], plan.policers, old(FlowMaps.policers)?.policers ?? [:]) { $0.bytes }
+        if let counters = maps[FlowMaps.counters], keptMaps.contains(FlowMaps.counters) {
+            // A slot that changed hands (or is new) starts from zero.
+            let zero = [UInt8](repeating: 0, count: RuleCounters.size)
+            for (rule, slot) in plan.slots.indexes where previous?.slots[rule] != slot {
+                try counters.updateAllCPUs(slot.bytes, zero)
+                writes += 1
             }
         }
-        if let policers = maps[FlowMaps.policers] {
-            try policers.updateBatch(plan.policers.enumerated().map { (UInt32($0.offset).bytes, $0.element.bytes) })
-        }
+        let before = Dictionary((previous?.subtables ?? []).map { ($0.mapName, $0) }, uniquingKeysWith: { a, _ in a })
         for subtable in plan.subtables {
             guard let map = maps[subtable.mapName] else { continue }
-            try map.updateBatch(subtable.entries.map { key, value in (Self.mapKey(key, in: subtable), value.bytes) })
+            let held = keptMaps.contains(subtable.mapName) ? before[subtable.mapName]?.entries ?? [:] : [:]
+            let changed = subtable.entries.filter { held[$0.key] != $0.value }
+            let gone = held.keys.filter { subtable.entries[$0] == nil }
+            if !changed.isEmpty {
+                try map.updateBatch(changed.map { (Self.mapKey($0.key, in: subtable), $0.value.bytes) })
+            }
+            for key in gone {
+                if case .direct = subtable.storage {
+                    try map.update(Self.mapKey(key, in: subtable), [UInt8](repeating: 0, count: SubtableValue.size))
+                } else {
+                    _ = try map.delete(Self.mapKey(key, in: subtable))
+                }
+            }
+            writes += changed.count + gone.count
         }
+        return writes
     }
 
     /// The map key of a subtable entry: the key bytes, or for a direct subtable the
@@ -110,7 +168,7 @@ public final class Datapath {
     public func counters() throws(BPFError) -> [UInt32: RuleStatistics] {
         guard let map = maps[FlowMaps.counters] else { return [:] }
         var result: [UInt32: RuleStatistics] = [:]
-        let slots = [RuleSlots.miss, RuleSlots.unparsed] + plan.slots.slots.values
+        let slots = [RuleSlots.miss, RuleSlots.unparsed] + plan.slots.indexes.values
         for slot in slots {
             guard let perCPU = try map.lookupPerCPU(slot.bytes) else { continue }
             result[slot] = RuleStatistics(perCPU: perCPU)

@@ -35,7 +35,7 @@ extension Datapath {
         let entry = try log.lookup(UInt32(0).bytes) ?? zero
         let count = min(Int(entry.littleEndian(at: 0) as UInt32), TraceLog.capacity)
         let slots = (0 ..< count).map { entry.littleEndian(at: 4 + 4 * $0) as UInt32 }
-        let ruleBySlot = Dictionary(uniqueKeysWithValues: plan.slots.slots.map { ($0.value, $0.key) })
+        let ruleBySlot = Dictionary(uniqueKeysWithValues: plan.slots.indexes.map { ($0.value, $0.key) })
         let matched = slots.compactMap { ruleBySlot[$0] }
         let verdict = result.action ?? .aborted
         let metadataLength = min(result.metadataLength ?? 0, result.packet.count)

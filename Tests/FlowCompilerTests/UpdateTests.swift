@@ -1,0 +1,62 @@
+import FlowCompiler
+import FlowOffload
+import FlowRules
+import Packets
+import Testing
+
+/// Rule changes: a rule in an existing subtable is a map update, a new shape a new
+/// program over the same maps, and counters stay with their rules.
+@Suite(.enabled(if: kernelAvailable, kernelUnavailable), .serialized)
+struct UpdateTests {
+    let port53 = "filter add dev xft0 protocol ip prio 1 handle 1 flower ip_proto udp dst_port 53 action drop"
+    let port54 = "filter add dev xft0 protocol ip prio 1 handle 2 flower ip_proto udp dst_port 54 action drop"
+    let prefix = "filter add dev xft0 protocol ip prio 2 handle 1 flower dst_ip 198.51.100.0/24 action pass"
+
+    func counted(_ datapath: Datapath, _ rule: RuleID) throws -> UInt64 {
+        try datapath.counters()[datapath.plan.slots[rule]!]?.packets ?? 0
+    }
+
+    @Test func aRuleInAnExistingSubtableIsOneMapWrite() throws {
+        let first = try Plan(ruleSet([port53]), device: testDevice)
+        let datapath = try Datapath(plan: first, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 })
+        let program = datapath.program.id
+        #expect(try datapath.trace(udp4(dst: 54).bytes).verdict == .pass)
+
+        let second = try Plan(ruleSet([port53, port54]), device: testDevice, after: first)
+        #expect(try datapath.update(to: second, targetIndex: { _ in 1 }) == 2,
+                "one subtable entry, and the new rule's counters set to zero; 'drop' is shared")
+        #expect(datapath.program.id == program)
+        #expect(try datapath.trace(udp4(dst: 54).bytes).matched == [RuleID(prio: 1, handle: 2)])
+
+        let third = try Plan(ruleSet([port54]), device: testDevice, after: second)
+        let writes = try datapath.update(to: third, targetIndex: { _ in 1 })
+        #expect(writes == 1, "one entry removed")
+        #expect(try datapath.trace(udp4(dst: 53).bytes).verdict == .pass)
+    }
+
+    @Test func aNewShapeIsANewProgramOverTheSameMapsAndCountersSurvive() throws {
+        let first = try Plan(ruleSet([port53]), device: testDevice)
+        let old = try Datapath(plan: first, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 })
+        _ = try old.trace(udp4().bytes)
+        _ = try old.trace(udp4().bytes)
+
+        let second = try Plan(ruleSet([port53, prefix]), device: testDevice, after: first)
+        #expect(try old.update(to: second, targetIndex: { _ in 1 }) == nil, "a new subtable needs a new program")
+        let new = try Datapath(plan: second, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 },
+                               replacing: old)
+        #expect(new.program.id != old.program.id)
+        let subtable = first.subtables[0].mapName
+        #expect(new.maps[subtable] === old.maps[subtable], "the subtable map is shared, not copied")
+        #expect(try counted(new, RuleID(prio: 1, handle: 1)) == 2)
+        #expect(try new.trace(udp4(dst: 80).bytes).matched == [RuleID(prio: 2, handle: 1)])
+        #expect(try new.trace(udp4().bytes).verdict == .drop)
+        #expect(try counted(new, RuleID(prio: 1, handle: 1)) == 3)
+
+        // The rule goes and another takes its slot: it starts from zero.
+        let third = try Plan(ruleSet([prefix, port54]), device: testDevice, after: second)
+        let newest = try Datapath(plan: third, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 },
+                                  replacing: new)
+        #expect(third.slots[RuleID(prio: 1, handle: 2)] == second.slots[RuleID(prio: 1, handle: 1)])
+        #expect(try counted(newest, RuleID(prio: 1, handle: 2)) == 0)
+    }
+}
