@@ -152,7 +152,8 @@ extension Program {
     public func testRun(_ run: TestRun) throws(BPFError) -> TestRunResult {
         var output = [UInt8](repeating: 0, count: run.liveFrames ? 0 : run.outputCapacity)
         var context = run.context?.fields(inputLength: run.packet.count) ?? []
-        var contextOut = [UInt32](repeating: 0, count: context.count)
+        // Live frames are not copied back, and the kernel refuses an output buffer for them.
+        var contextOut = [UInt32](repeating: 0, count: run.liveFrames ? 0 : context.count)
         var opts = bpf_test_run_opts()
         opts.sz = MemoryLayout<bpf_test_run_opts>.size
         opts.data_size_in = UInt32(run.packet.count)

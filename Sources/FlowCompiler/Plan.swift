@@ -198,9 +198,36 @@ public struct Plan: Sendable {
         return groups
     }
 
-    /// Plans chain 0 of `ruleSet` for `device`. Given the device's `previous` plan, its
-    /// indexes are kept (see `StableIndex`).
-    public init(_ ruleSet: RuleSet, device: String, after previous: Plan? = nil,
+    /// Plans chain 0 of `ruleSet` for `device`, keeping the indexes and map sizes of the
+    /// device's `previous` plan.
+    public init(_ ruleSet: RuleSet, device: String, after previous: Plan?,
+                ruleCapacity: Int = Plan.defaultRuleCapacity) throws(CompileError) {
+        try self.init(ruleSet, device: device, memory: previous?.memory, ruleCapacity: ruleCapacity)
+    }
+
+    /// What a plan passes on to the next plan of its device (and what the runtime keeps
+    /// on disk): its indexes and the sizes of its hash maps.
+    public struct Memory: Hashable, Sendable, Codable {
+        public var slots: StableIndex<RuleID>
+        public var actionIndex: StableIndex<ActionProgram>
+        public var targetIndex: StableIndex<String>
+        public var policerIndex: StableIndex<PolicerKey>
+        /// Subtable map name -> hash capacity.
+        public var capacities: [String: Int]
+    }
+
+    public var memory: Memory {
+        var capacities: [String: Int] = [:]
+        for subtable in subtables {
+            if case .hash(let capacity) = subtable.storage { capacities[subtable.mapName] = capacity }
+        }
+        return Memory(slots: slots, actionIndex: actionIndex, targetIndex: targetIndex, policerIndex: policerIndex,
+                      capacities: capacities)
+    }
+
+    /// Plans chain 0 of `ruleSet` for `device`, keeping the indexes and map sizes in
+    /// `memory` (see `StableIndex`).
+    public init(_ ruleSet: RuleSet, device: String, memory previous: Memory? = nil,
                 ruleCapacity: Int = Plan.defaultRuleCapacity) throws(CompileError) {
         let rules = ruleSet.rules.filter { $0.chain == 0 }
         for rule in ruleSet.rules where !rule.xdpLimitations.isEmpty {
@@ -264,14 +291,13 @@ public struct Plan: Sendable {
             throw .tooManyRedirectTargets(count: targetIndex.count)
         }
         guard tables.count <= Self.maxSubtables else { throw .tooManySubtables(count: tables.count) }
-        let previousCapacity = Dictionary((previous?.subtables ?? []).map { ($0.mapName, $0.storage) },
-                                          uniquingKeysWith: { first, _ in first })
+        let previousCapacity = previous?.capacities ?? [:]
         subtables = tables.map { table, entries in
             var subtable = Subtable(prio: table.prio, mask: table.mask, entries: entries, storage: .direct)
             if subtable.keySize > 2 {
                 // Keep the map while it has room, so that a rule change stays a map update.
                 var capacity = Self.capacity(for: entries.count)
-                if case .hash(let kept)? = previousCapacity[subtable.mapName], kept >= entries.count {
+                if let kept = previousCapacity[subtable.mapName], kept >= entries.count {
                     capacity = kept
                 }
                 subtable.storage = .hash(capacity: capacity)

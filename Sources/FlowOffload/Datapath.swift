@@ -11,18 +11,19 @@ public final class Datapath {
     public private(set) var plan: Plan
     public let options: CompileOptions
     public let instructions: [Instruction]
-    public let program: Program
+    /// Nil for a datapath adopted from pinned maps (its program runs behind a link).
+    public let program: Program?
     /// By name: the shared maps (FlowMaps) and one per subtable.
     public let maps: [String: BPFKernel.Map]
 
     /// `targetIndex` gives the ifindex a redirect target device has. To replace a
     /// running datapath, pass it as `replacing`: maps with the same name and spec are
     /// kept with their entries (counters, buckets, subtables), and only the differences
-    /// from its plan are written.
+    /// from its plan are written. `sharing` limits the maps kept to those named.
     public init(plan: Plan, options: CompileOptions = CompileOptions(),
                 targetIndex: (String) throws(BPFError) -> UInt32,
-                replacing previous: Datapath? = nil) throws(OffloadError) {
-        let reuse = previous?.maps ?? [:]
+                replacing previous: Datapath? = nil, sharing shared: Set<String>? = nil) throws(OffloadError) {
+        let reuse = (previous?.maps ?? [:]).filter { shared?.contains($0.key) ?? true }
         self.plan = plan
         self.options = options
         do {
@@ -50,6 +51,19 @@ public final class Datapath {
         } catch {
             throw .kernel(error)
         }
+    }
+
+    /// The datapath whose maps are `maps` (opened from pins) and whose plan is `plan`.
+    public init(adopting plan: Plan, options: CompileOptions, maps: [String: BPFKernel.Map]) throws(OffloadError) {
+        self.plan = plan
+        self.options = options
+        do {
+            instructions = try CodeGenerator.generate(plan, options: options)
+        } catch {
+            throw .assembly(error)
+        }
+        self.maps = maps
+        program = nil
     }
 
     /// The maps a plan's program uses.

@@ -25,7 +25,7 @@ extension Datapath {
     /// Runs `frame` through the program once. The datapath must have been built with
     /// `recordMatches`.
     public func trace(_ frame: [UInt8]) throws(BPFError) -> TraceRecord {
-        guard let log = maps[FlowMaps.trace] else {
+        guard let log = maps[FlowMaps.trace], let program else {
             throw .invalidArgument("trace needs a program compiled with recordMatches")
         }
         let zero = [UInt8](repeating: 0, count: TraceLog.size)

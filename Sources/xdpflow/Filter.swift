@@ -1,5 +1,6 @@
 import ArgumentParser
 import BPFKernel
+import FlowCompiler
 import FlowOffload
 import FlowRules
 import Foundation
@@ -38,8 +39,11 @@ struct Filter: ParsableCommand {
 /// iproute2: 2 for a command that cannot be read, 1 for one that fails.
 struct FilterRunner {
     let options: GlobalOptions
-    /// Rules persist per device in the state directory (XDPFLOW_STATE_DIR).
-    let store: any RuleSetStore = FileRuleSetStore()
+    /// Rules persist per device in the state directory (XDPFLOW_STATE_DIR); on an
+    /// attached device they reach the kernel in the same step.
+    let store: any RuleSetStore = OffloadingStore { message in
+        FileHandle.standardError.write(Data(("Warning: " + message + "\n").utf8))
+    }
 
     func run(_ words: [String]) throws {
         let command: FilterCommand
@@ -99,8 +103,18 @@ struct FilterRunner {
         case .get, .show: break
         default: return
         }
-        // No offload runs yet (attaching comes with the runtime): no rule has met a packet.
-        let stats: ((FlowRule) -> RuleStats?)? = options.stats ? { _ in RuleStats(packets: 0, bytes: 0, lastUsed: nil) } : nil
+        var stats: ((FlowRule) -> RuleStats?)?
+        if options.stats {
+            let counters = try? Offload(device: command.device).statistics()
+            let now = MonotonicClock.nanoseconds
+            stats = { rule in
+                // A device that is not attached has met no packet.
+                guard let counters else { return RuleStats(packets: 0, bytes: 0, lastUsed: nil) }
+                let rule = counters.rules[RuleID(prio: rule.prio, handle: rule.handle)] ?? RuleStatistics()
+                return RuleStats(packets: rule.packets, bytes: rule.bytes,
+                                 lastUsed: rule.lastHit == 0 ? nil : (now &- rule.lastHit) / 1_000_000_000)
+            }
+        }
         let show = RuleShow(device: command.device, rules: rules, stats: stats)
         if options.json {
             print(show.json(pretty: options.pretty))

@@ -19,13 +19,13 @@ struct UpdateTests {
     @Test func aRuleInAnExistingSubtableIsOneMapWrite() throws {
         let first = try Plan(ruleSet([port53]), device: testDevice)
         let datapath = try Datapath(plan: first, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 })
-        let program = datapath.program.id
+        let program = datapath.program?.id
         #expect(try datapath.trace(udp4(dst: 54).bytes).verdict == .pass)
 
         let second = try Plan(ruleSet([port53, port54]), device: testDevice, after: first)
         #expect(try datapath.update(to: second, targetIndex: { _ in 1 }) == 2,
                 "one subtable entry, and the new rule's counters set to zero; 'drop' is shared")
-        #expect(datapath.program.id == program)
+        #expect(datapath.program?.id == program)
         #expect(try datapath.trace(udp4(dst: 54).bytes).matched == [RuleID(prio: 1, handle: 2)])
 
         let third = try Plan(ruleSet([port54]), device: testDevice, after: second)
@@ -44,7 +44,7 @@ struct UpdateTests {
         #expect(try old.update(to: second, targetIndex: { _ in 1 }) == nil, "a new subtable needs a new program")
         let new = try Datapath(plan: second, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 },
                                replacing: old)
-        #expect(new.program.id != old.program.id)
+        #expect(new.program?.id != old.program?.id)
         let subtable = first.subtables[0].mapName
         #expect(new.maps[subtable] === old.maps[subtable], "the subtable map is shared, not copied")
         #expect(try counted(new, RuleID(prio: 1, handle: 1)) == 2)

@@ -1,0 +1,80 @@
+import ArgumentParser
+import BPFKernel
+import FlowOffload
+import Foundation
+
+/// `xdpflow attach dev DEV [mode auto|native|generic] [unparsed pass|drop]`.
+struct Attach: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load the program for a device's rules and attach it.",
+        usage: "xdpflow attach dev DEV [mode auto|native|generic] [unparsed pass|drop]",
+        discussion: """
+            Mounts bpffs when needed, compiles the device's rules (none yet: a program \
+            that passes and counts every frame), loads it through the verifier, attaches \
+            it with a bpf_link and pins link and maps under /sys/fs/bpf/xdpflow/DEV/. \
+            The offload stays when xdpflow exits; "xdpflow detach" removes it.
+
+            mode auto (the default) takes native XDP when the driver has it, else generic, \
+            and says which it got. unparsed drop drops frames the program cannot classify \
+            with certainty instead of passing them to the stack (both are counted).
+            """)
+
+    @Argument(help: ArgumentHelp("dev DEV [mode MODE] [unparsed pass|drop]", valueName: "words"))
+    var words: [String]
+
+    func run() throws {
+        var device: String?
+        var mode = XDPMode.auto
+        var unparsedDrop = false
+        var rest = words[...]
+        while let word = rest.popFirst() {
+            guard let value = rest.popFirst() else { throw ValidationError("attach: '\(word)' needs a value") }
+            switch word {
+            case "dev", "device": device = value
+            case "mode":
+                guard let parsed = XDPMode(rawValue: value) else {
+                    throw ValidationError("attach: mode '\(value)': expected auto, native or generic")
+                }
+                mode = parsed
+            case "unparsed":
+                guard value == "pass" || value == "drop" else {
+                    throw ValidationError("attach: unparsed '\(value)': expected pass or drop")
+                }
+                unparsedDrop = value == "drop"
+            default:
+                throw ValidationError("attach: unknown word '\(word)'; expected dev, mode or unparsed")
+            }
+        }
+        guard let device else { throw ValidationError("attach: expected 'dev DEV'") }
+        do {
+            let attached = try Offload(device: device).attach(mode: mode, unparsedDrop: unparsedDrop)
+            print("\(device): attached in \(attached.mode) mode, program id \(attached.programID), "
+                + "\(attached.rules) rules in \(attached.subtables) subtables")
+        } catch {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// `xdpflow detach dev DEV`.
+struct Detach: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Detach a device's program and remove its pins and rules.",
+        usage: "xdpflow detach dev DEV",
+        discussion: "Leaves the device as it was before attach: no XDP program, no pins under "
+            + "/sys/fs/bpf/xdpflow/DEV/, no state in the state directory.")
+
+    @Argument(help: ArgumentHelp("dev DEV", valueName: "dev DEV"))
+    var words: [String]
+
+    func run() throws {
+        let device = try DeviceWords.device(in: words, command: "detach")
+        do {
+            try Offload(device: device).detach()
+        } catch {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
