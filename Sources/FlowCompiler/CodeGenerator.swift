@@ -14,6 +14,8 @@ public enum FlowMaps {
     public static let policers = "xf_policers"
     /// Array of one `TraceLog`, in programs compiled to record matches.
     public static let trace = "xf_trace"
+    /// Devmap of one broadcast group's devices (mirrors and their redirect).
+    public static func broadcast(_ index: UInt32) -> String { "xf_bcast_\(index)" }
 }
 
 /// What a program compiled with `recordMatches` writes for each frame: the counter
@@ -78,6 +80,8 @@ public struct CompileOptions: Hashable, Sendable {
 public struct CodeGenerator {
     /// Returned by the `hit` function for `continue`: classification goes on.
     static let continueClassification: Int32 = 0x100
+    /// BPF_F_BROADCAST: bpf_redirect_map sends to every device of the map.
+    static let broadcastFlag: Int32 = 1 << 3
 
     // Main's stack frame.
     static let record: Int16 = -104
@@ -536,6 +540,16 @@ public struct CodeGenerator {
                       .load(.r1, .word, from: .r7, argument), .store(.word, to: .r2, offset, .r1), .jump(to: control)])
         case .police:
             policeStep(argument: argument, base: base, step: step, control: control, local: local)
+        case .broadcast:
+            asm.emit(.load(.r2, .word, from: .r7, argument))
+            let groups = plan.broadcastIndex.indexes.values.sorted()
+            for group in groups { asm.emit(.jump(.equal, .r2, Int32(group), to: local("group_\(group)"))) }
+            asm.emit(.jump(to: "hit_aborted"))
+            for group in groups {
+                asm.label(local("group_\(group)"))
+                asm.emit([.loadMap(.r1, FlowMaps.broadcast(group)), .mov(.r2, 0), .mov(.r3, Self.broadcastFlag),
+                          .call(.redirectMap), .exit])
+            }
         }
     }
 

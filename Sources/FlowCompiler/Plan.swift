@@ -166,6 +166,8 @@ public struct Plan: Sendable {
     /// Redirect target device -> devmap key.
     public var targetIndex: StableIndex<String>
     public var policerIndex: StableIndex<PolicerKey>
+    /// Device list -> broadcast group (a devmap per group: `FlowMaps.broadcast(index)`).
+    public var broadcastIndex: StableIndex<[String]>
     /// By index.
     public var policers: [UInt32: PolicerConfig]
 
@@ -212,6 +214,7 @@ public struct Plan: Sendable {
         public var actionIndex: StableIndex<ActionProgram>
         public var targetIndex: StableIndex<String>
         public var policerIndex: StableIndex<PolicerKey>
+        public var broadcastIndex: StableIndex<[String]>
         /// Subtable map name -> hash capacity.
         public var capacities: [String: Int]
     }
@@ -222,7 +225,7 @@ public struct Plan: Sendable {
             if case .hash(let capacity) = subtable.storage { capacities[subtable.mapName] = capacity }
         }
         return Memory(slots: slots, actionIndex: actionIndex, targetIndex: targetIndex, policerIndex: policerIndex,
-                      capacities: capacities)
+                      broadcastIndex: broadcastIndex, capacities: capacities)
     }
 
     /// Plans chain 0 of `ruleSet` for `device`, keeping the indexes and map sizes in
@@ -243,10 +246,14 @@ public struct Plan: Sendable {
         var targetIndex = previous?.targetIndex ?? StableIndex()
         targetIndex.assign(rules.flatMap { rule in
             rule.actions.compactMap { action -> String? in
-                guard case .mirred(let mirred) = action.kind, mirred.device != device else { return nil }
+                guard case .mirred(let mirred) = action.kind, mirred.mode == .redirect, mirred.device != device,
+                      rule.broadcastGroup == nil
+                else { return nil }
                 return mirred.device
             }
         })
+        var broadcastIndex = previous?.broadcastIndex ?? StableIndex()
+        broadcastIndex.assign(rules.compactMap(\.broadcastGroup))
         var policerIndex = previous?.policerIndex ?? StableIndex()
         policerIndex.assign(rules.flatMap { rule in
             rule.actions.indices.compactMap { index -> PolicerKey? in
@@ -258,7 +265,8 @@ public struct Plan: Sendable {
         for rule in rules {
             let id = RuleID(prio: rule.prio, handle: rule.handle)
             programs.append(try ActionProgram(rule, device: device, target: { targetIndex[$0]! },
-                                              policer: { policerIndex[PolicerKey(rule: id, action: $0)]! }))
+                                              policer: { policerIndex[PolicerKey(rule: id, action: $0)]! },
+                                              broadcast: { broadcastIndex[$0]! }))
         }
         var actionIndex = previous?.actionIndex ?? StableIndex()
         actionIndex.assign(programs)
@@ -290,7 +298,10 @@ public struct Plan: Sendable {
         guard targetIndex.count <= Self.maxRedirectTargets else {
             throw .tooManyRedirectTargets(count: targetIndex.count)
         }
-        guard tables.count <= Self.maxSubtables else { throw .tooManySubtables(count: tables.count) }
+        // Broadcast groups take maps from the same budget.
+        guard tables.count + broadcastIndex.count <= Self.maxSubtables else {
+            throw .tooManySubtables(count: tables.count + broadcastIndex.count)
+        }
         let previousCapacity = previous?.capacities ?? [:]
         subtables = tables.map { table, entries in
             var subtable = Subtable(prio: table.prio, mask: table.mask, entries: entries, storage: .direct)
@@ -309,6 +320,7 @@ public struct Plan: Sendable {
         self.actionIndex = actionIndex
         self.targetIndex = targetIndex
         self.policerIndex = policerIndex
+        self.broadcastIndex = broadcastIndex
         self.policers = policers
     }
 

@@ -14,6 +14,9 @@ public struct TraceRecord: Hashable, Sendable {
     public var metadata: [UInt8]
     /// The device of a redirect verdict.
     public var redirectDevice: String?
+    /// Devices that got a copy by broadcast (mirrors); the frame itself went to
+    /// `redirectDevice`, or was dropped when there is none.
+    public var mirrorDevices: [String] = []
     /// No rule could be decided: the frame went to the kernel counted as unparsed.
     public var unparsed: Bool
 
@@ -40,15 +43,17 @@ extension Datapath {
         let verdict = result.action ?? .aborted
         let metadataLength = min(result.metadataLength ?? 0, result.packet.count)
         var redirect: String?
+        var mirrors: [String] = []
         if verdict == .redirect, let rule = matched.last,
            let flowRule = plan.rules.first(where: { $0.prio == rule.prio && $0.handle == rule.handle }) {
             for action in flowRule.actions {
-                if case .mirred(let mirred) = action.kind, mirred.mode == .redirect { redirect = mirred.device }
+                guard case .mirred(let mirred) = action.kind else { continue }
+                if mirred.mode == .redirect { redirect = mirred.device } else { mirrors.append(mirred.device) }
             }
         }
         return TraceRecord(verdict: verdict, matched: matched, output: Array(result.packet.dropFirst(metadataLength)),
                            metadata: Array(result.packet.prefix(metadataLength)), redirectDevice: redirect,
-                           unparsed: slots.contains(RuleSlots.unparsed))
+                           mirrorDevices: mirrors, unparsed: slots.contains(RuleSlots.unparsed))
     }
 
 }

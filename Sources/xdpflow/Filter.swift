@@ -178,9 +178,10 @@ let filterManual = """
       police rate RATE burst SIZE conform-exceed EXCEED[/CONFORM]
     A rule without actions passes the frame and ends classification.
     Valid tc that XDP cannot run exactly is accepted here and refused when
-    the rules are compiled: mirred ingress, mirred mirror, reclassify, trap,
-    goto chain, jump, and police without conform-exceed (whose exceed
-    default is reclassify).
+    the rules are compiled: mirred ingress, a mirred mirror followed by
+    anything but mirrors and then a redirect or a drop (copies go out by
+    broadcast), reclassify, trap, goto chain, jump, and police without
+    conform-exceed (whose exceed default is reclassify).
 
     OUTPUT
       show and get print rules as tc does; -j prints JSON, -p indents it,

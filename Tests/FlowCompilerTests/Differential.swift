@@ -44,17 +44,20 @@ func disagreements(_ rules: RuleSet, _ frames: [[UInt8]]) throws -> [String] {
         let expected = reference.classify(frame, now: 0)
         let got = try datapath.trace(frame)
         var problems: [String] = []
-        let verdict: XDPAction = switch expected.verdict {
+        // Mirrors go out by broadcast: XDP_REDIRECT, whatever becomes of the frame itself.
+        var verdict: XDPAction = switch expected.verdict {
         case .drop: .drop
         case .pass: .pass
         case .tx: .tx
         case .redirect: .redirect
         case .aborted: .aborted
         }
+        if !expected.mirrors.isEmpty { verdict = .redirect }
         if got.verdict != verdict { problems.append("verdict \(got.verdict), expected \(expected.verdict)") }
         if case .redirect(let device) = expected.verdict, got.redirectDevice != device {
             problems.append("redirect to \(got.redirectDevice ?? "nothing"), expected \(device)")
         }
+        if got.mirrorDevices != expected.mirrors { problems.append("mirrors \(got.mirrorDevices), expected \(expected.mirrors)") }
         let expectedRules = expected.matchedRules.map { RuleID(prio: $0.prio, handle: $0.handle) }
         if got.matched != expectedRules { problems.append("matched \(got.matched), expected \(expectedRules)") }
         if got.unparsed != (expected.unclassifiable != nil) {
