@@ -1,0 +1,184 @@
+import ArgumentParser
+import BPFAssembly
+import FlowCompiler
+import FlowOffload
+import FlowRules
+import Foundation
+import Packets
+
+/// `xdpflow trace -batch FILE --pcap CAPTURE`: what the compiled program does with each
+/// frame of a capture, run in the kernel with BPF_PROG_TEST_RUN (nothing is attached).
+struct Trace: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the frames of a capture through the program a rule file compiles to.",
+        usage: "xdpflow trace -batch FILE --pcap CAPTURE [-j [-p]] [--check] [dev DEV]",
+        discussion: """
+            Compiles the rules as 'xdpflow compile' does, loads the program through the \
+            kernel verifier (needs root) with no device attached, and runs every frame of \
+            CAPTURE (pcap or pcapng, Ethernet) once with BPF_PROG_TEST_RUN, in order. \
+            Redirect targets need not exist: the devmap sends them all to lo, and the \
+            target is reported from the rule. Police buckets start full and see the \
+            frames back to back, not at their capture times.
+
+            OUTPUT
+              One line per frame: its index (from 0), the verdict (drop, pass, tx,
+              redirect, aborted), the rules that counted it (the last one decided), then
+              the redirect device, the mark the rules set, 'unparsed' when the program
+              could not classify the frame, and on a second line the frame as the
+              actions left it, in hex, when they changed it. Then a count by verdict.
+              -j prints a JSON array (schema in docs/compiler.md).
+
+            OPTIONS (also accepted before 'trace', as iproute2's global options)
+              -batch FILE  the rules: filter commands, one per line ('-': standard
+                           input), as 'xdpflow -batch' reads them
+              -j, -json    print JSON; -p, -pretty indents it
+
+            EXIT STATUS
+              0 done; 1 the capture or the file cannot be read, the kernel failed, or
+              --check found a difference (each is listed); 2 the rules cannot be
+              compiled (the message names the line).
+            """)
+
+    /// Hidden: the discussion lists the ones that apply (-s does not).
+    @OptionGroup(visibility: .hidden) var global: GlobalOptions
+
+    @Argument(help: deviceHelp)
+    var words: [String] = []
+
+    @Option(help: ArgumentHelp("The frames: a pcap or pcapng file of Ethernet frames.", valueName: "CAPTURE"))
+    var pcap: String
+
+    @Flag(help: "Also classify each frame with the reference classifier; list every difference and exit 1 if any.")
+    var check = false
+
+    func validate() throws { _ = try global.ruleSource(deviceWords: words, command: "trace") }
+
+    func run() throws {
+        try reportingFailures {
+            let file = try RuleFile(global.ruleSource(deviceWords: words, command: "trace"))
+            let plan = try file.plan()
+            let capture: PcapFile
+            do {
+                capture = try PcapFile.read(path: pcap)
+            } catch {
+                throw CommandFailure(1, "cannot read capture \(pcap): \(error)")
+            }
+            guard capture.linkType == PcapFile.ethernet else {
+                throw CommandFailure(1, "\(pcap): link type \(capture.linkType), not Ethernet (1); capture on a device, not 'any'")
+            }
+            let datapath = try file.load(plan, options: CompileOptions(recordMatches: true))
+            var reference = try check ? ReferenceClassifier(rules: file.rules, device: file.device) : nil
+            var traces: [FrameTrace] = []
+            var differences: [String] = []
+            for (index, record) in capture.records.enumerated() {
+                let trace: FrameTrace
+                do {
+                    trace = FrameTrace(index: index, input: record.data, record: try datapath.trace(record.data))
+                } catch {
+                    throw CommandFailure(1, "frame \(index): \(error)")
+                }
+                traces.append(trace)
+                if let expected = reference?.classify(record.data, now: 0) {
+                    let found = trace.differences(from: expected)
+                    if !found.isEmpty { differences.append("frame \(index): " + found.joined(separator: "; ")) }
+                }
+            }
+            global.print(json: .array(traces.map(\.json)), text: Self.text(traces, checked: check))
+            if !differences.isEmpty {
+                throw CommandFailure(1, "\(differences.count) of \(traces.count) frames differ from the reference classifier:\n"
+                    + differences.map { "  " + $0 }.joined(separator: "\n"))
+            }
+        }
+    }
+
+    static func text(_ traces: [FrameTrace], checked: Bool) -> String {
+        var lines: [String] = []
+        if !traces.isEmpty {
+            // The output line goes under the rule column.
+            let table = Table(rows: [["frame", "verdict", "rule"]] + traces.map(\.columns)).lines
+            let indent = String(repeating: " ", count: max(5, String(traces.count - 1).count) + 2 + "redirect".count + 2)
+            for (line, trace) in zip(table.dropFirst(), traces) {
+                lines.append(line)
+                if let output = trace.changedOutput { lines.append(indent + "output " + hex(output)) }
+            }
+            lines.insert(table[0], at: 0)
+        }
+        let counts = XDPAction.allCases.compactMap { verdict in
+            let count = traces.count { $0.record.verdict == verdict }
+            return count == 0 ? nil : "\(count) \(verdict)"
+        }
+        lines.append("\(traces.count) frame\(traces.count == 1 ? "" : "s")" + (counts.isEmpty ? "" : ": " + counts.joined(separator: ", ")))
+        if checked { lines.append("check: every frame as the reference classifier") }
+        return lines.map { $0 + "\n" }.joined()
+    }
+}
+
+/// One frame of a capture and what the program did with it.
+struct FrameTrace {
+    var index: Int
+    var input: [UInt8]
+    var record: TraceRecord
+
+    var mark: UInt32? { FlowMetadata.mark(in: record.metadata) }
+    var changedOutput: [UInt8]? { record.output == input ? nil : record.output }
+
+    var columns: [String] {
+        let rules = record.matched.isEmpty ? "-" : record.matched.map(\.text).joined(separator: ", ")
+        var notes: [String] = []
+        if let device = record.redirectDevice { notes.append("dev \(device)") }
+        if let mark { notes.append("mark \(mark)") }
+        if record.unparsed { notes.append("unparsed") }
+        return [String(index), record.verdict.description, ([rules] + notes).joined(separator: "  ")]
+    }
+
+    var json: JSON {
+        let deciding = record.decidingRule
+        var fields: [(String, JSON)] = [
+            ("index", .number(index)),
+            ("verdict", .string(record.verdict.description)),
+            ("prio", .optional(deciding?.prio)),
+            ("handle", .optional(deciding?.handle)),
+            ("matched", .array(record.matched.map { .object([("prio", .number($0.prio)), ("handle", .number($0.handle))]) })),
+            ("unparsed", .bool(record.unparsed)),
+        ]
+        if let device = record.redirectDevice { fields.append(("redirect_dev", .string(device))) }
+        if let mark { fields.append(("mark", .number(mark))) }
+        if let output = changedOutput { fields.append(("output", .string(hex(output)))) }
+        return .object(fields)
+    }
+
+    /// Where the program and the reference classifier disagree, each as "what: program,
+    /// reference".
+    func differences(from expected: Classification) -> [String] {
+        var found: [String] = []
+        let verdict: XDPAction = switch expected.verdict {
+        case .drop: .drop
+        case .pass: .pass
+        case .tx: .tx
+        case .redirect: .redirect
+        case .aborted: .aborted
+        }
+        if record.verdict != verdict { found.append("verdict \(record.verdict), reference \(verdict)") }
+        if case .redirect(let device) = expected.verdict, record.redirectDevice != device {
+            found.append("redirect to \(record.redirectDevice ?? "nothing"), reference \(device)")
+        }
+        let rules = expected.matchedRules.map { RuleID(prio: $0.prio, handle: $0.handle) }
+        if record.matched != rules { found.append("matched \(record.matched.text), reference \(rules.text)") }
+        if record.unparsed != (expected.unclassifiable != nil) {
+            found.append("unparsed \(record.unparsed), reference \(expected.unclassifiable.map { "\($0)" } ?? "false")")
+        }
+        if record.output != expected.frame { found.append("output \(hex(record.output)), reference \(hex(expected.frame))") }
+        if mark != expected.mark {
+            found.append("mark \(mark.map(String.init) ?? "none"), reference \(expected.mark.map(String.init) ?? "none")")
+        }
+        return found
+    }
+}
+
+extension RuleID {
+    var text: String { "prio \(prio) handle 0x\(String(handle, radix: 16))" }
+}
+
+extension [RuleID] {
+    var text: String { isEmpty ? "none" : map(\.text).joined(separator: ", ") }
+}
