@@ -63,7 +63,7 @@ struct Compile: ParsableCommand {
             }
             var report = PlanReport(plan: plan, instructions: instructions, dump: dump)
             if verify {
-                report.verifiedSlots = try file.load(plan).program.slotCount
+                report.verifiedSlots = try file.load(plan).program?.slotCount
             }
             global.print(json: report.json, text: report.text)
         }
@@ -208,6 +208,12 @@ struct PlanReport {
         self.dump = dump
     }
 
+    /// Devices that redirects send to, in devmap key order.
+    var redirectTargets: [String] { plan.redirectTargets.sorted { $0.key < $1.key }.map(\.value) }
+    /// The devices of each rule whose mirrors (and the redirect after them) are one
+    /// devmap broadcast, in group order.
+    var broadcastGroups: [[String]] { plan.broadcastIndex.indexes.sorted { $0.value < $1.value }.map(\.key) }
+
     /// In 8-byte slots: a 64-bit immediate load takes two.
     var slotCount: Int { instructions.reduce(0) { $0 + $1.slots } }
 
@@ -228,8 +234,11 @@ struct PlanReport {
             + "subtables \(plan.subtables.count)  instructions \(slotCount)")
         let layers = plan.keyLayers.names
         lines.append("layers: " + (layers.isEmpty ? "none past Ethernet" : layers.joined(separator: " ")))
-        if !plan.redirectTargets.isEmpty {
-            lines.append("redirects: " + plan.redirectTargets.joined(separator: " "))
+        if !redirectTargets.isEmpty {
+            lines.append("redirects: " + redirectTargets.joined(separator: " "))
+        }
+        for group in broadcastGroups {
+            lines.append("broadcast: " + group.joined(separator: " "))
         }
         if let verifiedSlots { lines.append("verifier: accepted, \(verifiedSlots) instructions") }
         if dump { lines.append(instructions.disassembly()) }
@@ -256,7 +265,8 @@ struct PlanReport {
             ("entries", .number(plan.entryCount)),
             ("instructions", .number(slotCount)),
             ("layers", .array(plan.keyLayers.names.map(JSON.string))),
-            ("redirect_targets", .array(plan.redirectTargets.map(JSON.string))),
+            ("redirect_targets", .array(redirectTargets.map(JSON.string))),
+            ("broadcast_groups", .array(broadcastGroups.map { .array($0.map(JSON.string)) })),
         ]
         if let verifiedSlots {
             fields.append(("verifier", .object([("accepted", .bool(true)), ("instructions", .number(verifiedSlots))])))
@@ -303,10 +313,17 @@ struct Table {
     /// Columns of numbers, aligned right.
     var rightAligned: Set<Int> = []
 
-    var lines: [String] {
-        let widths = (0 ..< (rows.map(\.count).max() ?? 0)).map { column in
+    var widths: [Int] {
+        (0 ..< (rows.map(\.count).max() ?? 0)).map { column in
             rows.map { column < $0.count ? $0[column].count : 0 }.max() ?? 0
         }
+    }
+
+    /// Where `column` starts on a line.
+    func offset(of column: Int) -> Int { widths.prefix(column).reduce(0) { $0 + $1 + 2 } }
+
+    var lines: [String] {
+        let widths = widths
         return rows.map { row in
             row.enumerated().map { column, cell in
                 let padding = String(repeating: " ", count: widths[column] - cell.count)

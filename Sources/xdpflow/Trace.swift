@@ -61,7 +61,9 @@ struct Trace: ParsableCommand {
             do {
                 capture = try PcapFile.read(path: pcap)
             } catch {
-                throw CommandFailure(1, "cannot read capture \(pcap): \(error)")
+                // An I/O error names the file already.
+                if case .io = error as? PcapError { throw CommandFailure(1, "\(error)") }
+                throw CommandFailure(1, "\(pcap): \(error)")
             }
             guard capture.linkType == PcapFile.ethernet else {
                 throw CommandFailure(1, "\(pcap): link type \(capture.linkType), not Ethernet (1); capture on a device, not 'any'")
@@ -83,7 +85,7 @@ struct Trace: ParsableCommand {
                     if !found.isEmpty { differences.append("frame \(index): " + found.joined(separator: "; ")) }
                 }
             }
-            global.print(json: .array(traces.map(\.json)), text: Self.text(traces, checked: check))
+            global.print(json: .array(traces.map(\.json)), text: Self.text(traces, agreed: check && differences.isEmpty))
             if !differences.isEmpty {
                 throw CommandFailure(1, "\(differences.count) of \(traces.count) frames differ from the reference classifier:\n"
                     + differences.map { "  " + $0 }.joined(separator: "\n"))
@@ -91,24 +93,26 @@ struct Trace: ParsableCommand {
         }
     }
 
-    static func text(_ traces: [FrameTrace], checked: Bool) -> String {
+    /// `agreed`: --check found no difference.
+    static func text(_ traces: [FrameTrace], agreed: Bool) -> String {
         var lines: [String] = []
         if !traces.isEmpty {
-            // The output line goes under the rule column.
-            let table = Table(rows: [["frame", "verdict", "rule"]] + traces.map(\.columns)).lines
-            let indent = String(repeating: " ", count: max(5, String(traces.count - 1).count) + 2 + "redirect".count + 2)
-            for (line, trace) in zip(table.dropFirst(), traces) {
-                lines.append(line)
+            let table = Table(rows: [["frame", "verdict", "rule"]] + traces.map(\.columns))
+            // The output of a frame goes on the next line, under its rules.
+            let indent = String(repeating: " ", count: table.offset(of: 2))
+            let rows = table.lines
+            lines.append(rows[0])
+            for (row, trace) in zip(rows.dropFirst(), traces) {
+                lines.append(row)
                 if let output = trace.changedOutput { lines.append(indent + "output " + hex(output)) }
             }
-            lines.insert(table[0], at: 0)
         }
         let counts = XDPAction.allCases.compactMap { verdict in
             let count = traces.count { $0.record.verdict == verdict }
             return count == 0 ? nil : "\(count) \(verdict)"
         }
         lines.append("\(traces.count) frame\(traces.count == 1 ? "" : "s")" + (counts.isEmpty ? "" : ": " + counts.joined(separator: ", ")))
-        if checked { lines.append("check: every frame as the reference classifier") }
+        if agreed { lines.append("check: every frame as the reference classifier") }
         return lines.map { $0 + "\n" }.joined()
     }
 }
@@ -123,12 +127,13 @@ struct FrameTrace {
     var changedOutput: [UInt8]? { record.output == input ? nil : record.output }
 
     var columns: [String] {
-        let rules = record.matched.isEmpty ? "-" : record.matched.map(\.text).joined(separator: ", ")
         var notes: [String] = []
-        if let device = record.redirectDevice { notes.append("dev \(device)") }
-        if let mark { notes.append("mark \(mark)") }
         if record.unparsed { notes.append("unparsed") }
-        return [String(index), record.verdict.description, ([rules] + notes).joined(separator: "  ")]
+        if let device = record.redirectDevice { notes.append("dev \(device)") }
+        if !record.mirrorDevices.isEmpty { notes.append("mirror " + record.mirrorDevices.joined(separator: " ")) }
+        if let mark { notes.append("mark \(mark)") }
+        let cells = (record.matched.isEmpty ? [] : [record.matched.text]) + notes
+        return [String(index), record.verdict.description, cells.isEmpty ? "-" : cells.joined(separator: "  ")]
     }
 
     var json: JSON {
@@ -142,6 +147,7 @@ struct FrameTrace {
             ("unparsed", .bool(record.unparsed)),
         ]
         if let device = record.redirectDevice { fields.append(("redirect_dev", .string(device))) }
+        if !record.mirrorDevices.isEmpty { fields.append(("mirror_devs", .array(record.mirrorDevices.map(JSON.string)))) }
         if let mark { fields.append(("mark", .number(mark))) }
         if let output = changedOutput { fields.append(("output", .string(hex(output)))) }
         return .object(fields)
@@ -151,7 +157,9 @@ struct FrameTrace {
     /// reference".
     func differences(from expected: Classification) -> [String] {
         var found: [String] = []
+        // Mirrors go out by broadcast: XDP_REDIRECT, whatever becomes of the frame itself.
         let verdict: XDPAction = switch expected.verdict {
+        case _ where !expected.mirrors.isEmpty: .redirect
         case .drop: .drop
         case .pass: .pass
         case .tx: .tx
@@ -161,6 +169,9 @@ struct FrameTrace {
         if record.verdict != verdict { found.append("verdict \(record.verdict), reference \(verdict)") }
         if case .redirect(let device) = expected.verdict, record.redirectDevice != device {
             found.append("redirect to \(record.redirectDevice ?? "nothing"), reference \(device)")
+        }
+        if record.mirrorDevices != expected.mirrors {
+            found.append("mirrors \(record.mirrorDevices.joined(separator: " ")), reference \(expected.mirrors.joined(separator: " "))")
         }
         let rules = expected.matchedRules.map { RuleID(prio: $0.prio, handle: $0.handle) }
         if record.matched != rules { found.append("matched \(record.matched.text), reference \(rules.text)") }
