@@ -273,8 +273,9 @@ struct TraceCommandTests {
     }
 }
 
-/// tcpdump writing the frames a device receives to a pcap file.
-struct Tcpdump {
+/// tcpdump writing the frames a device receives to a pcap file; stopped if the test
+/// ends before it has them all.
+final class Tcpdump {
     let process = Process()
     let frames: Int
 
@@ -307,6 +308,13 @@ struct Tcpdump {
         }
         guard process.terminationStatus == 0 else {
             throw TcpdumpFailure(text: "tcpdump exited \(process.terminationStatus)")
+        }
+    }
+
+    deinit {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
         }
     }
 }
