@@ -21,7 +21,9 @@ public enum FlowMaps {
 /// What a program compiled with `recordMatches` writes for each frame: the counter
 /// slots it counted, in order (rules, or the miss and unparsed slots).
 public enum TraceLog {
-    public static let capacity = 16
+    /// Room for every slot a frame can be counted in: one rule per prio (continue moves
+    /// on to the next prio; there are at most `Plan.maxSubtables` prios), then a miss.
+    public static let capacity = 64
     /// u32 count, then `capacity` u32 slots.
     public static let size = 4 + 4 * capacity
 }

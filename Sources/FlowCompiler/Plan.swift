@@ -3,7 +3,7 @@ import Packets
 
 /// A rule's place in the program's per-rule maps (counters). Slots are stable across
 /// compilations of one device so that counters survive program swaps.
-public struct RuleID: Hashable, Sendable, Codable, Comparable {
+public struct RuleID: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {
     public var prio: UInt16
     public var handle: UInt32
 
@@ -13,6 +13,9 @@ public struct RuleID: Hashable, Sendable, Codable, Comparable {
     }
 
     public static func < (a: Self, b: Self) -> Bool { (a.prio, a.handle) < (b.prio, b.handle) }
+
+    /// As tc names a rule: `prio 1 handle 0x2`.
+    public var description: String { "prio \(prio) handle 0x\(String(handle, radix: 16))" }
 }
 
 /// Indexes into a program's array maps that stay put across plans of one device: a key

@@ -57,3 +57,46 @@ extension Datapath {
     }
 
 }
+
+extension TraceRecord {
+    /// Where the program and the reference classifier disagree on a frame, each as
+    /// "what: program, reference"; empty when they agree.
+    public func differences(from expected: Classification) -> [String] {
+        var found: [String] = []
+        // Mirrors go out by broadcast: XDP_REDIRECT, whatever becomes of the frame itself.
+        let reference: XDPAction = switch expected.verdict {
+        case _ where !expected.mirrors.isEmpty: .redirect
+        case .drop: .drop
+        case .pass: .pass
+        case .tx: .tx
+        case .redirect: .redirect
+        case .aborted: .aborted
+        }
+        if verdict != reference { found.append("verdict \(verdict), reference \(reference)") }
+        if case .redirect(let device) = expected.verdict, redirectDevice != device {
+            found.append("redirect to \(redirectDevice ?? "nothing"), reference \(device)")
+        }
+        if mirrorDevices != expected.mirrors {
+            found.append("mirrors \(mirrorDevices.joined(separator: " ")), reference \(expected.mirrors.joined(separator: " "))")
+        }
+        let rules = expected.matchedRules.map { RuleID(prio: $0.prio, handle: $0.handle) }
+        if matched != rules { found.append("matched \(Self.list(matched)), reference \(Self.list(rules))") }
+        if unparsed != (expected.unclassifiable != nil) {
+            found.append("unparsed \(unparsed), reference \(expected.unclassifiable.map { "\($0)" } ?? "false")")
+        }
+        if output != expected.frame { found.append("output \(Self.hex(output)), reference \(Self.hex(expected.frame))") }
+        let mark = FlowMetadata.mark(in: metadata)
+        if mark != expected.mark {
+            found.append("mark \(mark.map(String.init) ?? "none"), reference \(expected.mark.map(String.init) ?? "none")")
+        }
+        return found
+    }
+
+    static func list(_ rules: [RuleID]) -> String {
+        rules.isEmpty ? "none" : rules.map(\.description).joined(separator: ", ")
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+}

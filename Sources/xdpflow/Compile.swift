@@ -250,26 +250,26 @@ struct PlanReport {
             ("dev", .string(plan.device)),
             ("subtables", .array(plan.subtables.map { subtable in
                 .object([
-                    ("prio", .number(subtable.prio)),
+                    ("prio", .integer(subtable.prio)),
                     ("map", .string(subtable.mapName)),
                     ("storage", .string(subtable.storageName)),
-                    ("capacity", .number(subtable.capacity)),
-                    ("entries", .number(subtable.entries.count)),
-                    ("key_bytes", .number(subtable.keySize)),
+                    ("capacity", .integer(subtable.capacity)),
+                    ("entries", .integer(subtable.entries.count)),
+                    ("key_bytes", .integer(subtable.keySize)),
                     ("fields", .array(subtable.mask.fields.keys.sorted().map { field in
                         .object([("field", .string(field.name)), ("mask", .string(hex(subtable.mask.fields[field]!)))])
                     })),
                 ])
             })),
-            ("rules", .number(plan.rules.count)),
-            ("entries", .number(plan.entryCount)),
-            ("instructions", .number(slotCount)),
+            ("rules", .integer(plan.rules.count)),
+            ("entries", .integer(plan.entryCount)),
+            ("instructions", .integer(slotCount)),
             ("layers", .array(plan.keyLayers.names.map(JSON.string))),
             ("redirect_targets", .array(redirectTargets.map(JSON.string))),
             ("broadcast_groups", .array(broadcastGroups.map { .array($0.map(JSON.string)) })),
         ]
         if let verifiedSlots {
-            fields.append(("verifier", .object([("accepted", .bool(true)), ("instructions", .number(verifiedSlots))])))
+            fields.append(("verifier", .object([("accepted", .bool(true)), ("instructions", .integer(verifiedSlots))])))
         }
         if dump {
             fields.append(("disassembly", .array(instructions.disassembly().split(separator: "\n").map { .string(String($0)) })))

@@ -81,7 +81,7 @@ struct Trace: ParsableCommand {
                 }
                 traces.append(trace)
                 if let expected = reference?.classify(record.data, now: 0) {
-                    let found = trace.differences(from: expected)
+                    let found = trace.record.differences(from: expected)
                     if !found.isEmpty { differences.append("frame \(index): " + found.joined(separator: "; ")) }
                 }
             }
@@ -139,57 +139,21 @@ struct FrameTrace {
     var json: JSON {
         let deciding = record.decidingRule
         var fields: [(String, JSON)] = [
-            ("index", .number(index)),
+            ("index", .integer(index)),
             ("verdict", .string(record.verdict.description)),
             ("prio", .optional(deciding?.prio)),
             ("handle", .optional(deciding?.handle)),
-            ("matched", .array(record.matched.map { .object([("prio", .number($0.prio)), ("handle", .number($0.handle))]) })),
+            ("matched", .array(record.matched.map { .object([("prio", .integer($0.prio)), ("handle", .integer($0.handle))]) })),
             ("unparsed", .bool(record.unparsed)),
         ]
         if let device = record.redirectDevice { fields.append(("redirect_dev", .string(device))) }
         if !record.mirrorDevices.isEmpty { fields.append(("mirror_devs", .array(record.mirrorDevices.map(JSON.string)))) }
-        if let mark { fields.append(("mark", .number(mark))) }
+        if let mark { fields.append(("mark", .integer(mark))) }
         if let output = changedOutput { fields.append(("output", .string(hex(output)))) }
         return .object(fields)
     }
-
-    /// Where the program and the reference classifier disagree, each as "what: program,
-    /// reference".
-    func differences(from expected: Classification) -> [String] {
-        var found: [String] = []
-        // Mirrors go out by broadcast: XDP_REDIRECT, whatever becomes of the frame itself.
-        let verdict: XDPAction = switch expected.verdict {
-        case _ where !expected.mirrors.isEmpty: .redirect
-        case .drop: .drop
-        case .pass: .pass
-        case .tx: .tx
-        case .redirect: .redirect
-        case .aborted: .aborted
-        }
-        if record.verdict != verdict { found.append("verdict \(record.verdict), reference \(verdict)") }
-        if case .redirect(let device) = expected.verdict, record.redirectDevice != device {
-            found.append("redirect to \(record.redirectDevice ?? "nothing"), reference \(device)")
-        }
-        if record.mirrorDevices != expected.mirrors {
-            found.append("mirrors \(record.mirrorDevices.joined(separator: " ")), reference \(expected.mirrors.joined(separator: " "))")
-        }
-        let rules = expected.matchedRules.map { RuleID(prio: $0.prio, handle: $0.handle) }
-        if record.matched != rules { found.append("matched \(record.matched.text), reference \(rules.text)") }
-        if record.unparsed != (expected.unclassifiable != nil) {
-            found.append("unparsed \(record.unparsed), reference \(expected.unclassifiable.map { "\($0)" } ?? "false")")
-        }
-        if record.output != expected.frame { found.append("output \(hex(record.output)), reference \(hex(expected.frame))") }
-        if mark != expected.mark {
-            found.append("mark \(mark.map(String.init) ?? "none"), reference \(expected.mark.map(String.init) ?? "none")")
-        }
-        return found
-    }
-}
-
-extension RuleID {
-    var text: String { "prio \(prio) handle 0x\(String(handle, radix: 16))" }
 }
 
 extension [RuleID] {
-    var text: String { isEmpty ? "none" : map(\.text).joined(separator: ", ") }
+    var text: String { isEmpty ? "none" : map(\.description).joined(separator: ", ") }
 }

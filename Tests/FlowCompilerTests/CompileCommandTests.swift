@@ -255,21 +255,20 @@ struct TraceCommandTests {
         #expect(frames.map { $0["output"] as? String } == [nil, nil, hex(readdressed), nil, nil])
     }
 
-    /// The trace log holds `TraceLog.capacity` rules: a frame that matches more is
-    /// reported short, and --check says so.
     @Test func checkListsEachFrameThatDiffers() throws {
+        // The reference runs police on a stopped clock (every frame at time 0); the kernel's
+        // clock moves, and at 10 Gbit/s a 100-byte bucket refills between two test runs.
+        // So the second frame conforms in the program and exceeds in the reference.
         let scratch = try ScratchDirectory()
-        let chain = (1 ... TraceLog.capacity + 1).map { "filter add dev xft0 protocol all prio \($0) flower action continue" }
+        let police = ["filter add dev xft0 protocol ip prio 1 flower action police rate 10gbit burst 100 conform-exceed drop/pass"]
         let capture = scratch.path("frames.pcap")
-        try PcapFile(records: [PcapRecord(data: sampleFrames[0])]).write(path: capture)
-        let result = try XDPFlowCommand.run(["trace", "-batch", try scratch.write(chain, to: "rules"),
+        try PcapFile(records: [PcapRecord(data: sampleFrames[0]), PcapRecord(data: sampleFrames[0])]).write(path: capture)
+        let result = try XDPFlowCommand.run(["trace", "-batch", try scratch.write(police, to: "rules"),
                                              "--pcap", capture, "--check"])
         #expect(result.status == 1)
-        #expect(result.errors.hasPrefix("Error: 1 of 1 frames differ from the reference classifier:\n  frame 0: matched prio 1"),
+        #expect(result.errors.hasPrefix("Error: 1 of 2 frames differ from the reference classifier:\n  frame 1: verdict pass, reference drop"),
                 "\(result.errors)")
-        #expect(result.errors.contains("reference prio 1 handle 0x1"))
-        #expect(result.output.hasPrefix("frame  verdict  rule\n0      pass     prio 1 handle 0x1, "))
-        #expect(result.output.hasSuffix("1 frame: 1 pass\n"), "no claim that the check agreed")
+        #expect(result.output.hasSuffix("2 frames: 2 pass\n"), "no claim that the check agreed")
     }
 }
 
