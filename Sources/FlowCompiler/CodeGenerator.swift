@@ -97,12 +97,18 @@ public struct CodeGenerator {
 
     public static func generate(_ plan: Plan, options: CompileOptions = CompileOptions()) throws(AssemblyError)
         -> [Instruction] {
+        try listing(plan, options: options).instructions
+    }
+
+    /// The program with its labels, for a disassembly that shows them.
+    public static func listing(_ plan: Plan, options: CompileOptions = CompileOptions()) throws(AssemblyError)
+        -> (instructions: [Instruction], labels: [Label: Int]) {
         var generator = CodeGenerator(plan: plan, options: options)
         generator.main()
         generator.parseFunction()
         if !plan.subtables.isEmpty { generator.hitFunction() }
         generator.countFunction()
-        return try generator.asm.assemble()
+        return (try generator.asm.assemble(), generator.asm.labels)
     }
 
     // MARK: - main

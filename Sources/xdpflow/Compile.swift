@@ -55,13 +55,13 @@ struct Compile: ParsableCommand {
         try reportingFailures {
             let file = try RuleFile(global.ruleSource(deviceWords: words, command: "compile"))
             let plan = try file.plan()
-            let instructions: [Instruction]
+            let listing: (instructions: [Instruction], labels: [Label: Int])
             do {
-                instructions = try CodeGenerator.generate(plan)
+                listing = try CodeGenerator.listing(plan)
             } catch {
                 throw CommandFailure(1, "internal error: the generated program does not assemble: \(error)")
             }
-            var report = PlanReport(plan: plan, instructions: instructions, dump: dump)
+            var report = PlanReport(plan: plan, instructions: listing.instructions, labels: listing.labels, dump: dump)
             if verify {
                 report.verifiedSlots = try file.load(plan).program?.slotCount
             }
@@ -198,11 +198,13 @@ struct RuleFile {
 struct PlanReport {
     let plan: Plan
     let instructions: [Instruction]
+    let labels: [Label: Int]
     let dump: Bool
     /// The program's size as the verifier accepted it (`--verify`).
     var verifiedSlots: Int?
 
-    init(plan: Plan, instructions: [Instruction], dump: Bool) {
+    init(plan: Plan, instructions: [Instruction], labels: [Label: Int], dump: Bool) {
+        self.labels = labels
         self.plan = plan
         self.instructions = instructions
         self.dump = dump
@@ -241,7 +243,7 @@ struct PlanReport {
             lines.append("broadcast: " + group.joined(separator: " "))
         }
         if let verifiedSlots { lines.append("verifier: accepted, \(verifiedSlots) instructions") }
-        if dump { lines.append(instructions.disassembly()) }
+        if dump { lines.append(instructions.disassembly(labels: labels)) }
         return lines.map { $0 + "\n" }.joined()
     }
 
@@ -272,7 +274,7 @@ struct PlanReport {
             fields.append(("verifier", .object([("accepted", .bool(true)), ("instructions", .integer(verifiedSlots))])))
         }
         if dump {
-            fields.append(("disassembly", .array(instructions.disassembly().split(separator: "\n").map { .string(String($0)) })))
+            fields.append(("disassembly", .array(instructions.disassembly(labels: labels).split(separator: "\n").map { .string(String($0)) })))
         }
         return .object(fields)
     }

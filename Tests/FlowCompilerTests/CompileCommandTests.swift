@@ -149,8 +149,10 @@ func jsonObject(_ text: String) throws -> Any {
         #expect(result.status == 0, "\(result.errors)")
         let object = try #require(try jsonObject(result.output) as? [String: Any])
         let lines = try #require(object["disassembly"] as? [String])
-        let instructions = try CodeGenerator.generate(plan)
-        #expect(lines.count == instructions.count)
+        let listing = try CodeGenerator.listing(plan)
+        let labelLines = Set(listing.labels.keys).count
+        #expect(lines.count == listing.instructions.count + labelLines, "one line per instruction and per label")
+        #expect(lines.contains("parse:") && lines.contains("hit:") && lines.contains("count:"))
         #expect(lines.contains { $0.contains("map[\(plan.subtables[0].mapName)]") })
     }
 
