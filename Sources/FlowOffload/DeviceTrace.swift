@@ -10,6 +10,8 @@ extension Offload {
     /// own, so that tracing never moves the live counters or police buckets.
     public struct Tracer {
         public let datapath: Datapath
+        /// The device's stored rules, which the datapath's plan was made from.
+        public let rules: RuleSet
         /// Set when an earlier change did not finish: the maps may not match the rules yet.
         public let warning: String?
     }
@@ -23,7 +25,8 @@ extension Offload {
                 throw OffloadFailure("\(device) is not attached (xdpflow show dev \(device)); "
                     + "to trace rules without a device: xdpflow trace -batch RULES --pcap FILE")
             }
-            let plan = try compile(try store.read(device), memory: offload.memory, ruleCapacity: offload.ruleCapacity)
+            let rules = try store.read(device)
+            let plan = try compile(rules, memory: offload.memory, ruleCapacity: offload.ruleCapacity)
             let live = try pinnedMaps(for: plan)
             let running = try Datapath(adopting: plan, options: offload.options, maps: live)
             var options = offload.options
@@ -35,7 +38,7 @@ extension Offload {
                 ? "an earlier change on \(device) did not finish, so its maps may not match its rules yet; "
                     + "the next filter change repairs it"
                 : nil
-            return Tracer(datapath: datapath, warning: warning)
+            return Tracer(datapath: datapath, rules: rules, warning: warning)
         }
     }
 }
