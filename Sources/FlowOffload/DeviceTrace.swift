@@ -6,8 +6,8 @@ import Foundation
 extension Offload {
     /// A datapath that traces frames through the rules attached right now, without
     /// sending any: the device's plan, compiled to record matches, over the device's own
-    /// pinned subtable, actions and redirect maps, but with counters and policers of its
-    /// own, so that tracing never moves the live counters or police buckets.
+    /// pinned subtable, actions, redirect and broadcast maps, but with counters and
+    /// policers of its own, so that tracing never moves the live counters or police buckets.
     public struct Tracer {
         public let datapath: Datapath
         /// The device's stored rules, which the datapath's plan was made from.

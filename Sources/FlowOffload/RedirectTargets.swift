@@ -2,14 +2,15 @@ import BPFKernel
 import FlowRules
 import Foundation
 
-/// The devices that rules redirect to, checked when the rules are added (before they
-/// reach the kernel): a missing device is an error; a device that would drop the frames
-/// is a warning that says how to fix it.
+/// The devices that rules redirect or mirror to, checked when the rules are added
+/// (before they reach the kernel): a missing device is an error; a device that would
+/// drop the frames is a warning that says how to fix it.
 ///
-/// A device can take redirected frames when its driver transmits XDP frames
-/// (ndo_xdp_xmit, "ndo-xmit" in its xdp-features). A veth has it only while its peer
-/// runs an XDP program or has GRO on, and the kernel reflects that in the veth's own
-/// xdp-features, so the check also works when the peer is in another namespace.
+/// A device can take redirected frames (and mirrored copies, sent by a devmap
+/// broadcast) when its driver transmits XDP frames (ndo_xdp_xmit, "ndo-xmit" in its
+/// xdp-features). A veth has it only while its peer runs an XDP program or has GRO on,
+/// and the kernel reflects that in the veth's own xdp-features, so the check also
+/// works when the peer is in another namespace.
 enum RedirectTargets {
     /// The warnings for the targets of `rules` (the rules a command adds or changes).
     static func check(_ rules: [FlowRule], on device: String) throws -> [String] {
@@ -17,31 +18,33 @@ enum RedirectTargets {
         var seen: Set<String> = []
         for rule in rules {
             for action in rule.actions {
-                guard case .mirred(let mirred) = action.kind, mirred.mode == .redirect,
-                      mirred.device != device,  // to itself: XDP_TX
+                guard case .mirred(let mirred) = action.kind, mirred.direction == .egress,
+                      mirred.device != device,  // redirected to itself: XDP_TX
                       seen.insert(mirred.device).inserted
                 else { continue }
                 guard let target = try? NetworkInterface(named: mirred.device) else {
-                    throw OffloadFailure("redirect target \(mirred.device) does not exist (rule pref \(rule.prio) "
+                    throw OffloadFailure("\(mirred.mode) target \(mirred.device) does not exist (rule pref \(rule.prio) "
                         + "handle 0x\(String(rule.handle, radix: 16)) on \(device)): create the device first")
                 }
-                if let warning = warning(for: target) { warnings.append(warning) }
+                if let warning = warning(for: target, sent: mirred.mode == .redirect ? "frames redirected" : "copies mirrored") {
+                    warnings.append(warning)
+                }
             }
         }
         return warnings
     }
 
-    /// Why frames redirected to `target` would be dropped, and the fix; nil when they
-    /// would not be (or the kernel cannot tell, before Linux 6.3).
-    static func warning(for target: NetworkInterface) -> String? {
+    /// Why frames `sent` to `target` would be dropped, and the fix; nil when they would
+    /// not be (or the kernel cannot tell, before Linux 6.3).
+    static func warning(for target: NetworkInterface, sent: String) -> String? {
         guard let (features, source) = try? target.xdpFeatures(), source == .netlink,
               !features.contains(.redirectTarget)
         else { return nil }
         guard driver(of: target) == "veth", let peerIndex = linkIndex(of: target.name) else {
-            return "frames redirected to \(target) will be dropped: its driver cannot transmit XDP frames "
+            return "\(sent) to \(target) will be dropped: its driver cannot transmit XDP frames "
                 + "(no ndo-xmit in 'xdpflow features dev \(target)')"
         }
-        let problem = "frames redirected to \(target) will be dropped: it is a veth whose peer has "
+        let problem = "\(sent) to \(target) will be dropped: it is a veth whose peer has "
             + "no XDP program and GRO off"
         if let peer = try? NetworkInterface(index: peerIndex), linkIndex(of: peer.name) == target.index {
             return problem + " (peer \(peer)). Fix: ethtool -K \(peer) gro on, or xdpflow attach dev \(peer)"

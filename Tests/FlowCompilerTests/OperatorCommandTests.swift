@@ -206,8 +206,8 @@ struct OperatorCommandTests {
             try send(lab, udp4(dst: 9), count: 10)
             try send(lab, tcp, count: 5)  // empties the live police bucket
             let offload = xdpflow.offload(device)
-            let rule = RuleID(prio: 1, handle: 1), policed = RuleID(prio: 3, handle: 1)
-            #expect(try settled(at: 10) { try offload.statistics()?.rules[rule]?.packets } == 10)
+            let dropping = RuleID(prio: 1, handle: 1), policed = RuleID(prio: 3, handle: 1)
+            #expect(try settled(at: 10) { try offload.statistics()?.rules[dropping]?.packets } == 10)
             #expect(try settled(at: 5) { try offload.statistics()?.rules[policed]?.packets } == 5)
 
             let capture = FileManager.default.temporaryDirectory.appendingPathComponent("xft-trace-\(UInt32.random(in: 0...UInt32.max)).pcap")
@@ -222,24 +222,34 @@ struct OperatorCommandTests {
             let pushed = udp4(dst: 53).padded().bytes
             let expectedOutput = Array(pushed[0 ..< 12]) + [0x81, 0x00, 0x00, 0x05] + Array(pushed[12...])
             #expect(text == """
-                0     drop      pref 1 handle 0x1
-                1     pass      pref 2 handle 0x1, mark 0x7
-                      output \(expectedOutput.map { String(format: "%02x", $0) }.joined())
-                2     pass      no rule matched
-                3     pass      pref 3 handle 0x1
-                4     drop      pref 3 handle 0x1
+                frame  verdict  rule
+                0      drop     prio 1 handle 0x1
+                1      pass     prio 2 handle 0x1  mark 7
+                                output \(expectedOutput.map { String(format: "%02x", $0) }.joined())
+                2      pass     -
+                3      pass     prio 3 handle 0x1
+                4      drop     prio 3 handle 0x1
+                5 frames: 2 drop, 3 pass
 
                 """)
 
-            let frames = try #require(try xdpflow.json(["trace", "dev", device, "--pcap", capture.path]) as? [[String: Any]])
+            // Exactly what the offline trace prints for the same rules, text and JSON.
+            let rules = FileManager.default.temporaryDirectory.appendingPathComponent("xft-rules-\(UInt32.random(in: 0...UInt32.max))")
+            defer { try? FileManager.default.removeItem(at: rules) }
+            try xdpflow.succeed(["save", "dev", device]).write(to: rules, atomically: true, encoding: .utf8)
+            #expect(try xdpflow.succeed(["trace", "-batch", rules.path, "--pcap", capture.path]) == text)
+            let json = try xdpflow.succeed(["-j", "trace", "dev", device, "--pcap", capture.path])
+            #expect(try xdpflow.succeed(["-j", "trace", "-batch", rules.path, "--pcap", capture.path]) == json)
+            let frames = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]])
             #expect(frames.map { $0["verdict"] as? String } == ["drop", "pass", "pass", "pass", "drop"])
-            #expect(frames[0]["prio"] as? Int == 1 && frames[0]["handle"] as? Int == 1)
             #expect(frames[2]["prio"] is NSNull && (frames[2]["matched"] as? [Any])?.isEmpty == true)
             #expect(frames[1]["mark"] as? Int == 7)
+            #expect(try xdpflow.succeed(["trace", "dev", device, "--pcap", capture.path, "--check"])
+                .hasSuffix("check: every frame as the reference classifier\n"))
 
             // The live counters did not move: not the rule's, not the misses, not the policer's rule.
             let after = try #require(try offload.statistics())
-            #expect(after.rules[rule]?.packets == 10)
+            #expect(after.rules[dropping]?.packets == 10)
             #expect(after.misses.packets == 0)
             #expect(after.rules[policed]?.packets == 5)
 
@@ -313,6 +323,15 @@ struct OperatorCommandTests {
                                                device: lab.deviceName))
             #expect(result.status == 0)
             #expect(result.errors.contains("(peer \(far)). Fix: ethtool -K \(far) gro on, or xdpflow attach dev \(far)"))
+
+            // Mirrored copies go out the same way (a devmap broadcast).
+            let mirror = "filter add dev DEV protocol ip prio 2 flower action mirred egress mirror dev TARGET action drop"
+            let missing = try xdpflow.run(words(mirror.replacingOccurrences(of: "TARGET", with: "xft-none"), device: lab.deviceName))
+            #expect(missing.status == 1)
+            #expect(missing.errors.contains("Error: mirror target xft-none does not exist"))
+            let warned = try xdpflow.run(words(mirror.replacingOccurrences(of: "TARGET", with: near), device: lab.deviceName))
+            #expect(warned.status == 0)
+            #expect(warned.errors.hasPrefix("Warning: copies mirrored to \(near) will be dropped"))
         }
     }
 
@@ -338,7 +357,7 @@ struct OperatorCommandTests {
 
             try xdpflow.succeed(["attach", "dev", device])
             try fails(["attach", "dev", device], 1, "Error: \(device) is already attached")
-            try fails(["trace", "dev", device, "--pcap", "/dev/null"], 1, "Error: cannot read /dev/null: ")
+            try fails(["trace", "dev", device, "--pcap", "/dev/null"], 1, "Error: /dev/null")
             // The state directory is root's: an unprivileged filter command says so.
             try fails(["filter", "show", "dev", device], 1, "permission denied (run as root or with sudo", prefix: nobody)
             try xdpflow.succeed(["detach", "dev", device])
@@ -355,7 +374,7 @@ struct OperatorCommandTests {
             try fails(["attach"], 2, "Usage: xdpflow attach")
             try fails(["show", "dev"], 2, "show: expected 'dev DEV'")
             try fails(["save", "dev", device, "extra"], 2, "save: expected 'dev DEV'")
-            try fails(["trace", "dev", device], 2, "Missing expected argument '--pcap <FILE>'")
+            try fails(["trace", "dev", device], 2, "Missing expected argument '--pcap <CAPTURE>'")
         }
     }
 
