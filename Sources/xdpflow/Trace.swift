@@ -7,11 +7,16 @@ import Foundation
 import Packets
 
 /// `xdpflow trace -batch FILE --pcap CAPTURE`: what the compiled program does with each
-/// frame of a capture, run in the kernel with BPF_PROG_TEST_RUN (nothing is attached).
+/// frame of a capture, run in the kernel with BPF_PROG_TEST_RUN (nothing is attached);
+/// `xdpflow trace dev DEV --pcap CAPTURE`: the same for the rules DEV runs now
+/// (TraceDevice.swift).
 struct Trace: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the frames of a capture through the program a rule file compiles to.",
-        usage: "xdpflow trace -batch FILE --pcap CAPTURE [-j [-p]] [--check] [dev DEV]",
+        abstract: "Run the frames of a capture through the program of a rule file or of a device.",
+        usage: """
+            xdpflow trace -batch FILE --pcap CAPTURE [-j [-p]] [--check] [dev DEV]
+            xdpflow trace dev DEV --pcap CAPTURE [-j [-p]] [--check]
+            """,
         discussion: """
             Compiles the rules as 'xdpflow compile' does, loads the program through the \
             kernel verifier (needs root) with no device attached, and runs every frame of \
@@ -37,7 +42,7 @@ struct Trace: ParsableCommand {
               0 done; 1 the capture or the file cannot be read, the kernel failed, or
               --check found a difference (each is listed); 2 the rules cannot be
               compiled (the message names the line).
-            """)
+            """ + "\n\n" + deviceManual)
 
     /// Hidden: the discussion lists the ones that apply (-s does not).
     @OptionGroup(visibility: .hidden) var global: GlobalOptions
@@ -51,45 +56,72 @@ struct Trace: ParsableCommand {
     @Flag(help: "Also classify each frame with the reference classifier; list every difference and exit 1 if any.")
     var check = false
 
-    func validate() throws { _ = try global.ruleSource(deviceWords: words, command: "trace") }
+    /// Without -batch, the rules are a device's: `dev DEV` is required.
+    var onDevice: Bool { global.batch == nil && !words.isEmpty }
+
+    func validate() throws {
+        if onDevice {
+            guard !global.stats else { throw ValidationError("-s: trace has no counters to show") }
+            _ = try DeviceWords.device(in: words, command: "trace")
+        } else {
+            _ = try global.ruleSource(deviceWords: words, command: "trace")
+        }
+    }
 
     func run() throws {
         try reportingFailures {
+            if onDevice {
+                let live = try DeviceTrace(device: try DeviceWords.device(in: words, command: "trace"), check: check)
+                try report(Self.capture(pcap), through: live.datapath, reference: live.reference)
+                return
+            }
             let file = try RuleFile(global.ruleSource(deviceWords: words, command: "trace"))
             let plan = try file.plan()
-            let capture: PcapFile
-            do {
-                capture = try PcapFile.read(path: pcap)
-            } catch {
-                // An I/O error names the file already.
-                if case .io = error as? PcapError { throw CommandFailure(1, "\(error)") }
-                throw CommandFailure(1, "\(pcap): \(error)")
-            }
-            guard capture.linkType == PcapFile.ethernet else {
-                throw CommandFailure(1, "\(pcap): link type \(capture.linkType), not Ethernet (1); capture on a device, not 'any'")
-            }
+            let capture = try Self.capture(pcap)
             let datapath = try file.load(plan, options: CompileOptions(recordMatches: true))
-            var reference = try check ? ReferenceClassifier(rules: file.rules, device: file.device) : nil
-            var traces: [FrameTrace] = []
-            var differences: [String] = []
-            for (index, record) in capture.records.enumerated() {
-                let trace: FrameTrace
-                do {
-                    trace = FrameTrace(index: index, input: record.data, record: try datapath.trace(record.data))
-                } catch {
-                    throw CommandFailure(1, "frame \(index): \(error)")
-                }
-                traces.append(trace)
-                if let expected = reference?.classify(record.data, now: 0) {
-                    let found = trace.record.differences(from: expected)
-                    if !found.isEmpty { differences.append("frame \(index): " + found.joined(separator: "; ")) }
-                }
+            let reference = try check ? ReferenceClassifier(rules: file.rules, device: file.device) : nil
+            try report(capture, through: datapath, reference: reference)
+        }
+    }
+
+    static func capture(_ path: String) throws -> PcapFile {
+        let capture: PcapFile
+        do {
+            capture = try PcapFile.read(path: path)
+        } catch {
+            // An I/O error names the file already.
+            if case .io = error { throw CommandFailure(1, "\(error)") }
+            throw CommandFailure(1, "\(path): \(error)")
+        }
+        guard capture.linkType == PcapFile.ethernet else {
+            throw CommandFailure(1, "\(path): link type \(capture.linkType), not Ethernet (1); capture on a device, not 'any'")
+        }
+        return capture
+    }
+
+    /// Runs every frame through `datapath` (built with `recordMatches`), prints the trace
+    /// and, with a reference, fails listing the frames where the two differ.
+    func report(_ capture: PcapFile, through datapath: Datapath, reference: ReferenceClassifier?) throws {
+        var reference = reference
+        var traces: [FrameTrace] = []
+        var differences: [String] = []
+        for (index, record) in capture.records.enumerated() {
+            let trace: FrameTrace
+            do {
+                trace = FrameTrace(index: index, input: record.data, record: try datapath.trace(record.data))
+            } catch {
+                throw CommandFailure(1, "frame \(index): \(error)")
             }
-            global.print(json: .array(traces.map(\.json)), text: Self.text(traces, agreed: check && differences.isEmpty))
-            if !differences.isEmpty {
-                throw CommandFailure(1, "\(differences.count) of \(traces.count) frames differ from the reference classifier:\n"
-                    + differences.map { "  " + $0 }.joined(separator: "\n"))
+            traces.append(trace)
+            if let expected = reference?.classify(record.data, now: 0) {
+                let found = trace.record.differences(from: expected)
+                if !found.isEmpty { differences.append("frame \(index): " + found.joined(separator: "; ")) }
             }
+        }
+        global.print(json: .array(traces.map(\.json)), text: Self.text(traces, agreed: check && differences.isEmpty))
+        if !differences.isEmpty {
+            throw CommandFailure(1, "\(differences.count) of \(traces.count) frames differ from the reference classifier:\n"
+                + differences.map { "  " + $0 }.joined(separator: "\n"))
         }
     }
 

@@ -28,7 +28,8 @@ struct XDPFlow: ParsableCommand {
         commandName: "xdpflow",
         abstract: "Run tc flower rules in a generated XDP program.",
         version: "0.1.0",
-        subcommands: [Filter.self, Attach.self, Detach.self, Compile.self, Trace.self, Probe.self, Features.self, Gen.self]
+        subcommands: [Filter.self, Attach.self, Detach.self, Show.self, Save.self, Compile.self, Trace.self,
+                      Probe.self, Features.self, Gen.self]
     )
 
     @OptionGroup var global: GlobalOptions
