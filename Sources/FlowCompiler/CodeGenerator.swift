@@ -28,7 +28,8 @@ public enum TraceLog {
     public static let size = 4 + 4 * capacity
 }
 
-/// One rule's per-CPU counters: packets, bytes, last hit (CLOCK_MONOTONIC ns).
+/// One rule's per-CPU counters: packets, bytes, last hit (jiffies: `bpf_jiffies64` is
+/// inlined by the verifier, where `bpf_ktime_get_ns` would cost tens of ns a packet).
 public enum RuleCounters {
     public static let size = 24
     public static let packetsOffset: Int16 = 0, bytesOffset: Int16 = 8, lastHitOffset: Int16 = 16
@@ -626,7 +627,7 @@ public struct CodeGenerator {
                   .store(.double, to: .r7, RuleCounters.packetsOffset, .r1),
                   .load(.r1, .double, from: .r7, RuleCounters.bytesOffset), .alu(.add, .r1, .r6),
                   .store(.double, to: .r7, RuleCounters.bytesOffset, .r1),
-                  .call(.ktimeGetNs), .store(.double, to: .r7, RuleCounters.lastHitOffset, .r0)])
+                  .call(.jiffies64), .store(.double, to: .r7, RuleCounters.lastHitOffset, .r0)])
         if options.recordMatches {
             asm.emit([.store(.word, to: .fp, -8, 0), .loadMap(.r1, FlowMaps.trace), .mov(.r2, .fp), .alu(.add, .r2, -8),
                       .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "count_done"),

@@ -207,7 +207,7 @@ public final class Datapath {
 public struct RuleStatistics: Hashable, Sendable {
     public var packets: UInt64 = 0
     public var bytes: UInt64 = 0
-    /// CLOCK_MONOTONIC nanoseconds; 0 if never hit.
+    /// Jiffies (see `KernelClock`); 0 if never hit.
     public var lastHit: UInt64 = 0
 
     public init() {}

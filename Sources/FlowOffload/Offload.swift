@@ -340,12 +340,3 @@ public struct OffloadingStore: RuleSetStore {
         return update.result
     }
 }
-
-/// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns: rule counters' last-hit times.
-public enum MonotonicClock {
-    public static var nanoseconds: UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-    }
-}

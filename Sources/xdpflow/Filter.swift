@@ -106,13 +106,13 @@ struct FilterRunner {
         var stats: ((FlowRule) -> RuleStats?)?
         let counters = options.stats ? try? Offload(device: command.device).statistics() : nil
         if options.stats {
-            let now = MonotonicClock.nanoseconds
+            let now = counters == nil ? nil : try? KernelClock.now()
             stats = { rule in
                 // A device that is not attached has met no packet.
                 guard let counters else { return RuleStats(packets: 0, bytes: 0, lastUsed: nil) }
                 let rule = counters.rules[RuleID(prio: rule.prio, handle: rule.handle)] ?? RuleStatistics()
                 return RuleStats(packets: rule.packets, bytes: rule.bytes,
-                                 lastUsed: rule.lastHit == 0 ? nil : (now &- rule.lastHit) / 1_000_000_000)
+                                 lastUsed: now?.seconds(since: rule.lastHit))
             }
         }
         let show = RuleShow(device: command.device, rules: rules, stats: stats)

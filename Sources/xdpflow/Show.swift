@@ -1,4 +1,5 @@
 import ArgumentParser
+import BPFKernel
 import FlowOffload
 import Foundation
 
@@ -55,7 +56,7 @@ struct DeviceReport {
         case (nil, let id?): lines.append("\(device): program id \(id) behind a pinned link, \(what)")
         case (_, nil): lines.append("\(device): no program running, \(what)")
         }
-        let now = MonotonicClock.nanoseconds
+        let now = try? KernelClock.now()
         if let misses = status.misses { lines.append("  miss: " + misses.sentText(now: now)) }
         if let unparsed = status.unparsed {
             lines.append("  unparsed (\(status.unparsedDrop ? "dropped" : "passed")): " + unparsed.sentText(now: now))
@@ -66,7 +67,7 @@ struct DeviceReport {
 
     /// Keys in the order of docs/runtime.md.
     var json: JSON {
-        let now = MonotonicClock.nanoseconds
+        let now = try? KernelClock.now()
         var stats = JSON.null
         if let misses = status?.misses, let unparsed = status?.unparsed {
             stats = .object([("miss", misses.json(now: now)), ("unparsed", unparsed.json(now: now))])
@@ -88,18 +89,18 @@ struct DeviceReport {
 }
 
 extension RuleStatistics {
-    /// Seconds since the last hit; nil when never hit.
-    func secondsSinceLastHit(now: UInt64) -> UInt64? {
-        lastHit == 0 ? nil : (now &- lastHit) / 1_000_000_000
+    /// Seconds since the last hit; nil when never hit (or the clock cannot be read).
+    func secondsSinceLastHit(now: KernelClock?) -> UInt64? {
+        now?.seconds(since: lastHit)
     }
 
     /// As tc prints counters: "Sent 120 bytes 2 pkt, last used 3 sec".
-    func sentText(now: UInt64) -> String {
+    func sentText(now: KernelClock?) -> String {
         "Sent \(bytes) bytes \(packets) pkt, " + (secondsSinceLastHit(now: now).map { "last used \($0) sec" } ?? "never used")
     }
 
     /// As a rule's `stats` in docs/flower.md.
-    func json(now: UInt64) -> JSON {
+    func json(now: KernelClock?) -> JSON {
         .object([("packets", .integer(packets)), ("bytes", .integer(bytes)),
                  ("last_used", .optional(secondsSinceLastHit(now: now)))])
     }
@@ -108,7 +109,7 @@ extension RuleStatistics {
 /// The device's miss and unparsed counters after `xdpflow -s filter show dev DEV`.
 enum DeviceCounters {
     static func text(device: String, _ statistics: Offload.Statistics) -> String {
-        let now = MonotonicClock.nanoseconds
+        let now = try? KernelClock.now()
         return "dev \(device) miss: \(statistics.misses.sentText(now: now))\n"
             + "dev \(device) unparsed: \(statistics.unparsed.sentText(now: now))"
     }
