@@ -4,7 +4,6 @@ import FlowCompiler
 import FlowOffload
 import FlowRules
 import Packets
-import SystemPackage
 
 /// A loaded program and the frame it is timed on with BPF_PROG_TEST_RUN.
 struct PacketCase {
@@ -14,7 +13,7 @@ struct PacketCase {
     var rules: Int
     var subtables: Int
     var program: Program
-    /// Owns the maps the program uses.
+    /// The maps and plan behind the program (none for the floor).
     var datapath: Datapath?
     var frame: [UInt8]
     /// What the program must answer, checked before timing: a benchmark of the wrong
@@ -22,6 +21,9 @@ struct PacketCase {
     var verdict: XDPAction
     /// The most the case may cost, as a multiple of the floor.
     var target: Double?
+    /// The prio of the rule the frame must be counted by, when the case is about where
+    /// it matches (the last of 16 subtables).
+    var matchedPrio: UInt16?
 
     /// XDP_DROP and nothing else: the cost of the test-run loop itself.
     static func floor() throws -> PacketCase {
@@ -32,16 +34,25 @@ struct PacketCase {
 
     /// The program of `datapath` (shared by the hit and miss cases of one rule set) on `frame`.
     static func xdpflow(_ name: String, slug: String, _ datapath: Datapath, frame: [UInt8],
-                        verdict: XDPAction, target: Double? = nil) -> PacketCase {
+                        verdict: XDPAction, target: Double? = nil, matchedPrio: UInt16? = nil) -> PacketCase {
         PacketCase(name: name, slug: slug, rules: datapath.plan.rules.count, subtables: datapath.plan.subtables.count,
-                   program: datapath.program, datapath: datapath, frame: frame, verdict: verdict, target: target)
+                   program: datapath.program, datapath: datapath, frame: frame, verdict: verdict, target: target,
+                   matchedPrio: matchedPrio)
     }
 
+    /// Runs the frame once: a case that takes another path than it claims measures nothing.
     func check() throws {
+        let before = try datapath?.counters() ?? [:]
         let result = try program.testRun(TestRun(packet: frame))
         guard result.action == verdict else {
             throw BenchError("\(name): the frame got \(result.action.map(String.init(describing:)) ?? "\(result.returnValue)"), "
                 + "expected \(verdict)")
+        }
+        guard let prio = matchedPrio, let datapath else { return }
+        let counted = try datapath.counters().filter { $0.value.packets != before[$0.key]?.packets ?? 0 }.keys
+        let prios = datapath.plan.slots.slots.filter { counted.contains($0.value) }.map(\.key.prio)
+        guard prios == [prio] else {
+            throw BenchError("\(name): the frame was counted by rules of prio \(prios), expected one of prio \(prio)")
         }
     }
 
@@ -88,7 +99,7 @@ enum PacketCases {
                      frame: Frames.udp(dst: Frames.nowhere, dstPort: 9), verdict: .pass),
             .xdpflow("10,000 dst_ip /17../32, 16 subtables, hit in the 16th", slug: "prefix10k-hit16", prefixes,
                      frame: Frames.udp(dst: IPv4Address(rawValue: inLastGroup), dstPort: 9), verdict: .drop,
-                     target: 2.5),
+                     target: 2.5, matchedPrio: UInt16(groups)),
             .xdpflow("10,000 dst_ip /17../32, 16 subtables, miss", slug: "prefix10k-miss", prefixes,
                      frame: Frames.udp(dst: Frames.nowhere, dstPort: 9), verdict: .pass, target: 2.5),
             .xdpflow("10,000 udp 5-tuples, 1 subtable, hit", slug: "tuple10k-hit", fiveTuples,

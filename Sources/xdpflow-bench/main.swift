@@ -72,10 +72,12 @@ extension Report {
     var markdown: String {
         var packetTable = MarkdownTable([("case", .left), ("rules", .right), ("subtables", .right), ("insns", .right),
                                          ("verdict", .left), ("ns/packet median (min-max)", .right),
-                                         ("x floor", .right)])
+                                         ("over floor", .right), ("x floor", .right)])
+        let floor = packets.first?.nsPerPacket.median ?? 0
         for row in packets {
             packetTable.append([row.name, row.rules.grouped, "\(row.subtables)", "\(row.instructions)", row.verdict,
-                                row.nsPerPacket.summary(1), row.ratioToFloor.formatted(2)])
+                                row.nsPerPacket.summary(1), (row.nsPerPacket.median - floor).formatted(1),
+                                row.ratioToFloor.formatted(2)])
         }
         let phases = CompileCase.Phase.allCases.map(\.rawValue)
         var compileTable = MarkdownTable([("case", .left), ("rules", .right)] + phases.map { ($0, .right) })
