@@ -4,7 +4,13 @@ CONFIG      ?= debug
 # Test targets that need the kernel (BPF, XDP, netns); the rest are pure Swift.
 KERNEL_TESTS ?= BPFKernelTests|FlowCompilerTests
 
-.PHONY: all deps build test demo clean
+# Extra arguments for xdpflow-bench, e.g. BENCH_ARGS='--json bench.json'; benchmarks are
+# only meaningful optimised, so they always use the release build.
+BENCH_ARGS  ?=
+BENCH_BUILD_FLAGS ?=
+BENCH_BUILD  = $(SWIFT) build -c release $(BENCH_BUILD_FLAGS)
+
+.PHONY: all deps build test demo bench-quick clean
 
 all: build
 
@@ -20,6 +26,10 @@ test: deps
 
 demo: build
 	@XDPFLOW=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/xdpflow scripts/demo
+
+bench-quick: deps
+	$(BENCH_BUILD) --product xdpflow-bench
+	$$($(BENCH_BUILD) --show-bin-path)/xdpflow-bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .build

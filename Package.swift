@@ -5,6 +5,7 @@ let package = Package(
     name: "XDPFlow",
     products: [
         .executable(name: "xdpflow", targets: ["xdpflow"]),
+        .executable(name: "xdpflow-bench", targets: ["xdpflow-bench"]),
         .library(name: "BPFAssembly", targets: ["BPFAssembly"]),
         .library(name: "BPFKernel", targets: ["BPFKernel"]),
         .library(name: "Packets", targets: ["Packets"]),
@@ -53,6 +54,14 @@ let package = Package(
             dependencies: [
                 "BPFAssembly", "BPFKernel", "FlowRules", "FlowCompiler", "FlowOffload", "Packets",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Benchmarks: generated programs against a trivial XDP_DROP, and the compiler's phases.
+        .executableTarget(
+            name: "xdpflow-bench",
+            dependencies: [
+                "FlowCompiler", "FlowOffload", "FlowRules", "Packets", "BPFKernel", "BPFAssembly",
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .testTarget(
