@@ -36,7 +36,7 @@ struct PacketCase {
     static func xdpflow(_ name: String, slug: String, _ datapath: Datapath, frame: [UInt8],
                         verdict: XDPAction, target: Double? = nil, matchedPrio: UInt16? = nil) -> PacketCase {
         PacketCase(name: name, slug: slug, rules: datapath.plan.rules.count, subtables: datapath.plan.subtables.count,
-                   program: datapath.program, datapath: datapath, frame: frame, verdict: verdict, target: target,
+                   program: datapath.program!, datapath: datapath, frame: frame, verdict: verdict, target: target,
                    matchedPrio: matchedPrio)
     }
 
@@ -50,7 +50,7 @@ struct PacketCase {
         }
         guard let prio = matchedPrio, let datapath else { return }
         let counted = try datapath.counters().filter { $0.value.packets != before[$0.key]?.packets ?? 0 }.keys
-        let prios = datapath.plan.slots.slots.filter { counted.contains($0.value) }.map(\.key.prio)
+        let prios = datapath.plan.slots.indexes.filter { counted.contains($0.value) }.map(\.key.prio)
         guard prios == [prio] else {
             throw BenchError("\(name): the frame was counted by rules of prio \(prios), expected one of prio \(prio)")
         }
