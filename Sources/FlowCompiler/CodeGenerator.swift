@@ -145,10 +145,16 @@ public struct CodeGenerator {
         if !single { asm.emit([.mov(.r8, 0), .mov(.r9, -1, .bits32)]) }
         for (position, subtable) in group.enumerated() {
             let next = Label("next_\(index)_\(position)")
-            let presence = Int32(bitPattern: subtable.mask.presence.rawValue)
+            let presence = Int32(bitPattern: subtable.presence.rawValue)
             if presence != 0 {
                 asm.emit([.load(.r1, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)),
                           .alu(.and, .r1, presence), .jump(.notEqual, .r1, presence, to: next)])
+            }
+            for (field, value) in subtable.guards.sorted(by: { $0.key < $1.key }) {
+                // The record holds network order; a load sees the bytes little-endian.
+                let expected = value.enumerated().reduce(Int32(0)) { $0 | Int32($1.element) << ($1.offset * 8) }
+                asm.emit([.load(.r1, Size(bytes: field.width)!, from: .fp, Self.record + Int16(field.offset)),
+                          .jump(.notEqual, .r1, expected, to: next)])
             }
             switch subtable.storage {
             case .direct:

@@ -95,10 +95,21 @@ public struct Subtable: Hashable, Sendable {
 
     public var prio: UInt16
     public var mask: SubtableMask
+    /// Protocol fields every entry has the same exact value in, compared with
+    /// immediates before the lookup instead of being hashed: a `dst_port` subtable under
+    /// `protocol ip` and `ip_proto udp` keys on the port alone, and fits a direct array.
+    public var guards: [KeyField: [UInt8]] = [:]
     public var entries: [[UInt8]: SubtableValue]
     public var storage: Storage
 
     public var keySize: Int { mask.keyBytes.count }
+
+    /// Headers that must be present for the subtable to be looked up.
+    public var presence: Presence { guards.keys.reduce(into: mask.presence) { $0.formUnion($1.presence) } }
+
+    /// The fields whose values the planner moves into guards: they take few values, so
+    /// a new value (a new subtable) is rare, and they are always exact.
+    public static let guardFields: Set<KeyField> = [.outerType, .etherType, .vlanTPID, .cvlanTPID, .ipProto]
 
     /// A stable name for the subtable's map, from its prio and mask.
     public var mapName: String {
@@ -108,6 +119,10 @@ public struct Subtable: Hashable, Sendable {
         for field in mask.fields.keys.sorted() {
             mix(UInt8(field.rawValue))
             mask.fields[field]!.forEach(mix)
+        }
+        for field in guards.keys.sorted() {
+            mix(0x80 | UInt8(field.rawValue))
+            guards[field]!.forEach(mix)
         }
         mix(mask.keyBytes.count <= 2 ? 0 : 1)
         let hex = String(UInt32(truncatingIfNeeded: hash ^ hash >> 32), radix: 16)
@@ -290,10 +305,12 @@ public struct Plan: Sendable {
             }
             let value = SubtableValue(slot: slots[id]!, handle: rule.handle, action: actionIndex[program]!)
             for alternative in RuleKey(rule, device: device).alternatives {
-                let mask = SubtableMask(fields: alternative.mapValues(\.mask))
+                let guards = alternative.filter { Subtable.guardFields.contains($0.key) && $0.value.mask.allSatisfy { $0 == 0xff } }
+                let keyed = alternative.filter { guards[$0.key] == nil }
+                let mask = SubtableMask(fields: keyed.mapValues(\.mask))
                 fields.formUnion(alternative.keys)
-                let key = mask.key(alternative)
-                let table = SubtableKey(prio: rule.prio, mask: mask)
+                let key = mask.key(keyed)
+                let table = SubtableKey(prio: rule.prio, mask: mask, guards: guards.mapValues(\.value))
                 // Rules are in handle order within a prio: an earlier entry wins a collision.
                 if tables[table, default: [:]][key] == nil { tables[table, default: [:]][key] = value }
             }
@@ -307,7 +324,8 @@ public struct Plan: Sendable {
         }
         let previousCapacity = previous?.capacities ?? [:]
         subtables = tables.map { table, entries in
-            var subtable = Subtable(prio: table.prio, mask: table.mask, entries: entries, storage: .direct)
+            var subtable = Subtable(prio: table.prio, mask: table.mask, guards: table.guards, entries: entries,
+                                    storage: .direct)
             if subtable.keySize > 2 {
                 // Keep the map while it has room, so that a rule change stays a map update.
                 var capacity = Self.capacity(for: entries.count)
@@ -337,5 +355,6 @@ public struct Plan: Sendable {
     private struct SubtableKey: Hashable {
         var prio: UInt16
         var mask: SubtableMask
+        var guards: [KeyField: [UInt8]]
     }
 }

@@ -225,7 +225,8 @@ struct PlanReport {
             lines.append("no subtables: every frame passes")
         } else {
             let rows = [["prio", "map", "storage", "entries", "key"]] + plan.subtables.map { subtable in
-                let fields = subtable.mask.fields.keys.sorted().map { "\($0.name)/\(hex(subtable.mask.fields[$0]!))" }
+                let fields = subtable.guards.keys.sorted().map { "\($0.name)=\(hex(subtable.guards[$0]!))" }
+                    + subtable.mask.fields.keys.sorted().map { "\($0.name)/\(hex(subtable.mask.fields[$0]!))" }
                 return [String(subtable.prio), subtable.mapName, "\(subtable.storageName) \(subtable.capacity)",
                         String(subtable.entries.count),
                         "\(subtable.keySize) byte\(subtable.keySize == 1 ? "" : "s")  " + fields.joined(separator: " ")]
@@ -258,6 +259,9 @@ struct PlanReport {
                     ("capacity", .integer(subtable.capacity)),
                     ("entries", .integer(subtable.entries.count)),
                     ("key_bytes", .integer(subtable.keySize)),
+                    ("guards", .array(subtable.guards.keys.sorted().map { field in
+                        .object([("field", .string(field.name)), ("value", .string(hex(subtable.guards[field]!)))])
+                    })),
                     ("fields", .array(subtable.mask.fields.keys.sorted().map { field in
                         .object([("field", .string(field.name)), ("mask", .string(hex(subtable.mask.fields[field]!)))])
                     })),

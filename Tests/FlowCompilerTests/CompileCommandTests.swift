@@ -109,11 +109,11 @@ func jsonObject(_ text: String) throws -> Any {
         let maps = plan.subtables.map(\.mapName)
         #expect(result.output == """
             prio  map             storage      entries  key
-            1     \(maps[0])  hash 1024          1  5 bytes  protocol/ffff ip_proto/ff dst_port/ffff
-            2     \(maps[1])  hash 1024          1  5 bytes  protocol/ffff dst_ip/ffffff00
-            3     \(maps[2])  hash 1024          1  3 bytes  protocol/ffff ip_proto/ff
+            1     \(maps[0])  array 65536        1  2 bytes  protocol=0800 ip_proto=11 dst_port/ffff
+            2     \(maps[1])  hash 1024          1  3 bytes  protocol=0800 dst_ip/ffffff00
+            3     \(maps[2])  array 1            1  0 bytes  protocol=0800 ip_proto=01
             4     \(maps[3])  hash 1024          1  6 bytes  dst_mac/ffffffffffff
-            5     \(maps[4])  array 65536        1  2 bytes  protocol/ffff
+            5     \(maps[4])  array 1            1  0 bytes  protocol=0806
             dev xft0  rules 5  entries 5  subtables 5  instructions \(slots)
             layers: ipv4 ipv4-l4
             redirects: xft9
@@ -126,9 +126,9 @@ func jsonObject(_ text: String) throws -> Any {
         let result = try XDPFlowCommand.run(["compile", "-j", "-batch", try scratch.write(sampleRules, to: "rules")])
         #expect(result.status == 0, "\(result.errors)")
         #expect(result.output.hasPrefix("""
-            {"dev":"xft0","subtables":[{"prio":1,"map":"\(plan.subtables[0].mapName)","storage":"hash",\
-            "capacity":1024,"entries":1,"key_bytes":5,"fields":[{"field":"protocol","mask":"ffff"},\
-            {"field":"ip_proto","mask":"ff"},{"field":"dst_port","mask":"ffff"}]},
+            {"dev":"xft0","subtables":[{"prio":1,"map":"\(plan.subtables[0].mapName)","storage":"array",\
+            "capacity":65536,"entries":1,"key_bytes":2,"guards":[{"field":"protocol","value":"0800"},\
+            {"field":"ip_proto","value":"11"}],"fields":[{"field":"dst_port","mask":"ffff"}]},
             """))
         let object = try #require(try jsonObject(result.output) as? [String: Any])
         #expect(object["rules"] as? Int == 5)
@@ -139,7 +139,7 @@ func jsonObject(_ text: String) throws -> Any {
         let subtables = try #require(object["subtables"] as? [[String: Any]])
         #expect(subtables.map { $0["prio"] as? Int } == [1, 2, 3, 4, 5])
         #expect(subtables[4]["storage"] as? String == "array")
-        #expect(subtables[4]["capacity"] as? Int == 65536)
+        #expect(subtables[4]["capacity"] as? Int == 1, "protocol arp alone: a guard and a one-entry array")
         #expect(object["disassembly"] == nil)
     }
 
