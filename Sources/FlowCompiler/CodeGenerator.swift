@@ -447,9 +447,20 @@ public struct CodeGenerator {
         let steps = plan.maxSteps
         let kinds = plan.stepKinds
         asm.label("hit")
-        asm.emit([.mov(.r6, .r1), .mov(.r7, .r3), .store(.double, to: .fp, -8, .r4), .mov(.r3, .r4),
-                  .call(Label("count")),
-                  .store(.word, to: .fp, -12, .r7), .loadMap(.r1, FlowMaps.actions), .mov(.r2, .fp), .alu(.add, .r2, -12),
+        // The rule's counters, inline: a call costs as much as the counting.
+        asm.emit([.mov(.r6, .r1), .mov(.r7, .r3), .store(.double, to: .fp, -8, .r4), .store(.word, to: .fp, -16, .r2),
+                  .loadMap(.r1, FlowMaps.counters), .mov(.r2, .fp), .alu(.add, .r2, -16), .call(.mapLookupElem),
+                  .jump(.equal, .r0, 0, to: "hit_counted"), .mov(.r8, .r0),
+                  .load(.r1, .double, from: .r8, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
+                  .store(.double, to: .r8, RuleCounters.packetsOffset, .r1),
+                  .load(.r1, .double, from: .r8, RuleCounters.bytesOffset), .load(.r2, .double, from: .fp, -8),
+                  .alu(.add, .r1, .r2), .store(.double, to: .r8, RuleCounters.bytesOffset, .r1),
+                  .call(.jiffies64), .store(.double, to: .r8, RuleCounters.lastHitOffset, .r0)])
+        if options.recordMatches {
+            asm.emit([.load(.r2, .word, from: .fp, -16), .call(Label("log"))])
+        }
+        asm.label("hit_counted")
+        asm.emit([.store(.word, to: .fp, -12, .r7), .loadMap(.r1, FlowMaps.actions), .mov(.r2, .fp), .alu(.add, .r2, -12),
                   .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "hit_pass"), .mov(.r7, .r0)])
         var generated = 0
         // A step is generated only when the one before can pipe into it.
@@ -635,14 +646,20 @@ public struct CodeGenerator {
                   .store(.double, to: .r7, RuleCounters.bytesOffset, .r1),
                   .call(.jiffies64), .store(.double, to: .r7, RuleCounters.lastHitOffset, .r0)])
         if options.recordMatches {
-            asm.emit([.store(.word, to: .fp, -8, 0), .loadMap(.r1, FlowMaps.trace), .mov(.r2, .fp), .alu(.add, .r2, -8),
-                      .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "count_done"),
-                      .load(.r1, .word, from: .r0, 0), .jump(.greaterOrEqual, .r1, Int32(TraceLog.capacity), to: "count_done"),
-                      .mov(.r2, .r1), .alu(.lsh, .r2, 2), .mov(.r3, .r0), .alu(.add, .r3, .r2),
-                      .load(.r2, .word, from: .fp, -4), .store(.word, to: .r3, 4, .r2),
-                      .alu(.add, .r1, 1), .store(.word, to: .r0, 0, .r1)])
+            asm.emit([.load(.r2, .word, from: .fp, -4), .call(Label("log"))])
         }
         asm.label("count_done")
+        asm.emit(Instruction.return(0))
+        guard options.recordMatches else { return }
+        // log(_, slot): appends the slot to the trace log.
+        asm.label("log")
+        asm.emit([.store(.word, to: .fp, -4, .r2), .store(.word, to: .fp, -8, 0), .loadMap(.r1, FlowMaps.trace),
+                  .mov(.r2, .fp), .alu(.add, .r2, -8), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "log_done"),
+                  .load(.r1, .word, from: .r0, 0), .jump(.greaterOrEqual, .r1, Int32(TraceLog.capacity), to: "log_done"),
+                  .mov(.r2, .r1), .alu(.lsh, .r2, 2), .mov(.r3, .r0), .alu(.add, .r3, .r2),
+                  .load(.r2, .word, from: .fp, -4), .store(.word, to: .r3, 4, .r2),
+                  .alu(.add, .r1, 1), .store(.word, to: .r0, 0, .r1)])
+        asm.label("log_done")
         asm.emit(Instruction.return(0))
     }
 }
