@@ -65,7 +65,7 @@ final class Capture {
         do {
             let index = if_nametoindex(device)
             guard index != 0 else { throw CaptureError("no device \(device) to capture on") }
-            try setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20, "SO_RCVBUFFORCE")
+            try setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, 256 << 20, "SO_RCVBUFFORCE")
             try setOption(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS")
             try setOption(fd, PacketSocket.level, PacketSocket.auxiliaryData, 1, "PACKET_AUXDATA")
             try setOption(fd, PacketSocket.level, PacketSocket.ignoreOutgoing, 1, "PACKET_IGNORE_OUTGOING")
@@ -118,69 +118,75 @@ final class Capture {
         func readUntilStopped() {
             var buffer = [UInt8](repeating: 0, count: 4096)
             var control = [UInt8](repeating: 0, count: 256)
+            var batch: [Frame] = []
             while true {
                 var pending = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-                if poll(&pending, 1, 50) > 0, let frame = receive(&buffer, &control) {
-                    lock.withLock { received.append(frame) }
+                if poll(&pending, 1, 50) > 0 {
+                    // Frames come in bursts: take what is there before touching the lock.
+                    while batch.count < 1024, let frame = receive(&buffer, &control) { batch.append(frame) }
+                    lock.withLock { received += batch }
+                    batch.removeAll(keepingCapacity: true)
                     continue
                 }
                 if lock.withLock({ stopping }) { break }
             }
             // Whatever arrived before stop was asked for is read first.
-            while let frame = receive(&buffer, &control) { lock.withLock { received.append(frame) } }
+            while let frame = receive(&buffer, &control) { batch.append(frame) }
+            lock.withLock { received += batch }
             stopped.signal()
         }
 
         /// One frame, or nil when none is waiting.
         private func receive(_ buffer: inout [UInt8], _ control: inout [UInt8]) -> Frame? {
-            let bufferCount = buffer.count, controlCount = control.count
-            let (length, controlLength) = buffer.withUnsafeMutableBytes { data in
+            buffer.withUnsafeMutableBytes { data in
                 control.withUnsafeMutableBytes { control in
-                    var vector = iovec(iov_base: data.baseAddress, iov_len: bufferCount)
-                    return withUnsafeMutablePointer(to: &vector) { vector in
-                        var message = msghdr(msg_name: nil, msg_namelen: 0, msg_iov: vector, msg_iovlen: 1,
-                                             msg_control: control.baseAddress, msg_controllen: controlCount, msg_flags: 0)
-                        let length = recvmsg(socket, &message, Int32(MSG_DONTWAIT))
-                        return (length, Int(message.msg_controllen))
+                    var vector = iovec(iov_base: data.baseAddress, iov_len: data.count)
+                    var message = msghdr()
+                    message.msg_iovlen = 1
+                    message.msg_control = control.baseAddress
+                    message.msg_controllen = control.count
+                    let length = withUnsafeMutablePointer(to: &vector) { vector in
+                        message.msg_iov = vector
+                        return recvmsg(socket, &message, Int32(MSG_DONTWAIT))
+                    }
+                    guard length > 0 else { return nil }
+                    return Self.frame(UnsafeRawBufferPointer(rebasing: data[..<min(length, data.count)]),
+                                      control: UnsafeRawBufferPointer(rebasing: control[..<Int(message.msg_controllen)]))
+                }
+            }
+        }
+
+        /// The frame with its receive time and VLAN tag from the control messages
+        /// (struct cmsghdr: u64 length, i32 level, i32 type, data; each aligned to 8 bytes).
+        private static func frame(_ data: UnsafeRawBufferPointer, control: UnsafeRawBufferPointer) -> Frame {
+            var frame = Frame(bytes: Array(data), time: 0)
+            var offset = 0
+            while offset + 16 <= control.count {
+                let length = Int(control.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                guard length >= 16, offset + length <= control.count else { break }
+                let level = control.loadUnaligned(fromByteOffset: offset + 8, as: Int32.self)
+                let type = control.loadUnaligned(fromByteOffset: offset + 12, as: Int32.self)
+                let body = offset + 16
+                if level == SOL_SOCKET && type == SO_TIMESTAMPNS && length >= 32 {   // struct timespec
+                    let seconds = control.loadUnaligned(fromByteOffset: body, as: Int64.self)
+                    let nanoseconds = control.loadUnaligned(fromByteOffset: body + 8, as: Int64.self)
+                    frame.time = UInt64(seconds) * 1_000_000_000 + UInt64(nanoseconds)
+                }
+                if level == PacketSocket.level && type == PacketSocket.auxiliaryData && length >= 36 {
+                    // struct tpacket_auxdata: status, len, snaplen (u32), mac, net, vlan_tci, vlan_tpid (u16)
+                    let status = control.loadUnaligned(fromByteOffset: body, as: UInt32.self)
+                    if status & PacketSocket.vlanValid != 0 && frame.bytes.count >= 12 {
+                        let tci = control.loadUnaligned(fromByteOffset: body + 16, as: UInt16.self)
+                        let tpid = status & PacketSocket.vlanTPIDValid != 0
+                            ? control.loadUnaligned(fromByteOffset: body + 18, as: UInt16.self) : 0x8100
+                        frame.bytes.insert(contentsOf: [UInt8(tpid >> 8), UInt8(tpid & 0xff),
+                                                        UInt8(tci >> 8), UInt8(tci & 0xff)], at: 12)
                     }
                 }
+                offset += (length + 7) & ~7
             }
-            guard length > 0 else { return nil }
-            var bytes = Array(buffer[..<min(length, bufferCount)])
-            var time: UInt64 = 0
-            for (level, type, data) in Capture.controlMessages(control[..<controlLength]) {
-                if level == SOL_SOCKET && type == SO_TIMESTAMPNS, data.count >= 16 {
-                    time = UInt64(data.littleEndian(Int64.self, at: 0)) * 1_000_000_000
-                        + UInt64(data.littleEndian(Int64.self, at: 8))
-                }
-                if level == PacketSocket.level && type == PacketSocket.auxiliaryData, data.count >= 20 {
-                    // struct tpacket_auxdata: status, len, snaplen (u32), mac, net, vlan_tci, vlan_tpid (u16)
-                    let status = data.littleEndian(UInt32.self, at: 0)
-                    guard status & PacketSocket.vlanValid != 0, bytes.count >= 12 else { continue }
-                    let tci = data.littleEndian(UInt16.self, at: 16)
-                    let tpid = status & PacketSocket.vlanTPIDValid != 0 ? data.littleEndian(UInt16.self, at: 18) : 0x8100
-                    bytes.insert(contentsOf: [UInt8(tpid >> 8), UInt8(tpid & 0xff), UInt8(tci >> 8), UInt8(tci & 0xff)],
-                                 at: 12)
-                }
-            }
-            return Frame(bytes: bytes, time: time)
+            return frame
         }
-    }
-
-    /// (level, type, data) of each control message (struct cmsghdr: u64 length, i32 level,
-    /// i32 type, then the data, each message aligned to 8 bytes).
-    private static func controlMessages(_ control: ArraySlice<UInt8>) -> [(Int32, Int32, ArraySlice<UInt8>)] {
-        var messages: [(Int32, Int32, ArraySlice<UInt8>)] = []
-        var offset = control.startIndex
-        while offset + 16 <= control.endIndex {
-            let length = Int(control.littleEndian(UInt64.self, at: offset - control.startIndex))
-            guard length >= 16, offset + length <= control.endIndex else { break }
-            let level = Int32(bitPattern: control.littleEndian(UInt32.self, at: offset - control.startIndex + 8))
-            let type = Int32(bitPattern: control.littleEndian(UInt32.self, at: offset - control.startIndex + 12))
-            messages.append((level, type, control[(offset + 16)..<(offset + length)]))
-            offset += (length + 7) & ~7
-        }
-        return messages
     }
 }
 
@@ -198,12 +204,4 @@ private enum PacketSocket {
 struct CaptureError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-extension Collection where Element == UInt8, Index == Int {
-    /// The little-endian integer at `offset` from the start (the host's order on x86 and arm64).
-    fileprivate func littleEndian<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
-        let start = startIndex + offset
-        return self[start..<start + MemoryLayout<T>.size].reversed().reduce(T.zero) { $0 << 8 | T($1) }
-    }
 }

@@ -57,7 +57,12 @@ final class OffloadLab {
     /// Runs the xdpflow binary with this lab's state directory and pin root.
     @discardableResult
     func xdpflow(_ line: String) throws -> String {
-        try run(["env", "XDPFLOW_STATE_DIR=\(state.path)", "XDPFLOW_PIN_DIR=\(pinRoot)", xdpflowBinary] + words(line))
+        try run(xdpflowCommand(line))
+    }
+
+    /// The command line that runs `xdpflow` + `line` on this lab.
+    func xdpflowCommand(_ line: String) -> [String] {
+        ["env", "XDPFLOW_STATE_DIR=\(state.path)", "XDPFLOW_PIN_DIR=\(pinRoot)", xdpflowBinary] + words(line)
     }
 
     func words(_ line: String) -> [String] {
@@ -80,6 +85,38 @@ final class OffloadLab {
     func send(_ frame: [UInt8], count: Int) throws {
         try veths.send(frame, count: count)
     }
+
+    /// Sends like `send`, and returns how many of the frames the device's XDP program met
+    /// once all are accounted for. Normally that is all of them; the others the kernel
+    /// dropped on the way in, before XDP, because the peer found the device's receive
+    /// ring full (a busy machine), and its counters say so. Tests hold XDPFlow to the
+    /// frames it met.
+    func sendCounted(_ frame: [UInt8], count: Int) throws -> Int {
+        try sendCounted(count: count) { try send(frame, count: count) }
+    }
+
+    /// `sendCounted` for frames `send` sends.
+    func sendCounted(count: Int, _ send: () throws -> Void) throws -> Int {
+        let device = try deviceStatistics(), peer = try peerStatistics()
+        try send()
+        var met = 0
+        let accounted = try settled(at: count) {
+            met = try deviceStatistics().xdpPackets - device.xdpPackets
+            return met + (try peerStatistics().transmitErrors - peer.transmitErrors)
+        }
+        #expect(accounted == count, "sent \(count), met by XDP \(met), lost before XDP \(accounted - met)")
+        #expect(met > count / 2, "most frames reach XDP")
+        return met
+    }
+
+    /// Sends `frame` `count` times from the peer with `xdpflow gen`, run in the namespace.
+    func gen(_ frame: [UInt8], count: Int) throws {
+        try veths.inNamespace([xdpflowBinary, "gen", "dev", peer, "--count", "\(count)", "--packet", hex(frame)])
+    }
+
+    func deviceStatistics() throws -> VethStatistics { VethStatistics(ethtool: try run(["ethtool", "-S", device])) }
+    func peerStatistics() throws -> VethStatistics { VethStatistics(ethtool: try veths.inNamespace(["ethtool", "-S", peer])) }
+    func targetStatistics() throws -> VethStatistics { VethStatistics(ethtool: try run(["ethtool", "-S", target.device])) }
 
     /// The device's counters, once the rule (or misses, for nil) has counted `expected`
     /// frames or the wait is over: the receiving side handles frames asynchronously.
@@ -113,6 +150,30 @@ final class OffloadLab {
     func captureOnTarget() throws -> Capture { try Capture(device: target.peer, namespace: namespace) }
 }
 
+/// A veth's own counters (ethtool -S), which tell frames XDPFlow lost from frames the
+/// kernel lost around it.
+struct VethStatistics {
+    /// Frames the device's XDP program ran on (rx_queue_N_xdp_packets).
+    var xdpPackets = 0
+    /// Frames lost after XDP: a redirect that failed, no skb (rx_queue_N_drops).
+    var receiveDrops = 0
+    /// XDP frames (redirected, XDP_TX, generated) sent through the device that the peer's
+    /// full receive ring refused (tx_queue_N_xdp_xmit_errors).
+    var transmitErrors = 0
+
+    init(ethtool output: String) {
+        for line in output.split(separator: "\n") {
+            let parts = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, let value = Int(parts[1]) else { continue }
+            if parts[0].hasPrefix("rx_queue_") && parts[0].hasSuffix("_xdp_packets") { xdpPackets += value }
+            if parts[0].hasPrefix("rx_queue_") && parts[0].hasSuffix("_drops") && !parts[0].hasSuffix("xdp_drops") {
+                receiveDrops += value
+            }
+            if parts[0].hasPrefix("tx_queue_") && parts[0].hasSuffix("_xdp_xmit_errors") { transmitErrors += value }
+        }
+    }
+}
+
 /// The frames the tests send: UDP over IPv4 between documentation-style addresses, from
 /// a MAC that nothing else in a lab uses, so captures pick them out exactly.
 enum TestFrame {
@@ -144,4 +205,9 @@ func captured(_ capture: Capture, _ expected: Int, timeout: Duration = .seconds(
         return frames.count
     }
     return frames
+}
+
+/// Bytes as hex digits, as `xdpflow gen --packet` reads them.
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { String(format: "%02x", $0) }.joined()
 }
