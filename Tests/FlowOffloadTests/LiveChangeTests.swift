@@ -150,6 +150,16 @@ struct LiveChangeTests {
             #expect(counted >= marked.count && counted <= marked.count + refused,
                     "prio \(shape.prio): \(counted) counted, \(marked.count) captured, \(refused) refused")
         }
+
+        // After all the swaps, the pins are the maps of the rules now, no more; detach
+        // takes them and the program away.
+        let pins = lab.pinRoot.appending(lab.device)
+        let plan = try Plan(epochs.last!.rules, device: lab.device)
+        let pinned = Set(try FileManager.default.contentsOfDirectory(atPath: pins.string))
+        #expect(pinned == Set(Datapath.mapSpecs(for: plan).map(\.name) + ["link"]))
+        try lab.offload.detach()
+        #expect(!FileManager.default.fileExists(atPath: lab.pinRoot.string))
+        #expect(XDPLink.attachedProgramID(lab.veths.device) == nil)
     }
 
     // Read from fixed offsets (one VLAN tag at most): there are hundreds of thousands.

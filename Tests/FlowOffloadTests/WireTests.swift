@@ -57,10 +57,11 @@ struct WireTests {
         let frame = TestFrame.udp(port: 80)
         let expected = try lab.reference(frame)
 
-        let (_, arrived) = try deliver(frame, lab, to: target, leaving: lab.targetStatistics)
+        let (met, arrived) = try deliver(frame, lab, to: target, leaving: lab.targetStatistics)
         #expect(arrived.allSatisfy { $0.bytes == expected.frame }, "\(arrived.first.map { hex($0.bytes) } ?? "none")")
         let keys = FlowKeys(dissecting: arrived.first?.bytes ?? [])
         #expect(keys.vlans == [VLANTag(tpid: 0x8100, priority: 3, id: 100)])
+        #expect(try lab.statistics(once: rule, counted: UInt64(met)).rules[rule]?.packets == UInt64(met))
         #expect(arrived.first?.bytes.count == frame.count + 4)
     }
 
@@ -73,10 +74,11 @@ struct WireTests {
         let expected = try lab.reference(tagged)
         #expect(expected.frame == Array(tagged[..<12] + tagged[16...]), "the reference pops the tag")
 
-        let (_, arrived) = try deliver(tagged, lab, to: target, leaving: lab.targetStatistics)
+        let (met, arrived) = try deliver(tagged, lab, to: target, leaving: lab.targetStatistics)
         #expect(arrived.allSatisfy { $0.bytes == expected.frame }, "\(arrived.first.map { hex($0.bytes) } ?? "none")")
         let keys = FlowKeys(dissecting: arrived.first?.bytes ?? [])
         #expect(keys.vlans.isEmpty && keys.etherType == 0x0800)
+        #expect(try lab.statistics(once: rule, counted: UInt64(met)).rules[rule]?.packets == UInt64(met))
     }
 
     @Test func aFrameRedirectedToItsOwnDeviceGoesBackToTheSender() throws {
@@ -91,8 +93,9 @@ struct WireTests {
         let expected = try lab.reference(frame)
         #expect(expected.verdict == .tx)
 
-        let (_, returned) = try deliver(frame, lab, to: sender, leaving: lab.deviceStatistics)
+        let (met, returned) = try deliver(frame, lab, to: sender, leaving: lab.deviceStatistics)
         #expect(returned.allSatisfy { $0.bytes == expected.frame }, "\(returned.first.map { hex($0.bytes) } ?? "none")")
+        #expect(try lab.statistics(once: rule, counted: UInt64(met)).rules[rule]?.packets == UInt64(met))
     }
 
     /// Live-frames test runs recycle their pages without rewriting them, and a page XDPFlow
