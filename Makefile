@@ -2,7 +2,7 @@
 SWIFT       ?= swift
 CONFIG      ?= debug
 # Test targets that need the kernel (BPF, XDP, netns); the rest are pure Swift.
-KERNEL_TESTS ?= BPFKernelTests|FlowCompilerTests
+KERNEL_TESTS ?= BPFKernelTests|FlowCompilerTests|FlowOffloadTests
 
 # Extra arguments for xdpflow-bench, e.g. BENCH_ARGS='--json bench.json'; benchmarks are
 # only meaningful optimised, so they always use the release build.

@@ -87,6 +87,15 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
+        // End to end: live offloads on veth labs, frames from the traffic generator,
+        // captured on the far side; the CLI as an operator runs it (kernel).
+        .testTarget(
+            name: "FlowOffloadTests",
+            dependencies: [
+                "FlowOffload", "FlowCompiler", "FlowRules", "Packets", "BPFKernel", "BPFAssembly", "KernelTestSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .testTarget(
             name: "FlowRulesTests",
             dependencies: [

@@ -11,28 +11,58 @@ public final class VethLab {
     public let deviceName: String
     public let peerName: String
     public let device: NetworkInterface
+    /// The pairs `addPair` made, in order.
+    public private(set) var extraPairs: [VethPair] = []
+    private let tag: String
 
     /// The prefix of every name a lab creates (`make test` sweeps leftovers of crashed runs).
     public static let prefix = "xft"
 
     public init() throws {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        self.tag = tag
         namespace = "\(VethLab.prefix)-\(tag)"
         deviceName = "\(VethLab.prefix)\(tag)a"
         peerName = "\(VethLab.prefix)\(tag)b"
         try run(["ip", "netns", "add", namespace])
         do {
-            try run(["ip", "link", "add", deviceName, "type", "veth", "peer", "name", peerName, "netns", namespace])
-            // No IPv6 on the pair: no neighbour discovery or MLD frames besides the test's own.
-            try run(["sysctl", "-qw", "net.ipv6.conf.\(deviceName).disable_ipv6=1"])
-            try VethLab.inNamespace(namespace, ["sysctl", "-qw", "net.ipv6.conf.\(peerName).disable_ipv6=1"])
-            try run(["ip", "link", "set", deviceName, "up"])
-            try run(["ip", "-n", namespace, "link", "set", peerName, "up"])
+            try VethLab.createPair(deviceName, peerName, in: namespace)
             try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
             device = try NetworkInterface(named: deviceName)
         } catch {
             VethLab.remove(device: deviceName, namespace: namespace)
             throw error
+        }
+    }
+
+    /// Adds another veth pair to the lab, `device` here and `peer` in the lab's namespace,
+    /// with GRO on at the peer: frames that XDP redirects into `device` arrive at `peer`
+    /// (a veth delivers XDP frames only to a peer with an XDP program or GRO).
+    @discardableResult
+    public func addPair() throws -> VethPair {
+        // The first pair's ends are a and b; then c and d, e and f, ...
+        let letters = Array("cdefghijklmnopqrstuvwxyz")
+        let first = 2 * extraPairs.count
+        let pair = VethPair(device: "\(VethLab.prefix)\(tag)\(letters[first])",
+                            peer: "\(VethLab.prefix)\(tag)\(letters[first + 1])")
+        extraPairs.append(pair)
+        try VethLab.createPair(pair.device, pair.peer, in: namespace)
+        try receiveRedirectedFrames(on: pair.peer)
+        return pair
+    }
+
+    /// Turns GRO on at a device in the lab's namespace, so that it receives the XDP
+    /// frames its veth peer transmits (redirects, XDP_TX), without an XDP program of its own.
+    public func receiveRedirectedFrames(on peer: String) throws {
+        try inNamespace(["ethtool", "-K", peer, "gro", "on"])
+    }
+
+    /// Sends `frame` `count` times out of `peer` (by default the first pair's), so that it
+    /// arrives at that pair's device here, with the traffic generator run from a thread
+    /// in the lab's namespace.
+    public func send(_ frame: [UInt8], count: Int, from peer: String? = nil) throws {
+        _ = try NetworkNamespace.run(in: namespace) {
+            try TrafficGenerator(device: NetworkInterface(named: peer ?? self.peerName)).send(frame, count: count)
         }
     }
 
@@ -47,10 +77,29 @@ public final class VethLab {
         try run(["ip", "netns", "exec", namespace] + arguments)
     }
 
+    /// A veth pair with `device` in this namespace and `peer` in `namespace`, both up.
+    private static func createPair(_ device: String, _ peer: String, in namespace: String) throws {
+        try run(["ip", "link", "add", device, "type", "veth", "peer", "name", peer, "netns", namespace])
+        // No IPv6 on the pair: no neighbour discovery or MLD frames besides the test's own.
+        try run(["sysctl", "-qw", "net.ipv6.conf.\(device).disable_ipv6=1"])
+        try VethLab.inNamespace(namespace, ["sysctl", "-qw", "net.ipv6.conf.\(peer).disable_ipv6=1"])
+        try run(["ip", "link", "set", device, "up"])
+        try run(["ip", "-n", namespace, "link", "set", peer, "up"])
+    }
+
     private static func remove(device: String, namespace: String) {
         _ = try? run(["ip", "link", "del", device])
         _ = try? run(["ip", "netns", "del", namespace])
     }
 
-    deinit { VethLab.remove(device: deviceName, namespace: namespace) }
+    deinit {
+        for pair in extraPairs { _ = try? run(["ip", "link", "del", pair.device]) }
+        VethLab.remove(device: deviceName, namespace: namespace)
+    }
+}
+
+/// Two ends of a veth: `device` in the root namespace, `peer` in a lab's namespace.
+public struct VethPair: Sendable {
+    public let device: String
+    public let peer: String
 }
