@@ -19,9 +19,13 @@ enum RedirectTargets {
         for rule in rules {
             for action in rule.actions {
                 guard case .mirred(let mirred) = action.kind, mirred.direction == .egress,
-                      mirred.device != device,  // redirected to itself: XDP_TX
                       seen.insert(mirred.device).inserted
                 else { continue }
+                if mirred.device == device {
+                    // Redirected to itself: XDP_TX.
+                    if let warning = transmitWarning(for: device) { warnings.append(warning) }
+                    continue
+                }
                 guard let target = try? NetworkInterface(named: mirred.device) else {
                     throw OffloadFailure("\(mirred.mode) target \(mirred.device) does not exist (rule pref \(rule.prio) "
                         + "handle 0x\(String(rule.handle, radix: 16)) on \(device)): create the device first")
@@ -51,6 +55,18 @@ enum RedirectTargets {
         }
         return problem + " (the peer, ifindex \(peerIndex), is in another network namespace). Fix, in that "
             + "namespace: ethtool -K PEER gro on (ip netns exec NS ethtool -K PEER gro on), or attach XDP there"
+    }
+
+    /// XDP_TX on a veth reaches the peer only when the peer runs an XDP program: the
+    /// kernel wakes the peer's NAPI for XDP frames only then (GRO is not enough).
+    static func transmitWarning(for name: String) -> String? {
+        guard let device = try? NetworkInterface(named: name), driver(of: device) == "veth",
+              let peerIndex = linkIndex(of: name),
+              let peer = try? NetworkInterface(index: peerIndex), linkIndex(of: peer.name) == device.index,
+              XDPLink.attachedProgramID(peer) == nil
+        else { return nil }
+        return "frames sent back out of \(name) (XDP_TX) will be lost: its veth peer \(peer) runs no XDP program. "
+            + "Fix: xdpflow attach dev \(peer)"
     }
 
     /// IFLA_LINK: for a veth, its peer's ifindex (in the peer's namespace).
