@@ -81,33 +81,53 @@ public struct TrafficGenerator {
         try self.init(device: device, frames: [GeneratedFrame(frame)])
     }
 
-    /// Transmits `count` frames, the frames in turn. With `rate` (frames per second), sends
-    /// a tenth of a second's worth at a time, each when its tenth is over.
+    /// Transmits `count` frames, the frames in turn, or fewer when `duration` (seconds)
+    /// runs out first. With `rate` (frames per second), sends a tenth of a second's worth
+    /// at a time, each when its tenth is over; without, runs of a quarter of a second
+    /// when a duration bounds them, else as long as `longestRun`.
     @discardableResult
-    public func send(count: Int, rate: Double? = nil) throws(BPFError) -> TrafficReport {
+    public func send(count: Int, rate: Double? = nil, duration: Double? = nil) throws(BPFError) -> TrafficReport {
         guard count >= 0 else { throw .invalidArgument("count \(count) is negative") }
         if let rate, !(rate > 0) { throw .invalidArgument("rate \(rate) is not positive") }
-        let slice = rate.map { max(1, min(Self.longestRun, Int($0 / 10))) } ?? Self.longestRun
-        // The input sets the first length of every page: the longest frame, which the
-        // program shortens for the others.
-        let longest = frames.map(\.bytes).max { $0.count < $1.count }!
+        if let duration, !(duration > 0) { throw .invalidArgument("duration \(duration) is not positive") }
+        var slice = rate.map { max(1, min(Self.longestRun, Int($0 / 10))) }
+            ?? (duration == nil ? Self.longestRun : Self.firstTimedRun)
         let first = try transmitted()
         var sent = 0
         let start = monotonicNanoseconds()
+        let deadline = duration.map { start + UInt64($0 * 1e9) }
         while sent < count {
             let copies = min(slice, count - sent)
             // A slice goes at the end of its time, so that n frames take n / rate seconds.
-            if let rate { sleepUntil(start + UInt64(Double(sent + copies) / rate * 1e9)) }
-            // A few frames go a run each: a run of one skips the dispatcher and its grace periods.
-            let (runs, repeats) = copies < Self.shortestBatchedRun ? (copies, 1) : (1, copies)
-            let run = TestRun(packet: longest, context: XDPTestContext(ingressIfindex: device.index),
-                              repeatCount: repeats, liveFrames: true, batchSize: Self.kernelBatch)
-            for _ in 0..<runs { _ = try program.testRun(run) }
+            let due = rate.map { start + UInt64(Double(sent + copies) / $0 * 1e9) } ?? start
+            if let deadline, due > deadline { break }
+            sleepUntil(due)
+            let runStart = monotonicNanoseconds()
+            if let deadline, rate == nil, runStart >= deadline { break }
+            try transmit(copies)
             sent += copies
+            if let deadline, rate == nil {
+                let now = monotonicNanoseconds()
+                let perFrame = Double(now - runStart) / Double(copies)
+                let left = Double(deadline) - Double(now)
+                slice = max(1, min(Self.longestRun, Int(min(Self.timedRunLength, left) / perFrame)))
+            }
         }
         let elapsed = monotonicNanoseconds() - start
         let last = try transmitted()
         return TrafficReport(frames: Int(last - first), bytes: bytes(from: first, to: last), nanoseconds: elapsed)
+    }
+
+    /// Transmits `copies` frames: one test run, or for a few a run each, since a run of
+    /// one frame skips the dispatcher and its grace periods.
+    private func transmit(_ copies: Int) throws(BPFError) {
+        // The input sets the first length of every page: the longest frame, which the
+        // program shortens for the others.
+        let longest = frames.map(\.bytes).max { $0.count < $1.count }!
+        let (runs, repeats) = copies < Self.shortestBatchedRun ? (copies, 1) : (1, copies)
+        let run = TestRun(packet: longest, context: XDPTestContext(ingressIfindex: device.index),
+                          repeatCount: repeats, liveFrames: true, batchSize: Self.kernelBatch)
+        for _ in 0..<runs { _ = try program.testRun(run) }
     }
 
     /// Frames per test run at most, so that a long send still returns now and then.
@@ -115,6 +135,10 @@ public struct TrafficGenerator {
     /// Fewer frames than this go one test run each (about 25 us apiece), which is faster
     /// than one run of them all and its two grace periods (10 to 30 ms).
     static let shortestBatchedRun = 256
+    /// With a duration: the first run's frames, and how long the next ones should take
+    /// (nanoseconds), long enough that grace periods cost little, short enough to stop on time.
+    static let firstTimedRun = 1 << 16
+    static let timedRunLength = 0.25e9
     /// Frames the kernel handles per batch (its default; at most 256).
     static let kernelBatch = 64
 

@@ -9,7 +9,7 @@ struct Gen: ParsableCommand {
         abstract: "Send real frames out of a device, without pktgen.",
         usage: """
             xdpflow [-j [-p]] gen dev DEV [--pcap FILE | --packet HEX...] [--count N]
-                    [--rate PPS] [--flows N]
+                    [--duration SECONDS] [--rate PPS] [--flows N]
             """,
         discussion: """
             Runs a program returning XDP_TX with BPF_PROG_TEST_RUN in live-frames mode, so \
@@ -38,8 +38,12 @@ struct Gen: ParsableCommand {
         valueName: "HEX"))
     var packet: [String] = []
 
-    @Option(help: "Frames to send in all (default: 1000, or each frame of --pcap once).")
+    @Option(help: "Frames to send in all (default: 1000, or each frame of --pcap once; with --duration, no limit).")
     var count: Int?
+
+    @Option(help: ArgumentHelp("Stop after this many seconds (with --count, at whichever comes first).",
+                               valueName: "SECONDS"))
+    var duration: Double?
 
     @Option(help: ArgumentHelp("Pace the sending to this many frames per second (default: as fast as it goes).",
                                valueName: "PPS"))
@@ -56,6 +60,7 @@ struct Gen: ParsableCommand {
         if pcap != nil && !packet.isEmpty { throw ValidationError("gen: give --pcap or --packet, not both") }
         if let count, count < 0 { throw ValidationError("gen: --count \(count) is negative") }
         if let rate, !(rate > 0) { throw ValidationError("gen: --rate must be positive") }
+        if let duration, !(duration > 0) { throw ValidationError("gen: --duration must be positive") }
         if !(1...65_536).contains(flows) { throw ValidationError("gen: --flows \(flows): expected 1 to 65536") }
     }
 
@@ -68,10 +73,10 @@ struct Gen: ParsableCommand {
         if flows > 1 && varied.allSatisfy({ $0.variation == nil }) {
             throw ValidationError("gen: --flows needs a TCP or UDP frame (IPv4, or IPv6 without extension headers)")
         }
-        let total = count ?? (pcap != nil ? frames.count : 1000)
+        let total = count ?? (duration != nil ? Int.max : pcap != nil ? frames.count : 1000)
         do {
             let generator = try TrafficGenerator(device: try NetworkInterface(named: name), frames: varied)
-            let report = try generator.send(count: total, rate: rate)
+            let report = try generator.send(count: total, rate: rate, duration: duration)
             print(summary(of: report, device: name))
         } catch {
             FileHandle.standardError.write(Data("Error: \(error)\n".utf8))

@@ -100,6 +100,12 @@ struct TrafficGeneratorTests {
         #expect(paced.nanoseconds >= 300_000_000, "three slices of 1000, the last due at 0.3 s")
         #expect(paced.rate > 7_000 && paced.rate <= 10_000, "paced at \(paced.rate) pps")
         #expect(try settled(at: [103_001, 0], received) == [103_001, 0])
+
+        let timed = try generator.send(count: .max, duration: 0.5)
+        #expect(timed.nanoseconds >= 500_000_000 && timed.nanoseconds < 900_000_000, "\(timed.nanoseconds) ns")
+        #expect(timed.frames > 10_000)
+        let total = UInt64(103_001 + timed.frames)
+        #expect(try settled(at: [total, 0], received) == [total, 0])
     }
 
     @Test func refusesWhatALiveRunCannotSend() {
