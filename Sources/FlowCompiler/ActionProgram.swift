@@ -28,6 +28,9 @@ public struct ActionStep: Hashable, Sendable, Codable {
         case mark
         /// argument: the policer's index; control is the conform control.
         case police
+        /// argument: a broadcast group's index: the frame goes to every device of the
+        /// group (mirrors, then the redirect target).
+        case broadcast
 
         public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
     }
@@ -91,10 +94,15 @@ extension ActionProgram {
     /// The steps of `rule`'s actions. `target` gives a redirect device's devmap key;
     /// `policer` the index of the rule's N-th police action.
     init(_ rule: FlowRule, device: String, target: (String) -> UInt32,
-         policer: (Int) -> UInt32) throws(CompileError) {
+         policer: (Int) -> UInt32, broadcast: ([String]) -> UInt32) throws(CompileError) {
         var steps: [ActionStep] = []
         for (index, action) in rule.actions.enumerated() {
             let control = ActionStep.Control(action.control)
+            if let group = rule.broadcastGroup, index == rule.actions.firstIndex(where: \.isMirror) {
+                // The mirrors and what follows them are one broadcast (XDPLimitation).
+                steps.append(ActionStep(kind: .broadcast, control: .drop, argument: broadcast(group).littleEndianBytes))
+                break
+            }
             switch action.kind {
             case .gact:
                 steps.append(ActionStep(kind: .gact, control: control))
@@ -144,6 +152,26 @@ extension ActionProgram {
             throw .tooManySteps(prio: rule.prio, handle: rule.handle, steps: steps.count)
         }
         self.steps = steps
+    }
+}
+
+extension FlowRule {
+    /// The devices a rule's mirrors and final redirect send the frame to, in order; nil
+    /// when it mirrors nothing.
+    var broadcastGroup: [String]? {
+        guard let first = actions.firstIndex(where: \.isMirror) else { return nil }
+        var devices: [String] = []
+        for action in actions[first...] {
+            if case .mirred(let mirred) = action.kind, !devices.contains(mirred.device) { devices.append(mirred.device) }
+        }
+        return devices
+    }
+}
+
+extension FlowAction {
+    var isMirror: Bool {
+        if case .mirred(let mirred) = kind, mirred.mode == .mirror { return true }
+        return false
     }
 }
 

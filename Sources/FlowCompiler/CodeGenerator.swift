@@ -14,12 +14,16 @@ public enum FlowMaps {
     public static let policers = "xf_policers"
     /// Array of one `TraceLog`, in programs compiled to record matches.
     public static let trace = "xf_trace"
+    /// Devmap of one broadcast group's devices (mirrors and their redirect).
+    public static func broadcast(_ index: UInt32) -> String { "xf_bcast_\(index)" }
 }
 
 /// What a program compiled with `recordMatches` writes for each frame: the counter
 /// slots it counted, in order (rules, or the miss and unparsed slots).
 public enum TraceLog {
-    public static let capacity = 16
+    /// Room for every slot a frame can be counted in: one rule per prio (continue moves
+    /// on to the next prio; there are at most `Plan.maxSubtables` prios), then a miss.
+    public static let capacity = 64
     /// u32 count, then `capacity` u32 slots.
     public static let size = 4 + 4 * capacity
 }
@@ -78,6 +82,8 @@ public struct CompileOptions: Hashable, Sendable {
 public struct CodeGenerator {
     /// Returned by the `hit` function for `continue`: classification goes on.
     static let continueClassification: Int32 = 0x100
+    /// BPF_F_BROADCAST: bpf_redirect_map sends to every device of the map.
+    static let broadcastFlag: Int32 = 1 << 3
 
     // Main's stack frame.
     static let record: Int16 = -104
@@ -91,12 +97,18 @@ public struct CodeGenerator {
 
     public static func generate(_ plan: Plan, options: CompileOptions = CompileOptions()) throws(AssemblyError)
         -> [Instruction] {
+        try listing(plan, options: options).instructions
+    }
+
+    /// The program with its labels, for a disassembly that shows them.
+    public static func listing(_ plan: Plan, options: CompileOptions = CompileOptions()) throws(AssemblyError)
+        -> (instructions: [Instruction], labels: [Label: Int]) {
         var generator = CodeGenerator(plan: plan, options: options)
         generator.main()
         generator.parseFunction()
         if !plan.subtables.isEmpty { generator.hitFunction() }
         generator.countFunction()
-        return try generator.asm.assemble()
+        return (try generator.asm.assemble(), generator.asm.labels)
     }
 
     // MARK: - main
@@ -536,6 +548,16 @@ public struct CodeGenerator {
                       .load(.r1, .word, from: .r7, argument), .store(.word, to: .r2, offset, .r1), .jump(to: control)])
         case .police:
             policeStep(argument: argument, base: base, step: step, control: control, local: local)
+        case .broadcast:
+            asm.emit(.load(.r2, .word, from: .r7, argument))
+            let groups = plan.broadcastIndex.indexes.values.sorted()
+            for group in groups { asm.emit(.jump(.equal, .r2, Int32(group), to: local("group_\(group)"))) }
+            asm.emit(.jump(to: "hit_aborted"))
+            for group in groups {
+                asm.label(local("group_\(group)"))
+                asm.emit([.loadMap(.r1, FlowMaps.broadcast(group)), .mov(.r2, 0), .mov(.r3, Self.broadcastFlag),
+                          .call(.redirectMap), .exit])
+            }
         }
     }
 

@@ -3,7 +3,7 @@ import Packets
 
 /// A rule's place in the program's per-rule maps (counters). Slots are stable across
 /// compilations of one device so that counters survive program swaps.
-public struct RuleID: Hashable, Sendable, Codable, Comparable {
+public struct RuleID: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {
     public var prio: UInt16
     public var handle: UInt32
 
@@ -13,6 +13,9 @@ public struct RuleID: Hashable, Sendable, Codable, Comparable {
     }
 
     public static func < (a: Self, b: Self) -> Bool { (a.prio, a.handle) < (b.prio, b.handle) }
+
+    /// As tc names a rule: `prio 1 handle 0x2`.
+    public var description: String { "prio \(prio) handle 0x\(String(handle, radix: 16))" }
 }
 
 /// Indexes into a program's array maps that stay put across plans of one device: a key
@@ -166,6 +169,8 @@ public struct Plan: Sendable {
     /// Redirect target device -> devmap key.
     public var targetIndex: StableIndex<String>
     public var policerIndex: StableIndex<PolicerKey>
+    /// Device list -> broadcast group (a devmap per group: `FlowMaps.broadcast(index)`).
+    public var broadcastIndex: StableIndex<[String]>
     /// By index.
     public var policers: [UInt32: PolicerConfig]
 
@@ -212,6 +217,7 @@ public struct Plan: Sendable {
         public var actionIndex: StableIndex<ActionProgram>
         public var targetIndex: StableIndex<String>
         public var policerIndex: StableIndex<PolicerKey>
+        public var broadcastIndex: StableIndex<[String]>
         /// Subtable map name -> hash capacity.
         public var capacities: [String: Int]
     }
@@ -222,7 +228,7 @@ public struct Plan: Sendable {
             if case .hash(let capacity) = subtable.storage { capacities[subtable.mapName] = capacity }
         }
         return Memory(slots: slots, actionIndex: actionIndex, targetIndex: targetIndex, policerIndex: policerIndex,
-                      capacities: capacities)
+                      broadcastIndex: broadcastIndex, capacities: capacities)
     }
 
     /// Plans chain 0 of `ruleSet` for `device`, keeping the indexes and map sizes in
@@ -243,10 +249,14 @@ public struct Plan: Sendable {
         var targetIndex = previous?.targetIndex ?? StableIndex()
         targetIndex.assign(rules.flatMap { rule in
             rule.actions.compactMap { action -> String? in
-                guard case .mirred(let mirred) = action.kind, mirred.device != device else { return nil }
+                guard case .mirred(let mirred) = action.kind, mirred.mode == .redirect, mirred.device != device,
+                      rule.broadcastGroup == nil
+                else { return nil }
                 return mirred.device
             }
         })
+        var broadcastIndex = previous?.broadcastIndex ?? StableIndex()
+        broadcastIndex.assign(rules.compactMap(\.broadcastGroup))
         var policerIndex = previous?.policerIndex ?? StableIndex()
         policerIndex.assign(rules.flatMap { rule in
             rule.actions.indices.compactMap { index -> PolicerKey? in
@@ -258,7 +268,8 @@ public struct Plan: Sendable {
         for rule in rules {
             let id = RuleID(prio: rule.prio, handle: rule.handle)
             programs.append(try ActionProgram(rule, device: device, target: { targetIndex[$0]! },
-                                              policer: { policerIndex[PolicerKey(rule: id, action: $0)]! }))
+                                              policer: { policerIndex[PolicerKey(rule: id, action: $0)]! },
+                                              broadcast: { broadcastIndex[$0]! }))
         }
         var actionIndex = previous?.actionIndex ?? StableIndex()
         actionIndex.assign(programs)
@@ -290,7 +301,10 @@ public struct Plan: Sendable {
         guard targetIndex.count <= Self.maxRedirectTargets else {
             throw .tooManyRedirectTargets(count: targetIndex.count)
         }
-        guard tables.count <= Self.maxSubtables else { throw .tooManySubtables(count: tables.count) }
+        // Broadcast groups take maps from the same budget.
+        guard tables.count + broadcastIndex.count <= Self.maxSubtables else {
+            throw .tooManySubtables(count: tables.count + broadcastIndex.count)
+        }
         let previousCapacity = previous?.capacities ?? [:]
         subtables = tables.map { table, entries in
             var subtable = Subtable(prio: table.prio, mask: table.mask, entries: entries, storage: .direct)
@@ -309,6 +323,7 @@ public struct Plan: Sendable {
         self.actionIndex = actionIndex
         self.targetIndex = targetIndex
         self.policerIndex = policerIndex
+        self.broadcastIndex = broadcastIndex
         self.policers = policers
     }
 

@@ -77,6 +77,10 @@ public final class Datapath {
             specs.append(MapSpec(name: FlowMaps.redirect, type: .devmap, keySize: 4, valueSize: 4,
                                  maxEntries: Plan.maxRedirectTargets))
         }
+        for group in plan.broadcastIndex.indexes.values.sorted() {
+            specs.append(MapSpec(name: FlowMaps.broadcast(group), type: .devmap, keySize: 4, valueSize: 4,
+                                 maxEntries: Plan.maxRedirectTargets))
+        }
         if plan.stepKinds.contains(.police) {
             specs.append(MapSpec(name: FlowMaps.policers, type: .array, keySize: 4, valueSize: PolicerConfig.size,
                                  maxEntries: max(plan.policers.count, 1024)))
@@ -140,6 +144,14 @@ public final class Datapath {
             (name: String) throws(BPFError) in try targetIndex(name).bytes
         }
         try put(maps[FlowMaps.policers], plan.policers, old(FlowMaps.policers)?.policers ?? [:]) { $0.bytes }
+        // A group's devices never change (they name it): a new group's map gets them all.
+        for (devices, group) in plan.broadcastIndex.indexes where !keptMaps.contains(FlowMaps.broadcast(group)) {
+            guard let map = maps[FlowMaps.broadcast(group)] else { continue }
+            for (index, name) in devices.enumerated() {
+                try map.update(UInt32(index).bytes, try targetIndex(name).bytes)
+                writes += 1
+            }
+        }
         if let counters = maps[FlowMaps.counters], keptMaps.contains(FlowMaps.counters) {
             // A slot that changed hands (or is new) starts from zero.
             let zero = [UInt8](repeating: 0, count: RuleCounters.size)

@@ -52,21 +52,35 @@ public struct Offload {
         public var programID: UInt32
         public var rules: Int
         public var subtables: Int
+        /// Set when stale state of an earlier attachment (its link gone) was cleared first.
+        public var repair: String?
     }
 
     /// Loads the program for the device's rules (none: a program that passes and counts
     /// everything), attaches it through a bpf_link, and pins link and maps.
     public func attach(mode: XDPMode = .auto, unparsedDrop: Bool = false,
                        ruleCapacity: Int = Plan.defaultRuleCapacity) throws -> Attachment {
+        try Privileges.require("attach")
         let interface = try NetworkInterface(named: device)
         try BPFFS.mountIfNeeded()
         return try state.locked {
+            let hasLink = FileManager.default.fileExists(atPath: linkPin.string)
+            var repair: String?
             if try state.read(OffloadState.self, from: OffloadState.file(of: device)) != nil {
-                throw OffloadFailure("\(device) is already attached (xdpflow show; xdpflow detach dev \(device))")
+                guard !hasLink else {
+                    throw OffloadFailure("\(device) is already attached (xdpflow show dev \(device); xdpflow detach dev \(device))")
+                }
+                // The link went with its bpffs (a reboot, a remount): attach again from the stored rules.
+                removePins()
+                try state.remove(OffloadState.file(of: device))
+                repair = "repaired \(device): its link pin was gone, so the stale attachment state was cleared"
+            } else if hasLink {
+                throw OffloadFailure("\(device) has an xdpflow link pinned at \(linkPin) but no state "
+                    + "(an attach did not finish): run xdpflow detach dev \(device), then attach again")
             }
             if let id = XDPLink.attachedProgramID(interface) {
                 throw OffloadFailure("another XDP program (id \(id)) is attached to \(device); "
-                    + "remove it first (ip link set dev \(device) xdp off, or its own tool)")
+                    + "remove it first (ip link set dev \(device) xdp off, or the tool that attached it)")
             }
             let rules = try store.read(device)
             let plan = try compile(rules, memory: nil, ruleCapacity: ruleCapacity)
@@ -86,21 +100,26 @@ public struct Offload {
                 throw error
             }
             return Attachment(mode: link.mode, programID: datapath.program!.id, rules: plan.rules.count,
-                              subtables: plan.subtables.count)
+                              subtables: plan.subtables.count, repair: repair)
         }
     }
 
     /// Detaches the program and removes the pins and the device's state (its rules too):
     /// the device is as it was before `attach`.
     public func detach() throws {
+        try Privileges.require("detach")
         try state.locked {
             guard try state.read(OffloadState.self, from: OffloadState.file(of: device)) != nil
                 || FileManager.default.fileExists(atPath: linkPin.string)
             else {
-                throw OffloadFailure("\(device) is not attached")
+                throw OffloadFailure("\(device) is not attached by xdpflow (xdpflow show lists what is)")
             }
             if FileManager.default.fileExists(atPath: linkPin.string) {
-                try XDPLink(pinnedAt: linkPin).detach()
+                do {
+                    try XDPLink(pinnedAt: linkPin).detach()
+                } catch BPFError.noSuchDevice {
+                    // The device is gone and the link with it: removing the pin frees what is left.
+                }
             }
             removePins()
             try state.remove(OffloadState.file(of: device))
@@ -129,6 +148,8 @@ public struct Offload {
         public var change: Change?
         /// Set when an unfinished earlier change was repaired first.
         public var repair: String?
+        /// Things the operator should fix, such as a redirect target that drops frames.
+        public var warnings: [String] = []
     }
 
     /// Changes the device's rules. On an attached device the change reaches the kernel
@@ -140,13 +161,15 @@ public struct Offload {
             let before = rules
             let result = try body(&rules)
             guard rules != before else { return Update(result: result) }
+            let kept = Set(before.rules)
+            let warnings = try RedirectTargets.check(rules.rules.filter { !kept.contains($0) }, on: device)
             guard var offload = try state.read(OffloadState.self, from: OffloadState.file(of: device)) else {
                 try store.write(rules, for: device)
-                return Update(result: result, change: .stored)
+                return Update(result: result, change: .stored, warnings: warnings)
             }
             let repair = try repairIfPending(&offload, rules: before)
             let change = try carry(from: before, to: rules, offload: &offload)
-            return Update(result: result, change: change, repair: repair)
+            return Update(result: result, change: change, repair: repair, warnings: warnings)
         }
     }
 
@@ -225,19 +248,24 @@ public struct Offload {
     public func statistics() throws -> Statistics? {
         try state.locked {
             guard let offload = try state.read(OffloadState.self, from: OffloadState.file(of: device)) else { return nil }
-            let counters = try BPFKernel.Map(pinnedAt: pins.appending(FlowMaps.counters))
-            func read(_ slot: UInt32) throws -> RuleStatistics {
-                try counters.lookupPerCPU(slot.bytes).map(RuleStatistics.init(perCPU:)) ?? RuleStatistics()
-            }
-            var rules: [RuleID: RuleStatistics] = [:]
-            for (rule, slot) in offload.memory.slots.indexes { rules[rule] = try read(slot) }
-            return Statistics(rules: rules, misses: try read(RuleSlots.miss), unparsed: try read(RuleSlots.unparsed))
+            return try statistics(of: offload)
         }
+    }
+
+    /// The counters in the pinned counters map; the caller holds the lock.
+    func statistics(of offload: OffloadState) throws -> Statistics {
+        let counters = try BPFKernel.Map(pinnedAt: pins.appending(FlowMaps.counters))
+        func read(_ slot: UInt32) throws -> RuleStatistics {
+            try counters.lookupPerCPU(slot.bytes).map(RuleStatistics.init(perCPU:)) ?? RuleStatistics()
+        }
+        var rules: [RuleID: RuleStatistics] = [:]
+        for (rule, slot) in offload.memory.slots.indexes { rules[rule] = try read(slot) }
+        return Statistics(rules: rules, misses: try read(RuleSlots.miss), unparsed: try read(RuleSlots.unparsed))
     }
 
     // MARK: - Pieces
 
-    private func compile(_ rules: RuleSet, memory: Plan.Memory?, ruleCapacity: Int) throws -> Plan {
+    func compile(_ rules: RuleSet, memory: Plan.Memory?, ruleCapacity: Int) throws -> Plan {
         do {
             return try Plan(rules, device: device, memory: memory, ruleCapacity: ruleCapacity)
         } catch {
@@ -246,11 +274,11 @@ public struct Offload {
     }
 
     /// The ifindex of a redirect target; it must exist.
-    private func redirectIndex(_ name: String) throws(BPFError) -> UInt32 {
+    func redirectIndex(_ name: String) throws(BPFError) -> UInt32 {
         try NetworkInterface(named: name).index
     }
 
-    private func pinnedMaps(for plan: Plan) throws -> [String: BPFKernel.Map] {
+    func pinnedMaps(for plan: Plan) throws -> [String: BPFKernel.Map] {
         var maps: [String: BPFKernel.Map] = [:]
         for spec in Datapath.mapSpecs(for: plan) {
             let path = pins.appending(spec.name)
@@ -292,7 +320,8 @@ public struct OffloadFailure: Error, CustomStringConvertible {
 /// too. Lets FlowRules' single commands and batches run unchanged on live devices.
 public struct OffloadingStore: RuleSetStore {
     public let state: StateDirectory
-    /// Told about repairs of unfinished earlier changes.
+    /// Told about repairs of unfinished earlier changes, and warnings (a redirect target
+    /// that would drop the frames sent to it).
     public let report: @Sendable (String) -> Void
 
     public init(state: StateDirectory = .default, report: @escaping @Sendable (String) -> Void) {
@@ -307,6 +336,7 @@ public struct OffloadingStore: RuleSetStore {
     public func update<T>(device: String, _ body: (inout RuleSet) throws -> T) throws -> T {
         let update = try Offload(device: device, state: state).update(body)
         if let repair = update.repair { report(repair) }
+        update.warnings.forEach(report)
         return update.result
     }
 }

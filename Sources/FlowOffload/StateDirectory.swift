@@ -24,8 +24,14 @@ public struct StateDirectory: Sendable {
         } catch {
             throw StoreError("cannot create the state directory \(path): \(error.localizedDescription)")
         }
-        let lock = try FileDescriptor.open(path.appending("lock"), .readWrite, options: [.create],
+        let lock: FileDescriptor
+        do {
+            lock = try FileDescriptor.open(path.appending("lock"), .readWrite, options: [.create],
                                            permissions: [.ownerReadWrite])
+        } catch .permissionDenied {
+            throw StoreError("cannot lock the state directory \(path): permission denied "
+                + "(run as root or with sudo, or set XDPFLOW_STATE_DIR)")
+        }
         return try lock.closeAfter {
             guard flock(lock.rawValue, LOCK_EX) == 0 else {
                 throw StoreError("cannot lock \(path): \(Errno(rawValue: errno))")

@@ -14,6 +14,9 @@ public struct TraceRecord: Hashable, Sendable {
     public var metadata: [UInt8]
     /// The device of a redirect verdict.
     public var redirectDevice: String?
+    /// Devices that got a copy by broadcast (mirrors); the frame itself went to
+    /// `redirectDevice`, or was dropped when there is none.
+    public var mirrorDevices: [String] = []
     /// No rule could be decided: the frame went to the kernel counted as unparsed.
     public var unparsed: Bool
 
@@ -40,15 +43,60 @@ extension Datapath {
         let verdict = result.action ?? .aborted
         let metadataLength = min(result.metadataLength ?? 0, result.packet.count)
         var redirect: String?
+        var mirrors: [String] = []
         if verdict == .redirect, let rule = matched.last,
            let flowRule = plan.rules.first(where: { $0.prio == rule.prio && $0.handle == rule.handle }) {
             for action in flowRule.actions {
-                if case .mirred(let mirred) = action.kind, mirred.mode == .redirect { redirect = mirred.device }
+                guard case .mirred(let mirred) = action.kind else { continue }
+                if mirred.mode == .redirect { redirect = mirred.device } else { mirrors.append(mirred.device) }
             }
         }
         return TraceRecord(verdict: verdict, matched: matched, output: Array(result.packet.dropFirst(metadataLength)),
                            metadata: Array(result.packet.prefix(metadataLength)), redirectDevice: redirect,
-                           unparsed: slots.contains(RuleSlots.unparsed))
+                           mirrorDevices: mirrors, unparsed: slots.contains(RuleSlots.unparsed))
     }
 
+}
+
+extension TraceRecord {
+    /// Where the program and the reference classifier disagree on a frame, each as
+    /// "what: program, reference"; empty when they agree.
+    public func differences(from expected: Classification) -> [String] {
+        var found: [String] = []
+        // Mirrors go out by broadcast: XDP_REDIRECT, whatever becomes of the frame itself.
+        let reference: XDPAction = switch expected.verdict {
+        case _ where !expected.mirrors.isEmpty: .redirect
+        case .drop: .drop
+        case .pass: .pass
+        case .tx: .tx
+        case .redirect: .redirect
+        case .aborted: .aborted
+        }
+        if verdict != reference { found.append("verdict \(verdict), reference \(reference)") }
+        if case .redirect(let device) = expected.verdict, redirectDevice != device {
+            found.append("redirect to \(redirectDevice ?? "nothing"), reference \(device)")
+        }
+        if mirrorDevices != expected.mirrors {
+            found.append("mirrors \(mirrorDevices.joined(separator: " ")), reference \(expected.mirrors.joined(separator: " "))")
+        }
+        let rules = expected.matchedRules.map { RuleID(prio: $0.prio, handle: $0.handle) }
+        if matched != rules { found.append("matched \(Self.list(matched)), reference \(Self.list(rules))") }
+        if unparsed != (expected.unclassifiable != nil) {
+            found.append("unparsed \(unparsed), reference \(expected.unclassifiable.map { "\($0)" } ?? "false")")
+        }
+        if output != expected.frame { found.append("output \(Self.hex(output)), reference \(Self.hex(expected.frame))") }
+        let mark = FlowMetadata.mark(in: metadata)
+        if mark != expected.mark {
+            found.append("mark \(mark.map(String.init) ?? "none"), reference \(expected.mark.map(String.init) ?? "none")")
+        }
+        return found
+    }
+
+    static func list(_ rules: [RuleID]) -> String {
+        rules.isEmpty ? "none" : rules.map(\.description).joined(separator: ", ")
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
 }

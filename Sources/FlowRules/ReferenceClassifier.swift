@@ -69,6 +69,9 @@ public struct ReferenceClassifier {
             switch action.kind {
             case .gact:
                 break
+            case .mirred(let mirred) where mirred.mode == .mirror:
+                // A copy of the frame as it is now (XDPLimitation: no edits follow).
+                result.mirrors.append(mirred.device)
             case .mirred(let mirred):
                 // Only egress redirect gets here (XDPLimitation); it steals the frame.
                 return .verdict(mirred.device == device ? .tx : .redirect(mirred.device))
@@ -123,6 +126,9 @@ public struct Classification: Hashable, Sendable {
     public var frame: [UInt8]
     /// In the order they matched: more than one when a rule ended with `continue`.
     public var matchedRules: [FlowRule] = []
+    /// Devices that got a copy (`mirred egress mirror`), in order; the verdict says what
+    /// became of the frame itself (redirect or drop).
+    public var mirrors: [String] = []
     /// The skb mark the rules set (XDP hands it on as metadata); nil when none did.
     public var mark: UInt32?
     /// Set when the dissector could not determine a key some rule reads: the frame is

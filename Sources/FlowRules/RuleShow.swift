@@ -153,8 +153,9 @@ extension FlowAction {
     }
 }
 
-/// Just enough JSON to print: object keys keep their order.
-enum JSONValue {
+/// Just enough JSON to print: object keys keep their order (iproute2's order, which
+/// the schemas in the docs follow).
+public enum JSONValue: Sendable {
     case null
     case bool(Bool)
     case number(UInt64)
@@ -162,8 +163,11 @@ enum JSONValue {
     case array([JSONValue])
     case object([(String, JSONValue)])
 
+    public static func integer<N: BinaryInteger>(_ value: N) -> JSONValue { .number(UInt64(value)) }
+    public static func optional<N: BinaryInteger>(_ value: N?) -> JSONValue { value.map(integer) ?? .null }
+
     /// Compact, or indented by four spaces per level as iproute2's `-p`.
-    func serialized(pretty: Bool) -> String {
+    public func serialized(pretty: Bool) -> String {
         var out = ""
         write(to: &out, pretty: pretty, depth: 0)
         return out

@@ -8,7 +8,8 @@ public enum XDPLimitation: Hashable, Sendable, CustomStringConvertible {
     case control(ActionControl, action: Int)
     /// XDP cannot inject a frame into a device's receive path.
     case mirredIngress(action: Int)
-    /// XDP cannot clone a frame: it can send it on or keep it, not both.
+    /// XDP sends copies only by broadcasting the frame as it is to several devices: a
+    /// mirror must be followed by nothing but mirrors and then a redirect or a drop.
     case mirror(action: Int)
 
     public var description: String {
@@ -20,7 +21,8 @@ public enum XDPLimitation: Hashable, Sendable, CustomStringConvertible {
         case .mirredIngress(let action):
             "action \(action): mirred ingress cannot be done at XDP (no way into another device's receive path)"
         case .mirror(let action):
-            "action \(action): mirred mirror cannot be done at XDP (a frame cannot be cloned)"
+            "action \(action): mirred mirror must be followed only by mirrors and then a redirect or a drop "
+                + "(XDP broadcasts one frame to several devices; it cannot also pass it up the stack or edit one copy)"
         }
     }
 }
@@ -30,6 +32,9 @@ extension FlowRule {
     /// numbers them in `action order N`.
     public var xdpLimitations: [XDPLimitation] {
         var limitations: [XDPLimitation] = chain == 0 ? [] : [.chain(chain)]
+        if let first = actions.firstIndex(where: \.isMirror), !Self.isBroadcastTail(actions[first...]) {
+            limitations.append(.mirror(action: first + 1))
+        }
         for (index, action) in actions.enumerated() {
             let order = index + 1
             var controls = [action.control]
@@ -38,9 +43,9 @@ extension FlowRule {
                 controls.append(police.exceed)
             case .mirred(let mirred):
                 if mirred.direction == .ingress { limitations.append(.mirredIngress(action: order)) }
-                if mirred.mode == .mirror { limitations.append(.mirror(action: order)) }
-                // A redirect steals the frame; its control is never read.
-                if mirred.mode == .redirect { controls = [] }
+                // A redirect steals the frame; its control is never read. A mirror's is
+                // checked with the broadcast tail.
+                controls = []
             default:
                 break
             }
@@ -53,4 +58,31 @@ extension FlowRule {
         }
         return limitations
     }
+
+    /// Mirrors (piping on), then a redirect, a drop, or a last mirror that drops: the
+    /// actions a broadcast to their devices performs.
+    static func isBroadcastTail(_ tail: ArraySlice<FlowAction>) -> Bool {
+        for (position, action) in zip(tail.indices, tail) {
+            let last = position == tail.index(before: tail.endIndex)
+            switch action.kind {
+            case .mirred(let mirred) where mirred.direction == .egress:
+                if mirred.mode == .redirect { return last }
+                if action.control == .drop { return last }
+                guard action.control == .pipe, !last else { return false }
+            case .gact where action.control == .drop:
+                return last
+            default:
+                return false
+            }
+        }
+        return false
+    }
+}
+
+extension FlowAction {
+    var isMirror: Bool {
+        if case .mirred(let mirred) = kind, mirred.mode == .mirror { return true }
+        return false
+    }
+
 }

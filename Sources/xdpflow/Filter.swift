@@ -104,8 +104,8 @@ struct FilterRunner {
         default: return
         }
         var stats: ((FlowRule) -> RuleStats?)?
+        let counters = options.stats ? try? Offload(device: command.device).statistics() : nil
         if options.stats {
-            let counters = try? Offload(device: command.device).statistics()
             let now = MonotonicClock.nanoseconds
             stats = { rule in
                 // A device that is not attached has met no packet.
@@ -120,6 +120,11 @@ struct FilterRunner {
             print(show.json(pretty: options.pretty))
         } else if !rules.isEmpty {
             print(show.text, terminator: "")
+        }
+        // The device's own counters follow the rules (text only: the JSON stays an array
+        // of rules; `xdpflow -j show dev DEV` has them).
+        if case .show = command.operation, !options.json, let counters {
+            print((rules.isEmpty ? "" : "\n") + DeviceCounters.text(device: command.device, counters))
         }
     }
 
@@ -178,13 +183,16 @@ let filterManual = """
       police rate RATE burst SIZE conform-exceed EXCEED[/CONFORM]
     A rule without actions passes the frame and ends classification.
     Valid tc that XDP cannot run exactly is accepted here and refused when
-    the rules are compiled: mirred ingress, mirred mirror, reclassify, trap,
-    goto chain, jump, and police without conform-exceed (whose exceed
-    default is reclassify).
+    the rules are compiled: mirred ingress, a mirred mirror followed by
+    anything but mirrors and then a redirect or a drop (copies go out by
+    broadcast), reclassify, trap, goto chain, jump, and police without
+    conform-exceed (whose exceed default is reclassify).
 
     OUTPUT
       show and get print rules as tc does; -j prints JSON, -p indents it,
-      -s adds each rule's counters.
+      -s adds each rule's counters, and after show on an attached device the
+      device's own: frames no rule matched (miss) and frames the program could
+      not classify (unparsed). In JSON these are in "xdpflow -j show dev DEV".
 
     EXIT STATUS
       0 done; 1 the command failed (for example, the rule already exists);

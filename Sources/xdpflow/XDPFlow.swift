@@ -8,7 +8,7 @@ struct GlobalOptions: ParsableArguments {
     var stats = false
 
     @Flag(name: [.customShort("j"), .customLong("json", withSingleDash: true)],
-          help: "Print rules as JSON (schema in docs/flower.md).")
+          help: "Print JSON (schemas in docs/flower.md and docs/compiler.md).")
     var json = false
 
     @Flag(name: [.customShort("p"), .customLong("pretty", withSingleDash: true)],
@@ -16,7 +16,8 @@ struct GlobalOptions: ParsableArguments {
     var pretty = false
 
     @Option(name: .customLong("batch", withSingleDash: true),
-            help: ArgumentHelp("Run the commands in FILE, one per line ('-' reads standard input); all or nothing.",
+            help: ArgumentHelp("Run the commands in FILE, one per line ('-' reads standard input); all or nothing. "
+                               + "compile and trace run them in memory and compile the rules.",
                                valueName: "FILE"))
     var batch: String?
 }
@@ -27,7 +28,8 @@ struct XDPFlow: ParsableCommand {
         commandName: "xdpflow",
         abstract: "Run tc flower rules in a generated XDP program.",
         version: "0.1.0",
-        subcommands: [Filter.self, Attach.self, Detach.self, Probe.self, Features.self, Gen.self]
+        subcommands: [Filter.self, Attach.self, Detach.self, Show.self, Save.self, Compile.self, Trace.self,
+                      Probe.self, Features.self, Gen.self]
     )
 
     @OptionGroup var global: GlobalOptions

@@ -91,6 +91,16 @@ struct CompiledProgramTests {
         ], [udp4(), udp4(dst: 54), udp4(dst: 55)])
     }
 
+    @Test func mirrorsGoOutByBroadcastWithTheirRedirectOrDrop() throws {
+        try check([
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 53 action mirred egress mirror dev xftm1 pipe action mirred egress redirect dev xftr",
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 54 action vlan push id 5 pipe action mirred egress mirror dev xftm1 pipe action mirred egress mirror dev xftm2 drop",
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 55 action mirred egress mirror dev xft0 pipe action drop",
+        ], [udp4(), udp4(dst: 54), udp4(dst: 55), udp4(dst: 56)])
+        let refused = try ruleSet(["filter add dev xft0 protocol ip flower action mirred egress mirror dev xftm1 pipe action pass"])
+        #expect(throws: CompileError.self) { try Plan(refused, device: testDevice) }
+    }
+
     @Test func ipv6ExtensionHeadersFragmentsAndICMPv6() throws {
         let v6 = { (headers: [IPv6ExtensionHeader]) in ether().ipv6(src: client6, dst: server6, extensionHeaders: headers) }
         try check([

@@ -43,26 +43,7 @@ func disagreements(_ rules: RuleSet, _ frames: [[UInt8]]) throws -> [String] {
     for (index, frame) in frames.enumerated() {
         let expected = reference.classify(frame, now: 0)
         let got = try datapath.trace(frame)
-        var problems: [String] = []
-        let verdict: XDPAction = switch expected.verdict {
-        case .drop: .drop
-        case .pass: .pass
-        case .tx: .tx
-        case .redirect: .redirect
-        case .aborted: .aborted
-        }
-        if got.verdict != verdict { problems.append("verdict \(got.verdict), expected \(expected.verdict)") }
-        if case .redirect(let device) = expected.verdict, got.redirectDevice != device {
-            problems.append("redirect to \(got.redirectDevice ?? "nothing"), expected \(device)")
-        }
-        let expectedRules = expected.matchedRules.map { RuleID(prio: $0.prio, handle: $0.handle) }
-        if got.matched != expectedRules { problems.append("matched \(got.matched), expected \(expectedRules)") }
-        if got.unparsed != (expected.unclassifiable != nil) {
-            problems.append("unparsed \(got.unparsed), expected \(String(describing: expected.unclassifiable))")
-        }
-        if got.output != expected.frame { problems.append("output \(hex(got.output)), expected \(hex(expected.frame))") }
-        let mark = FlowMetadata.mark(in: got.metadata)
-        if mark != expected.mark { problems.append("mark \(String(describing: mark)), expected \(String(describing: expected.mark))") }
+        let problems = got.differences(from: expected)
         if !problems.isEmpty {
             failures.append("frame \(index) \(hex(frame)): " + problems.joined(separator: "; "))
         }

@@ -1,0 +1,31 @@
+import Foundation
+
+/// Whether this process may load, attach and pin XDP programs: root, or the
+/// capabilities that stand for it. Checked first, so that an unprivileged run says so
+/// instead of failing later on a state file or a syscall. `require("show")` throws
+/// "xdpflow show needs root ...".
+public enum Privileges {
+    /// Bits of linux/capability.h.
+    static let netAdmin = 12, sysAdmin = 21, bpf = 39
+
+    public static func require(_ command: String) throws {
+        guard !sufficient else { return }
+        throw OffloadFailure("xdpflow \(command) needs root (CAP_BPF and CAP_NET_ADMIN, and access to bpffs "
+            + "and the state directory): run it as root or with sudo")
+    }
+
+    /// CAP_NET_ADMIN, and CAP_BPF or the older CAP_SYS_ADMIN, in the effective set.
+    static var sufficient: Bool {
+        guard let effective = effectiveCapabilities else { return geteuid() == 0 }
+        let has = { (bit: Int) in effective & (1 << UInt64(bit)) != 0 }
+        return has(netAdmin) && (has(bpf) || has(sysAdmin))
+    }
+
+    /// CapEff of /proc/self/status.
+    static var effectiveCapabilities: UInt64? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") })
+        else { return nil }
+        return UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+    }
+}

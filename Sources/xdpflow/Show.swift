@@ -1,0 +1,147 @@
+import ArgumentParser
+import FlowOffload
+import Foundation
+
+/// `xdpflow show [dev DEV]`: what xdpflow has attached where.
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show what is attached where: mode, program, rules, counters.",
+        usage: "xdpflow [-j [-p]] show [dev DEV]",
+        discussion: showManual)
+
+    /// Hidden: the manual says which apply.
+    @OptionGroup(visibility: .hidden) var global: GlobalOptions
+
+    @Argument(help: ArgumentHelp("dev DEV", valueName: "dev DEV"))
+    var words: [String] = []
+
+    func run() throws {
+        let device = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "show")
+        try reportingFailures {
+            let reports: [DeviceReport]
+            do {
+                try Privileges.require("show")
+                reports = try (device.map { [$0] } ?? Offload.devices()).map(DeviceReport.init(device:))
+            } catch {
+                throw CommandFailure(1, "\(error)")
+            }
+            global.print(json: .array(reports.map(\.json)), text: reports.map(\.text).joined())
+        }
+    }
+}
+
+/// One device in `xdpflow show`: its status, or that it is not attached.
+struct DeviceReport {
+    let device: String
+    let status: Offload.Status?
+    /// Rules on disk for a device that is not attached.
+    let storedRules: Int
+
+    init(device: String) throws {
+        self.device = device
+        status = try Offload(device: device).status()
+        storedRules = status == nil ? try FileRuleSetStore().rules(of: device).rules.count : 0
+    }
+
+    var text: String {
+        guard let status else {
+            let stored = storedRules == 0 ? "" : " (\(storedRules) rules stored: xdpflow attach dev \(device) loads them)"
+            return "\(device): not attached\(stored)\n"
+        }
+        var lines: [String] = []
+        let what = "\(status.rules) rules in \(status.subtables) subtables, \(status.entries) entries"
+        switch (status.mode, status.programID) {
+        case (let mode?, let id?): lines.append("\(device): attached in \(mode) mode, program id \(id), \(what)")
+        case (nil, let id?): lines.append("\(device): program id \(id) behind a pinned link, \(what)")
+        case (_, nil): lines.append("\(device): no program running, \(what)")
+        }
+        let now = MonotonicClock.nanoseconds
+        if let misses = status.misses { lines.append("  miss: " + misses.sentText(now: now)) }
+        if let unparsed = status.unparsed {
+            lines.append("  unparsed (\(status.unparsedDrop ? "dropped" : "passed")): " + unparsed.sentText(now: now))
+        }
+        for problem in status.problems { lines.append("  needs repair: " + problem) }
+        return lines.map { $0 + "\n" }.joined()
+    }
+
+    /// Keys in the order of docs/runtime.md.
+    var json: JSON {
+        let now = MonotonicClock.nanoseconds
+        var stats = JSON.null
+        if let misses = status?.misses, let unparsed = status?.unparsed {
+            stats = .object([("miss", misses.json(now: now)), ("unparsed", unparsed.json(now: now))])
+        }
+        return .object([
+            ("dev", .string(device)),
+            ("attached", .bool(status?.mode != nil && status?.programID != nil)),
+            ("mode", status?.mode.map(JSON.string) ?? .null),
+            ("prog_id", .optional(status?.programID)),
+            ("unparsed", status.map { .string($0.unparsedDrop ? "drop" : "pass") } ?? .null),
+            ("rules", .integer(status?.rules ?? storedRules)),
+            ("subtables", .integer(status?.subtables ?? 0)),
+            ("entries", .integer(status?.entries ?? 0)),
+            ("stats", stats),
+            ("needs_repair", .bool(status?.needsRepair ?? false)),
+            ("problems", .array((status?.problems ?? []).map(JSON.string))),
+        ])
+    }
+}
+
+extension RuleStatistics {
+    /// Seconds since the last hit; nil when never hit.
+    func secondsSinceLastHit(now: UInt64) -> UInt64? {
+        lastHit == 0 ? nil : (now &- lastHit) / 1_000_000_000
+    }
+
+    /// As tc prints counters: "Sent 120 bytes 2 pkt, last used 3 sec".
+    func sentText(now: UInt64) -> String {
+        "Sent \(bytes) bytes \(packets) pkt, " + (secondsSinceLastHit(now: now).map { "last used \($0) sec" } ?? "never used")
+    }
+
+    /// As a rule's `stats` in docs/flower.md.
+    func json(now: UInt64) -> JSON {
+        .object([("packets", .integer(packets)), ("bytes", .integer(bytes)),
+                 ("last_used", .optional(secondsSinceLastHit(now: now)))])
+    }
+}
+
+/// The device's miss and unparsed counters after `xdpflow -s filter show dev DEV`.
+enum DeviceCounters {
+    static func text(device: String, _ statistics: Offload.Statistics) -> String {
+        let now = MonotonicClock.nanoseconds
+        return "dev \(device) miss: \(statistics.misses.sentText(now: now))\n"
+            + "dev \(device) unparsed: \(statistics.unparsed.sentText(now: now))"
+    }
+}
+
+let showManual = """
+    Without dev, every device xdpflow holds: offload state in the state directory \
+    (XDPFLOW_STATE_DIR, default /var/lib/xdpflow) or a link pinned under the pin \
+    directory (XDPFLOW_PIN_DIR, default /sys/fs/bpf/xdpflow). Needs root.
+
+    OUTPUT
+      DEV: attached in MODE mode, program id ID, R rules in S subtables, E entries
+        miss: Sent B bytes P pkt, last used T sec
+        unparsed (passed|dropped): Sent B bytes P pkt, never used
+        needs repair: WHAT, and the command that repairs it
+      MODE is native or generic; ID the program behind xdpflow's pinned link (as
+      bpftool prog show lists it). miss counts frames no rule matched (passed to
+      the stack); unparsed counts frames the program could not classify with
+      certainty (passed, or dropped after "attach ... unparsed drop").
+      -j prints a JSON array, one object per device, counters included
+      (docs/runtime.md); -p indents it; -s changes nothing (the counters are
+      always there), so "xdpflow -s -j show dev DEV" is where a device's miss
+      and unparsed counters are in JSON.
+
+    NEEDS REPAIR
+      state, no link pin   after a reboot or a bpffs remount the link is gone:
+                           "xdpflow attach dev DEV" loads the stored rules again
+      link pin, no state   an attach that did not finish: "xdpflow detach dev DEV"
+      device gone          its link went with it: "xdpflow detach dev DEV"
+      unfinished change    the next filter change rebuilds the program from the
+                           stored rules
+
+    EXIT STATUS
+      0 done (also for a device that is not attached); 1 the command failed (not
+      root); 2 the command could not be read.
+    """
