@@ -45,21 +45,23 @@ public struct TrafficReport: Hashable, Sendable {
 /// mode runs a program that returns XDP_TX, so each run transmits the frame through
 /// the device's transmit path (the kernel path xdp-trafficgen uses).
 ///
-/// One program holds all the frames and picks the next in turn from a counter, so one
-/// test run sends any mix: a test run of more than one frame costs two RCU grace
+/// One program holds all the frames of a mix and picks the next in turn from a counter,
+/// so one test run sends any mix: a test run of more than one frame costs two RCU grace
 /// periods (the kernel adds the program to its XDP dispatcher and takes it out again),
-/// tens of milliseconds on a busy machine, which rules out a run per frame of a mix. The program
-/// writes the frame's bytes into the packet each time, and sets its length: the kernel
-/// recycles the pages of a live-frames run without copying the input in again, and a
-/// receiver's XDP program (a VLAN push, a MAC rewrite on the far side of a veth) edits
+/// tens of milliseconds on a busy machine, which rules out a run per frame of a mix. The
+/// program writes the frame's bytes into the packet each time, and sets its length: the
+/// kernel recycles the pages of a live-frames run without copying the input in again, and
+/// a receiver's XDP program (a VLAN push, a MAC rewrite on the far side of a veth) edits
 /// those very pages. A few stores per frame cost little next to the transmission.
-public struct TrafficGenerator {
+public final class TrafficGenerator {
     public let device: NetworkInterface
+    /// The mix `send(count:rate:duration:)` sends.
     public let frames: [GeneratedFrame]
-    private let program: Program
-    /// Frames transmitted so far, as the program counts them; the frame and the flow
-    /// of each transmission follow from it.
+    /// Transmissions of the current send, as the program counts them; the frame and the
+    /// flow of each follow from it.
     private let counter: Map
+    /// The program of each mix sent so far.
+    private var programs: [[GeneratedFrame]: Program] = [:]
 
     /// The largest frame a live-frames run takes: a 4 KiB page less the XDP headroom,
     /// the runner's own header and `struct skb_shared_info`.
@@ -68,31 +70,55 @@ public struct TrafficGenerator {
     public static let maximumTotalLength = 256 << 10
     static let counterMap = "xf_gen_counter"
 
+    /// A generator of `frames`; a mix the kernel cannot send is refused here.
     public init(device: NetworkInterface, frames: [GeneratedFrame]) throws(BPFError) {
-        let instructions = try Self.program(for: frames)
         self.device = device
         self.frames = frames
         counter = try Map(MapSpec(name: Self.counterMap, type: .array, keySize: 4, valueSize: 8, maxEntries: 1))
-        program = try Program.loadXDP(name: "xdpflow_gen", instructions: instructions,
-                                      maps: [Self.counterMap: counter])
+        if !frames.isEmpty { _ = try program(for: frames) }
     }
 
-    public init(device: NetworkInterface, frame: [UInt8]) throws(BPFError) {
+    public convenience init(device: NetworkInterface, frame: [UInt8]) throws(BPFError) {
         try self.init(device: device, frames: [GeneratedFrame(frame)])
     }
 
-    /// Transmits `count` frames, the frames in turn, or fewer when `duration` (seconds)
-    /// runs out first. With `rate` (frames per second), sends a tenth of a second's worth
-    /// at a time, each when its tenth is over; without, runs of a quarter of a second
-    /// when a duration bounds them, else as long as `longestRun`.
+    /// A generator for `send(_:count:)`, which names its frame each time.
+    public convenience init(device: NetworkInterface) throws(BPFError) {
+        try self.init(device: device, frames: [])
+    }
+
+    /// Transmits `frame` `count` times and returns the elapsed time in nanoseconds.
+    @discardableResult
+    public func send(_ frame: [UInt8], count: Int) throws(BPFError) -> UInt64 {
+        try send([GeneratedFrame(frame)], count: count).nanoseconds
+    }
+
+    /// Transmits `count` frames of the generator's mix; see `send(_:count:rate:duration:)`.
     @discardableResult
     public func send(count: Int, rate: Double? = nil, duration: Double? = nil) throws(BPFError) -> TrafficReport {
+        try send(frames, count: count, rate: rate, duration: duration)
+    }
+
+    /// Transmits `count` frames, the frames of `mix` in turn from the first (and the
+    /// first flow), or fewer when `duration` (seconds) runs out first. With `rate` (frames
+    /// per second), sends a tenth of a second's worth at a time, each when its tenth is
+    /// over; without, runs of a quarter of a second when a duration bounds them, else
+    /// as long as `longestRun`.
+    @discardableResult
+    public func send(_ mix: [GeneratedFrame], count: Int, rate: Double? = nil,
+                     duration: Double? = nil) throws(BPFError) -> TrafficReport {
         guard count >= 0 else { throw .invalidArgument("count \(count) is negative") }
         if let rate, !(rate > 0) { throw .invalidArgument("rate \(rate) is not positive") }
         if let duration, !(duration > 0) { throw .invalidArgument("duration \(duration) is not positive") }
+        let program = try program(for: mix)
+        // The input sets the first length of every page: the longest frame, which the
+        // program shortens for the others.
+        let longest = mix.map(\.bytes).max { $0.count < $1.count }!
+        let run = TestRun(packet: longest, context: XDPTestContext(ingressIfindex: device.index),
+                          liveFrames: true, batchSize: Self.kernelBatch)
         var slice = rate.map { max(1, min(Self.longestRun, Int($0 / 10))) }
             ?? (duration == nil ? Self.longestRun : Self.firstTimedRun)
-        let first = try transmitted()
+        try counter.update([0, 0, 0, 0], [UInt8](repeating: 0, count: 8))
         var sent = 0
         let start = monotonicNanoseconds()
         let deadline = duration.map { start + UInt64($0 * 1e9) }
@@ -104,7 +130,7 @@ public struct TrafficGenerator {
             sleepUntil(due)
             let runStart = monotonicNanoseconds()
             if let deadline, rate == nil, runStart >= deadline { break }
-            try transmit(copies)
+            try transmit(copies, program, run)
             sent += copies
             if let deadline, rate == nil {
                 let now = monotonicNanoseconds()
@@ -114,20 +140,26 @@ public struct TrafficGenerator {
             }
         }
         let elapsed = monotonicNanoseconds() - start
-        let last = try transmitted()
-        return TrafficReport(frames: Int(last - first), bytes: bytes(from: first, to: last), nanoseconds: elapsed)
+        let transmitted = try transmitted()
+        return TrafficReport(frames: transmitted, bytes: Self.bytes(of: mix, transmissions: transmitted),
+                             nanoseconds: elapsed)
     }
 
     /// Transmits `copies` frames: one test run, or for a few a run each, since a run of
     /// one frame skips the dispatcher and its grace periods.
-    private func transmit(_ copies: Int) throws(BPFError) {
-        // The input sets the first length of every page: the longest frame, which the
-        // program shortens for the others.
-        let longest = frames.map(\.bytes).max { $0.count < $1.count }!
-        let (runs, repeats) = copies < Self.shortestBatchedRun ? (copies, 1) : (1, copies)
-        let run = TestRun(packet: longest, context: XDPTestContext(ingressIfindex: device.index),
-                          repeatCount: repeats, liveFrames: true, batchSize: Self.kernelBatch)
+    private func transmit(_ copies: Int, _ program: Program, _ run: TestRun) throws(BPFError) {
+        var run = run
+        let runs = copies < Self.shortestBatchedRun ? copies : 1
+        run.repeatCount = copies / runs
         for _ in 0..<runs { _ = try program.testRun(run) }
+    }
+
+    private func program(for mix: [GeneratedFrame]) throws(BPFError) -> Program {
+        if let program = programs[mix] { return program }
+        let program = try Program.loadXDP(name: "xdpflow_gen", instructions: Self.program(for: mix),
+                                          maps: [Self.counterMap: counter])
+        programs[mix] = program
+        return program
     }
 
     /// Frames per test run at most, so that a long send still returns now and then.
@@ -142,18 +174,17 @@ public struct TrafficGenerator {
     /// Frames the kernel handles per batch (its default; at most 256).
     static let kernelBatch = 64
 
-    /// The program's counter: frames transmitted since the generator was made.
-    func transmitted() throws(BPFError) -> UInt64 {
+    /// The program's counter: frames transmitted in the current send.
+    private func transmitted() throws(BPFError) -> Int {
         let value = try counter.lookup([0, 0, 0, 0]) ?? []
-        return value.reversed().reduce(0) { $0 << 8 | UInt64($1) }  // a little-endian u64
+        return Int(value.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })  // a little-endian u64
     }
 
-    /// Bytes of the transmissions numbered `first ..< last` (number n sends frames[n % k]).
-    private func bytes(from first: UInt64, to last: UInt64) -> Int {
-        let lengths = frames.map(\.bytes.count)
-        let sent = Int(last - first), start = Int(first % UInt64(lengths.count))
-        let rest = (0 ..< sent % lengths.count).reduce(0) { $0 + lengths[(start + $1) % lengths.count] }
-        return sent / lengths.count * lengths.reduce(0, +) + rest
+    /// Bytes of `transmissions` frames of `mix`, taken in turn from the first.
+    static func bytes(of mix: [GeneratedFrame], transmissions: Int) -> Int {
+        let lengths = mix.map(\.bytes.count)
+        return transmissions / lengths.count * lengths.reduce(0, +)
+            + lengths.prefix(transmissions % lengths.count).reduce(0, +)
     }
 
     // MARK: - The program

@@ -104,7 +104,13 @@ struct TrafficGeneratorTests {
         let timed = try generator.send(count: .max, duration: 0.5)
         #expect(timed.nanoseconds >= 500_000_000 && timed.nanoseconds < 900_000_000, "\(timed.nanoseconds) ns")
         #expect(timed.frames > 10_000)
-        let total = UInt64(103_001 + timed.frames)
+        var total = UInt64(103_001 + timed.frames)
+        #expect(try settled(at: [total, 0], received) == [total, 0])
+
+        // Another frame, named at the send, then the generator's own mix again.
+        try generator.send(Self.tcp + [0, 0], count: 1_000)
+        #expect(try generator.send(count: 3).bytes == 60 + 64 + 60, "each send starts with the mix's first frame")
+        total += 1_003
         #expect(try settled(at: [total, 0], received) == [total, 0])
     }
 
