@@ -24,8 +24,10 @@ test: deps
 	$(SWIFT) build --build-tests
 	@KERNEL_TESTS='$(KERNEL_TESTS)' scripts/run-tests
 
-demo: build
-	@XDPFLOW=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/xdpflow scripts/demo
+# The demo measures rates: always a release build.
+demo: deps
+	$(SWIFT) build -c release
+	@XDPFLOW=$$($(SWIFT) build -c release --show-bin-path)/xdpflow scripts/demo
 
 bench-quick: deps
 	$(BENCH_BUILD) --product xdpflow-bench

@@ -69,8 +69,7 @@ public final class XDPLink: Pinnable, Sendable {
             throw .invalidArgument("\(path) is not an XDP link")
         }
         device = try NetworkInterface(index: info.xdp.ifindex)
-        var query = bpf_xdp_query_opts()
-        query.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        var query = bpf_xdp_query_opts.upToAttachMode()
         try check("bpf_xdp_query", device.name, bpf_xdp_query(Int32(device.index), 0, &query))
         mode = query.attach_mode == UInt8(XDP_ATTACHED_SKB) ? .generic : .native
     }
@@ -95,9 +94,19 @@ public final class XDPLink: Pinnable, Sendable {
 
     /// The id of the XDP program running on `device`, or nil when there is none.
     public static func attachedProgramID(_ device: NetworkInterface) -> UInt32? {
-        var query = bpf_xdp_query_opts()
-        query.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        var query = bpf_xdp_query_opts.upToAttachMode()
         guard bpf_xdp_query(Int32(device.index), 0, &query) == 0, query.prog_id != 0 else { return nil }
         return query.prog_id
+    }
+}
+
+extension bpf_xdp_query_opts {
+    /// Options whose size ends at attach_mode, the last field. libbpf refuses options with
+    /// non-zero bytes past the last field it knows, and the padding after attach_mode is not
+    /// zeroed by Swift's initializer: a release build leaves whatever the stack held there.
+    static func upToAttachMode() -> bpf_xdp_query_opts {
+        var query = bpf_xdp_query_opts()
+        query.sz = MemoryLayout<bpf_xdp_query_opts>.offset(of: \.attach_mode)! + MemoryLayout<UInt8>.size
+        return query
     }
 }
