@@ -46,9 +46,12 @@ extension Datapath {
         var mirrors: [String] = []
         if verdict == .redirect, let rule = matched.last,
            let flowRule = plan.rules.first(where: { $0.prio == rule.prio && $0.handle == rule.handle }) {
+            // The first redirect steals the frame: later actions never run.
             for action in flowRule.actions {
                 guard case .mirred(let mirred) = action.kind else { continue }
-                if mirred.mode == .redirect { redirect = mirred.device } else { mirrors.append(mirred.device) }
+                guard mirred.mode == .redirect else { mirrors.append(mirred.device); continue }
+                redirect = mirred.device
+                break
             }
         }
         return TraceRecord(verdict: verdict, matched: matched, output: Array(result.packet.dropFirst(metadataLength)),
