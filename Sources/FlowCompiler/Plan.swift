@@ -200,6 +200,11 @@ public struct Plan: Sendable {
     public var fields: Set<KeyField>
     public var ruleCapacity: Int
 
+    /// Whether some rule goes on classifying (`continue`, also as police's control).
+    public var usesContinue: Bool {
+        actionIndex.indexes.keys.contains { $0.steps.contains { $0.control == .continue || $0.exceed == .continue } }
+    }
+
     public var stepKinds: Set<ActionStep.Kind> { Set(actionIndex.indexes.keys.flatMap { $0.steps.map(\.kind) }) }
     public var maxSteps: Int { actionIndex.indexes.keys.map(\.steps.count).max() ?? 0 }
     /// Entries over all subtables (a port range counts once per block).
