@@ -3,8 +3,10 @@ SWIFT       ?= swift
 CONFIG      ?= debug
 # Test targets that need the kernel (BPF, XDP, netns); the rest are pure Swift.
 KERNEL_TESTS ?= BPFKernelTests|FlowCompilerTests
+# make fuzz: the differential tests with FUZZ_SCALE times the cases of make test.
+FUZZ_SCALE  ?= 50
 
-.PHONY: all deps build test demo clean
+.PHONY: all deps build test fuzz demo clean
 
 all: build
 
@@ -17,6 +19,10 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	@KERNEL_TESTS='$(KERNEL_TESTS)' scripts/run-tests
+
+fuzz: deps
+	$(SWIFT) build --build-tests
+	XDPFLOW_FUZZ_SCALE=$(FUZZ_SCALE) $(SWIFT) test --skip-build --filter DifferentialPropertyTests
 
 demo: build
 	@XDPFLOW=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/xdpflow scripts/demo
