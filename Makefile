@@ -10,7 +10,10 @@ BENCH_ARGS  ?=
 BENCH_BUILD_FLAGS ?=
 BENCH_BUILD  = $(SWIFT) build -c release $(BENCH_BUILD_FLAGS)
 
-.PHONY: all deps build test demo bench-quick clean
+# make fuzz: the differential tests with FUZZ_SCALE times the cases of make test.
+FUZZ_SCALE  ?= 50
+
+.PHONY: all deps build test fuzz demo bench-quick clean
 
 all: build
 
@@ -23,6 +26,10 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	@KERNEL_TESTS='$(KERNEL_TESTS)' scripts/run-tests
+
+fuzz: deps
+	$(SWIFT) build --build-tests
+	XDPFLOW_FUZZ_SCALE=$(FUZZ_SCALE) $(SWIFT) test --skip-build --filter DifferentialPropertyTests
 
 # The demo measures rates: always a release build.
 demo: deps
