@@ -93,6 +93,8 @@ public struct CodeGenerator {
     static let scratch: Int16 = -224
     /// The context, while an inlined parser has r6.
     static let context: Int16 = -232
+    /// The action index of the best entry in a prio looked up in several subtables.
+    static let bestAction: Int16 = -236
 
     let plan: Plan
     let options: CompileOptions
@@ -188,22 +190,28 @@ public struct CodeGenerator {
                           .call(.mapLookupElem), .jump(.equal, .r0, 0, to: next)])
             }
             if single {
-                asm.emit([.mov(.r8, .r0), .jump(to: hit)])
+                asm.emit([.load(.r8, .word, from: .r0, Int16(SubtableValue.slotOffset)),
+                          .load(.r3, .word, from: .r0, Int16(SubtableValue.actionOffset)), .jump(to: hit)])
             } else {
+                // The best entry so far as scalars (slot in r8, handle in r9, action on the
+                // stack), not as a pointer into one of the maps: states that differ only in
+                // which entry won then look alike to the verifier, which prunes them.
                 asm.emit([.load(.r1, .word, from: .r0, Int16(SubtableValue.handleOffset)),
-                          .jump(.greaterOrEqual, .r1, .r9, to: next), .mov(.r9, .r1), .mov(.r8, .r0)])
+                          .jump(.greaterOrEqual, .r1, .r9, to: next), .mov(.r9, .r1),
+                          .load(.r8, .word, from: .r0, Int16(SubtableValue.slotOffset)),
+                          .load(.r1, .word, from: .r0, Int16(SubtableValue.actionOffset)),
+                          .store(.word, to: .fp, Self.bestAction, .r1)])
             }
             asm.label(next)
         }
         if single {
             asm.emit(.jump(to: end))
         } else {
-            asm.emit(.jump(.equal, .r8, 0, to: end))
+            // Slot 0 (the miss counter) is no rule's.
+            asm.emit([.jump(.equal, .r8, 0, to: end), .load(.r3, .word, from: .fp, Self.bestAction)])
         }
         asm.label(hit)
-        asm.emit([.mov(.r1, .r6), .load(.r2, .word, from: .r8, Int16(SubtableValue.slotOffset)),
-                  .load(.r3, .word, from: .r8, Int16(SubtableValue.actionOffset)),
-                  .load(.r4, .double, from: .fp, Self.length)])
+        asm.emit([.mov(.r1, .r6), .mov(.r2, .r8), .load(.r4, .double, from: .fp, Self.length)])
         if inline {
             asm.emit(.jump(to: "hit"))
         } else {
