@@ -43,7 +43,7 @@ struct DifferentialPropertyTests {
         guard let failure = Reproduction.failure(fuzzCase.rules.rules, fuzzCase.frames) else { return }
         Issue.record("""
             \(fuzzCase): \(failure.summary)
-            Replay: XDPFLOW_FUZZ_SEED=\(fuzzCase.seedText) swift test --filter DifferentialPropertyTests
+            Replay: XDPFLOW_FUZZ_SEED=\(fuzzCase.seedText) swift test --filter DifferentialPropertyTests/\(fuzzCase.profile.name)
             Minimised:
             \(Reproduction.minimised(fuzzCase.rules.rules, fuzzCase.frames))
             """)

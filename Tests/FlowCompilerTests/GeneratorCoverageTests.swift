@@ -12,6 +12,7 @@ import Testing
         var coverage = Coverage()
         for index in 0 ..< UInt64(profile.cases) {
             let fuzzCase = FuzzCase(seed: index &* 0x9e37_79b9_7f4a_7c15, profile: profile)
+            coverage.readBack(fuzzCase.rules.rules)
             var reference = try ReferenceClassifier(rules: fuzzCase.rules, device: testDevice)
             for frame in fuzzCase.frames {
                 #expect(frame.count >= 14)
@@ -24,6 +25,8 @@ import Testing
         #expect(coverage.edited > 0 && coverage.marked > 0, "\(coverage)")
         #expect(coverage.unclassifiable == Set(["vlanTooDeep", "ipv6ExtensionsTooDeep", "malformedHeader"])
                 || profile.name == "large", "\(coverage)")
+        let unprintable = coverage.unprintable.prefix(3).joined(separator: "\n")
+        #expect(coverage.unprintable.count == 0, "not read back as printed:\n\(unprintable)")
         if profile.name == "small" {
             #expect(coverage.verdicts.contains("aborted"), "\(coverage)")
             let keys = ["indev", "dst_mac", "src_mac", "vlan_id", "vlan_prio", "vlan_ethtype", "cvlan_id", "cvlan_prio",
@@ -41,6 +44,21 @@ private struct Coverage: CustomStringConvertible {
     var unclassifiable: Set<String> = []
     /// Flower keys of rules that matched some frame.
     var keys: Set<String> = []
+    /// Generated rules the grammar does not read back as printed (the reproductions
+    /// print rules): the generator must stay within the grammar.
+    var unprintable: [String] = []
+
+    /// Address masks that are not prefixes have no text form; the rest must round-trip.
+    mutating func readBack(_ rules: [FlowRule]) {
+        for rule in rules where rule.maskNotes.isEmpty {
+            let words = rule.commandWords(device: testDevice)
+            let parsed = try? FilterCommand.parse(words)
+            guard case .add(let read)? = parsed?.operation, read == rule else {
+                unprintable.append(words.joined(separator: " "))
+                continue
+            }
+        }
+    }
 
     mutating func add(_ result: Classification, frame: [UInt8]) {
         frames += 1

@@ -157,7 +157,8 @@ struct RuleGenerator {
             return FlowAction(.mirred(Mirred(direction: .egress, mode: .redirect, device: rng.pick(pool.devices))))
         case 2:
             let tpid = rng.pick([EtherType.vlan, EtherType.qinq])
-            let id = rng.pick(pool.vlanIDs)
+            // tc and the kernel take 0-4094 for a tag an action writes.
+            let id = min(rng.pick(pool.vlanIDs), 4094)
             let vlan: VLANAction = switch rng.int(0 ... 2) {
             case 0: .pop
             case 1: .push(id: id, priority: UInt8(rng.int(0 ... 7)), tpid: tpid)
