@@ -51,7 +51,9 @@ public final class Program: Pinnable, Sendable {
         let fd = load(logLevel: 0, log: nil)
         if fd >= 0 { return Program(descriptor: Descriptor(fd), name: name, slotCount: slots) }
         let errno = Errno(rawValue: -fd)
-        guard errno == .invalidArgument || errno == .permissionDenied || errno == .noSpace else {
+        // E2BIG: too large or too complex for the verifier, which says which in its log.
+        guard errno == .invalidArgument || errno == .permissionDenied || errno == .noSpace
+            || errno == .argListTooLong else {
             throw .call("bpf_prog_load", subject: name, errno: errno)
         }
         // Verifier refusals come as EINVAL or EACCES; load again to get the reason.

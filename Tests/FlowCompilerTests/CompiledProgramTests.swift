@@ -159,6 +159,19 @@ struct CompiledProgramTests {
         try check([], [udp4(), ether().vlan(id: 1).vlan(id: 2).vlan(id: 3)])
     }
 
+    /// Many subtables in one prio, varied actions and continue: the verifier must be able
+    /// to prune, or it gives up at a million instructions (found by the property tests).
+    @Test func manySubtablesInOnePrioWithVariedActionsLoad() throws {
+        let actions = ["action drop", "action continue", "action pedit ex munge eth dst set 02:00:00:00:00:99 continue",
+                       "action vlan push id 5 pipe action pass", "action skbedit mark 7 continue",
+                       "action police rate 8bit burst 1500 conform-exceed continue/drop"]
+        let lines = (1 ... 40).map { length in
+            "filter add dev xft0 protocol ip prio 1 flower dst_mac 02:00:00:00:00:fe/\(length) src_ip 192.0.2.0/\(length % 25 + 8) "
+                + actions[length % actions.count]
+        } + ["filter add dev xft0 protocol ip prio 2 flower ip_proto udp dst_port 53 action drop"]
+        try check(lines, [udp4(), udp4(dst: 54), ether().ipv4(src: server, dst: client)])
+    }
+
     @Test func theSubtableLimitIsStatedAndHeldToTheLetter() throws {
         func rules(_ count: Int) -> [String] {
             (1 ... count).map { "filter add dev xft0 protocol ip prio \($0) flower ip_proto udp dst_port \($0) action drop" }
