@@ -49,26 +49,8 @@ enum XDPFlowCommand {
     static let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         .appendingPathComponent("xdpflow").path
 
-    struct Result {
-        var status: Int32
-        var output: String
-        var errors: String
-    }
-
-    static func run(_ arguments: [String]) throws -> Result {
-        let scratch = try ScratchDirectory()
-        let output = scratch.path("stdout"), errors = scratch.path("stderr")
-        for file in [output, errors] { _ = FileManager.default.createFile(atPath: file, contents: nil) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        // Files, not pipes: neither stream can fill up while the other is read.
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
-        try process.run()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, output: try String(contentsOfFile: output, encoding: .utf8),
-                      errors: try String(contentsOfFile: errors, encoding: .utf8))
+    static func run(_ arguments: [String]) throws -> CommandResult {
+        try execute([path] + arguments)
     }
 }
 

@@ -39,28 +39,10 @@ final class OperatorSession {
         var description: String
     }
 
-    struct Result {
-        var status: Int32
-        var output: String
-        var errors: String
-    }
-
     /// Runs `xdpflow arguments`, or `prefix xdpflow arguments` (setpriv, unshare ...).
     @discardableResult
-    func run(_ arguments: [String], prefix: [String] = [], input: String? = nil) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = prefix + [Self.binary] + arguments
-        process.environment = environment
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, output: String(decoding: out, as: UTF8.self),
-                      errors: String(decoding: err, as: UTF8.self))
+    func run(_ arguments: [String], prefix: [String] = []) throws -> CommandResult {
+        try execute(prefix + [Self.binary] + arguments, environment: environment)
     }
 
     /// Runs a command that must succeed; returns its standard output.
@@ -278,7 +260,7 @@ struct OperatorCommandTests {
         try withExtendedLifetime((lab, target, xdpflow)) {
             let device = lab.deviceName
             try xdpflow.succeed(["attach", "dev", device])
-            func redirect(port: Int, to name: String) throws -> OperatorSession.Result {
+            func redirect(port: Int, to name: String) throws -> CommandResult {
                 try xdpflow.run(words("filter add dev DEV protocol ip prio 1 flower ip_proto udp dst_port \(port) "
                     + "action mirred egress redirect dev \(name)", device: device))
             }

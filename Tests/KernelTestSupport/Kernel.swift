@@ -23,24 +23,42 @@ public enum Kernel {
     public static var isAvailable: Bool { unavailableReason == nil }
 }
 
-/// Runs a command and returns its standard output; throws with its standard error.
-@discardableResult
-public func run(_ arguments: [String]) throws -> String {
+/// What a command printed and how it exited.
+public struct CommandResult: Sendable {
+    public var status: Int32
+    public var output: String
+    public var errors: String
+}
+
+/// Runs a command (a name looked up in PATH, or a path) to its end, with `environment`
+/// when given. Its streams go to files, not pipes, so neither can fill up and stall it
+/// while the other is read.
+public func execute(_ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("xft-run-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let output = directory.appendingPathComponent("stdout"), errors = directory.appendingPathComponent("stderr")
+    for file in [output, errors] { _ = FileManager.default.createFile(atPath: file.path, contents: nil) }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = arguments
-    let output = Pipe(), errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
+    if let environment { process.environment = environment }
+    process.standardOutput = try FileHandle(forWritingTo: output)
+    process.standardError = try FileHandle(forWritingTo: errors)
     try process.run()
-    let out = output.fileHandleForReading.readDataToEndOfFile()
-    let err = errors.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw CommandFailed(command: arguments.joined(separator: " "), status: process.terminationStatus,
-                            errors: String(decoding: err, as: UTF8.self))
+    return CommandResult(status: process.terminationStatus, output: try String(contentsOf: output, encoding: .utf8),
+                         errors: try String(contentsOf: errors, encoding: .utf8))
+}
+
+/// Runs a command and returns its standard output; throws with its standard error.
+@discardableResult
+public func run(_ arguments: [String]) throws -> String {
+    let result = try execute(arguments)
+    guard result.status == 0 else {
+        throw CommandFailed(command: arguments.joined(separator: " "), status: result.status, errors: result.errors)
     }
-    return String(decoding: out, as: UTF8.self)
+    return result.output
 }
 
 public struct CommandFailed: Error, CustomStringConvertible {
