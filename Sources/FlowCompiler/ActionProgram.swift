@@ -168,13 +168,6 @@ extension FlowRule {
     }
 }
 
-extension FlowAction {
-    var isMirror: Bool {
-        if case .mirred(let mirred) = kind, mirred.mode == .mirror { return true }
-        return false
-    }
-}
-
 extension ActionStep.Control {
     /// Only the controls XDPLimitation lets through reach here.
     init(_ control: ActionControl) {
@@ -188,5 +181,6 @@ extension ActionStep.Control {
 }
 
 extension UInt32 {
-    var littleEndianBytes: [UInt8] { (0 ..< 4).map { UInt8(truncatingIfNeeded: self >> ($0 * 8)) } }
+    /// As map keys and values hold it (host order, little-endian here).
+    public var littleEndianBytes: [UInt8] { (0 ..< 4).map { UInt8(truncatingIfNeeded: self >> ($0 * 8)) } }
 }

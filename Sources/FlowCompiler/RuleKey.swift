@@ -43,13 +43,13 @@ struct RuleKey {
         if m.indev.map({ $0 != device }) ?? false { fixed = nil }
         let proto = rule.filterProtocol.rawValue
         if rule.filterProtocol != .all {
-            constrain(proto.isVLANTPID ? .vlanTPID : .outerType, Masked(proto))
+            constrain(proto.isVLANType ? .vlanTPID : .outerType, Masked(proto))
         }
         constrain(.dstMAC, m.dstMAC)
         constrain(.srcMAC, m.srcMAC)
         if let id = m.vlanID { constrain(.vlanTCI, Masked(id, mask: 0x0fff)) }
         if let priority = m.vlanPriority { constrain(.vlanTCI, Masked(UInt16(priority) << 13, mask: 0xe000)) }
-        if let type = m.vlanEtherType { constrain(type.isVLANTPID ? .cvlanTPID : .etherType, Masked(type)) }
+        if let type = m.vlanEtherType { constrain(type.isVLANType ? .cvlanTPID : .etherType, Masked(type)) }
         if let id = m.cvlanID { constrain(.cvlanTCI, Masked(id, mask: 0x0fff)) }
         if let priority = m.cvlanPriority { constrain(.cvlanTCI, Masked(UInt16(priority) << 13, mask: 0xe000)) }
         if let type = m.cvlanEtherType { constrain(.etherType, Masked(type)) }
@@ -109,10 +109,6 @@ struct RuleKey {
         }
         return blocks
     }
-}
-
-extension UInt16 {
-    var isVLANTPID: Bool { self == EtherType.vlan || self == EtherType.qinq }
 }
 
 extension MaskableField {

@@ -130,7 +130,7 @@ public final class Datapath {
             let changed = new.filter { previous[$0.key] != $0.value }.sorted { $0.key < $1.key }
             guard !changed.isEmpty else { return }
             var entries: [(key: [UInt8], value: [UInt8])] = []
-            for (index, value) in changed { entries.append((index.bytes, try bytes(value))) }
+            for (index, value) in changed { entries.append((index.littleEndianBytes, try bytes(value))) }
             if map.spec.type == .devmap {
                 // Devmaps have no batch operations.
                 for entry in entries { try map.update(entry.key, entry.value) }
@@ -141,14 +141,14 @@ public final class Datapath {
         }
         try put(maps[FlowMaps.actions], plan.actions, old(FlowMaps.actions)?.actions ?? [:]) { $0.bytes }
         try put(maps[FlowMaps.redirect], plan.redirectTargets, old(FlowMaps.redirect)?.redirectTargets ?? [:]) {
-            (name: String) throws(BPFError) in try targetIndex(name).bytes
+            (name: String) throws(BPFError) in try targetIndex(name).littleEndianBytes
         }
         try put(maps[FlowMaps.policers], plan.policers, old(FlowMaps.policers)?.policers ?? [:]) { $0.bytes }
         // A group's devices never change (they name it): a new group's map gets them all.
         for (devices, group) in plan.broadcastIndex.indexes where !keptMaps.contains(FlowMaps.broadcast(group)) {
             guard let map = maps[FlowMaps.broadcast(group)] else { continue }
             for (index, name) in devices.enumerated() {
-                try map.update(UInt32(index).bytes, try targetIndex(name).bytes)
+                try map.update(UInt32(index).littleEndianBytes, try targetIndex(name).littleEndianBytes)
                 writes += 1
             }
         }
@@ -156,7 +156,7 @@ public final class Datapath {
             // A slot that changed hands (or is new) starts from zero.
             let zero = [UInt8](repeating: 0, count: RuleCounters.size)
             for (rule, slot) in plan.slots.indexes where previous?.slots[rule] != slot {
-                try counters.updateAllCPUs(slot.bytes, zero)
+                try counters.updateAllCPUs(slot.littleEndianBytes, zero)
                 writes += 1
             }
         }
@@ -186,7 +186,7 @@ public final class Datapath {
     public static func mapKey(_ key: [UInt8], in subtable: Subtable) -> [UInt8] {
         switch subtable.storage {
         case .hash: key
-        case .direct: key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }.bytes
+        case .direct: key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }.littleEndianBytes
         }
     }
 
@@ -196,7 +196,7 @@ public final class Datapath {
         var result: [UInt32: RuleStatistics] = [:]
         let slots = [RuleSlots.miss, RuleSlots.unparsed] + plan.slots.indexes.values
         for slot in slots {
-            guard let perCPU = try map.lookupPerCPU(slot.bytes) else { continue }
+            guard let perCPU = try map.lookupPerCPU(slot.littleEndianBytes) else { continue }
             result[slot] = RuleStatistics(perCPU: perCPU)
         }
         return result
@@ -233,8 +233,4 @@ public enum OffloadError: Error, CustomStringConvertible {
         case .kernel(let error): "\(error)"
         }
     }
-}
-
-extension UInt32 {
-    var bytes: [UInt8] { (0 ..< 4).map { UInt8(truncatingIfNeeded: self >> ($0 * 8)) } }
 }

@@ -256,7 +256,7 @@ public struct Offload {
     func statistics(of offload: OffloadState) throws -> Statistics {
         let counters = try BPFKernel.Map(pinnedAt: pins.appending(FlowMaps.counters))
         func read(_ slot: UInt32) throws -> RuleStatistics {
-            try counters.lookupPerCPU(slot.bytes).map(RuleStatistics.init(perCPU:)) ?? RuleStatistics()
+            try counters.lookupPerCPU(slot.littleEndianBytes).map(RuleStatistics.init(perCPU:)) ?? RuleStatistics()
         }
         var rules: [RuleID: RuleStatistics] = [:]
         for (rule, slot) in offload.memory.slots.indexes { rules[rule] = try read(slot) }

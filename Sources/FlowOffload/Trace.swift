@@ -32,10 +32,10 @@ extension Datapath {
             throw .invalidArgument("trace needs a program compiled with recordMatches")
         }
         let zero = [UInt8](repeating: 0, count: TraceLog.size)
-        try log.update(UInt32(0).bytes, zero)
+        try log.update(UInt32(0).littleEndianBytes, zero)
         let result = try program.testRun(TestRun(packet: frame, context: XDPTestContext(),
                                                  outputCapacity: frame.count + 256))
-        let entry = try log.lookup(UInt32(0).bytes) ?? zero
+        let entry = try log.lookup(UInt32(0).littleEndianBytes) ?? zero
         let count = min(Int(entry.littleEndian(at: 0) as UInt32), TraceLog.capacity)
         let slots = (0 ..< count).map { entry.littleEndian(at: 4 + 4 * $0) as UInt32 }
         let ruleBySlot = Dictionary(uniqueKeysWithValues: plan.slots.indexes.map { ($0.value, $0.key) })

@@ -18,7 +18,7 @@ public struct FilterProtocol: RawRepresentable, Hashable, Sendable, Codable {
 
 extension UInt16 {
     /// 802.1Q or 802.1ad: tc's `eth_type_vlan()`.
-    var isVLANType: Bool { self == EtherType.vlan || self == EtherType.qinq }
+    public var isVLANType: Bool { self == EtherType.vlan || self == EtherType.qinq }
     var isIPType: Bool { self == EtherType.ipv4 || self == EtherType.ipv6 }
     var isARPType: Bool { self == EtherType.arp || self == EtherType.rarp }
 }

@@ -80,7 +80,8 @@ extension FlowRule {
 }
 
 extension FlowAction {
-    var isMirror: Bool {
+    /// `mirred ... mirror`.
+    public var isMirror: Bool {
         if case .mirred(let mirred) = kind, mirred.mode == .mirror { return true }
         return false
     }
