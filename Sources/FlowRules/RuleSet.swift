@@ -34,8 +34,16 @@ public struct RuleSelector: Hashable, Sendable {
 /// - `delete` without prio removes every rule of the chain (and takes no protocol or
 ///   handle); with prio and no handle, every rule at that prio; with both, one rule.
 /// Every operation leaves the set unchanged when it throws.
+///
+/// Rules are kept per (chain, prio) with the indexes the checks need (handles, masked
+/// matches, the lowest free handle), so `add`, `get` and deleting one rule take constant
+/// time (amortised) however many rules the set holds.
 public struct RuleSet: Hashable, Sendable, Codable {
-    public private(set) var rules: [FlowRule] = []
+    private var groups: [Place: Group] = [:]
+    /// Each chain's prios, ascending.
+    private var prios: [UInt32: [UInt16]] = [:]
+    /// Rules over all chains.
+    public private(set) var count = 0
 
     /// The prio `add` gives the first rule of an empty chain.
     public static let firstAutomaticPrio: UInt16 = 0xc000
@@ -57,35 +65,57 @@ public struct RuleSet: Hashable, Sendable, Codable {
         try rules.encode(to: encoder)
     }
 
+    /// Every rule, ordered by chain, prio and handle.
+    public var rules: [FlowRule] {
+        var rules: [FlowRule] = []
+        rules.reserveCapacity(count)
+        for chain in prios.keys.sorted() {
+            for prio in prios[chain]! { groups[Place(chain: chain, prio: prio)]!.appendRules(to: &rules) }
+        }
+        return rules
+    }
+
+    /// The rule at (chain, prio, handle), if any.
+    public func rule(chain: UInt32 = 0, prio: UInt16, handle: UInt32) -> FlowRule? {
+        groups[Place(chain: chain, prio: prio)]?.byHandle[handle]
+    }
+
     /// The rule as stored, with its prio and handle allocated.
     @discardableResult
     public mutating func add(_ rule: FlowRule) throws(RuleSetError) -> FlowRule {
         var rule = rule
         if rule.prio == 0 { rule.prio = try automaticPrio(chain: rule.chain) }
-        try checkProtocol(of: rule)
+        let place = Place(rule)
+        let group = groups[place]
+        if let group { try group.check(protocol: rule) }
         if rule.handle == 0 {
-            rule.handle = try automaticHandle(chain: rule.chain, prio: rule.prio)
-        } else if rules.contains(where: { $0.chain == rule.chain && $0.prio == rule.prio && $0.handle == rule.handle }) {
+            rule.handle = group?.firstFree ?? 1
+            guard rule.handle <= Self.maxAutomaticHandle else { throw .noHandleLeft(chain: rule.chain, prio: rule.prio) }
+        } else if group?.byHandle[rule.handle] != nil {
             throw .handleExists(chain: rule.chain, prio: rule.prio, handle: rule.handle)
         }
-        try checkUniqueMatch(of: rule, replacing: nil)
-        rules.insert(rule, at: rules.firstIndex { Self.order($0) > Self.order(rule) } ?? rules.endIndex)
+        let key = rule.match.comparisonKey
+        try group?.checkUnique(key, of: rule, replacing: nil)
+        if group == nil { insertPrio(place) }
+        groups[place, default: Group(filterProtocol: rule.filterProtocol)].insert(rule, key: key)
+        count += 1
         return rule
     }
 
     @discardableResult
     public mutating func replace(_ rule: FlowRule) throws(RuleSetError) -> FlowRule {
-        guard let index = index(of: rule) else { return try add(rule) }
-        return try replace(at: index, with: rule)
+        guard rule.prio != 0, rule.handle != 0, self.rule(chain: rule.chain, prio: rule.prio, handle: rule.handle) != nil
+        else { return try add(rule) }
+        return try replaceExisting(with: rule)
     }
 
     @discardableResult
     public mutating func change(_ rule: FlowRule) throws(RuleSetError) -> FlowRule {
         guard rule.prio != 0, rule.handle != 0 else { throw .changeNeedsPrioAndHandle }
-        guard let index = index(of: rule) else {
+        guard self.rule(chain: rule.chain, prio: rule.prio, handle: rule.handle) != nil else {
             throw .notFound(RuleSelector(chain: rule.chain, prio: rule.prio, handle: rule.handle))
         }
-        return try replace(at: index, with: rule)
+        return try replaceExisting(with: rule)
     }
 
     /// The rules removed.
@@ -94,28 +124,38 @@ public struct RuleSet: Hashable, Sendable, Codable {
         let chain = selector.chain ?? 0
         guard let prio = selector.prio else {
             guard selector.filterProtocol == nil, selector.handle == nil else { throw .flushTakesNoProtocolOrHandle }
-            return remove { $0.chain == chain }
+            var removed: [FlowRule] = []
+            for prio in prios.removeValue(forKey: chain) ?? [] {
+                groups.removeValue(forKey: Place(chain: chain, prio: prio))!.appendRules(to: &removed)
+            }
+            count -= removed.count
+            return removed
         }
-        let group = rules.filter { $0.chain == chain && $0.prio == prio }
-        guard let held = group.first?.filterProtocol else {
-            throw .notFound(RuleSelector(chain: chain, prio: prio))
+        let place = Place(chain: chain, prio: prio)
+        guard let group = groups[place] else { throw .notFound(RuleSelector(chain: chain, prio: prio)) }
+        if let given = selector.filterProtocol, given != group.filterProtocol {
+            throw .protocolMismatch(chain: chain, prio: prio, held: group.filterProtocol, given: given)
         }
-        if let given = selector.filterProtocol, given != held {
-            throw .protocolMismatch(chain: chain, prio: prio, held: held, given: given)
+        guard let handle = selector.handle else {
+            removePrio(place)
+            count -= group.byHandle.count
+            return group.rules
         }
-        guard let handle = selector.handle else { return remove { $0.chain == chain && $0.prio == prio } }
-        guard group.contains(where: { $0.handle == handle }) else {
+        guard group.byHandle[handle] != nil else {
             throw .notFound(RuleSelector(chain: chain, prio: prio, handle: handle))
         }
-        return remove { $0.chain == chain && $0.prio == prio && $0.handle == handle }
+        let removed = groups[place]!.remove(handle: handle)
+        if groups[place]!.byHandle.isEmpty { removePrio(place) }
+        count -= 1
+        return [removed]
     }
 
     /// One rule, named by prio and handle (and chain 0 unless given), as `tc filter get`.
     public func get(_ selector: RuleSelector) throws(RuleSetError) -> FlowRule {
         let chain = selector.chain ?? 0
-        guard let rule = rules.first(where: {
-            $0.chain == chain && $0.prio == selector.prio && $0.handle == selector.handle
-        }) else {
+        guard let prio = selector.prio, let handle = selector.handle,
+              let rule = rule(chain: chain, prio: prio, handle: handle)
+        else {
             throw .notFound(RuleSelector(chain: chain, prio: selector.prio, handle: selector.handle))
         }
         if let given = selector.filterProtocol, given != rule.filterProtocol {
@@ -130,57 +170,116 @@ public struct RuleSet: Hashable, Sendable, Codable {
 
     // MARK: -
 
-    private static func order(_ rule: FlowRule) -> (UInt32, UInt16, UInt32) { (rule.chain, rule.prio, rule.handle) }
+    /// A (chain, prio): its rules share one protocol.
+    private struct Place: Hashable, Sendable {
+        var chain: UInt32
+        var prio: UInt16
 
-    private func index(of rule: FlowRule) -> Int? {
-        guard rule.prio != 0, rule.handle != 0 else { return nil }
-        return rules.firstIndex { Self.order($0) == Self.order(rule) }
+        init(chain: UInt32, prio: UInt16) {
+            self.chain = chain
+            self.prio = prio
+        }
+
+        init(_ rule: FlowRule) { self.init(chain: rule.chain, prio: rule.prio) }
     }
 
-    private mutating func replace(at index: Int, with rule: FlowRule) throws(RuleSetError) -> FlowRule {
-        try checkProtocol(of: rule)
-        try checkUniqueMatch(of: rule, replacing: rules[index].handle)
-        rules[index] = rule
+    /// The rules of one (chain, prio) and what add checks against them.
+    private struct Group: Hashable, Sendable {
+        let filterProtocol: FilterProtocol
+        private(set) var byHandle: [UInt32: FlowRule] = [:]
+        /// Ascending.
+        private(set) var handles: [UInt32] = []
+        /// Masked match (`comparisonKey`) -> the handle of the one rule that has it.
+        private(set) var handleByMatch: [FlowMatch: UInt32] = [:]
+        /// The lowest handle from 1 not in use (past `maxAutomaticHandle` when none is left).
+        private(set) var firstFree: UInt32 = 1
+
+        init(filterProtocol: FilterProtocol) { self.filterProtocol = filterProtocol }
+
+        var rules: [FlowRule] { handles.map { byHandle[$0]! } }
+
+        func appendRules(to rules: inout [FlowRule]) {
+            for handle in handles { rules.append(byHandle[handle]!) }
+        }
+
+        func check(protocol rule: FlowRule) throws(RuleSetError) {
+            guard filterProtocol == rule.filterProtocol else {
+                throw .protocolMismatch(chain: rule.chain, prio: rule.prio, held: filterProtocol,
+                                        given: rule.filterProtocol)
+            }
+        }
+
+        /// cls_flower keeps one rule per masked key in a (chain, prio).
+        func checkUnique(_ key: FlowMatch, of rule: FlowRule, replacing handle: UInt32?) throws(RuleSetError) {
+            if let twin = handleByMatch[key], twin != handle {
+                throw .sameMatchExists(chain: rule.chain, prio: rule.prio, handle: twin)
+            }
+        }
+
+        mutating func insert(_ rule: FlowRule, key: FlowMatch) {
+            let handle = rule.handle
+            byHandle[handle] = rule
+            handleByMatch[key] = handle
+            if let last = handles.last, last > handle {
+                handles.insert(handle, at: position(of: handle))
+            } else {
+                handles.append(handle)
+            }
+            while firstFree <= RuleSet.maxAutomaticHandle && byHandle[firstFree] != nil { firstFree += 1 }
+        }
+
+        mutating func remove(handle: UInt32) -> FlowRule {
+            let rule = byHandle.removeValue(forKey: handle)!
+            handleByMatch.removeValue(forKey: rule.match.comparisonKey)
+            handles.remove(at: position(of: handle))
+            firstFree = min(firstFree, handle)
+            return rule
+        }
+
+        mutating func replace(with rule: FlowRule, key: FlowMatch) {
+            handleByMatch.removeValue(forKey: byHandle[rule.handle]!.match.comparisonKey)
+            handleByMatch[key] = rule.handle
+            byHandle[rule.handle] = rule
+        }
+
+        /// Where `handle` is or would go in `handles`.
+        private func position(of handle: UInt32) -> Int {
+            var low = 0, high = handles.count
+            while low < high {
+                let middle = (low + high) / 2
+                if handles[middle] < handle { low = middle + 1 } else { high = middle }
+            }
+            return low
+        }
+    }
+
+    private mutating func replaceExisting(with rule: FlowRule) throws(RuleSetError) -> FlowRule {
+        let place = Place(rule)
+        let group = groups[place]!
+        try group.check(protocol: rule)
+        let key = rule.match.comparisonKey
+        try group.checkUnique(key, of: rule, replacing: rule.handle)
+        groups[place]!.replace(with: rule, key: key)
         return rule
     }
 
-    private mutating func remove(where selected: (FlowRule) -> Bool) -> [FlowRule] {
-        let removed = rules.filter(selected)
-        rules.removeAll(where: selected)
-        return removed
+    private mutating func insertPrio(_ place: Place) {
+        var list = prios.removeValue(forKey: place.chain) ?? []
+        list.insert(place.prio, at: list.firstIndex { $0 > place.prio } ?? list.endIndex)
+        prios[place.chain] = list
+    }
+
+    private mutating func removePrio(_ place: Place) {
+        groups.removeValue(forKey: place)
+        var list = prios.removeValue(forKey: place.chain)!
+        list.removeAll { $0 == place.prio }
+        if !list.isEmpty { prios[place.chain] = list }
     }
 
     private func automaticPrio(chain: UInt32) throws(RuleSetError) -> UInt16 {
-        guard let lowest = rules.first(where: { $0.chain == chain })?.prio else { return Self.firstAutomaticPrio }
+        guard let lowest = prios[chain]?.first else { return Self.firstAutomaticPrio }
         guard lowest > 1 else { throw .noPrioLeft(chain: chain) }
         return lowest - 1
-    }
-
-    private func automaticHandle(chain: UInt32, prio: UInt16) throws(RuleSetError) -> UInt32 {
-        var candidate: UInt32 = 1
-        for rule in rules where rule.chain == chain && rule.prio == prio {
-            if rule.handle > candidate || candidate > Self.maxAutomaticHandle { break }
-            if rule.handle == candidate { candidate += 1 }
-        }
-        guard candidate <= Self.maxAutomaticHandle else { throw .noHandleLeft(chain: chain, prio: prio) }
-        return candidate
-    }
-
-    private func checkProtocol(of rule: FlowRule) throws(RuleSetError) {
-        if let held = rules.first(where: { $0.chain == rule.chain && $0.prio == rule.prio })?.filterProtocol,
-           held != rule.filterProtocol {
-            throw .protocolMismatch(chain: rule.chain, prio: rule.prio, held: held, given: rule.filterProtocol)
-        }
-    }
-
-    /// cls_flower keeps one rule per masked key in a (chain, prio).
-    private func checkUniqueMatch(of rule: FlowRule, replacing handle: UInt32?) throws(RuleSetError) {
-        let key = rule.match.comparisonKey
-        if let twin = rules.first(where: {
-            $0.chain == rule.chain && $0.prio == rule.prio && $0.handle != handle && $0.match.comparisonKey == key
-        }) {
-            throw .sameMatchExists(chain: twin.chain, prio: twin.prio, handle: twin.handle)
-        }
     }
 }
 
