@@ -12,6 +12,8 @@ public struct RuleID: Hashable, Sendable, Codable, Comparable, CustomStringConve
         self.handle = handle
     }
 
+    public init(_ rule: FlowRule) { self.init(prio: rule.prio, handle: rule.handle) }
+
     public static func < (a: Self, b: Self) -> Bool { (a.prio, a.handle) < (b.prio, b.handle) }
 
     /// As tc names a rule: `prio 1 handle 0x2`.
@@ -25,25 +27,85 @@ public struct RuleID: Hashable, Sendable, Codable, Comparable, CustomStringConve
 public struct StableIndex<Key: Hashable & Sendable & Codable>: Hashable, Sendable, Codable {
     public private(set) var indexes: [Key: UInt32] = [:]
     public let first: UInt32
+    /// Free indexes below `end`, ascending; every index from `end` on is free.
+    private var holes: [UInt32] = []
+    private var end: UInt32
 
-    public init(first: UInt32 = 0) { self.first = first }
+    public init(first: UInt32 = 0) {
+        self.first = first
+        end = first
+    }
 
     /// Keeps the indexes of `keys` that have one, frees those of keys that are gone and
     /// gives the others the lowest free indexes, in order.
     mutating func assign(_ keys: [Key]) {
-        let live = Set(keys)
-        indexes = indexes.filter { live.contains($0.key) }
-        var used = Set(indexes.values)
-        var next = first
-        for key in keys where indexes[key] == nil {
-            while used.contains(next) { next += 1 }
-            indexes[key] = next
-            used.insert(next)
+        if !indexes.isEmpty {
+            let live = Set(keys)
+            indexes = indexes.filter { live.contains($0.key) }
+            findHoles()
+        }
+        for key in keys where indexes[key] == nil { indexes[key] = takeLowestFree() }
+    }
+
+    /// The key's index, given the lowest free one when it has none.
+    @discardableResult
+    mutating func insert(_ key: Key) -> (index: UInt32, isNew: Bool) {
+        if let index = indexes[key] { return (index, false) }
+        let index = takeLowestFree()
+        indexes[key] = index
+        return (index, true)
+    }
+
+    /// Frees the key's index.
+    mutating func remove(_ key: Key) {
+        guard let index = indexes.removeValue(forKey: key) else { return }
+        guard index == end - 1 else {
+            holes.insert(index, at: holes.firstIndex { $0 > index } ?? holes.endIndex)
+            return
+        }
+        end -= 1
+        while let last = holes.last, last == end - 1 {
+            holes.removeLast()
+            end -= 1
         }
     }
 
     public subscript(key: Key) -> UInt32? { indexes[key] }
+    /// The index `insert` would give a new key.
+    var lowestFree: UInt32 { holes.first ?? end }
     public var count: Int { indexes.count }
+    /// One past the highest index in use (`first` when none is).
+    public var upperBound: UInt32 { end }
+
+    private mutating func takeLowestFree() -> UInt32 {
+        guard holes.isEmpty else { return holes.removeFirst() }
+        end += 1
+        return end - 1
+    }
+
+    private mutating func findHoles() {
+        end = indexes.values.max().map { $0 + 1 } ?? first
+        var used = [Bool](repeating: false, count: Int(end - first))
+        for index in indexes.values { used[Int(index - first)] = true }
+        holes = used.indices.filter { !used[$0] }.map { first + UInt32($0) }
+    }
+
+    // On disk: the indexes; the free list follows from them.
+    enum CodingKeys: String, CodingKey { case indexes, first }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        first = try container.decode(UInt32.self, forKey: .first)
+        end = first
+        indexes = try container.decode([Key: UInt32].self, forKey: .indexes)
+        findHoles()
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(indexes, forKey: .indexes)
+        try container.encode(first, forKey: .first)
+    }
 }
 
 /// Counter slots: 0 and 1 count misses and unparsed frames, rules follow.
@@ -76,13 +138,6 @@ public struct SubtableMask: Hashable, Sendable {
             }
         }
     }
-
-    /// The key of an entry whose fields have `values`.
-    func key(_ values: [KeyField: MaskedBytes]) -> [UInt8] {
-        fields.keys.sorted().flatMap { field in
-            zip(values[field]!.value, fields[field]!).compactMap { value, mask in mask == 0 ? nil : value }
-        }
-    }
 }
 
 /// One (prio, mask): a map from masked key to rule.
@@ -101,6 +156,9 @@ public struct Subtable: Hashable, Sendable {
     public var guards: [KeyField: [UInt8]] = [:]
     public var entries: [[UInt8]: SubtableValue]
     public var storage: Storage
+    /// The entries of rules whose key a lower handle of the prio holds, lowest handle
+    /// first: when the holder goes, the next in line takes the key.
+    public internal(set) var outvoted: [[UInt8]: [SubtableValue]] = [:]
 
     public var keySize: Int { mask.keyBytes.count }
 
@@ -127,6 +185,11 @@ public struct Subtable: Hashable, Sendable {
         mix(mask.keyBytes.count <= 2 ? 0 : 1)
         let hex = String(UInt32(truncatingIfNeeded: hash ^ hash >> 32), radix: 16)
         return "xf_st_" + String(repeating: "0", count: 8 - hex.count) + hex
+    }
+
+    /// The entries a hash subtable has room for; nil for a direct one.
+    public var capacity: Int? {
+        if case .hash(let capacity) = storage { capacity } else { nil }
     }
 }
 
@@ -161,22 +224,39 @@ public struct PolicerConfig: Hashable, Sendable {
             (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) }
         }
     }
+
+    init(rule: RuleID, action: Int, police: Police) {
+        self.rule = rule
+        self.action = action
+        capacity = UInt64(police.burstBytes) * 1_000_000_000
+        rate = police.bytesPerSecond
+        fillTime = police.bytesPerSecond == 0 ? .max : capacity / police.bytesPerSecond
+    }
 }
 
 /// The compiler's view of one device's rule set: subtables in lookup order, and
 /// everything the program and its maps need.
-public struct Plan: Sendable {
+///
+/// A plan is built from a rule set (`init`), or changed a rule at a time (`add`,
+/// `remove`), which touches only what the rule touches and says which map writes carry
+/// the change into the kernel. Either way the plan is the same: a plan changed rule by
+/// rule equals the plan built from its rules with its memory.
+public struct Plan: Equatable, Sendable {
     /// The most subtables one program looks up (each is a map and a lookup per packet).
     /// A program may use at most 64 maps (the kernel's MAX_USED_MAPS); the counters,
     /// actions, redirect, policer and trace maps leave 59 for subtables.
     public static let maxSubtables = 59
     public static let maxRedirectTargets = 64
+    /// The rule capacity a device starts with; it doubles when the rules outgrow it.
     public static let defaultRuleCapacity = 65536
+    /// The most rules a plan grows to (the per-CPU counters take 24 bytes per CPU each).
+    public static let maxRuleCapacity = 1 << 24
 
     public var device: String
     /// Lookup order: by prio; within a prio, all are looked up and the lowest handle wins.
     public var subtables: [Subtable]
-    public var rules: [FlowRule]
+    /// The rules of chain 0.
+    public var rules: [RuleID: FlowRule]
     /// Rule -> counter slot.
     public var slots: StableIndex<RuleID>
     /// Action program -> index in the actions map (deduplicated: rules share programs).
@@ -198,17 +278,20 @@ public struct Plan: Sendable {
     public var keyLayers: KeyLayers
     /// Every field some subtable reads.
     public var fields: Set<KeyField>
+    /// Counter slots (past the miss and unparsed slots) and action programs the maps
+    /// hold: kept while the rules fit, doubled when they outgrow it (a new program).
     public var ruleCapacity: Int
+    /// What `add` and `remove` need that the plan does not otherwise say.
+    var usage = Usage()
 
     /// Whether some rule goes on classifying (`continue`, also as police's control).
-    public var usesContinue: Bool {
-        actionIndex.indexes.keys.contains { $0.steps.contains { $0.control == .continue || $0.exceed == .continue } }
-    }
-
-    public var stepKinds: Set<ActionStep.Kind> { Set(actionIndex.indexes.keys.flatMap { $0.steps.map(\.kind) }) }
-    public var maxSteps: Int { actionIndex.indexes.keys.map(\.steps.count).max() ?? 0 }
+    public var usesContinue: Bool { usage.traits.keys.contains(where: \.continues) }
+    public var stepKinds: Set<ActionStep.Kind> { usage.traits.keys.reduce(into: []) { $0.formUnion($1.kinds) } }
+    public var maxSteps: Int { usage.traits.keys.map(\.steps).max() ?? 0 }
     /// Entries over all subtables (a port range counts once per block).
     public var entryCount: Int { subtables.reduce(0) { $0 + $1.entries.count } }
+    /// Room in the policers map: it holds at least 1024.
+    public var policerCapacity: Int { max(policers.count, 1024) }
 
     /// Subtables grouped by prio, in lookup order.
     public var prioGroups: [[Subtable]] {
@@ -231,7 +314,7 @@ public struct Plan: Sendable {
     }
 
     /// What a plan passes on to the next plan of its device (and what the runtime keeps
-    /// on disk): its indexes and the sizes of its hash maps.
+    /// on disk): its indexes and the sizes of its maps.
     public struct Memory: Hashable, Sendable, Codable {
         public var slots: StableIndex<RuleID>
         public var actionIndex: StableIndex<ActionProgram>
@@ -240,84 +323,101 @@ public struct Plan: Sendable {
         public var broadcastIndex: StableIndex<[String]>
         /// Subtable map name -> hash capacity.
         public var capacities: [String: Int]
+        /// Nil in state written before rule capacities grew.
+        public var ruleCapacity: Int?
     }
 
     public var memory: Memory {
         var capacities: [String: Int] = [:]
         for subtable in subtables {
-            if case .hash(let capacity) = subtable.storage { capacities[subtable.mapName] = capacity }
+            if let capacity = subtable.capacity { capacities[subtable.mapName] = capacity }
         }
         return Memory(slots: slots, actionIndex: actionIndex, targetIndex: targetIndex, policerIndex: policerIndex,
-                      broadcastIndex: broadcastIndex, capacities: capacities)
+                      broadcastIndex: broadcastIndex, capacities: capacities, ruleCapacity: ruleCapacity)
     }
 
     /// Plans chain 0 of `ruleSet` for `device`, keeping the indexes and map sizes in
-    /// `memory` (see `StableIndex`).
+    /// `memory` (see `StableIndex`); a device without memory starts with `ruleCapacity`.
     public init(_ ruleSet: RuleSet, device: String, memory previous: Memory? = nil,
                 ruleCapacity: Int = Plan.defaultRuleCapacity) throws(CompileError) {
-        let rules = ruleSet.rules.filter { $0.chain == 0 }
-        for rule in ruleSet.rules where !rule.xdpLimitations.isEmpty {
+        let all = ruleSet.rules
+        for rule in all where !rule.xdpLimitations.isEmpty {
             throw .unsupported(UnsupportedRule(rule: rule, limitations: rule.xdpLimitations))
         }
-        guard rules.count <= ruleCapacity else { throw .tooManyRules(count: rules.count, capacity: ruleCapacity) }
+        let rules = all.filter { $0.chain == 0 }
         self.device = device
-        self.rules = rules
-        self.ruleCapacity = ruleCapacity
-        keyLayers = ruleSet.keyLayers
+        self.rules = Dictionary(uniqueKeysWithValues: rules.lazy.map { (RuleID($0), $0) })
+        subtables = []
+        fields = []
+        keyLayers = []
+        policers = [:]
+        targetIndex = previous?.targetIndex ?? StableIndex()
+        broadcastIndex = previous?.broadcastIndex ?? StableIndex()
+        policerIndex = previous?.policerIndex ?? StableIndex()
+        actionIndex = previous?.actionIndex ?? StableIndex()
+        slots = previous?.slots ?? StableIndex(first: RuleSlots.firstRule)
+        self.ruleCapacity = previous?.ruleCapacity ?? ruleCapacity
 
+        // Each index space takes its keys in rule order (as `add` one by one would).
         // Targets and police actions first: the action programs name their indexes.
-        var targetIndex = previous?.targetIndex ?? StableIndex()
-        targetIndex.assign(rules.flatMap { rule in
-            rule.actions.compactMap { action -> String? in
-                guard case .mirred(let mirred) = action.kind, mirred.mode == .redirect, mirred.device != device,
-                      rule.broadcastGroup == nil
-                else { return nil }
-                return mirred.device
-            }
-        })
-        var broadcastIndex = previous?.broadcastIndex ?? StableIndex()
-        broadcastIndex.assign(rules.compactMap(\.broadcastGroup))
-        var policerIndex = previous?.policerIndex ?? StableIndex()
-        policerIndex.assign(rules.flatMap { rule in
-            rule.actions.indices.compactMap { index -> PolicerKey? in
-                guard case .police = rule.actions[index].kind else { return nil }
-                return PolicerKey(rule: RuleID(prio: rule.prio, handle: rule.handle), action: index)
-            }
-        })
-        var programs: [ActionProgram] = []
+        var targets: [String] = [], groups: [[String]] = [], policerKeys: [PolicerKey] = []
         for rule in rules {
-            let id = RuleID(prio: rule.prio, handle: rule.handle)
-            programs.append(try ActionProgram(rule, device: device, target: { targetIndex[$0]! },
-                                              policer: { policerIndex[PolicerKey(rule: id, action: $0)]! },
-                                              broadcast: { broadcastIndex[$0]! }))
+            usage.layers.add(rule.keyLayers)
+            for target in rule.redirectTargets(device: device) where usage.targets.add(target) == 1 {
+                targets.append(target)
+            }
+            if let group = rule.broadcastGroup, usage.broadcasts.add(group) == 1 { groups.append(group) }
+            policerKeys += rule.policerKeys
         }
-        var actionIndex = previous?.actionIndex ?? StableIndex()
-        actionIndex.assign(programs)
-        var slots = previous?.slots ?? StableIndex(first: RuleSlots.firstRule)
-        slots.assign(rules.map { RuleID(prio: $0.prio, handle: $0.handle) })
+        keyLayers = usage.layers.union
+        targetIndex.assign(targets)
+        broadcastIndex.assign(groups)
+        policerIndex.assign(policerKeys)
+        slots.assign(rules.map(RuleID.init))
 
-        var policers: [UInt32: PolicerConfig] = [:]
-        var tables: [SubtableKey: [[UInt8]: SubtableValue]] = [:]
-        var fields = Set<KeyField>()
-        for (rule, program) in zip(rules, programs) {
-            let id = RuleID(prio: rule.prio, handle: rule.handle)
+        // Rules without police actions share a program when their actions are the same:
+        // it is built once per distinct action list.
+        var programs: [ActionProgram] = [], programNumbers: [ActionProgram: Int] = [:]
+        var byActions: [[FlowAction]: Int] = [:], ruleProgram: [Int] = []
+        ruleProgram.reserveCapacity(rules.count)
+        for rule in rules {
+            let shared = rule.policerKeys.isEmpty
+            if shared, let number = byActions[rule.actions] {
+                ruleProgram.append(number)
+                continue
+            }
+            let program = try program(for: rule)
+            let number = programNumbers[program] ?? programs.count
+            if number == programs.count {
+                programs.append(program)
+                programNumbers[program] = number
+            }
+            if shared { byActions[rule.actions] = number }
+            ruleProgram.append(number)
+        }
+        actionIndex.assign(programs)
+        let programIndexes = programs.map { actionIndex[$0]! }
+        for number in ruleProgram { usage.programs[programs[number], default: 0] += 1 }
+        for program in programs { usage.traits.add(ProgramTraits(program)) }
+
+        var tables: [SubtableBuilder] = [], tableNumbers: [SubtableKey: Int] = [:]
+        for (rule, number) in zip(rules, ruleProgram) {
+            let id = RuleID(rule)
             for (index, action) in rule.actions.enumerated() {
                 guard case .police(let police) = action.kind else { continue }
-                let capacity = UInt64(police.burstBytes) * 1_000_000_000
                 policers[policerIndex[PolicerKey(rule: id, action: index)]!] = PolicerConfig(
-                    rule: id, action: index, capacity: capacity, rate: police.bytesPerSecond,
-                    fillTime: police.bytesPerSecond == 0 ? .max : capacity / police.bytesPerSecond)
+                    rule: id, action: index, police: police)
             }
-            let value = SubtableValue(slot: slots[id]!, handle: rule.handle, action: actionIndex[program]!)
-            for alternative in RuleKey(rule, device: device).alternatives {
-                let guards = alternative.filter { Subtable.guardFields.contains($0.key) && $0.value.mask.allSatisfy { $0 == 0xff } }
-                let keyed = alternative.filter { guards[$0.key] == nil }
-                let mask = SubtableMask(fields: keyed.mapValues(\.mask))
-                fields.formUnion(alternative.keys)
-                let key = mask.key(keyed)
-                let table = SubtableKey(prio: rule.prio, mask: mask, guards: guards.mapValues(\.value))
-                // Rules are in handle order within a prio: an earlier entry wins a collision.
-                if tables[table, default: [:]][key] == nil { tables[table, default: [:]][key] = value }
+            let value = SubtableValue(slot: slots[id]!, handle: rule.handle, action: programIndexes[number])
+            for pattern in RuleKey(rule, device: device).alternatives {
+                let table = SubtableKey(prio: rule.prio, pattern: pattern)
+                let number = tableNumbers[table] ?? tables.count
+                if number == tables.count {
+                    tables.append(SubtableBuilder(table))
+                    tableNumbers[table] = number
+                }
+                // Rules come in handle order within a prio: an earlier entry wins a collision.
+                tables[number].place(tables[number].key(pattern), value)
             }
         }
         guard targetIndex.count <= Self.maxRedirectTargets else {
@@ -327,27 +427,17 @@ public struct Plan: Sendable {
         guard tables.count + broadcastIndex.count <= Self.maxSubtables else {
             throw .tooManySubtables(count: tables.count + broadcastIndex.count)
         }
-        let previousCapacity = previous?.capacities ?? [:]
-        subtables = tables.map { table, entries in
-            var subtable = Subtable(prio: table.prio, mask: table.mask, guards: table.guards, entries: entries,
-                                    storage: .direct)
-            if subtable.keySize > 2 {
+        let kept = previous?.capacities ?? [:]
+        subtables = tables.map { table in
+            var subtable = table.finished
+            if let capacity = kept[subtable.mapName], capacity >= subtable.entries.count {
                 // Keep the map while it has room, so that a rule change stays a map update.
-                var capacity = Self.capacity(for: entries.count)
-                if let kept = previousCapacity[subtable.mapName], kept >= entries.count {
-                    capacity = kept
-                }
                 subtable.storage = .hash(capacity: capacity)
             }
             return subtable
         }.sorted { ($0.prio, $0.mapName) < ($1.prio, $1.mapName) }
-        self.fields = fields
-        self.slots = slots
-        self.actionIndex = actionIndex
-        self.targetIndex = targetIndex
-        self.policerIndex = policerIndex
-        self.broadcastIndex = broadcastIndex
-        self.policers = policers
+        indexSubtables(keys: Dictionary(uniqueKeysWithValues: tables.map { ($0.subtable.mapName, $0.key) }))
+        try fitRuleCapacity()
     }
 
     /// Room for twice the entries, at least 1024: a subtable grows by a new map.
@@ -357,9 +447,183 @@ public struct Plan: Sendable {
         return capacity
     }
 
-    private struct SubtableKey: Hashable {
-        var prio: UInt16
-        var mask: SubtableMask
-        var guards: [KeyField: [UInt8]]
+    /// The steps of `rule`'s actions with the plan's indexes.
+    func program(for rule: FlowRule) throws(CompileError) -> ActionProgram {
+        let id = RuleID(rule)
+        return try ActionProgram(rule, device: device, target: { targetIndex[$0]! },
+                                 policer: { policerIndex[PolicerKey(rule: id, action: $0)]! },
+                                 broadcast: { broadcastIndex[$0]! })
+    }
+
+    /// After the subtables changed: their fields, and where each subtable's key is.
+    mutating func indexSubtables(keys: [String: SubtableKey]) {
+        fields = []
+        usage.subtables = [:]
+        for (position, subtable) in subtables.enumerated() {
+            fields.formUnion(subtable.mask.fields.keys)
+            fields.formUnion(subtable.guards.keys)
+            usage.subtables[keys[subtable.mapName]!] = position
+        }
+    }
+
+    /// Doubles the rule capacity until every slot and action index fits.
+    mutating func fitRuleCapacity() throws(CompileError) {
+        let needed = max(Int(slots.upperBound - slots.first), Int(actionIndex.upperBound))
+        while ruleCapacity < needed { ruleCapacity = max(2 * ruleCapacity, 1) }
+        guard ruleCapacity <= Self.maxRuleCapacity else {
+            throw .tooManyRules(count: rules.count, capacity: Self.maxRuleCapacity)
+        }
+    }
+}
+
+/// Where a rule's key pattern goes: the prio, the fields hashed under their masks, and
+/// the guard fields with their values.
+struct SubtableKey: Hashable, Sendable {
+    var prio: UInt16
+    var fields: FieldSet
+    var mask: RecordBytes
+    var guardFields: FieldSet
+    var guardValues: RecordBytes
+
+    init(prio: UInt16, pattern: KeyPattern) {
+        var guards = FieldSet()
+        for field in Subtable.guardFields where pattern.fields.contains(FieldSet(field)) {
+            if (field.offset ..< field.offset + field.width).allSatisfy({ pattern.mask[$0] == 0xff }) {
+                guards.insert(FieldSet(field))
+            }
+        }
+        self.prio = prio
+        fields = pattern.fields.subtracting(guards)
+        mask = pattern.mask.clearing(guards)
+        guardFields = guards
+        guardValues = pattern.value.keeping(guards)
+    }
+}
+
+/// A subtable while a plan is built from a whole rule set.
+struct SubtableBuilder {
+    let key: SubtableKey
+    var subtable: Subtable
+    /// `subtable.mask.keyBytes`, worked out once.
+    let keyBytes: [(offset: Int, mask: UInt8)]
+
+    init(_ key: SubtableKey) {
+        self.key = key
+        let fields = key.fields.fields, guards = key.guardFields.fields
+        let mask = SubtableMask(fields: Dictionary(uniqueKeysWithValues: fields.map { ($0, key.mask.field($0)) }))
+        keyBytes = mask.keyBytes
+        subtable = Subtable(prio: key.prio, mask: mask,
+                            guards: Dictionary(uniqueKeysWithValues: guards.map { ($0, key.guardValues.field($0)) }),
+                            entries: [:], storage: keyBytes.count <= 2 ? .direct : .hash(capacity: 0))
+    }
+
+    func key(_ pattern: KeyPattern) -> [UInt8] { keyBytes.map { pattern.value[$0.offset] } }
+
+    /// The first value placed under a key holds it; later ones are outvoted.
+    mutating func place(_ key: [UInt8], _ value: SubtableValue) {
+        if subtable.entries[key] == nil {
+            subtable.entries[key] = value
+        } else {
+            subtable.outvoted[key, default: []].append(value)
+        }
+    }
+
+    /// The subtable, a hash one sized for its entries.
+    var finished: Subtable {
+        var finished = subtable
+        if case .hash = finished.storage { finished.storage = .hash(capacity: Plan.capacity(for: finished.entries.count)) }
+        return finished
+    }
+}
+
+/// How many rules (or programs) use each of some things: `add` and `remove` learn from
+/// it when the first user comes and the last one goes.
+struct UseCounts<Thing: Hashable & Sendable>: Equatable, Sendable {
+    private(set) var counts: [Thing: Int] = [:]
+
+    /// The users after this one.
+    @discardableResult
+    mutating func add(_ thing: Thing) -> Int {
+        counts[thing, default: 0] += 1
+        return counts[thing]!
+    }
+
+    /// The users left.
+    @discardableResult
+    mutating func remove(_ thing: Thing) -> Int {
+        let left = counts[thing]! - 1
+        counts[thing] = left == 0 ? nil : left
+        return left
+    }
+
+    var keys: Dictionary<Thing, Int>.Keys { counts.keys }
+}
+
+/// What of an action program the generated code depends on.
+struct ProgramTraits: Hashable, Sendable {
+    var kinds: Set<ActionStep.Kind>
+    var steps: Int
+    var continues: Bool
+
+    init(_ program: ActionProgram) {
+        kinds = Set(program.steps.map(\.kind))
+        steps = program.steps.count
+        continues = program.steps.contains { $0.control == .continue || $0.exceed == .continue }
+    }
+}
+
+/// How many rules read each key layer.
+struct LayerCounts: Equatable, Sendable {
+    private var counts = [Int](repeating: 0, count: 8)
+
+    mutating func add(_ layers: KeyLayers) {
+        for bit in 0 ..< 8 where layers.rawValue & 1 << bit != 0 { counts[bit] += 1 }
+    }
+
+    mutating func remove(_ layers: KeyLayers) {
+        for bit in 0 ..< 8 where layers.rawValue & 1 << bit != 0 { counts[bit] -= 1 }
+    }
+
+    var union: KeyLayers {
+        KeyLayers(rawValue: (0 ..< 8).reduce(0) { $0 | (counts[$1] > 0 ? 1 << $1 : 0) })
+    }
+}
+
+extension Plan {
+    /// The plan's bookkeeping for rule-by-rule changes: who uses each target, group,
+    /// program and layer, and where each subtable sits.
+    struct Usage: Equatable, Sendable {
+        var layers = LayerCounts()
+        var targets = UseCounts<String>()
+        var broadcasts = UseCounts<[String]>()
+        /// Rules per program.
+        var programs: [ActionProgram: Int] = [:]
+        /// Programs per traits.
+        var traits = UseCounts<ProgramTraits>()
+        /// Subtable key -> position in `subtables`.
+        var subtables: [SubtableKey: Int] = [:]
+    }
+}
+
+extension FlowRule {
+    /// The devices the rule redirects to through the redirect map (a broadcast names its
+    /// devices in its own map; a redirect to the device itself is XDP_TX), without repeats.
+    func redirectTargets(device: String) -> [String] {
+        guard broadcastGroup == nil else { return [] }
+        var targets: [String] = []
+        for action in actions {
+            guard case .mirred(let mirred) = action.kind, mirred.mode == .redirect, mirred.device != device,
+                  !targets.contains(mirred.device)
+            else { continue }
+            targets.append(mirred.device)
+        }
+        return targets
+    }
+
+    var policerKeys: [PolicerKey] {
+        actions.indices.compactMap { index in
+            guard case .police = actions[index].kind else { return nil }
+            return PolicerKey(rule: RuleID(self), action: index)
+        }
     }
 }

@@ -11,14 +11,86 @@ public struct MaskedBytes: Hashable, Sendable {
         self.mask = mask
         self.value = zip(value, mask).map { $0 & $1 }
     }
+}
 
-    /// Both constraints at once; nil when no value satisfies them.
-    func merged(with other: MaskedBytes) -> MaskedBytes? {
-        for index in value.indices where (value[index] ^ other.value[index]) & mask[index] & other.mask[index] != 0 {
-            return nil
-        }
-        return MaskedBytes(value: zip(value, other.value).map { $0 | $1 }, mask: zip(mask, other.mask).map { $0 | $1 })
+/// Bytes laid out as the key record (`KeyField` offsets), held inline: a rule's key is
+/// built without allocating, and hashed in one pass.
+struct RecordBytes: Hashable, Sendable {
+    var bytes = InlineArray<104, UInt8>(repeating: 0)
+
+    subscript(offset: Int) -> UInt8 {
+        get { bytes[offset] }
+        set { bytes[offset] = newValue }
     }
+
+    static func == (a: Self, b: Self) -> Bool {
+        withUnsafeBytes(of: a.bytes) { a in withUnsafeBytes(of: b.bytes) { b in a.elementsEqual(b) } }
+    }
+
+    func hash(into hasher: inout Hasher) {
+        withUnsafeBytes(of: bytes) { hasher.combine(bytes: $0) }
+    }
+
+    /// The bytes of `field`.
+    func field(_ field: KeyField) -> [UInt8] { (field.offset ..< field.offset + field.width).map { bytes[$0] } }
+
+    /// These bytes with `field`'s set to zero.
+    func clearing(_ fields: FieldSet) -> RecordBytes {
+        var copy = self
+        for field in fields.fields {
+            for offset in field.offset ..< field.offset + field.width { copy[offset] = 0 }
+        }
+        return copy
+    }
+
+    /// Only the bytes of `fields`; the others zero.
+    func keeping(_ fields: FieldSet) -> RecordBytes {
+        var copy = RecordBytes()
+        for field in fields.fields {
+            for offset in field.offset ..< field.offset + field.width { copy[offset] = self[offset] }
+        }
+        return copy
+    }
+}
+
+/// A set of key fields as bits (by raw value).
+struct FieldSet: OptionSet, Hashable, Sendable {
+    let rawValue: UInt32
+
+    init(rawValue: UInt32) { self.rawValue = rawValue }
+    init(_ field: KeyField) { rawValue = 1 << UInt32(field.rawValue) }
+
+    var fields: [KeyField] { KeyField.allCases.filter { contains(FieldSet($0)) } }
+}
+
+/// One alternative of a rule's key: the record bytes it requires under a mask, and
+/// the fields it constrains (a field may be required present under an all-zero mask).
+struct KeyPattern: Hashable, Sendable {
+    var fields = FieldSet()
+    /// Masked.
+    var value = RecordBytes()
+    var mask = RecordBytes()
+
+    /// Adds a constraint; false when no value satisfies both it and the one the field
+    /// already has.
+    mutating func constrain<Bits: FixedWidthInteger>(_ field: KeyField, _ bits: Bits, mask maskBits: Bits) -> Bool {
+        let width = field.width
+        let known = fields.contains(FieldSet(field))
+        for index in 0 ..< width {
+            let shift = (width - 1 - index) * 8
+            let byteMask = UInt8(truncatingIfNeeded: maskBits >> shift)
+            let byte = UInt8(truncatingIfNeeded: bits >> shift) & byteMask
+            let offset = field.offset + index
+            if known && (value[offset] ^ byte) & mask[offset] & byteMask != 0 { return false }
+            value[offset] |= byte
+            mask[offset] |= byteMask
+        }
+        fields.insert(FieldSet(field))
+        return true
+    }
+
+    /// The field's value and mask (for callers that think in fields).
+    func masked(_ field: KeyField) -> MaskedBytes { MaskedBytes(value: value.field(field), mask: mask.field(field)) }
 }
 
 /// What one rule asks of the key record, as one or more alternatives: a port range
@@ -26,21 +98,17 @@ public struct MaskedBytes: Hashable, Sendable {
 struct RuleKey {
     /// Each alternative constrains the same fields; they differ in masks only where a
     /// range was expanded. Empty when the rule can never match.
-    var alternatives: [[KeyField: MaskedBytes]]
+    var alternatives: [KeyPattern]
 
     init(_ rule: FlowRule, device: String) {
-        var fixed: [KeyField: MaskedBytes]? = [:]
-        func constrain(_ field: KeyField, _ value: [UInt8], _ mask: [UInt8]) {
-            let new = MaskedBytes(value: value, mask: mask)
-            guard let existing = fixed?[field] else { fixed?[field] = new; return }
-            if let merged = existing.merged(with: new) { fixed?[field] = merged } else { fixed = nil }
-        }
+        var pattern = KeyPattern()
+        var satisfiable = true
         func constrain<Value: MaskableField>(_ field: KeyField, _ masked: Masked<Value>?) {
-            guard let masked else { return }
-            constrain(field, masked.value.networkBytes, masked.mask.networkBytes)
+            guard let masked, satisfiable else { return }
+            satisfiable = pattern.constrain(field, masked.value.fieldBits, mask: masked.mask.fieldBits)
         }
         let m = rule.match
-        if m.indev.map({ $0 != device }) ?? false { fixed = nil }
+        if m.indev.map({ $0 != device }) ?? false { satisfiable = false }
         let proto = rule.filterProtocol.rawValue
         if rule.filterProtocol != .all {
             constrain(proto.isVLANType ? .vlanTPID : .outerType, Masked(proto))
@@ -73,11 +141,11 @@ struct RuleKey {
         constrain(.arpSenderMAC, m.arpSenderMAC)
         constrain(.arpTargetMAC, m.arpTargetMAC)
 
-        guard let fixed else {
+        guard satisfiable else {
             alternatives = []
             return
         }
-        var alternatives = [fixed]
+        var alternatives = [pattern]
         for (field, port) in [(KeyField.srcPort, m.srcPort), (.dstPort, m.dstPort)] {
             guard let port else { continue }
             let blocks: [Masked<UInt16>] = switch port {
@@ -87,7 +155,7 @@ struct RuleKey {
             alternatives = alternatives.flatMap { base in
                 blocks.map { block in
                     var next = base
-                    next[field] = MaskedBytes(value: block.value.networkBytes, mask: block.mask.networkBytes)
+                    _ = next.constrain(field, block.value, mask: block.mask)
                     return next
                 }
             }

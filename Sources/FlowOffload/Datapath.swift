@@ -20,9 +20,16 @@ public final class Datapath {
     /// running datapath, pass it as `replacing`: maps with the same name and spec are
     /// kept with their entries (counters, buckets, subtables), and only the differences
     /// from its plan are written. `sharing` limits the maps kept to those named.
-    public init(plan: Plan, options: CompileOptions = CompileOptions(),
-                targetIndex: (String) throws(BPFError) -> UInt32,
-                replacing previous: Datapath? = nil, sharing shared: Set<String>? = nil) throws(OffloadError) {
+    public convenience init(plan: Plan, options: CompileOptions = CompileOptions(),
+                            targetIndex: (String) throws(BPFError) -> UInt32,
+                            replacing previous: Datapath? = nil, sharing shared: Set<String>? = nil) throws(OffloadError) {
+        try self.init(plan: plan, options: options, targetIndex: targetIndex, replacing: previous,
+                      writes: plan.writes(since: previous?.plan), sharing: shared)
+    }
+
+    /// `writes` is what the kept maps of `previous` need to hold `plan`.
+    init(plan: Plan, options: CompileOptions, targetIndex: (String) throws(BPFError) -> UInt32,
+         replacing previous: Datapath?, writes: MapWrites, sharing shared: Set<String>? = nil) throws(OffloadError) {
         let reuse = (previous?.maps ?? [:]).filter { shared?.contains($0.key) ?? true }
         self.plan = plan
         self.options = options
@@ -45,8 +52,16 @@ public final class Datapath {
                 }
             }
             self.maps = maps
-            let kept = Set(maps.filter { reuse[$0.key] === $0.value }.keys)
-            try Self.write(plan, over: previous?.plan, keptMaps: kept, into: maps, targetIndex: targetIndex)
+            var kept = Set(maps.filter { reuse[$0.key] === $0.value }.keys)
+            if let old = reuse[FlowMaps.counters], let new = maps[FlowMaps.counters], old !== new {
+                // The rules outgrew the counters: they move to the larger map.
+                let room = new.spec.maxEntries
+                try Self.updateInBatches(new, try old.lookupBatch(batchSize: Self.batchSize).filter {
+                    Int($0.key.littleEndian(at: 0) as UInt32) < room
+                })
+                kept.insert(FlowMaps.counters)
+            }
+            try Self.write(plan, writes, keptMaps: kept, into: maps, targetIndex: targetIndex)
             program = try Program.loadXDP(name: "xdpflow", instructions: instructions, maps: maps)
         } catch {
             throw .kernel(error)
@@ -83,7 +98,7 @@ public final class Datapath {
         }
         if plan.stepKinds.contains(.police) {
             specs.append(MapSpec(name: FlowMaps.policers, type: .array, keySize: 4, valueSize: PolicerConfig.size,
-                                 maxEntries: max(plan.policers.count, 1024)))
+                                 maxEntries: plan.policerCapacity))
         }
         for subtable in plan.subtables {
             switch subtable.storage {
@@ -106,79 +121,102 @@ public final class Datapath {
         guard Self.mapSpecs(for: plan) == Self.mapSpecs(for: self.plan),
               (try? CodeGenerator.generate(plan, options: options)) == instructions
         else { return nil }
+        return try write(plan, plan.writes(since: self.plan), targetIndex: targetIndex)
+    }
+
+    /// Moves this datapath's maps to `plan`, which keeps its program, by `writes`.
+    /// Returns the number of map writes.
+    func write(_ plan: Plan, _ writes: MapWrites, targetIndex: (String) throws(BPFError) -> UInt32) throws(OffloadError)
+        -> Int {
         do {
-            let writes = try Self.write(plan, over: self.plan, keptMaps: Set(maps.keys), into: maps,
-                                        targetIndex: targetIndex)
+            let count = try Self.write(plan, writes, keptMaps: Set(maps.keys), into: maps, targetIndex: targetIndex)
             self.plan = plan
-            return writes
+            return count
         } catch {
             throw .kernel(error)
         }
     }
 
-    /// Writes what `plan` holds that `previous` did not into `maps`; maps not in
-    /// `keptMaps` are new and get everything. New rule slots start from zero counters.
-    /// Returns the number of map operations.
+    /// Entries per BPF_MAP_UPDATE_BATCH call when maps are filled.
+    static let batchSize = 65536
+
+    /// Fills `maps` for `plan`: the maps in `keptMaps` hold an earlier plan and take
+    /// `writes`; the others are new and take everything. Returns the number of map
+    /// operations.
     @discardableResult
-    static func write(_ plan: Plan, over previous: Plan?, keptMaps: Set<String>, into maps: [String: BPFKernel.Map],
+    static func write(_ plan: Plan, _ writes: MapWrites, keptMaps: Set<String>, into maps: [String: BPFKernel.Map],
                       targetIndex: (String) throws(BPFError) -> UInt32) throws(BPFError) -> Int {
-        var writes = 0
-        let old = { (name: String) in keptMaps.contains(name) ? previous : nil }
-        func put<Value: Equatable>(_ map: BPFKernel.Map?, _ new: [UInt32: Value], _ previous: [UInt32: Value],
-                                   _ bytes: (Value) throws(BPFError) -> [UInt8]) throws(BPFError) {
-            guard let map else { return }
-            let changed = new.filter { previous[$0.key] != $0.value }.sorted { $0.key < $1.key }
-            guard !changed.isEmpty else { return }
-            var entries: [(key: [UInt8], value: [UInt8])] = []
-            for (index, value) in changed { entries.append((index.littleEndianBytes, try bytes(value))) }
+        var count = 0
+        func put<Value>(_ name: String, _ all: @autoclosure () -> [UInt32: Value], _ changed: [UInt32: Value],
+                        _ bytes: (Value) throws(BPFError) -> [UInt8]) throws(BPFError) {
+            guard let map = maps[name] else { return }
+            let entries = keptMaps.contains(name) ? changed : all()
+            var batch: [(key: [UInt8], value: [UInt8])] = []
+            for (index, value) in entries.sorted(by: { $0.key < $1.key }) {
+                batch.append((index.littleEndianBytes, try bytes(value)))
+            }
             if map.spec.type == .devmap {
                 // Devmaps have no batch operations.
-                for entry in entries { try map.update(entry.key, entry.value) }
+                for entry in batch { try map.update(entry.key, entry.value) }
             } else {
-                try map.updateBatch(entries)
+                try updateInBatches(map, batch)
             }
-            writes += changed.count
+            count += batch.count
         }
-        try put(maps[FlowMaps.actions], plan.actions, old(FlowMaps.actions)?.actions ?? [:]) { $0.bytes }
-        try put(maps[FlowMaps.redirect], plan.redirectTargets, old(FlowMaps.redirect)?.redirectTargets ?? [:]) {
+        if let counters = maps[FlowMaps.counters], keptMaps.contains(FlowMaps.counters) {
+            // A slot that changed hands (or is new) starts from zero; a new map is zero.
+            let zero = [UInt8](repeating: 0, count: RuleCounters.size)
+            for slot in writes.counters.sorted() { try counters.updateAllCPUs(slot.littleEndianBytes, zero) }
+            count += writes.counters.count
+        }
+        try put(FlowMaps.actions, plan.actions, writes.actions) { $0.bytes }
+        try put(FlowMaps.redirect, plan.redirectTargets, writes.redirectTargets) {
             (name: String) throws(BPFError) in try targetIndex(name).littleEndianBytes
         }
-        try put(maps[FlowMaps.policers], plan.policers, old(FlowMaps.policers)?.policers ?? [:]) { $0.bytes }
+        try put(FlowMaps.policers, plan.policers, writes.policers) { $0.bytes }
         // A group's devices never change (they name it): a new group's map gets them all.
         for (devices, group) in plan.broadcastIndex.indexes where !keptMaps.contains(FlowMaps.broadcast(group)) {
             guard let map = maps[FlowMaps.broadcast(group)] else { continue }
             for (index, name) in devices.enumerated() {
                 try map.update(UInt32(index).littleEndianBytes, try targetIndex(name).littleEndianBytes)
-                writes += 1
+                count += 1
             }
         }
-        if let counters = maps[FlowMaps.counters], keptMaps.contains(FlowMaps.counters) {
-            // A slot that changed hands (or is new) starts from zero.
-            let zero = [UInt8](repeating: 0, count: RuleCounters.size)
-            for (rule, slot) in plan.slots.indexes where previous?.slots[rule] != slot {
-                try counters.updateAllCPUs(slot.littleEndianBytes, zero)
-                writes += 1
-            }
-        }
-        let before = Dictionary((previous?.subtables ?? []).map { ($0.mapName, $0) }, uniquingKeysWith: { a, _ in a })
         for subtable in plan.subtables {
             guard let map = maps[subtable.mapName] else { continue }
-            let held = keptMaps.contains(subtable.mapName) ? before[subtable.mapName]?.entries ?? [:] : [:]
-            let changed = subtable.entries.filter { held[$0.key] != $0.value }
-            let gone = held.keys.filter { subtable.entries[$0] == nil }
-            if !changed.isEmpty {
-                try map.updateBatch(changed.map { (Self.mapKey($0.key, in: subtable), $0.value.bytes) })
+            if keptMaps.contains(subtable.mapName) {
+                count += try writeEntries(writes.entries[subtable.mapName] ?? [:],
+                                          removing: writes.removedEntries[subtable.mapName] ?? [], of: subtable, into: map)
+            } else {
+                count += try writeEntries(subtable.entries, removing: [], of: subtable, into: map)
             }
-            for key in gone {
-                if case .direct = subtable.storage {
-                    try map.update(Self.mapKey(key, in: subtable), [UInt8](repeating: 0, count: SubtableValue.size))
-                } else {
-                    _ = try map.delete(Self.mapKey(key, in: subtable))
-                }
-            }
-            writes += changed.count + gone.count
         }
-        return writes
+        return count
+    }
+
+    /// Every subtable entry the kernel gets goes through here.
+    private static func writeEntries(_ entries: [[UInt8]: SubtableValue], removing gone: Set<[UInt8]>,
+                                     of subtable: Subtable, into map: BPFKernel.Map) throws(BPFError) -> Int {
+        if entries.count == 1, let (key, value) = entries.first {
+            try map.update(mapKey(key, in: subtable), value.bytes)
+        } else {
+            try updateInBatches(map, entries.map { (mapKey($0.key, in: subtable), $0.value.bytes) })
+        }
+        for key in gone {
+            if case .direct = subtable.storage {
+                try map.update(mapKey(key, in: subtable), [UInt8](repeating: 0, count: SubtableValue.size))
+            } else {
+                _ = try map.delete(mapKey(key, in: subtable))
+            }
+        }
+        return entries.count + gone.count
+    }
+
+    private static func updateInBatches(_ map: BPFKernel.Map, _ entries: [(key: [UInt8], value: [UInt8])])
+        throws(BPFError) {
+        for start in stride(from: 0, to: entries.count, by: batchSize) {
+            try map.updateBatch(Array(entries[start ..< min(start + batchSize, entries.count)]))
+        }
     }
 
     /// The map key of a subtable entry: the key bytes, or for a direct subtable the

@@ -45,7 +45,7 @@ extension Datapath {
         var redirect: String?
         var mirrors: [String] = []
         if verdict == .redirect, let rule = matched.last,
-           let flowRule = plan.rules.first(where: { $0.prio == rule.prio && $0.handle == rule.handle }) {
+           let flowRule = plan.rules[rule] {
             // The first redirect steals the frame: later actions never run.
             for action in flowRule.actions {
                 guard case .mirred(let mirred) = action.kind else { continue }

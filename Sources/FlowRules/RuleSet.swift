@@ -54,7 +54,11 @@ public struct RuleSet: Hashable, Sendable, Codable {
 
     /// Adds `rules` in order with `add`'s checks.
     public init(_ rules: [FlowRule]) throws(RuleSetError) {
-        for rule in rules { try add(rule) }
+        // Room for the rules of each given (chain, prio) at once: no index grows (and
+        // rehashes) a rule at a time.
+        var sizes: [Place: Int] = [:]
+        for rule in rules where rule.prio != 0 { sizes[Place(rule), default: 0] += 1 }
+        for rule in rules { try add(rule, sizes: sizes) }
     }
 
     public init(from decoder: any Decoder) throws {
@@ -77,12 +81,18 @@ public struct RuleSet: Hashable, Sendable, Codable {
 
     /// The rule at (chain, prio, handle), if any.
     public func rule(chain: UInt32 = 0, prio: UInt16, handle: UInt32) -> FlowRule? {
-        groups[Place(chain: chain, prio: prio)]?.byHandle[handle]
+        groups[Place(chain: chain, prio: prio)]?[handle]
     }
 
     /// The rule as stored, with its prio and handle allocated.
     @discardableResult
     public mutating func add(_ rule: FlowRule) throws(RuleSetError) -> FlowRule {
+        try add(rule, sizes: [:])
+    }
+
+    /// `add`, making room for `sizes[place]` rules when it starts a (chain, prio).
+    @discardableResult
+    private mutating func add(_ rule: FlowRule, sizes: [Place: Int]) throws(RuleSetError) -> FlowRule {
         var rule = rule
         if rule.prio == 0 { rule.prio = try automaticPrio(chain: rule.chain) }
         let place = Place(rule)
@@ -91,13 +101,14 @@ public struct RuleSet: Hashable, Sendable, Codable {
         if rule.handle == 0 {
             rule.handle = group?.firstFree ?? 1
             guard rule.handle <= Self.maxAutomaticHandle else { throw .noHandleLeft(chain: rule.chain, prio: rule.prio) }
-        } else if group?.byHandle[rule.handle] != nil {
+        } else if group?[rule.handle] != nil {
             throw .handleExists(chain: rule.chain, prio: rule.prio, handle: rule.handle)
         }
         let key = rule.match.comparisonKey
         try group?.checkUnique(key, of: rule, replacing: nil)
         if group == nil { insertPrio(place) }
-        groups[place, default: Group(filterProtocol: rule.filterProtocol)].insert(rule, key: key)
+        groups[place, default: Group(filterProtocol: rule.filterProtocol, capacity: sizes[place] ?? 0)]
+            .insert(rule, key: key)
         count += 1
         return rule
     }
@@ -138,14 +149,14 @@ public struct RuleSet: Hashable, Sendable, Codable {
         }
         guard let handle = selector.handle else {
             removePrio(place)
-            count -= group.byHandle.count
+            count -= group.count
             return group.rules
         }
-        guard group.byHandle[handle] != nil else {
+        guard group[handle] != nil else {
             throw .notFound(RuleSelector(chain: chain, prio: prio, handle: handle))
         }
         let removed = groups[place]!.remove(handle: handle)
-        if groups[place]!.byHandle.isEmpty { removePrio(place) }
+        if groups[place]!.count == 0 { removePrio(place) }
         count -= 1
         return [removed]
     }
@@ -183,23 +194,61 @@ public struct RuleSet: Hashable, Sendable, Codable {
         init(_ rule: FlowRule) { self.init(chain: rule.chain, prio: rule.prio) }
     }
 
-    /// The rules of one (chain, prio) and what add checks against them.
+    /// The rules of one (chain, prio) and what add checks against them. The rules sit in
+    /// `storage` in no order (a removal moves the last one into the gap); `handles` gives
+    /// the order. No index holds a whole rule or match as its key: at a million rules,
+    /// moving and rehashing those on every growth was most of the cost of `add`.
     private struct Group: Hashable, Sendable {
         let filterProtocol: FilterProtocol
-        private(set) var byHandle: [UInt32: FlowRule] = [:]
+        private var storage: [FlowRule] = []
+        /// Handle -> position in `storage`.
+        private var positions: [UInt32: Int] = [:]
         /// Ascending.
         private(set) var handles: [UInt32] = []
-        /// Masked match (`comparisonKey`) -> the handle of the one rule that has it.
-        private(set) var handleByMatch: [FlowMatch: UInt32] = [:]
+        /// The hash of a masked match (`comparisonKey`) -> the handles of the rules whose
+        /// masked match hashes so: one, unless two matches collide.
+        private var matchHashes: [Int: Handles] = [:]
         /// The lowest handle from 1 not in use (past `maxAutomaticHandle` when none is left).
         private(set) var firstFree: UInt32 = 1
 
-        init(filterProtocol: FilterProtocol) { self.filterProtocol = filterProtocol }
+        private enum Handles: Hashable, Sendable {
+            case one(UInt32)
+            case many([UInt32])
 
-        var rules: [FlowRule] { handles.map { byHandle[$0]! } }
+            var all: [UInt32] {
+                switch self {
+                case .one(let handle): [handle]
+                case .many(let handles): handles
+                }
+            }
+        }
+
+        init(filterProtocol: FilterProtocol, capacity: Int) {
+            self.filterProtocol = filterProtocol
+            storage.reserveCapacity(capacity)
+            positions.reserveCapacity(capacity)
+            handles.reserveCapacity(capacity)
+            matchHashes.reserveCapacity(capacity)
+        }
+
+        var count: Int { storage.count }
+
+        subscript(handle: UInt32) -> FlowRule? { positions[handle].map { storage[$0] } }
+
+        var rules: [FlowRule] { handles.map { storage[positions[$0]!] } }
 
         func appendRules(to rules: inout [FlowRule]) {
-            for handle in handles { rules.append(byHandle[handle]!) }
+            for handle in handles { rules.append(storage[positions[handle]!]) }
+        }
+
+        static func == (a: Group, b: Group) -> Bool {
+            a.filterProtocol == b.filterProtocol && a.handles == b.handles
+                && a.handles.allSatisfy { a[$0] == b[$0] }
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(filterProtocol)
+            for handle in handles { hasher.combine(self[handle]) }
         }
 
         func check(protocol rule: FlowRule) throws(RuleSetError) {
@@ -211,35 +260,54 @@ public struct RuleSet: Hashable, Sendable, Codable {
 
         /// cls_flower keeps one rule per masked key in a (chain, prio).
         func checkUnique(_ key: FlowMatch, of rule: FlowRule, replacing handle: UInt32?) throws(RuleSetError) {
-            if let twin = handleByMatch[key], twin != handle {
+            for twin in matchHashes[key.hashValue]?.all ?? [] where twin != handle && self[twin]!.match.comparisonKey == key {
                 throw .sameMatchExists(chain: rule.chain, prio: rule.prio, handle: twin)
             }
         }
 
         mutating func insert(_ rule: FlowRule, key: FlowMatch) {
             let handle = rule.handle
-            byHandle[handle] = rule
-            handleByMatch[key] = handle
+            positions[handle] = storage.count
+            storage.append(rule)
+            addMatch(key, handle)
             if let last = handles.last, last > handle {
                 handles.insert(handle, at: position(of: handle))
             } else {
                 handles.append(handle)
             }
-            while firstFree <= RuleSet.maxAutomaticHandle && byHandle[firstFree] != nil { firstFree += 1 }
+            while firstFree <= RuleSet.maxAutomaticHandle && positions[firstFree] != nil { firstFree += 1 }
         }
 
         mutating func remove(handle: UInt32) -> FlowRule {
-            let rule = byHandle.removeValue(forKey: handle)!
-            handleByMatch.removeValue(forKey: rule.match.comparisonKey)
-            handles.remove(at: position(of: handle))
+            let position = positions.removeValue(forKey: handle)!
+            let rule = storage[position]
+            if position != storage.count - 1 {
+                storage[position] = storage[storage.count - 1]
+                positions[storage[position].handle] = position
+            }
+            storage.removeLast()
+            removeMatch(rule.match.comparisonKey, handle)
+            handles.remove(at: self.position(of: handle))
             firstFree = min(firstFree, handle)
             return rule
         }
 
         mutating func replace(with rule: FlowRule, key: FlowMatch) {
-            handleByMatch.removeValue(forKey: byHandle[rule.handle]!.match.comparisonKey)
-            handleByMatch[key] = rule.handle
-            byHandle[rule.handle] = rule
+            let position = positions[rule.handle]!
+            removeMatch(storage[position].match.comparisonKey, rule.handle)
+            addMatch(key, rule.handle)
+            storage[position] = rule
+        }
+
+        private mutating func addMatch(_ key: FlowMatch, _ handle: UInt32) {
+            let hash = key.hashValue
+            matchHashes[hash] = matchHashes[hash].map { .many($0.all + [handle]) } ?? .one(handle)
+        }
+
+        private mutating func removeMatch(_ key: FlowMatch, _ handle: UInt32) {
+            let hash = key.hashValue
+            let rest = matchHashes[hash]!.all.filter { $0 != handle }
+            matchHashes[hash] = rest.count > 1 ? .many(rest) : rest.first.map(Handles.one)
         }
 
         /// Where `handle` is or would go in `handles`.

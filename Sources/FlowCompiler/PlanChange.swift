@@ -1,0 +1,263 @@
+import FlowRules
+
+/// What a device's maps need written when they are kept from one plan to the next: the
+/// entries the later plan has that the earlier one did not.
+public struct MapWrites: Equatable, Sendable {
+    /// Counter slots that start from zero: new rules, or slots that changed hands.
+    public var counters: Set<UInt32> = []
+    public var actions: [UInt32: ActionProgram] = [:]
+    public var redirectTargets: [UInt32: String] = [:]
+    public var policers: [UInt32: PolicerConfig] = [:]
+    /// Subtable map name -> key -> value.
+    public var entries: [String: [[UInt8]: SubtableValue]] = [:]
+    /// Subtable map name -> keys that go.
+    public var removedEntries: [String: Set<[UInt8]>] = [:]
+
+    public init() {}
+
+    public var count: Int {
+        counters.count + actions.count + redirectTargets.count + policers.count
+            + entries.values.reduce(0) { $0 + $1.count } + removedEntries.values.reduce(0) { $0 + $1.count }
+    }
+
+    mutating func setEntry(_ key: [UInt8], _ value: SubtableValue, in map: String) {
+        entries[map, default: [:]][key] = value
+        removedEntries[map]?.remove(key)
+    }
+
+    mutating func removeEntry(_ key: [UInt8], in map: String) {
+        entries[map]?[key] = nil
+        removedEntries[map, default: []].insert(key)
+    }
+}
+
+/// One rule change to a plan: the map writes that carry it into the kernel, and whether
+/// the running program can stay.
+public struct PlanChange: Equatable, Sendable {
+    public var writes = MapWrites()
+    /// False when the program or a map's size changes: a subtable or broadcast group
+    /// comes or goes, a map outgrows its capacity, or the actions or key layers need code
+    /// the program lacks (or no longer need code it has). The kept maps still take
+    /// `writes`; a new program is loaded over them.
+    public var keepsProgram = true
+}
+
+extension Plan {
+    /// The writes that turn maps holding `previous` into maps holding this plan.
+    public func writes(since previous: Plan?) -> MapWrites {
+        var writes = MapWrites()
+        for (rule, slot) in slots.indexes where previous?.slots[rule] != slot { writes.counters.insert(slot) }
+        let actions = previous?.actions ?? [:], targets = previous?.redirectTargets ?? [:]
+        writes.actions = self.actions.filter { actions[$0.key] != $0.value }
+        writes.redirectTargets = redirectTargets.filter { targets[$0.key] != $0.value }
+        writes.policers = policers.filter { previous?.policers[$0.key] != $0.value }
+        let before = Dictionary((previous?.subtables ?? []).map { ($0.mapName, $0.entries) }, uniquingKeysWith: { a, _ in a })
+        for subtable in subtables {
+            let held = before[subtable.mapName] ?? [:]
+            let changed = subtable.entries.filter { held[$0.key] != $0.value }
+            let gone = held.keys.filter { subtable.entries[$0] == nil }
+            if !changed.isEmpty { writes.entries[subtable.mapName] = changed }
+            if !gone.isEmpty { writes.removedEntries[subtable.mapName] = Set(gone) }
+        }
+        return writes
+    }
+
+    /// Adds `rule` as its rule set placed it (prio and handle allocated): what `init`
+    /// would plan for the rule set with it, in time that does not grow with the rules.
+    /// Throws what `init` would; a refused rule leaves the plan as it was.
+    public mutating func add(_ rule: FlowRule) throws(CompileError) -> PlanChange {
+        guard rule.xdpLimitations.isEmpty else {
+            throw .unsupported(UnsupportedRule(rule: rule, limitations: rule.xdpLimitations))
+        }
+        let id = RuleID(rule)
+        precondition(rules[id] == nil, "\(id) is planned already")
+        // What can refuse the rule, in init's order, before anything changes.
+        _ = try ActionProgram(rule, device: device, target: { _ in 0 }, policer: { _ in 0 }, broadcast: { _ in 0 })
+        let targets = rule.redirectTargets(device: device)
+        let targetCount = targetIndex.count + targets.filter { targetIndex[$0] == nil }.count
+        guard targetCount <= Self.maxRedirectTargets else { throw .tooManyRedirectTargets(count: targetCount) }
+        let group = rule.broadcastGroup
+        let patterns = RuleKey(rule, device: device).alternatives
+        let tables = patterns.map { SubtableKey(prio: rule.prio, pattern: $0) }
+        let newTables = Set(tables.filter { usage.subtables[$0] == nil })
+        let maps = subtables.count + newTables.count + broadcastIndex.count
+            + (group.map { broadcastIndex[$0] == nil ? 1 : 0 } ?? 0)
+        guard maps <= Self.maxSubtables else { throw .tooManySubtables(count: maps) }
+        guard Int(slots.lowestFree - slots.first) < Self.maxRuleCapacity else {
+            throw .tooManyRules(count: rules.count + 1, capacity: Self.maxRuleCapacity)
+        }
+
+        var change = PlanChange()
+        let shape = ProgramShape(self)
+        rules[id] = rule
+        usage.layers.add(rule.keyLayers)
+        keyLayers = usage.layers.union
+        for target in targets {
+            usage.targets.add(target)
+            let (index, isNew) = targetIndex.insert(target)
+            if isNew { change.writes.redirectTargets[index] = target }
+        }
+        if let group {
+            usage.broadcasts.add(group)
+            broadcastIndex.insert(group)
+        }
+        for (index, action) in rule.actions.enumerated() {
+            guard case .police(let police) = action.kind else { continue }
+            let policer = policerIndex.insert(PolicerKey(rule: id, action: index)).index
+            policers[policer] = PolicerConfig(rule: id, action: index, police: police)
+            change.writes.policers[policer] = policers[policer]
+        }
+        let program = try self.program(for: rule)
+        usage.programs[program, default: 0] += 1
+        let (action, isNewProgram) = actionIndex.insert(program)
+        if isNewProgram {
+            change.writes.actions[action] = program
+            usage.traits.add(ProgramTraits(program))
+        }
+        let slot = slots.insert(id).index
+        change.writes.counters.insert(slot)
+        try fitRuleCapacity()
+
+        if !newTables.isEmpty {
+            var keys = Dictionary(uniqueKeysWithValues: usage.subtables.map { (subtables[$0.value].mapName, $0.key) })
+            for table in newTables {
+                let subtable = SubtableBuilder(table).subtable
+                subtables.append(subtable)
+                keys[subtable.mapName] = table
+            }
+            subtables.sort { ($0.prio, $0.mapName) < ($1.prio, $1.mapName) }
+            indexSubtables(keys: keys)
+        }
+        let value = SubtableValue(slot: slot, handle: rule.handle, action: action)
+        for (pattern, table) in zip(patterns, tables) {
+            placeEntry(pattern, value, in: usage.subtables[table]!, &change.writes)
+        }
+        for table in Set(tables) {
+            let position = usage.subtables[table]!
+            guard case .hash(let capacity) = subtables[position].storage else { continue }
+            let entries = subtables[position].entries.count
+            // A new subtable is sized for its entries, as init sizes it; a full one grows.
+            if newTables.contains(table) || entries > capacity {
+                subtables[position].storage = .hash(capacity: Self.capacity(for: entries))
+            }
+        }
+        change.keepsProgram = ProgramShape(self) == shape
+        return change
+    }
+
+    /// Removes the rule `id` (which the plan must hold): what `init` would plan for the
+    /// rule set without it, in time that does not grow with the rules.
+    public mutating func remove(_ id: RuleID) -> PlanChange {
+        guard let rule = rules[id], let program = try? program(for: rule) else {
+            preconditionFailure("\(id) is not planned")
+        }
+        var change = PlanChange()
+        let shape = ProgramShape(self)
+        rules[id] = nil
+        usage.layers.remove(rule.keyLayers)
+        keyLayers = usage.layers.union
+        for target in rule.redirectTargets(device: device) where usage.targets.remove(target) == 0 {
+            targetIndex.remove(target)
+        }
+        if let group = rule.broadcastGroup, usage.broadcasts.remove(group) == 0 { broadcastIndex.remove(group) }
+        for key in rule.policerKeys {
+            policers[policerIndex[key]!] = nil
+            policerIndex.remove(key)
+        }
+        let users = usage.programs[program]! - 1
+        usage.programs[program] = users == 0 ? nil : users
+        if users == 0 {
+            actionIndex.remove(program)
+            usage.traits.remove(ProgramTraits(program))
+        }
+        let value = SubtableValue(slot: slots[id]!, handle: rule.handle, action: 0)
+        slots.remove(id)
+
+        for pattern in RuleKey(rule, device: device).alternatives {
+            takeEntry(pattern, of: value.handle, from: usage.subtables[SubtableKey(prio: rule.prio, pattern: pattern)]!,
+                      &change.writes)
+        }
+        if subtables.contains(where: \.entries.isEmpty) {
+            var keys = Dictionary(uniqueKeysWithValues: usage.subtables.map { (subtables[$0.value].mapName, $0.key) })
+            for subtable in subtables where subtable.entries.isEmpty { keys[subtable.mapName] = nil }
+            subtables.removeAll(where: \.entries.isEmpty)
+            indexSubtables(keys: keys)
+        }
+        change.keepsProgram = ProgramShape(self) == shape
+        return change
+    }
+
+    // The two places where a rule change writes subtable entries.
+
+    /// Puts a rule's entry for `pattern` into subtable `position`: the lowest handle holds
+    /// a key, the others wait in `outvoted`, lowest first.
+    private mutating func placeEntry(_ pattern: KeyPattern, _ value: SubtableValue, in position: Int,
+                                     _ writes: inout MapWrites) {
+        let key = subtables[position].key(pattern)
+        guard let holder = subtables[position].entries[key] else {
+            subtables[position].entries[key] = value
+            writes.setEntry(key, value, in: subtables[position].mapName)
+            return
+        }
+        var waiting = subtables[position].outvoted[key] ?? []
+        if holder.handle < value.handle {
+            waiting.insert(value, at: waiting.firstIndex { $0.handle > value.handle } ?? waiting.endIndex)
+        } else {
+            waiting.insert(holder, at: 0)
+            subtables[position].entries[key] = value
+            writes.setEntry(key, value, in: subtables[position].mapName)
+        }
+        subtables[position].outvoted[key] = waiting
+    }
+
+    /// Takes the entry of the rule with `handle` for `pattern` out of subtable
+    /// `position`: the next in line takes the key, or it goes.
+    private mutating func takeEntry(_ pattern: KeyPattern, of handle: UInt32, from position: Int,
+                                    _ writes: inout MapWrites) {
+        let key = subtables[position].key(pattern)
+        var waiting = subtables[position].outvoted[key] ?? []
+        if subtables[position].entries[key]?.handle == handle {
+            if waiting.isEmpty {
+                subtables[position].entries[key] = nil
+                writes.removeEntry(key, in: subtables[position].mapName)
+            } else {
+                subtables[position].entries[key] = waiting.removeFirst()
+                writes.setEntry(key, subtables[position].entries[key]!, in: subtables[position].mapName)
+            }
+        } else {
+            waiting.removeAll { $0.handle == handle }
+        }
+        subtables[position].outvoted[key] = waiting.isEmpty ? nil : waiting
+    }
+}
+
+extension Subtable {
+    /// The key of an entry for `pattern`.
+    func key(_ pattern: KeyPattern) -> [UInt8] { mask.keyBytes.map { pattern.value[$0.offset] } }
+}
+
+/// What of a plan the program and the maps' sizes follow (see `CodeGenerator` and
+/// `Datapath.mapSpecs`): equal shapes, same program over the same maps.
+struct ProgramShape: Equatable {
+    var subtables: [(prio: UInt16, mapName: String, storage: Subtable.Storage)]
+    var keyLayers: KeyLayers
+    var broadcastGroups: Int
+    var traits: Set<ProgramTraits>
+    var ruleCapacity: Int
+    var policerCapacity: Int
+
+    init(_ plan: Plan) {
+        subtables = plan.subtables.map { ($0.prio, $0.mapName, $0.storage) }
+        keyLayers = plan.keyLayers
+        broadcastGroups = plan.broadcastIndex.count
+        traits = Set(plan.usage.traits.keys)
+        ruleCapacity = plan.ruleCapacity
+        policerCapacity = plan.policerCapacity
+    }
+
+    static func == (a: Self, b: Self) -> Bool {
+        a.keyLayers == b.keyLayers && a.broadcastGroups == b.broadcastGroups && a.ruleCapacity == b.ruleCapacity
+            && a.policerCapacity == b.policerCapacity && a.traits == b.traits
+            && a.subtables.elementsEqual(b.subtables) { $0.prio == $1.prio && $0.mapName == $1.mapName && $0.storage == $1.storage }
+    }
+}
