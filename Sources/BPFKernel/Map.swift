@@ -201,14 +201,25 @@ public final class Map: Pinnable, Sendable {
             try checkKey(entry.key)
             try checkValue(entry.value)
         }
-        let keys = entries.flatMap(\.key), values = entries.flatMap(\.value)
-        var count = UInt32(entries.count)
+        try updateBatch(keys: entries.flatMap(\.key), values: entries.flatMap(\.value), policy)
+    }
+
+    /// Writes entries whose keys and values lie end to end in `keys` and `values`, in one
+    /// BPF_MAP_UPDATE_BATCH call: a large fill without an array per entry.
+    public func updateBatch(keys: [UInt8], values: [UInt8], _ policy: UpdatePolicy = .any) throws(BPFError) {
+        let total = keys.count / spec.keySize
+        guard keys.count % spec.keySize == 0, values.count == total * valueLength else {
+            throw .invalidArgument("map \(name): \(keys.count) key bytes and \(values.count) value bytes "
+                + "are not whole entries of \(spec.keySize) and \(valueLength) bytes")
+        }
+        guard total > 0 else { return }
+        var count = UInt32(total)
         var opts = bpf_map_batch_opts()
         opts.sz = MemoryLayout<bpf_map_batch_opts>.size
         opts.elem_flags = policy.rawValue
         let result = bpf_map_update_batch(descriptor.rawValue, keys, values, &count, &opts)
         if result < 0 {
-            throw .call("bpf_map_update_batch", subject: "\(name), \(count) of \(entries.count) written",
+            throw .call("bpf_map_update_batch", subject: "\(name), \(count) of \(total) written",
                         errno: Errno(rawValue: -result))
         }
     }

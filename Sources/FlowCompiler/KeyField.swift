@@ -13,10 +13,10 @@ public enum KeyField: Int, CaseIterable, Comparable, Hashable, Sendable, Codable
 
     /// Offset in the key record. Fields are placed at offsets aligned to their width
     /// (addresses to 4), so the program moves them with as few loads as possible.
-    public var offset: Int { Self.layout[self]!.offset }
-    public var width: Int { Self.layout[self]!.width }
+    public var offset: Int { Self.layoutByRawValue[rawValue].offset }
+    public var width: Int { Self.layoutByRawValue[rawValue].width }
     /// The header whose presence the field needs.
-    public var presence: Presence { Self.layout[self]!.presence }
+    public var presence: Presence { Self.layoutByRawValue[rawValue].presence }
 
     /// The name `compile` prints (tc's key where there is one).
     public var name: String {
@@ -63,6 +63,9 @@ public enum KeyField: Int, CaseIterable, Comparable, Hashable, Sendable, Codable
         .arpOp: (80, 1, .arp), .arpSenderIP: (84, 4, .arp), .arpTargetIP: (88, 4, .arp),
         .arpSenderMAC: (92, 6, .arp), .arpTargetMAC: (98, 6, .arp),
     ]
+
+    /// `layout` in case order: planning a million rules reads it millions of times.
+    private static let layoutByRawValue = allCases.map { layout[$0]! }
 
     /// The key record: a 4-byte presence word, then the fields; 8-byte aligned.
     public static let recordSize = 104

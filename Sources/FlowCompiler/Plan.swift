@@ -38,13 +38,16 @@ public struct StableIndex<Key: Hashable & Sendable & Codable>: Hashable, Sendabl
 
     /// Keeps the indexes of `keys` that have one, frees those of keys that are gone and
     /// gives the others the lowest free indexes, in order.
-    mutating func assign(_ keys: [Key]) {
+    /// Returns the index of each key.
+    @discardableResult
+    mutating func assign(_ keys: [Key]) -> [UInt32] {
         if !indexes.isEmpty {
             let live = Set(keys)
             indexes = indexes.filter { live.contains($0.key) }
             findHoles()
         }
-        for key in keys where indexes[key] == nil { indexes[key] = takeLowestFree() }
+        indexes.reserveCapacity(keys.count)
+        return keys.map { insert($0).index }
     }
 
     /// The key's index, given the lowest free one when it has none.
@@ -203,7 +206,18 @@ public struct SubtableValue: Hashable, Sendable {
     public static let size = 12
     public static let slotOffset = 0, handleOffset = 4, actionOffset = 8
 
-    public var bytes: [UInt8] { slot.littleEndianBytes + handle.littleEndianBytes + action.littleEndianBytes }
+    public var bytes: [UInt8] {
+        var bytes: [UInt8] = []
+        append(to: &bytes)
+        return bytes
+    }
+
+    /// Appends the value's bytes (for fills that lay many values end to end).
+    public func append(to bytes: inout [UInt8]) {
+        for word in [slot, handle, action] {
+            for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: word >> shift)) }
+        }
+    }
 }
 
 /// A police action's bucket: `burst` bytes at `rate`, in byte-nanoseconds.
@@ -255,8 +269,8 @@ public struct Plan: Equatable, Sendable {
     public var device: String
     /// Lookup order: by prio; within a prio, all are looked up and the lowest handle wins.
     public var subtables: [Subtable]
-    /// The rules of chain 0.
-    public var rules: [RuleID: FlowRule]
+    public var rules: PlannedRules { PlannedRules(list: rulesBySlot.list, slots: slots) }
+    var rulesBySlot: RulesBySlot
     /// Rule -> counter slot.
     public var slots: StableIndex<RuleID>
     /// Action program -> index in the actions map (deduplicated: rules share programs).
@@ -340,13 +354,13 @@ public struct Plan: Equatable, Sendable {
     /// `memory` (see `StableIndex`); a device without memory starts with `ruleCapacity`.
     public init(_ ruleSet: RuleSet, device: String, memory previous: Memory? = nil,
                 ruleCapacity: Int = Plan.defaultRuleCapacity) throws(CompileError) {
-        let all = ruleSet.rules
-        for rule in all where !rule.xdpLimitations.isEmpty {
+        // Rules of other chains have a limitation (only chain 0 runs): all are of chain 0.
+        let rules = ruleSet.rules
+        for rule in rules where !rule.xdpLimitations.isEmpty {
             throw .unsupported(UnsupportedRule(rule: rule, limitations: rule.xdpLimitations))
         }
-        let rules = all.filter { $0.chain == 0 }
         self.device = device
-        self.rules = Dictionary(uniqueKeysWithValues: rules.lazy.map { (RuleID($0), $0) })
+        rulesBySlot = RulesBySlot([], slots: [], first: 0)
         subtables = []
         fields = []
         keyLayers = []
@@ -373,7 +387,8 @@ public struct Plan: Equatable, Sendable {
         targetIndex.assign(targets)
         broadcastIndex.assign(groups)
         policerIndex.assign(policerKeys)
-        slots.assign(rules.map(RuleID.init))
+        let ruleSlots = slots.assign(rules.map(RuleID.init))
+        rulesBySlot = RulesBySlot(rules, slots: ruleSlots, first: slots.first)
 
         // Rules without police actions share a program when their actions are the same:
         // it is built once per distinct action list.
@@ -401,23 +416,26 @@ public struct Plan: Equatable, Sendable {
         for program in programs { usage.traits.add(ProgramTraits(program)) }
 
         var tables: [SubtableBuilder] = [], tableNumbers: [SubtableKey: Int] = [:]
-        for (rule, number) in zip(rules, ruleProgram) {
+        // Rules come in runs of one shape: comparing with the last key spares the hashing.
+        var last: (key: SubtableKey, number: Int)?
+        for (position, rule) in rules.enumerated() {
             let id = RuleID(rule)
             for (index, action) in rule.actions.enumerated() {
                 guard case .police(let police) = action.kind else { continue }
                 policers[policerIndex[PolicerKey(rule: id, action: index)]!] = PolicerConfig(
                     rule: id, action: index, police: police)
             }
-            let value = SubtableValue(slot: slots[id]!, handle: rule.handle, action: programIndexes[number])
+            let value = SubtableValue(slot: ruleSlots[position], handle: rule.handle,
+                                      action: programIndexes[ruleProgram[position]])
             for pattern in RuleKey(rule, device: device).alternatives {
                 let table = SubtableKey(prio: rule.prio, pattern: pattern)
-                let number = tableNumbers[table] ?? tables.count
+                let number = last?.key == table ? last!.number : tableNumbers[table] ?? tables.count
                 if number == tables.count {
                     tables.append(SubtableBuilder(table))
                     tableNumbers[table] = number
                 }
-                // Rules come in handle order within a prio: an earlier entry wins a collision.
-                tables[number].place(tables[number].key(pattern), value)
+                last = (table, number)
+                tables[number].collect(pattern, value)
             }
         }
         guard targetIndex.count <= Self.maxRedirectTargets else {
@@ -429,7 +447,7 @@ public struct Plan: Equatable, Sendable {
         }
         let kept = previous?.capacities ?? [:]
         subtables = tables.map { table in
-            var subtable = table.finished
+            var subtable = table.built()
             if let capacity = kept[subtable.mapName], capacity >= subtable.entries.count {
                 // Keep the map while it has room, so that a rule change stays a map update.
                 subtable.storage = .hash(capacity: capacity)
@@ -476,6 +494,44 @@ public struct Plan: Equatable, Sendable {
     }
 }
 
+/// The rules of a plan, by id.
+public struct PlannedRules: Equatable, Sendable {
+    let list: [FlowRule]
+    let slots: StableIndex<RuleID>
+
+    public var count: Int { slots.count }
+    public var isEmpty: Bool { slots.count == 0 }
+    public subscript(id: RuleID) -> FlowRule? { slots[id].map { list[Int($0 - slots.first)] } }
+}
+
+/// A plan's rules, each at its counter slot (less the first rule slot): a plan built
+/// with fresh slots holds its rule set's list as it is, without a copy.
+struct RulesBySlot: Equatable, Sendable {
+    /// A free slot holds a rule with prio 0, which no placed rule has.
+    private(set) var list: [FlowRule]
+    private static let free = FlowRule()
+
+    /// `slots[i]` is the slot of `rules[i]`.
+    init(_ rules: [FlowRule], slots: [UInt32], first: UInt32) {
+        if slots.enumerated().allSatisfy({ $0.element == first + UInt32($0.offset) }) {
+            list = rules
+        } else {
+            list = Array(repeating: Self.free, count: slots.max().map { Int($0 - first) + 1 } ?? 0)
+            for (rule, slot) in zip(rules, slots) { list[Int(slot - first)] = rule }
+        }
+    }
+
+    mutating func insert(_ rule: FlowRule, at position: Int) {
+        if position == list.count { list.append(rule) } else { list[position] = rule }
+    }
+
+    /// Frees the position; the list ends with the last rule.
+    mutating func remove(at position: Int) {
+        list[position] = Self.free
+        while list.last?.prio == 0 { list.removeLast() }
+    }
+}
+
 /// Where a rule's key pattern goes: the prio, the fields hashed under their masks, and
 /// the guard fields with their values.
 struct SubtableKey: Hashable, Sendable {
@@ -487,7 +543,7 @@ struct SubtableKey: Hashable, Sendable {
 
     init(prio: UInt16, pattern: KeyPattern) {
         var guards = FieldSet()
-        for field in Subtable.guardFields where pattern.fields.contains(FieldSet(field)) {
+        pattern.fields.intersection(.guards).forEach { field in
             if (field.offset ..< field.offset + field.width).allSatisfy({ pattern.mask[$0] == 0xff }) {
                 guards.insert(FieldSet(field))
             }
@@ -517,22 +573,26 @@ struct SubtableBuilder {
                             entries: [:], storage: keyBytes.count <= 2 ? .direct : .hash(capacity: 0))
     }
 
-    func key(_ pattern: KeyPattern) -> [UInt8] { keyBytes.map { pattern.value[$0.offset] } }
+    /// The entries in rule order, collected before the dictionary is built at its size.
+    private var collected: [(key: [UInt8], value: SubtableValue)] = []
 
-    /// The first value placed under a key holds it; later ones are outvoted.
-    mutating func place(_ key: [UInt8], _ value: SubtableValue) {
-        if subtable.entries[key] == nil {
-            subtable.entries[key] = value
-        } else {
-            subtable.outvoted[key, default: []].append(value)
-        }
+    mutating func collect(_ pattern: KeyPattern, _ value: SubtableValue) {
+        collected.append((keyBytes.map { pattern.value[$0.offset] }, value))
     }
 
-    /// The subtable, a hash one sized for its entries.
-    var finished: Subtable {
-        var finished = subtable
-        if case .hash = finished.storage { finished.storage = .hash(capacity: Plan.capacity(for: finished.entries.count)) }
-        return finished
+    /// The subtable with its entries, a hash one sized for them. Rules come in handle
+    /// order within a prio: the first entry of a key holds it, later ones are outvoted.
+    func built() -> Subtable {
+        var subtable = self.subtable
+        subtable.entries.reserveCapacity(collected.count)
+        for (key, value) in collected {
+            if let holder = subtable.entries.updateValue(value, forKey: key) {
+                subtable.entries[key] = holder
+                subtable.outvoted[key, default: []].append(value)
+            }
+        }
+        if case .hash = subtable.storage { subtable.storage = .hash(capacity: Plan.capacity(for: subtable.entries.count)) }
+        return subtable
     }
 }
 

@@ -89,7 +89,6 @@ extension Plan {
 
         var change = PlanChange()
         let shape = ProgramShape(self)
-        rules[id] = rule
         usage.layers.add(rule.keyLayers)
         keyLayers = usage.layers.union
         for target in targets {
@@ -115,6 +114,7 @@ extension Plan {
             usage.traits.add(ProgramTraits(program))
         }
         let slot = slots.insert(id).index
+        rulesBySlot.insert(rule, at: Int(slot - slots.first))
         change.writes.counters.insert(slot)
         try fitRuleCapacity()
 
@@ -153,7 +153,6 @@ extension Plan {
         }
         var change = PlanChange()
         let shape = ProgramShape(self)
-        rules[id] = nil
         usage.layers.remove(rule.keyLayers)
         keyLayers = usage.layers.union
         for target in rule.redirectTargets(device: device) where usage.targets.remove(target) == 0 {
@@ -171,6 +170,7 @@ extension Plan {
             usage.traits.remove(ProgramTraits(program))
         }
         let value = SubtableValue(slot: slots[id]!, handle: rule.handle, action: 0)
+        rulesBySlot.remove(at: Int(value.slot - slots.first))
         slots.remove(id)
 
         for pattern in RuleKey(rule, device: device).alternatives {

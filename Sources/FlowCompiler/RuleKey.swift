@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import FlowRules
 import Packets
 
@@ -24,7 +27,9 @@ struct RecordBytes: Hashable, Sendable {
     }
 
     static func == (a: Self, b: Self) -> Bool {
-        withUnsafeBytes(of: a.bytes) { a in withUnsafeBytes(of: b.bytes) { b in a.elementsEqual(b) } }
+        withUnsafeBytes(of: a.bytes) { a in
+            withUnsafeBytes(of: b.bytes) { b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+        }
     }
 
     func hash(into hasher: inout Hasher) {
@@ -37,7 +42,7 @@ struct RecordBytes: Hashable, Sendable {
     /// These bytes with `field`'s set to zero.
     func clearing(_ fields: FieldSet) -> RecordBytes {
         var copy = self
-        for field in fields.fields {
+        fields.forEach { field in
             for offset in field.offset ..< field.offset + field.width { copy[offset] = 0 }
         }
         return copy
@@ -46,7 +51,7 @@ struct RecordBytes: Hashable, Sendable {
     /// Only the bytes of `fields`; the others zero.
     func keeping(_ fields: FieldSet) -> RecordBytes {
         var copy = RecordBytes()
-        for field in fields.fields {
+        fields.forEach { field in
             for offset in field.offset ..< field.offset + field.width { copy[offset] = self[offset] }
         }
         return copy
@@ -61,6 +66,17 @@ struct FieldSet: OptionSet, Hashable, Sendable {
     init(_ field: KeyField) { rawValue = 1 << UInt32(field.rawValue) }
 
     var fields: [KeyField] { KeyField.allCases.filter { contains(FieldSet($0)) } }
+
+    /// Calls `body` with each field, in order, without building a list.
+    func forEach(_ body: (KeyField) -> Void) {
+        var bits = rawValue
+        while bits != 0 {
+            body(KeyField(rawValue: bits.trailingZeroBitCount)!)
+            bits &= bits - 1
+        }
+    }
+
+    static let guards = FieldSet(rawValue: Subtable.guardFields.reduce(0) { $0 | FieldSet($1).rawValue })
 }
 
 /// One alternative of a rule's key: the record bytes it requires under a mask, and
@@ -147,11 +163,15 @@ struct RuleKey {
         }
         var alternatives = [pattern]
         for (field, port) in [(KeyField.srcPort, m.srcPort), (.dstPort, m.dstPort)] {
-            guard let port else { continue }
-            let blocks: [Masked<UInt16>] = switch port {
-            case .masked(let masked): [masked]
-            case .range(let range): Self.blocks(covering: range)
+            guard case .range(let range)? = port else {
+                if case .masked(let masked)? = port {
+                    for index in alternatives.indices {
+                        _ = alternatives[index].constrain(field, masked.value, mask: masked.mask)
+                    }
+                }
+                continue
             }
+            let blocks = Self.blocks(covering: range)
             alternatives = alternatives.flatMap { base in
                 blocks.map { block in
                     var next = base

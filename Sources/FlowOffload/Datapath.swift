@@ -24,7 +24,7 @@ public final class Datapath {
                             targetIndex: (String) throws(BPFError) -> UInt32,
                             replacing previous: Datapath? = nil, sharing shared: Set<String>? = nil) throws(OffloadError) {
         try self.init(plan: plan, options: options, targetIndex: targetIndex, replacing: previous,
-                      writes: plan.writes(since: previous?.plan), sharing: shared)
+                      writes: previous.map { plan.writes(since: $0.plan) } ?? MapWrites(), sharing: shared)
     }
 
     /// `writes` is what the kept maps of `previous` need to hold `plan`.
@@ -199,8 +199,26 @@ public final class Datapath {
                                      of subtable: Subtable, into map: BPFKernel.Map) throws(BPFError) -> Int {
         if entries.count == 1, let (key, value) = entries.first {
             try map.update(mapKey(key, in: subtable), value.bytes)
-        } else {
-            try updateInBatches(map, entries.map { (mapKey($0.key, in: subtable), $0.value.bytes) })
+        } else if !entries.isEmpty {
+            // Keys and values end to end, a batch at a time: no array per entry.
+            let keySize = map.spec.keySize
+            var keys: [UInt8] = [], values: [UInt8] = []
+            keys.reserveCapacity(min(entries.count, batchSize) * keySize)
+            values.reserveCapacity(min(entries.count, batchSize) * SubtableValue.size)
+            for (key, value) in entries {
+                if case .direct = subtable.storage {
+                    keys += key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }.littleEndianBytes
+                } else {
+                    keys += key
+                }
+                value.append(to: &values)
+                if keys.count == batchSize * keySize {
+                    try map.updateBatch(keys: keys, values: values)
+                    keys.removeAll(keepingCapacity: true)
+                    values.removeAll(keepingCapacity: true)
+                }
+            }
+            try map.updateBatch(keys: keys, values: values)
         }
         for key in gone {
             if case .direct = subtable.storage {

@@ -71,6 +71,9 @@ public struct RuleSet: Hashable, Sendable, Codable {
 
     /// Every rule, ordered by chain, prio and handle.
     public var rules: [FlowRule] {
+        if prios.count == 1, let (chain, list) = prios.first, list.count == 1 {
+            return groups[Place(chain: chain, prio: list[0])]!.rules
+        }
         var rules: [FlowRule] = []
         rules.reserveCapacity(count)
         for chain in prios.keys.sorted() {
@@ -96,19 +99,16 @@ public struct RuleSet: Hashable, Sendable, Codable {
         var rule = rule
         if rule.prio == 0 { rule.prio = try automaticPrio(chain: rule.chain) }
         let place = Place(rule)
-        let group = groups[place]
-        if let group { try group.check(protocol: rule) }
-        if rule.handle == 0 {
-            rule.handle = group?.firstFree ?? 1
-            guard rule.handle <= Self.maxAutomaticHandle else { throw .noHandleLeft(chain: rule.chain, prio: rule.prio) }
-        } else if group?[rule.handle] != nil {
-            throw .handleExists(chain: rule.chain, prio: rule.prio, handle: rule.handle)
-        }
         let key = rule.match.comparisonKey
-        try group?.checkUnique(key, of: rule, replacing: nil)
-        if group == nil { insertPrio(place) }
-        groups[place, default: Group(filterProtocol: rule.filterProtocol, capacity: sizes[place] ?? 0)]
-            .insert(rule, key: key)
+        let hash = key.hashValue
+        if let handle = try groups[place]?.handle(for: rule, key: key, hash: hash) {
+            rule.handle = handle
+        } else {
+            if rule.handle == 0 { rule.handle = 1 }
+            insertPrio(place)
+            groups[place] = Group(filterProtocol: rule.filterProtocol, capacity: sizes[place] ?? 0)
+        }
+        groups[place]!.insert(rule, key: key, hash: hash)
         count += 1
         return rule
     }
@@ -210,6 +210,9 @@ public struct RuleSet: Hashable, Sendable, Codable {
         private var matchHashes: [Int: Handles] = [:]
         /// The lowest handle from 1 not in use (past `maxAutomaticHandle` when none is left).
         private(set) var firstFree: UInt32 = 1
+        /// Whether `storage` is in handle order (rules added with rising handles, none
+        /// removed but the last): then it is the ordered list as it is.
+        private var inHandleOrder = true
 
         private enum Handles: Hashable, Sendable {
             case one(UInt32)
@@ -235,10 +238,19 @@ public struct RuleSet: Hashable, Sendable, Codable {
 
         subscript(handle: UInt32) -> FlowRule? { positions[handle].map { storage[$0] } }
 
-        var rules: [FlowRule] { handles.map { storage[positions[$0]!] } }
+        var rules: [FlowRule] {
+            if inHandleOrder { return storage }
+            var rules: [FlowRule] = []
+            appendRules(to: &rules)
+            return rules
+        }
 
         func appendRules(to rules: inout [FlowRule]) {
-            for handle in handles { rules.append(storage[positions[handle]!]) }
+            if inHandleOrder {
+                rules.append(contentsOf: storage)
+            } else {
+                for handle in handles { rules.append(storage[positions[handle]!]) }
+            }
         }
 
         static func == (a: Group, b: Group) -> Bool {
@@ -258,24 +270,44 @@ public struct RuleSet: Hashable, Sendable, Codable {
             }
         }
 
+        /// The handle `rule` gets when added (its own, or the lowest free one), after
+        /// add's checks: one protocol, a free handle, one rule per masked key.
+        func handle(for rule: FlowRule, key: FlowMatch, hash: Int) throws(RuleSetError) -> UInt32 {
+            try check(protocol: rule)
+            var handle = rule.handle
+            if handle == 0 {
+                handle = firstFree
+                guard handle <= RuleSet.maxAutomaticHandle else { throw .noHandleLeft(chain: rule.chain, prio: rule.prio) }
+            } else if positions[handle] != nil {
+                throw .handleExists(chain: rule.chain, prio: rule.prio, handle: handle)
+            }
+            try checkUnique(key, hash: hash, of: rule, replacing: nil)
+            return handle
+        }
+
         /// cls_flower keeps one rule per masked key in a (chain, prio).
-        func checkUnique(_ key: FlowMatch, of rule: FlowRule, replacing handle: UInt32?) throws(RuleSetError) {
-            for twin in matchHashes[key.hashValue]?.all ?? [] where twin != handle && self[twin]!.match.comparisonKey == key {
+        func checkUnique(_ key: FlowMatch, hash: Int, of rule: FlowRule, replacing handle: UInt32?) throws(RuleSetError) {
+            for twin in matchHashes[hash]?.all ?? [] where twin != handle && self[twin]!.match.comparisonKey == key {
                 throw .sameMatchExists(chain: rule.chain, prio: rule.prio, handle: twin)
             }
         }
 
-        mutating func insert(_ rule: FlowRule, key: FlowMatch) {
+        mutating func insert(_ rule: FlowRule, key: FlowMatch, hash: Int) {
             let handle = rule.handle
             positions[handle] = storage.count
             storage.append(rule)
-            addMatch(key, handle)
+            addMatch(hash, handle)
             if let last = handles.last, last > handle {
                 handles.insert(handle, at: position(of: handle))
+                inHandleOrder = false
             } else {
                 handles.append(handle)
             }
-            while firstFree <= RuleSet.maxAutomaticHandle && positions[firstFree] != nil { firstFree += 1 }
+            if handle == firstFree && handle == handles.last! && handle < RuleSet.maxAutomaticHandle {
+                firstFree += 1  // past the highest handle: free
+            } else {
+                while firstFree <= RuleSet.maxAutomaticHandle && positions[firstFree] != nil { firstFree += 1 }
+            }
         }
 
         mutating func remove(handle: UInt32) -> FlowRule {
@@ -284,6 +316,7 @@ public struct RuleSet: Hashable, Sendable, Codable {
             if position != storage.count - 1 {
                 storage[position] = storage[storage.count - 1]
                 positions[storage[position].handle] = position
+                inHandleOrder = false
             }
             storage.removeLast()
             removeMatch(rule.match.comparisonKey, handle)
@@ -295,13 +328,14 @@ public struct RuleSet: Hashable, Sendable, Codable {
         mutating func replace(with rule: FlowRule, key: FlowMatch) {
             let position = positions[rule.handle]!
             removeMatch(storage[position].match.comparisonKey, rule.handle)
-            addMatch(key, rule.handle)
+            addMatch(key.hashValue, rule.handle)
             storage[position] = rule
         }
 
-        private mutating func addMatch(_ key: FlowMatch, _ handle: UInt32) {
-            let hash = key.hashValue
-            matchHashes[hash] = matchHashes[hash].map { .many($0.all + [handle]) } ?? .one(handle)
+        private mutating func addMatch(_ hash: Int, _ handle: UInt32) {
+            if let twins = matchHashes.updateValue(.one(handle), forKey: hash) {
+                matchHashes[hash] = .many(twins.all + [handle])
+            }
         }
 
         private mutating func removeMatch(_ key: FlowMatch, _ handle: UInt32) {
@@ -323,10 +357,9 @@ public struct RuleSet: Hashable, Sendable, Codable {
 
     private mutating func replaceExisting(with rule: FlowRule) throws(RuleSetError) -> FlowRule {
         let place = Place(rule)
-        let group = groups[place]!
-        try group.check(protocol: rule)
         let key = rule.match.comparisonKey
-        try group.checkUnique(key, of: rule, replacing: rule.handle)
+        try groups[place]!.check(protocol: rule)
+        try groups[place]!.checkUnique(key, hash: key.hashValue, of: rule, replacing: rule.handle)
         groups[place]!.replace(with: rule, key: key)
         return rule
     }
