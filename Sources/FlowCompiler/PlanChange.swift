@@ -40,6 +40,8 @@ public struct PlanChange: Equatable, Sendable {
     /// the program lacks (or no longer need code it has). The kept maps still take
     /// `writes`; a new program is loaded over them.
     public var keepsProgram = true
+
+    public init() {}
 }
 
 extension Plan {
@@ -179,7 +181,12 @@ extension Plan {
         }
         if subtables.contains(where: \.entries.isEmpty) {
             var keys = Dictionary(uniqueKeysWithValues: usage.subtables.map { (subtables[$0.value].mapName, $0.key) })
-            for subtable in subtables where subtable.entries.isEmpty { keys[subtable.mapName] = nil }
+            for subtable in subtables where subtable.entries.isEmpty {
+                // Its map goes with the program: nothing to write.
+                keys[subtable.mapName] = nil
+                change.writes.entries[subtable.mapName] = nil
+                change.writes.removedEntries[subtable.mapName] = nil
+            }
             subtables.removeAll(where: \.entries.isEmpty)
             indexSubtables(keys: keys)
         }
@@ -259,5 +266,19 @@ struct ProgramShape: Equatable {
         a.keyLayers == b.keyLayers && a.broadcastGroups == b.broadcastGroups && a.ruleCapacity == b.ruleCapacity
             && a.policerCapacity == b.policerCapacity && a.traits == b.traits
             && a.subtables.elementsEqual(b.subtables) { $0.prio == $1.prio && $0.mapName == $1.mapName && $0.storage == $1.storage }
+    }
+}
+
+extension Plan {
+    /// Puts back the map sizes of `memory` (the rule capacity, and the capacity of each
+    /// hash subtable it names): after a change was undone because the kernel refused it,
+    /// the plan describes the maps that are still running.
+    public mutating func restoreSizes(from memory: Memory) {
+        ruleCapacity = memory.ruleCapacity ?? ruleCapacity
+        for position in subtables.indices {
+            guard case .hash = subtables[position].storage,
+                  let capacity = memory.capacities[subtables[position].mapName] else { continue }
+            subtables[position].storage = .hash(capacity: capacity)
+        }
     }
 }

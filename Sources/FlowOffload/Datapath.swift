@@ -8,7 +8,8 @@ import FlowRules
 /// loaded through the verifier. Attaching it is the runtime's business; a datapath can
 /// also run frames through BPF_PROG_TEST_RUN without any device.
 public final class Datapath {
-    public private(set) var plan: Plan
+    /// Changed in place by `LiveRuleSet`, which writes what the change needs.
+    public internal(set) var plan: Plan
     public let options: CompileOptions
     public let instructions: [Instruction]
     /// Nil for a datapath adopted from pinned maps (its program runs behind a link).
@@ -52,17 +53,23 @@ public final class Datapath {
                 }
             }
             self.maps = maps
-            var kept = Set(maps.filter { reuse[$0.key] === $0.value }.keys)
+            // New maps are filled before the program loads; the kept ones, which the
+            // running program reads, only once the verifier has accepted the new one.
+            let kept = Set(maps.filter { reuse[$0.key] === $0.value }.keys)
+            try Self.write(plan, writes, keptMaps: kept, into: maps.filter { !kept.contains($0.key) },
+                           targetIndex: targetIndex)
             if let old = reuse[FlowMaps.counters], let new = maps[FlowMaps.counters], old !== new {
                 // The rules outgrew the counters: they move to the larger map.
                 let room = new.spec.maxEntries
                 try Self.updateInBatches(new, try old.lookupBatch(batchSize: Self.batchSize).filter {
                     Int($0.key.littleEndian(at: 0) as UInt32) < room
                 })
-                kept.insert(FlowMaps.counters)
+                try Self.write(plan, writes, keptMaps: [FlowMaps.counters], into: [FlowMaps.counters: new],
+                               targetIndex: targetIndex)
             }
-            try Self.write(plan, writes, keptMaps: kept, into: maps, targetIndex: targetIndex)
             program = try Program.loadXDP(name: "xdpflow", instructions: instructions, maps: maps)
+            try Self.write(plan, writes, keptMaps: kept, into: maps.filter { kept.contains($0.key) },
+                           targetIndex: targetIndex)
         } catch {
             throw .kernel(error)
         }
@@ -121,17 +128,21 @@ public final class Datapath {
         guard Self.mapSpecs(for: plan) == Self.mapSpecs(for: self.plan),
               (try? CodeGenerator.generate(plan, options: options)) == instructions
         else { return nil }
-        return try write(plan, plan.writes(since: self.plan), targetIndex: targetIndex)
-    }
-
-    /// Moves this datapath's maps to `plan`, which keeps its program, by `writes`.
-    /// Returns the number of map writes.
-    func write(_ plan: Plan, _ writes: MapWrites, targetIndex: (String) throws(BPFError) -> UInt32) throws(OffloadError)
-        -> Int {
         do {
-            let count = try Self.write(plan, writes, keptMaps: Set(maps.keys), into: maps, targetIndex: targetIndex)
+            let count = try Self.write(plan, plan.writes(since: self.plan), keptMaps: Set(maps.keys), into: maps,
+                                       targetIndex: targetIndex)
             self.plan = plan
             return count
+        } catch {
+            throw .kernel(error)
+        }
+    }
+
+    /// Writes into every map what `plan` (already changed, keeping the program) needs.
+    /// Returns the number of map writes.
+    func write(_ writes: MapWrites, targetIndex: (String) throws(BPFError) -> UInt32) throws(OffloadError) -> Int {
+        do {
+            return try Self.write(plan, writes, keptMaps: Set(maps.keys), into: maps, targetIndex: targetIndex)
         } catch {
             throw .kernel(error)
         }

@@ -1,0 +1,150 @@
+import BPFKernel
+import FlowCompiler
+import FlowRules
+
+/// A rule set and the datapath that runs it, changed together: the library's one way to
+/// change the rules of a loaded datapath.
+///
+/// Adding or deleting one rule changes the plan in place (`Plan.add`, `Plan.remove`):
+/// when the rule fits the running program (its subtables exist with room, its actions
+/// need no code or map the program lacks) the change is a few map writes; otherwise a new
+/// program is loaded over the kept maps and, when attached, swapped in with
+/// bpf_link_update. Other changes (`update`) plan the whole rule set again. Map writes
+/// and the link update are synchronous: a rule acts when the call returns. A change the
+/// kernel refuses leaves rules, plan and maps as they were.
+public final class LiveRuleSet {
+    public private(set) var rules: RuleSet
+    public private(set) var datapath: Datapath
+    /// The link new programs are swapped into, when attached.
+    public let link: XDPLink?
+    private let ruleCapacity: Int
+    private let targetIndex: (String) throws(BPFError) -> UInt32
+
+    /// What a change did in the kernel.
+    public enum Change: Equatable, Sendable {
+        /// The running program stays; this many map writes.
+        case mapWrites(Int)
+        /// A new program (swapped in when attached).
+        case newProgram(id: UInt32)
+    }
+
+    /// Loads `rules` for `device` and, given an interface, attaches the program to it.
+    /// `targetIndex` gives the ifindex of a redirect target device.
+    public init(_ rules: RuleSet = RuleSet(), device: String, options: CompileOptions = CompileOptions(),
+                ruleCapacity: Int = Plan.defaultRuleCapacity, attachingTo interface: NetworkInterface? = nil,
+                mode: XDPMode = .auto, targetIndex: @escaping (String) throws(BPFError) -> UInt32) throws {
+        let plan: Plan
+        do {
+            plan = try Plan(rules, device: device, ruleCapacity: ruleCapacity)
+        } catch {
+            throw OffloadError.compile(error)
+        }
+        let datapath = try Datapath(plan: plan, options: options, targetIndex: targetIndex)
+        link = try interface.map { try XDPLink(attaching: datapath.program!, to: $0, mode: mode) }
+        self.rules = rules
+        self.datapath = datapath
+        self.ruleCapacity = ruleCapacity
+        self.targetIndex = targetIndex
+    }
+
+    /// Adds `rule` as `RuleSet.add` does (allocating its prio and handle); returns the
+    /// rule as stored.
+    @discardableResult
+    public func add(_ rule: FlowRule) throws -> (rule: FlowRule, change: Change) {
+        let stored = try rules.add(rule)
+        let id = RuleID(stored)
+        do {
+            let sizes = datapath.plan.memory
+            let change: PlanChange
+            do {
+                change = try datapath.plan.add(stored)
+            } catch {
+                throw OffloadError.compile(error)
+            }
+            return (stored, try carry(change, sizes: sizes) { $0.remove(id) })
+        } catch {
+            _ = try? rules.delete(RuleSelector(chain: stored.chain, prio: stored.prio, handle: stored.handle))
+            throw error
+        }
+    }
+
+    /// Deletes the rules `selector` names, as `RuleSet.delete` does; returns them.
+    @discardableResult
+    public func delete(_ selector: RuleSelector) throws -> (rules: [FlowRule], change: Change) {
+        let removed = try rules.delete(selector)
+        do {
+            guard removed.count == 1, let rule = removed.first else {
+                // A whole prio or chain: planned again, as one change.
+                return (removed, try replan())
+            }
+            let sizes = datapath.plan.memory
+            let change = datapath.plan.remove(RuleID(rule))
+            return (removed, try carry(change, sizes: sizes) { (try? $0.add(rule)) ?? PlanChange() })
+        } catch {
+            for rule in removed { _ = try? rules.add(rule) }
+            throw error
+        }
+    }
+
+    /// Any other change to the rules (replace, change, several at once): the rule set is
+    /// planned again and the kernel gets the difference.
+    @discardableResult
+    public func update<T>(_ body: (inout RuleSet) throws -> T) throws -> (result: T, change: Change?) {
+        let before = rules
+        let result = try body(&rules)
+        guard rules != before else { return (result, nil) }
+        do {
+            return (result, try replan())
+        } catch {
+            rules = before
+            throw error
+        }
+    }
+
+    // MARK: -
+
+    /// Carries a change already made to the plan into the kernel; when the kernel refuses
+    /// it, `undo` takes it back out of the plan (with the map sizes of `sizes`) and the
+    /// maps are written back.
+    private func carry(_ change: PlanChange, sizes: Plan.Memory, undo: (inout Plan) -> PlanChange) throws -> Change {
+        do {
+            if change.keepsProgram {
+                return .mapWrites(try datapath.write(change.writes, targetIndex: targetIndex))
+            }
+            return try swap(to: Datapath(plan: datapath.plan, options: datapath.options, targetIndex: targetIndex,
+                                         replacing: datapath, writes: change.writes))
+        } catch {
+            let back = undo(&datapath.plan)
+            datapath.plan.restoreSizes(from: sizes)
+            _ = try? datapath.write(back.writes, targetIndex: targetIndex)
+            throw error
+        }
+    }
+
+    /// Plans the rules again and carries the difference into the kernel.
+    private func replan() throws -> Change {
+        let old = datapath.plan
+        let plan: Plan
+        do {
+            plan = try Plan(rules, device: old.device, memory: old.memory, ruleCapacity: ruleCapacity)
+        } catch {
+            throw OffloadError.compile(error)
+        }
+        do {
+            if let writes = try datapath.update(to: plan, targetIndex: targetIndex) { return .mapWrites(writes) }
+            return try swap(to: Datapath(plan: plan, options: datapath.options, targetIndex: targetIndex,
+                                         replacing: datapath))
+        } catch {
+            // Entries written before the refusal go back to what the running program had.
+            datapath.plan = old
+            _ = try? datapath.write(old.writes(since: plan), targetIndex: targetIndex)
+            throw error
+        }
+    }
+
+    private func swap(to next: Datapath) throws -> Change {
+        try link?.update(to: next.program!)
+        datapath = next
+        return .newProgram(id: next.program!.id)
+    }
+}

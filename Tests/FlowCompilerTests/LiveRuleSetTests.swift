@@ -1,0 +1,124 @@
+import BPFKernel
+import FlowCompiler
+import FlowOffload
+import FlowRules
+import Packets
+import Testing
+
+/// Rule changes through the library: a rule that fits the running program is map
+/// writes and acts at once; one that needs a subtable is a new program; a change the
+/// kernel refuses leaves rules, plan and traffic as they were.
+@Suite(.enabled(if: kernelAvailable, kernelUnavailable), .serialized)
+struct LiveRuleSetTests {
+    let port53 = "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 53 action drop"
+    let port54 = "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 54 action drop"
+    let prefix = "filter add dev xft0 protocol ip prio 2 flower dst_ip 198.51.100.0/24 action drop"
+
+    func live(_ lines: [String], targets: [String: UInt32] = ["xft1": 1],
+              ruleCapacity: Int = Plan.defaultRuleCapacity) throws -> LiveRuleSet {
+        try LiveRuleSet(ruleSet(lines), device: testDevice, options: CompileOptions(recordMatches: true),
+                        ruleCapacity: ruleCapacity) {
+            (name: String) throws(BPFError) in
+            guard let index = targets[name] else { throw .invalidArgument("no device \(name)") }
+            return index
+        }
+    }
+
+    func rule(_ line: String) throws -> FlowRule { try #require(ruleSet([line]).rules.first.map { rule in
+        var rule = rule
+        rule.handle = 0  // as written: the set allocates it
+        return rule
+    }) }
+
+    func packets(_ live: LiveRuleSet, _ rule: FlowRule) throws -> UInt64 {
+        try live.datapath.counters()[try #require(live.datapath.plan.slots[RuleID(rule)])]?.packets ?? 0
+    }
+
+    @Test func aRuleInAnExistingSubtableActsAtOnceInTheSameProgram() throws {
+        let live = try live([port53])
+        let program = live.datapath.program?.id
+        #expect(try live.datapath.trace(udp4(dst: 54).bytes).verdict == .pass)
+
+        let (added, change) = try live.add(rule(port54))
+        #expect(added.handle == 2)
+        #expect(change == .mapWrites(2), "the subtable entry and the new rule's counters; 'drop' is shared")
+        #expect(live.datapath.program?.id == program)
+        let trace = try live.datapath.trace(udp4(dst: 54).bytes)
+        #expect(trace.verdict == .drop)
+        #expect(trace.matched == [RuleID(added)])
+        #expect(try packets(live, added) == 1)
+
+        let (removed, deleted) = try live.delete(RuleSelector(prio: 1, handle: added.handle))
+        #expect(removed == [added])
+        #expect(deleted == .mapWrites(1))
+        #expect(live.datapath.program?.id == program)
+        #expect(try live.datapath.trace(udp4(dst: 54).bytes).verdict == .pass)
+        #expect(try live.datapath.trace(udp4(dst: 53).bytes).verdict == .drop)
+        #expect(live.rules.rules.count == 1)
+    }
+
+    @Test func aRuleInANewSubtableIsANewProgramAndCountersStay() throws {
+        let live = try live([port53])
+        let first = live.datapath.program?.id
+        _ = try live.datapath.trace(udp4(dst: 53).bytes)
+        let kept = try #require(live.rules.rules.first)
+
+        let (added, change) = try live.add(rule(prefix))
+        guard case .newProgram(let id) = change else {
+            Issue.record("a new subtable needs a new program, got \(change)")
+            return
+        }
+        #expect(id != first && live.datapath.program?.id == id)
+        #expect(try live.datapath.trace(udp4(dst: 80, to: IPv4Address("198.51.100.7")!).bytes).matched == [RuleID(added)])
+        #expect(try packets(live, kept) == 1, "the counters map is kept")
+
+        let (_, deleted) = try live.delete(RuleSelector(prio: 2, handle: added.handle))
+        #expect(deleted != .mapWrites(1), "the subtable goes with its last rule: a new program")
+        #expect(try live.datapath.trace(udp4(dst: 80, to: IPv4Address("198.51.100.7")!).bytes).verdict == .pass)
+        #expect(try live.datapath.trace(udp4(dst: 53).bytes).verdict == .drop)
+        #expect(try packets(live, kept) == 2)
+    }
+
+    @Test func aChangeTheKernelRefusesLeavesEverythingAsItWas() throws {
+        // A redirect rule already there: a second one to another device fits the program,
+        // but that device has no ifindex.
+        let live = try live([port53, "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 7 action mirred egress redirect dev xft1"])
+        let rules = live.rules, plan = live.datapath.plan, program = live.datapath.program?.id
+        let bad = try rule("filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 54 action mirred egress redirect dev xft9")
+        #expect(throws: OffloadError.self) { try live.add(bad) }
+        #expect(live.rules == rules)
+        #expect(live.datapath.plan == plan)
+        #expect(live.datapath.program?.id == program)
+        #expect(try live.datapath.trace(udp4(dst: 54).bytes).verdict == .pass)
+
+        // The same where the rule needs a new program (a new subtable): the kernel's maps
+        // are untouched until the new program is accepted.
+        let badPrefix = try rule("filter add dev xft0 protocol ip prio 3 flower dst_ip 198.51.100.0/24 action mirred egress redirect dev xft9")
+        #expect(throws: OffloadError.self) { try live.add(badPrefix) }
+        #expect(live.rules == rules)
+        #expect(live.datapath.plan == plan)
+        #expect(live.datapath.program?.id == program)
+        #expect(try live.datapath.trace(udp4(dst: 53).bytes).verdict == .drop)
+
+        // And then a good change still goes through the fast path.
+        #expect(try live.add(rule(port54)).change == .mapWrites(2))
+    }
+
+    @Test func theRuleCapacityDoublesAndTheCountersMoveToTheLargerMap() throws {
+        let live = try live([port53], ruleCapacity: 1)
+        _ = try live.datapath.trace(udp4(dst: 53).bytes)
+        let kept = try #require(live.rules.rules.first)
+        let counters = try #require(live.datapath.maps[FlowMaps.counters])
+
+        let (added, change) = try live.add(rule(port54))
+        guard case .newProgram = change else {
+            Issue.record("the counters outgrow their map: a new program, got \(change)")
+            return
+        }
+        #expect(live.datapath.plan.ruleCapacity == 2)
+        #expect(live.datapath.maps[FlowMaps.counters] !== counters)
+        #expect(try packets(live, kept) == 1, "the first rule's count moved with it")
+        #expect(try live.datapath.trace(udp4(dst: 54).bytes).matched == [RuleID(added)])
+        #expect(try packets(live, added) == 1)
+    }
+}
