@@ -7,5 +7,6 @@ struct Suite: Sendable {
     static let all: [Suite] = [
         Suite(name: "packets", run: PacketCases.sections),
         Suite(name: "compile", run: CompileCases.sections),
+        Suite(name: "live", run: LiveCases.sections),
     ]
 }
