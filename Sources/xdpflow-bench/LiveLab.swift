@@ -35,8 +35,15 @@ final class Undo: @unchecked Sendable {
         lock.withLock { steps.removeAll { $0.id == token.id } }
     }
 
+    /// Set when a signal is taking the lab down: the main thread then waits for the exit
+    /// instead of racing the signal's cleanup (or exiting before it is done).
+    private var signalled = false
+
     /// Runs every step left, newest first.
     func all() {
+        if Thread.isMainThread, lock.withLock({ signalled }) {
+            while true { Thread.sleep(forTimeInterval: 60) }
+        }
         while let step = lock.withLock({ steps.popLast() }) {
             progress("live: removing \(step.what)")
             step.run()
@@ -51,6 +58,8 @@ final class Undo: @unchecked Sendable {
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
                 progress("live: signal \(number): taking the lab down")
+                Undo.shared.lock.withLock { Undo.shared.signalled = true }
+                Shell.stop()
                 Undo.shared.all()
                 exit(128 + number)
             }

@@ -145,6 +145,7 @@ final class XDPFilterPeer: LivePeer {
         let (features, commands) = try commands(ruleSet)
         let libxdp = environment["LIBXDP_BPFFS"]!
         token = Undo.shared.push("xdp-filter on \(lab.device)") { [device = lab.device, environment] in
+            Self.removeStaleLock()
             Shell.attempt(["xdp-filter", "unload", device], environment: environment)
             try? FileManager.default.removeItem(atPath: Self.pins)
             try? FileManager.default.removeItem(atPath: libxdp)
@@ -153,6 +154,18 @@ final class XDPFilterPeer: LivePeer {
         try Shell.run(["xdp-filter", "load", "--mode", "native", "--features", features, lab.device],
                       environment: environment)
         for command in commands { try Shell.run(["xdp-filter"] + command, environment: environment) }
+    }
+
+    /// xdp-filter's lock, left behind when a signal ends it mid-command; every later
+    /// xdp-filter then fails ("Unable to read PID from lockfile").
+    static let lock = "/run/xdp-filter.lck"
+
+    /// Removes the lock when the process it names is gone (an xdp-filter the signal ended).
+    static func removeStaleLock() {
+        guard let text = try? String(contentsOfFile: lock, encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+              kill(pid, 0) != 0, errno == ESRCH else { return }
+        try? FileManager.default.removeItem(atPath: lock)
     }
 
     /// Its aggregate XDP_DROP counter (`xdp-filter status`, which exits 254 when the maps

@@ -41,7 +41,7 @@ struct LiveReport {
                                   + others.map { Column("\(Self.xdpflow) / \($0.name)", key: "ratio_to_\(key($0.name))") })
         for (index, ruleSet) in ruleSets.enumerated() {
             let rates = peers.map { peer -> Cell in
-                run.received(index, peer.name).map { .samples($0, digits: 2) } ?? .absent(peer.cannot(ruleSet) ?? "n/a")
+                run.received(index, peer.name).map(Self.cell) ?? .absent(peer.cannot(ruleSet) ?? "n/a")
             }
             let ratios = others.map { peer -> Cell in
                 run.ratio(index, over: peer.name).map { .samples($0, digits: 2) } ?? .absent("n/a")
@@ -90,8 +90,8 @@ struct LiveReport {
                     }
                     section.append([.text(run.placement == .senderCPU ? "sender's CPU" : "own CPU"),
                                     .text(ruleSet.short), .text(peer.name),
-                                    .samples(Samples(samples.map { $0.window.offeredRate / 1e6 }), digits: 2),
-                                    .samples(received, digits: 2), .samples(refused, digits: 1),
+                                    Self.cell(Samples(samples.map { $0.window.offeredRate / 1e6 })),
+                                    Self.cell(received), .samples(refused, digits: 1),
                                     .number(nanoseconds, digits: 0),
                                     overFloor.map { .number($0, digits: 0) } ?? .absent("n/a"), .text(bottleneck)])
                 }
@@ -145,6 +145,11 @@ struct LiveReport {
         its CPU with everything else the machine runs, so these rates are lower and noisier than \
         on one CPU; no target is read from them.
         """
+    }
+
+    /// Mpps with two decimals, or four below 0.1 (nftables with 10,000 rules).
+    static func cell(_ mpps: Samples) -> Cell {
+        .samples(mpps, digits: mpps.median < 0.1 ? 4 : 2)
     }
 
     private func key(_ name: String) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Runs the tools the live benchmark drives (ip, ethtool, nft, xdp-filter, xdpflow).
 /// Output goes to files, not pipes, so a long listing (nft's 10,000 rules) cannot fill a
@@ -20,8 +21,34 @@ enum Shell {
     }
 
     /// Starts `arguments` in the background (`PATH` lookup, the environment plus `environment`).
+    /// Once `stop()` has run, the main thread starts nothing more.
     static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Running {
-        try Running(arguments, environment: environment)
+        if Thread.isMainThread, children.withLock({ $0.stopping }) {
+            throw BenchError("stopped: \(arguments.joined(separator: " ")) not run")
+        }
+        return try Running(arguments, environment: environment)
+    }
+
+    /// The commands running now, so that a signal can end them before the lab is taken down
+    /// (one still writing state there would race with the removal).
+    private static let children = Mutex(Children())
+
+    private struct Children {
+        var stopping = false
+        var running: [ObjectIdentifier: (process: Process, directory: URL)] = [:]
+    }
+
+    /// Ends the running commands and waits for them; the main thread starts no more.
+    static func stop() {
+        let running = children.withLock { children in
+            children.stopping = true
+            return Array(children.running.values)
+        }
+        for (process, _) in running where process.isRunning { process.terminate() }
+        for (process, directory) in running {
+            process.waitUntilExit()
+            try? FileManager.default.removeItem(at: directory)
+        }
     }
 
     final class Running {
@@ -40,6 +67,9 @@ enum Shell {
             process.standardError = try file("stderr")
             do {
                 try process.run()
+                Shell.children.withLock { [process, directory] in
+                    $0.running[ObjectIdentifier(process)] = (process, directory)
+                }
             } catch {
                 try? FileManager.default.removeItem(at: directory)
                 throw error
@@ -55,6 +85,7 @@ enum Shell {
         /// Waits for the command and returns its standard output.
         func wait(accepting: Set<Int32> = [0]) throws -> String {
             process.waitUntilExit()
+            Shell.children.withLock { _ = $0.running.removeValue(forKey: ObjectIdentifier(process)) }
             defer { try? FileManager.default.removeItem(at: directory) }
             let read = { (name: String) in
                 (try? String(contentsOf: self.directory.appendingPathComponent(name), encoding: .utf8)) ?? ""
