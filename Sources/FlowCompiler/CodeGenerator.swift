@@ -95,10 +95,15 @@ public struct CodeGenerator {
     static let context: Int16 = -232
     /// The action index of the best entry in a prio looked up in several subtables.
     static let bestAction: Int16 = -236
+    /// The prefilter's bits for the frame, the subtables worth a lookup, while main looks
+    /// them up (hit and parse save it or are done with the frame).
+    static let prefilterBits = Register.r7
 
     let plan: Plan
     let options: CompileOptions
     var asm = Assembler()
+    /// Prefilter lookups emitted so far (one per parse), for their labels.
+    var filterLookups = 0
     /// Without `continue` the frame is parsed once and a hit ends the program, so parse
     /// and hit are inlined into main: with the kernel's return thunks (SRSO) a
     /// BPF-to-BPF call costs ~8 ns. With `continue` they are functions, called again.
@@ -120,7 +125,7 @@ public struct CodeGenerator {
             generator.parseFunction()
             if !plan.subtables.isEmpty { generator.hitFunction() }
         }
-        generator.countFunction()
+        if options.recordMatches { generator.logFunction() }
         return (try generator.asm.assemble(), generator.asm.labels)
     }
 
@@ -135,26 +140,58 @@ public struct CodeGenerator {
             asm.emit([.store(.double, to: .fp, Self.context, .r6), .mov(.r1, .r6), .mov(.r2, .fp),
                       .alu(.add, .r2, Int32(Self.record))])
             parseFunction()
+            filterSubtables()
         } else {
             callParse()
         }
         for (index, group) in plan.prioGroups.enumerated() {
             lookUp(group, index: index)
         }
-        asm.emit([.mov(.r1, .r6), .mov(.r2, Int32(RuleSlots.miss)), .load(.r3, .double, from: .fp, Self.length),
-                  .call(Label("count"))])
+        asm.emit(.store(.word, to: .fp, Self.scratch, Int32(RuleSlots.miss)))
+        count(slotAt: Self.scratch, lengthAt: Self.length, using: .r7, done: "miss_counted")
         asm.emit(Instruction.return(XDPAction.pass))
         // A parser that reads no layer a dissection failure can hide never gives up.
         guard isReferenced("unparsed") else { return }
         asm.label("unparsed")
-        asm.emit([.mov(.r1, .r6), .mov(.r2, Int32(RuleSlots.unparsed)), .load(.r3, .double, from: .fp, Self.length),
-                  .call(Label("count"))])
+        asm.emit(.store(.word, to: .fp, Self.scratch, Int32(RuleSlots.unparsed)))
+        count(slotAt: Self.scratch, lengthAt: Self.length, using: .r7, done: "unparsed_counted")
         asm.emit(Instruction.return(options.unparsedVerdict))
     }
 
     private mutating func callParse() {
         asm.emit([.mov(.r1, .r6), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.record)), .call(Label("parse")),
                   .jump(.notEqual, .r0, 0, to: "unparsed")])
+        filterSubtables()
+    }
+
+    /// Looks the parsed record up in the prefilter: its bits name the subtables worth a
+    /// lookup (all of them, should the lookup fail).
+    private mutating func filterSubtables() {
+        guard let prefilter = plan.prefilter else { return }
+        let label = Label("filtered_\(filterLookups)")
+        filterLookups += 1
+        asm.emit([.load(.r1, .half, from: .fp, Self.record + Int16(prefilter.offset)),
+                  .store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, prefilter.mapName), .mov(.r2, .fp),
+                  .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem), .mov(.r1, -1),
+                  .jump(.equal, .r0, 0, to: label), .load(.r1, .double, from: .r0, 0)])
+        asm.label(label)
+        asm.emit(.mov(Self.prefilterBits, .r1))
+    }
+
+    /// Adds a frame of the length at fp+`length` to the counters of the slot at fp+`slot`
+    /// (per CPU: packets, bytes, last hit). Clobbers r0-r5 and `pointer`.
+    private mutating func count(slotAt slot: Int16, lengthAt length: Int16, using pointer: Register, done: Label) {
+        asm.emit([.loadMap(.r1, FlowMaps.counters), .mov(.r2, .fp), .alu(.add, .r2, Int32(slot)), .call(.mapLookupElem),
+                  .jump(.equal, .r0, 0, to: done), .mov(pointer, .r0),
+                  .load(.r1, .double, from: pointer, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
+                  .store(.double, to: pointer, RuleCounters.packetsOffset, .r1),
+                  .load(.r1, .double, from: pointer, RuleCounters.bytesOffset), .load(.r2, .double, from: .fp, length),
+                  .alu(.add, .r1, .r2), .store(.double, to: pointer, RuleCounters.bytesOffset, .r1),
+                  .call(.jiffies64), .store(.double, to: pointer, RuleCounters.lastHitOffset, .r0)])
+        if options.recordMatches {
+            asm.emit([.load(.r2, .word, from: .fp, slot), .call(Label("log"))])
+        }
+        asm.label(done)
     }
 
     /// One prio: every subtable is looked up; the entry with the lowest handle wins (one
@@ -165,6 +202,18 @@ public struct CodeGenerator {
         if !single { asm.emit([.mov(.r8, 0), .mov(.r9, -1, .bits32)]) }
         for (position, subtable) in group.enumerated() {
             let next = Label("next_\(index)_\(position)")
+            if let bit = plan.prefilter?.bits[subtable.mapName] {
+                // Jump immediates are sign-extended: bits from 31 up need a register.
+                let look = Label("look_\(index)_\(position)")
+                if bit < 31 {
+                    asm.emit(.jump(.bitsSet, Self.prefilterBits, Int32(1) << bit, to: look))
+                } else {
+                    asm.emit([.loadImmediate(.r1, Int64(bitPattern: UInt64(1) << bit)),
+                              .jump(.bitsSet, Self.prefilterBits, .r1, to: look)])
+                }
+                asm.emit(.jump(to: next))
+                asm.label(look)
+            }
             let presence = Int32(bitPattern: subtable.presence.rawValue)
             if presence != 0 {
                 asm.emit([.load(.r1, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)),
@@ -490,18 +539,8 @@ public struct CodeGenerator {
         let kinds = plan.stepKinds
         asm.label("hit")
         // The rule's counters, inline: a call costs as much as the counting.
-        asm.emit([.mov(.r6, .r1), .mov(.r7, .r3), .store(.double, to: .fp, -8, .r4), .store(.word, to: .fp, -16, .r2),
-                  .loadMap(.r1, FlowMaps.counters), .mov(.r2, .fp), .alu(.add, .r2, -16), .call(.mapLookupElem),
-                  .jump(.equal, .r0, 0, to: "hit_counted"), .mov(.r8, .r0),
-                  .load(.r1, .double, from: .r8, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
-                  .store(.double, to: .r8, RuleCounters.packetsOffset, .r1),
-                  .load(.r1, .double, from: .r8, RuleCounters.bytesOffset), .load(.r2, .double, from: .fp, -8),
-                  .alu(.add, .r1, .r2), .store(.double, to: .r8, RuleCounters.bytesOffset, .r1),
-                  .call(.jiffies64), .store(.double, to: .r8, RuleCounters.lastHitOffset, .r0)])
-        if options.recordMatches {
-            asm.emit([.load(.r2, .word, from: .fp, -16), .call(Label("log"))])
-        }
-        asm.label("hit_counted")
+        asm.emit([.mov(.r6, .r1), .mov(.r7, .r3), .store(.double, to: .fp, -8, .r4), .store(.word, to: .fp, -16, .r2)])
+        count(slotAt: -16, lengthAt: -8, using: .r8, done: "hit_counted")
         asm.emit([.store(.word, to: .fp, -12, .r7), .loadMap(.r1, FlowMaps.actions), .mov(.r2, .fp), .alu(.add, .r2, -12),
                   .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "hit_pass"), .mov(.r7, .r0)])
         var generated = 0
@@ -675,25 +714,10 @@ public struct CodeGenerator {
         asm.instructions.contains { $0.reference == .label(label) }
     }
 
-    // MARK: - count(ctx, slot, length)
+    // MARK: - log(_, slot)
 
-    private mutating func countFunction() {
-        asm.label("count")
-        asm.emit([.mov(.r6, .r3), .store(.word, to: .fp, -4, .r2), .loadMap(.r1, FlowMaps.counters), .mov(.r2, .fp),
-                  .alu(.add, .r2, -4), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "count_done"),
-                  .mov(.r7, .r0),
-                  .load(.r1, .double, from: .r7, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
-                  .store(.double, to: .r7, RuleCounters.packetsOffset, .r1),
-                  .load(.r1, .double, from: .r7, RuleCounters.bytesOffset), .alu(.add, .r1, .r6),
-                  .store(.double, to: .r7, RuleCounters.bytesOffset, .r1),
-                  .call(.jiffies64), .store(.double, to: .r7, RuleCounters.lastHitOffset, .r0)])
-        if options.recordMatches {
-            asm.emit([.load(.r2, .word, from: .fp, -4), .call(Label("log"))])
-        }
-        asm.label("count_done")
-        asm.emit(Instruction.return(0))
-        guard options.recordMatches else { return }
-        // log(_, slot): appends the slot to the trace log.
+    /// Appends the slot to the trace log.
+    private mutating func logFunction() {
         asm.label("log")
         asm.emit([.store(.word, to: .fp, -4, .r2), .store(.word, to: .fp, -8, 0), .loadMap(.r1, FlowMaps.trace),
                   .mov(.r2, .fp), .alu(.add, .r2, -8), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "log_done"),
