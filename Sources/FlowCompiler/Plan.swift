@@ -168,7 +168,8 @@ public struct PolicerConfig: Hashable, Sendable {
 public struct Plan: Sendable {
     /// The most subtables one program looks up (each is a map and a lookup per packet).
     /// A program may use at most 64 maps (the kernel's MAX_USED_MAPS); the counters,
-    /// actions, redirect, policer and trace maps leave 59 for subtables.
+    /// actions, redirect, policer and trace maps leave 59 for subtables (58 and the
+    /// prefilter's map, below the limit).
     public static let maxSubtables = 59
     public static let maxRedirectTargets = 64
     public static let defaultRuleCapacity = 65536
@@ -198,6 +199,9 @@ public struct Plan: Sendable {
     public var keyLayers: KeyLayers
     /// Every field some subtable reads.
     public var fields: Set<KeyField>
+    /// Skips hash subtables that cannot hit; nil when too few share a key field, or when
+    /// the subtables leave no map for it.
+    public var prefilter: Prefilter?
     public var ruleCapacity: Int
 
     /// Whether some rule goes on classifying (`continue`, also as police's control).
@@ -341,6 +345,8 @@ public struct Plan: Sendable {
             }
             return subtable
         }.sorted { ($0.prio, $0.mapName) < ($1.prio, $1.mapName) }
+        // The prefilter takes a map from the subtables' budget: at the limit, none.
+        prefilter = tables.count + broadcastIndex.count < Self.maxSubtables ? Prefilter(subtables) : nil
         self.fields = fields
         self.slots = slots
         self.actionIndex = actionIndex

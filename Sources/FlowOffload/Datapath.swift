@@ -85,6 +85,10 @@ public final class Datapath {
             specs.append(MapSpec(name: FlowMaps.policers, type: .array, keySize: 4, valueSize: PolicerConfig.size,
                                  maxEntries: max(plan.policers.count, 1024)))
         }
+        if plan.prefilter != nil {
+            specs.append(MapSpec(name: plan.prefilter!.mapName, type: .array, keySize: 4, valueSize: 8,
+                                 maxEntries: Prefilter.entries))
+        }
         for subtable in plan.subtables {
             switch subtable.storage {
             case .direct:
@@ -159,6 +163,16 @@ public final class Datapath {
                 try counters.updateAllCPUs(slot.littleEndianBytes, zero)
                 writes += 1
             }
+        }
+        if let prefilter = plan.prefilter {
+            // Bits a plan no longer sets are cleared.
+            let held = old(prefilter.mapName)?.prefilter?.table ?? [:]
+            var table = prefilter.table
+            for index in held.keys where table[index] == nil { table[index] = 0 }
+            func byIndex(_ table: [UInt16: UInt64]) -> [UInt32: UInt64] {
+                Dictionary(uniqueKeysWithValues: table.map { (UInt32($0.key), $0.value) })
+            }
+            try put(maps[prefilter.mapName], byIndex(table), byIndex(held)) { $0.littleEndianBytes }
         }
         let before = Dictionary((previous?.subtables ?? []).map { ($0.mapName, $0) }, uniquingKeysWith: { a, _ in a })
         for subtable in plan.subtables {

@@ -88,6 +88,8 @@ enum PacketCases {
         let prefixes = try Datapath.load(RuleLines.prefixes(10_000, groups: groups), subtables: groups)
         let inLastGroup = RuleLines.prefix(group: groups - 1, entry: 300).rawValue | 0x1234
         let fiveTuples = try Datapath.load(RuleLines.fiveTuples(10_000), subtables: 1)
+        let mixed = try Datapath.load(RuleLines.mixed(1_000), subtables: 4)
+        let lastTagged = 1_000 / 4 - 1
         return [
             try .floor(),
             .xdpflow("1 rule (udp dst_port 53), hit", slug: "rule1-hit", oneRule,
@@ -105,6 +107,12 @@ enum PacketCases {
                      frame: Frames.udp(dst: Frames.nowhere, dstPort: 9), verdict: .pass, target: 2.5),
             .xdpflow("10,000 udp 5-tuples, 1 subtable, hit", slug: "tuple10k-hit", fiveTuples,
                      frame: Frames.udp(FiveTuple(4321)), verdict: .drop),
+            .xdpflow("1,000 mixed IPv4/IPv6/VLAN rules, 4 prios, tagged IPv6 hit in the 4th", slug: "mixed1k-hit",
+                     mixed, frame: Frames.taggedUDP6(vlan: RuleLines.mixedVLAN(lastTagged),
+                                                     dstPort: RuleLines.mixedPort(lastTagged)),
+                     verdict: .drop, matchedPrio: 4),
+            .xdpflow("1,000 mixed IPv4/IPv6/VLAN rules, 4 prios, miss", slug: "mixed1k-miss", mixed,
+                     frame: Frames.udp(dst: Frames.nowhere, dstPort: 443), verdict: .pass),
         ]
     }
 }

@@ -6,6 +6,7 @@ struct Suite: Sendable {
     /// Report order; `--only` picks some by name.
     static let all: [Suite] = [
         Suite(name: "packets", run: PacketCases.sections),
+        Suite(name: "subtables", run: SubtableCurve.sections),
         Suite(name: "compile", run: CompileCases.sections),
         Suite(name: "live", run: LiveCases.sections),
     ]
