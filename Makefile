@@ -4,16 +4,18 @@ CONFIG      ?= debug
 # Test targets that need the kernel (BPF, XDP, netns); the rest are pure Swift.
 KERNEL_TESTS ?= BPFKernelTests|FlowCompilerTests|FlowOffloadTests
 
-# Extra arguments for xdpflow-bench, e.g. BENCH_ARGS='--json bench.json'; benchmarks are
-# only meaningful optimised, so they always use the release build.
+# Extra arguments for xdpflow-bench, e.g. BENCH_ARGS='--only packets,live'; benchmarks are
+# only meaningful optimised, so they always use the release build (xdpflow-bench runs the
+# xdpflow binary beside it).
 BENCH_ARGS  ?=
 BENCH_BUILD_FLAGS ?=
 BENCH_BUILD  = $(SWIFT) build -c release $(BENCH_BUILD_FLAGS)
+BENCH_RUN    = $$($(BENCH_BUILD) --show-bin-path)/xdpflow-bench --commit $$(git describe --always --dirty 2>/dev/null || echo unknown)
 
 # make fuzz: the differential tests with FUZZ_SCALE times the cases of make test.
 FUZZ_SCALE  ?= 50
 
-.PHONY: all deps build test fuzz demo bench-quick clean
+.PHONY: all deps build test fuzz demo bench bench-quick clean
 
 all: build
 
@@ -36,9 +38,15 @@ demo: deps
 	$(SWIFT) build -c release
 	@XDPFLOW=$$($(SWIFT) build -c release --show-bin-path)/xdpflow scripts/demo
 
+# Every measurement; writes bench/results/<date>-<host>.json, .md and .svg.
+bench: deps
+	$(BENCH_BUILD)
+	$(BENCH_RUN) --results bench/results $(BENCH_ARGS)
+
+# A reduced set in under two minutes, printing the same table.
 bench-quick: deps
-	$(BENCH_BUILD) --product xdpflow-bench
-	$$($(BENCH_BUILD) --show-bin-path)/xdpflow-bench $(BENCH_ARGS)
+	$(BENCH_BUILD)
+	$(BENCH_RUN) --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf .build

@@ -180,7 +180,9 @@ extension ActionStep.Control {
     }
 }
 
-extension UInt32 {
+extension FixedWidthInteger {
     /// As map keys and values hold it (host order, little-endian here).
-    public var littleEndianBytes: [UInt8] { (0 ..< 4).map { UInt8(truncatingIfNeeded: self >> ($0 * 8)) } }
+    public var littleEndianBytes: [UInt8] {
+        (0 ..< Self.bitWidth / 8).map { UInt8(truncatingIfNeeded: self >> ($0 * 8)) }
+    }
 }

@@ -95,10 +95,15 @@ public struct CodeGenerator {
     static let context: Int16 = -232
     /// The action index of the best entry in a prio looked up in several subtables.
     static let bestAction: Int16 = -236
+    /// The prefilter's bits for the frame, the subtables worth a lookup, while main looks
+    /// them up (hit and parse save it or are done with the frame).
+    static let prefilterBits = Register.r7
 
     let plan: Plan
     let options: CompileOptions
     var asm = Assembler()
+    /// Prefilter lookups emitted so far (one per parse), for their labels.
+    var filterLookups = 0
     /// Without `continue` the frame is parsed once and a hit ends the program, so parse
     /// and hit are inlined into main: with the kernel's return thunks (SRSO) a
     /// BPF-to-BPF call costs ~8 ns. With `continue` they are functions, called again.
@@ -120,7 +125,7 @@ public struct CodeGenerator {
             generator.parseFunction()
             if !plan.subtables.isEmpty { generator.hitFunction() }
         }
-        generator.countFunction()
+        if options.recordMatches { generator.logFunction() }
         return (try generator.asm.assemble(), generator.asm.labels)
     }
 
@@ -135,26 +140,109 @@ public struct CodeGenerator {
             asm.emit([.store(.double, to: .fp, Self.context, .r6), .mov(.r1, .r6), .mov(.r2, .fp),
                       .alu(.add, .r2, Int32(Self.record))])
             parseFunction()
+            filterSubtables()
         } else {
             callParse()
         }
-        for (index, group) in plan.prioGroups.enumerated() {
-            lookUp(group, index: index)
-        }
-        asm.emit([.mov(.r1, .r6), .mov(.r2, Int32(RuleSlots.miss)), .load(.r3, .double, from: .fp, Self.length),
-                  .call(Label("count"))])
+        lookUp(Array(plan.prioGroups.enumerated())[...])
+        asm.emit(.store(.word, to: .fp, Self.scratch, Int32(RuleSlots.miss)))
+        count(slotAt: Self.scratch, lengthAt: Self.length, using: .r7, done: "miss_counted")
         asm.emit(Instruction.return(XDPAction.pass))
         // A parser that reads no layer a dissection failure can hide never gives up.
         guard isReferenced("unparsed") else { return }
         asm.label("unparsed")
-        asm.emit([.mov(.r1, .r6), .mov(.r2, Int32(RuleSlots.unparsed)), .load(.r3, .double, from: .fp, Self.length),
-                  .call(Label("count"))])
+        asm.emit(.store(.word, to: .fp, Self.scratch, Int32(RuleSlots.unparsed)))
+        count(slotAt: Self.scratch, lengthAt: Self.length, using: .r7, done: "unparsed_counted")
         asm.emit(Instruction.return(options.unparsedVerdict))
     }
 
     private mutating func callParse() {
         asm.emit([.mov(.r1, .r6), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.record)), .call(Label("parse")),
                   .jump(.notEqual, .r0, 0, to: "unparsed")])
+        filterSubtables()
+    }
+
+    /// Looks the parsed record up in the prefilter: its bits name the subtables worth a
+    /// lookup (all of them, should the lookup fail).
+    private mutating func filterSubtables() {
+        guard let prefilter = plan.prefilter else { return }
+        let label = Label("filtered_\(filterLookups)")
+        filterLookups += 1
+        asm.emit([.load(.r1, .half, from: .fp, Self.record + Int16(prefilter.offset)),
+                  .store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, prefilter.mapName), .mov(.r2, .fp),
+                  .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem), .mov(.r1, -1),
+                  .jump(.equal, .r0, 0, to: label), .load(.r1, .double, from: .r0, 0)])
+        asm.label(label)
+        asm.emit(.mov(Self.prefilterBits, .r1))
+    }
+
+    /// Adds a frame of the length at fp+`length` to the counters of the slot at fp+`slot`
+    /// (per CPU: packets, bytes, last hit). Clobbers r0-r5 and `pointer`.
+    private mutating func count(slotAt slot: Int16, lengthAt length: Int16, using pointer: Register, done: Label) {
+        asm.emit([.loadMap(.r1, FlowMaps.counters), .mov(.r2, .fp), .alu(.add, .r2, Int32(slot)), .call(.mapLookupElem),
+                  .jump(.equal, .r0, 0, to: done), .mov(pointer, .r0),
+                  .load(.r1, .double, from: pointer, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
+                  .store(.double, to: pointer, RuleCounters.packetsOffset, .r1),
+                  .load(.r1, .double, from: pointer, RuleCounters.bytesOffset), .load(.r2, .double, from: .fp, length),
+                  .alu(.add, .r1, .r2), .store(.double, to: pointer, RuleCounters.bytesOffset, .r1),
+                  .call(.jiffies64), .store(.double, to: pointer, RuleCounters.lastHitOffset, .r0)])
+        if options.recordMatches {
+            asm.emit([.load(.r2, .word, from: .fp, slot), .call(Label("log"))])
+        }
+        asm.label(done)
+    }
+
+    /// Prio groups in order. A run of groups whose every subtable the prefilter covers is
+    /// searched by halves: a half without a bit for the frame is skipped with one test,
+    /// so a hit in the last of 16 groups takes 8 tests, not 16.
+    private mutating func lookUp(_ groups: ArraySlice<(offset: Int, element: [Subtable])>) {
+        var run: [(offset: Int, element: [Subtable])] = []
+        for group in groups {
+            if filterBits(group.element) != nil {
+                run.append(group)
+                continue
+            }
+            descend(run[...])
+            run = []
+            lookUp(group.element, index: group.offset)
+        }
+        descend(run[...])
+    }
+
+    private mutating func descend(_ run: ArraySlice<(offset: Int, element: [Subtable])>) {
+        guard run.count > 1 else {
+            if let group = run.first { lookUp(group.element, index: group.offset) }
+            return
+        }
+        let bits = run.reduce(UInt64(0)) { $0 | filterBits($1.element)! }
+        let inside = Label("groups_\(run.first!.offset)_\(run.last!.offset)")
+        let end = Label("groups_end_\(run.first!.offset)_\(run.last!.offset)")
+        jump(ifAny: bits, to: inside)
+        asm.emit(.jump(to: end))
+        asm.label(inside)
+        let middle = run.startIndex + run.count / 2
+        descend(run[..<middle])
+        descend(run[middle...])
+        asm.label(end)
+    }
+
+    /// The prefilter bits of a group, when it covers every subtable of it.
+    private func filterBits(_ group: [Subtable]) -> UInt64? {
+        guard let prefilter = plan.prefilter else { return nil }
+        return group.reduce(UInt64(0)) { bits, subtable in
+            guard let bits, let bit = prefilter.bits[subtable.mapName] else { return nil }
+            return bits | UInt64(1) << bit
+        }
+    }
+
+    /// Jumps when the frame's prefilter bits include one of `bits`. Jump immediates are
+    /// sign-extended: masks reaching bit 31 need a register.
+    private mutating func jump(ifAny bits: UInt64, to label: Label) {
+        if bits < 1 << 31 {
+            asm.emit(.jump(.bitsSet, Self.prefilterBits, Int32(bits), to: label))
+        } else {
+            asm.emit([.loadImmediate(.r1, Int64(bitPattern: bits)), .jump(.bitsSet, Self.prefilterBits, .r1, to: label)])
+        }
     }
 
     /// One prio: every subtable is looked up; the entry with the lowest handle wins (one
@@ -165,6 +253,12 @@ public struct CodeGenerator {
         if !single { asm.emit([.mov(.r8, 0), .mov(.r9, -1, .bits32)]) }
         for (position, subtable) in group.enumerated() {
             let next = Label("next_\(index)_\(position)")
+            if let bit = plan.prefilter?.bits[subtable.mapName] {
+                let look = Label("look_\(index)_\(position)")
+                jump(ifAny: UInt64(1) << bit, to: look)
+                asm.emit(.jump(to: next))
+                asm.label(look)
+            }
             let presence = Int32(bitPattern: subtable.presence.rawValue)
             if presence != 0 {
                 asm.emit([.load(.r1, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)),
@@ -273,8 +367,13 @@ public struct CodeGenerator {
         if !inline { asm.label("parse") }
         asm.emit([.mov(.r9, .r2), .load(.r7, .word, from: .r1, XDPContext.data),
                   .load(.r8, .word, from: .r1, XDPContext.dataEnd), .mov(.r6, 0)])
-        for offset in stride(from: 0, to: KeyField.recordSize, by: 8) {
-            asm.emit(.store(.double, to: .r9, Int16(offset), 0))
+        // Zero the words lookups read (a field of an absent header reads as zero); the
+        // rest of the record is never read.
+        let words = fields.reduce(into: Set([KeyField.presenceOffset / 8])) { words, field in
+            words.formUnion(field.offset / 8 ... (field.offset + field.width - 1) / 8)
+        }
+        for word in words.sorted() {
+            asm.emit(.store(.double, to: .r9, Int16(word * 8), 0))
         }
         asm.emit([.mov(.r2, .r7), .alu(.add, .r2, 14), .jump(.greater, .r2, .r8, to: "parsed")])
         copy(.dstMAC, from: 0)
@@ -490,18 +589,8 @@ public struct CodeGenerator {
         let kinds = plan.stepKinds
         asm.label("hit")
         // The rule's counters, inline: a call costs as much as the counting.
-        asm.emit([.mov(.r6, .r1), .mov(.r7, .r3), .store(.double, to: .fp, -8, .r4), .store(.word, to: .fp, -16, .r2),
-                  .loadMap(.r1, FlowMaps.counters), .mov(.r2, .fp), .alu(.add, .r2, -16), .call(.mapLookupElem),
-                  .jump(.equal, .r0, 0, to: "hit_counted"), .mov(.r8, .r0),
-                  .load(.r1, .double, from: .r8, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
-                  .store(.double, to: .r8, RuleCounters.packetsOffset, .r1),
-                  .load(.r1, .double, from: .r8, RuleCounters.bytesOffset), .load(.r2, .double, from: .fp, -8),
-                  .alu(.add, .r1, .r2), .store(.double, to: .r8, RuleCounters.bytesOffset, .r1),
-                  .call(.jiffies64), .store(.double, to: .r8, RuleCounters.lastHitOffset, .r0)])
-        if options.recordMatches {
-            asm.emit([.load(.r2, .word, from: .fp, -16), .call(Label("log"))])
-        }
-        asm.label("hit_counted")
+        asm.emit([.mov(.r6, .r1), .mov(.r7, .r3), .store(.double, to: .fp, -8, .r4), .store(.word, to: .fp, -16, .r2)])
+        count(slotAt: -16, lengthAt: -8, using: .r8, done: "hit_counted")
         asm.emit([.store(.word, to: .fp, -12, .r7), .loadMap(.r1, FlowMaps.actions), .mov(.r2, .fp), .alu(.add, .r2, -12),
                   .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "hit_pass"), .mov(.r7, .r0)])
         var generated = 0
@@ -675,25 +764,10 @@ public struct CodeGenerator {
         asm.instructions.contains { $0.reference == .label(label) }
     }
 
-    // MARK: - count(ctx, slot, length)
+    // MARK: - log(_, slot)
 
-    private mutating func countFunction() {
-        asm.label("count")
-        asm.emit([.mov(.r6, .r3), .store(.word, to: .fp, -4, .r2), .loadMap(.r1, FlowMaps.counters), .mov(.r2, .fp),
-                  .alu(.add, .r2, -4), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "count_done"),
-                  .mov(.r7, .r0),
-                  .load(.r1, .double, from: .r7, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
-                  .store(.double, to: .r7, RuleCounters.packetsOffset, .r1),
-                  .load(.r1, .double, from: .r7, RuleCounters.bytesOffset), .alu(.add, .r1, .r6),
-                  .store(.double, to: .r7, RuleCounters.bytesOffset, .r1),
-                  .call(.jiffies64), .store(.double, to: .r7, RuleCounters.lastHitOffset, .r0)])
-        if options.recordMatches {
-            asm.emit([.load(.r2, .word, from: .fp, -4), .call(Label("log"))])
-        }
-        asm.label("count_done")
-        asm.emit(Instruction.return(0))
-        guard options.recordMatches else { return }
-        // log(_, slot): appends the slot to the trace log.
+    /// Appends the slot to the trace log.
+    private mutating func logFunction() {
         asm.label("log")
         asm.emit([.store(.word, to: .fp, -4, .r2), .store(.word, to: .fp, -8, 0), .loadMap(.r1, FlowMaps.trace),
                   .mov(.r2, .fp), .alu(.add, .r2, -8), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "log_done"),

@@ -258,7 +258,8 @@ public struct PolicerConfig: Hashable, Sendable {
 public struct Plan: Equatable, Sendable {
     /// The most subtables one program looks up (each is a map and a lookup per packet).
     /// A program may use at most 64 maps (the kernel's MAX_USED_MAPS); the counters,
-    /// actions, redirect, policer and trace maps leave 59 for subtables.
+    /// actions, redirect, policer and trace maps leave 59 for subtables (58 and the
+    /// prefilter's map, below the limit).
     public static let maxSubtables = 59
     public static let maxRedirectTargets = 64
     /// The rule capacity a device starts with; it doubles when the rules outgrow it.
@@ -292,6 +293,9 @@ public struct Plan: Equatable, Sendable {
     public var keyLayers: KeyLayers
     /// Every field some subtable reads.
     public var fields: Set<KeyField>
+    /// Skips hash subtables that cannot hit; nil when too few share a key field, or when
+    /// the subtables leave no map for it.
+    public var prefilter: Prefilter?
     /// Counter slots (past the miss and unparsed slots) and action programs the maps
     /// hold: kept while the rules fit, doubled when they outgrow it (a new program).
     public var ruleCapacity: Int
@@ -473,7 +477,8 @@ public struct Plan: Equatable, Sendable {
                                  broadcast: { broadcastIndex[$0]! })
     }
 
-    /// After the subtables changed: their fields, and where each subtable's key is.
+    /// After the subtables (or broadcast groups) changed: their fields, where each
+    /// subtable's key is, and the prefilter over them.
     mutating func indexSubtables(keys: [String: SubtableKey]) {
         fields = []
         usage.subtables = [:]
@@ -482,6 +487,8 @@ public struct Plan: Equatable, Sendable {
             fields.formUnion(subtable.guards.keys)
             usage.subtables[keys[subtable.mapName]!] = position
         }
+        // The prefilter takes a map from the subtables' budget: at the limit, none.
+        prefilter = subtables.count + broadcastIndex.count < Self.maxSubtables ? Prefilter(subtables) : nil
     }
 
     /// Doubles the rule capacity until every slot and action index fits.

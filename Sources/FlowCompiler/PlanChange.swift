@@ -12,11 +12,13 @@ public struct MapWrites: Equatable, Sendable {
     public var entries: [String: [[UInt8]: SubtableValue]] = [:]
     /// Subtable map name -> keys that go.
     public var removedEntries: [String: Set<[UInt8]>] = [:]
+    /// Prefilter index -> its bits (0: none left).
+    public var prefilter: [UInt16: UInt64] = [:]
 
     public init() {}
 
     public var count: Int {
-        counters.count + actions.count + redirectTargets.count + policers.count
+        counters.count + actions.count + redirectTargets.count + policers.count + prefilter.count
             + entries.values.reduce(0) { $0 + $1.count } + removedEntries.values.reduce(0) { $0 + $1.count }
     }
 
@@ -53,6 +55,12 @@ extension Plan {
         writes.actions = self.actions.filter { actions[$0.key] != $0.value }
         writes.redirectTargets = redirectTargets.filter { targets[$0.key] != $0.value }
         writes.policers = policers.filter { previous?.policers[$0.key] != $0.value }
+        if let prefilter {
+            // Bits a plan no longer sets are cleared; a new map gets them all.
+            let held = previous?.prefilter?.mapName == prefilter.mapName ? previous!.prefilter!.table : [:]
+            writes.prefilter = prefilter.table.filter { held[$0.key] != $0.value }
+            for index in held.keys where prefilter.table[index] == nil { writes.prefilter[index] = 0 }
+        }
         let before = Dictionary((previous?.subtables ?? []).map { ($0.mapName, $0.entries) }, uniquingKeysWith: { a, _ in a })
         for subtable in subtables {
             let held = before[subtable.mapName] ?? [:]
@@ -98,9 +106,10 @@ extension Plan {
             let (index, isNew) = targetIndex.insert(target)
             if isNew { change.writes.redirectTargets[index] = target }
         }
+        var groupsChanged = false
         if let group {
             usage.broadcasts.add(group)
-            broadcastIndex.insert(group)
+            groupsChanged = broadcastIndex.insert(group).isNew
         }
         for (index, action) in rule.actions.enumerated() {
             guard case .police(let police) = action.kind else { continue }
@@ -120,7 +129,7 @@ extension Plan {
         change.writes.counters.insert(slot)
         try fitRuleCapacity()
 
-        if !newTables.isEmpty {
+        if !newTables.isEmpty || groupsChanged {
             var keys = Dictionary(uniqueKeysWithValues: usage.subtables.map { (subtables[$0.value].mapName, $0.key) })
             for table in newTables {
                 let subtable = SubtableBuilder(table).subtable
@@ -143,7 +152,7 @@ extension Plan {
                 subtables[position].storage = .hash(capacity: Self.capacity(for: entries))
             }
         }
-        change.keepsProgram = ProgramShape(self) == shape
+        finish(&change, from: shape)
         return change
     }
 
@@ -160,7 +169,11 @@ extension Plan {
         for target in rule.redirectTargets(device: device) where usage.targets.remove(target) == 0 {
             targetIndex.remove(target)
         }
-        if let group = rule.broadcastGroup, usage.broadcasts.remove(group) == 0 { broadcastIndex.remove(group) }
+        var groupsChanged = false
+        if let group = rule.broadcastGroup, usage.broadcasts.remove(group) == 0 {
+            broadcastIndex.remove(group)
+            groupsChanged = true
+        }
         for key in rule.policerKeys {
             policers[policerIndex[key]!] = nil
             policerIndex.remove(key)
@@ -179,7 +192,7 @@ extension Plan {
             takeEntry(pattern, of: value.handle, from: usage.subtables[SubtableKey(prio: rule.prio, pattern: pattern)]!,
                       &change.writes)
         }
-        if subtables.contains(where: \.entries.isEmpty) {
+        if subtables.contains(where: \.entries.isEmpty) || groupsChanged {
             var keys = Dictionary(uniqueKeysWithValues: usage.subtables.map { (subtables[$0.value].mapName, $0.key) })
             for subtable in subtables where subtable.entries.isEmpty {
                 // Its map goes with the program: nothing to write.
@@ -190,8 +203,15 @@ extension Plan {
             subtables.removeAll(where: \.entries.isEmpty)
             indexSubtables(keys: keys)
         }
-        change.keepsProgram = ProgramShape(self) == shape
+        finish(&change, from: shape)
         return change
+    }
+
+    /// Whether the program stays; a new prefilter map gets its whole table.
+    private func finish(_ change: inout PlanChange, from shape: ProgramShape) {
+        let now = ProgramShape(self)
+        change.keepsProgram = now == shape
+        if now.prefilter != shape.prefilter { change.writes.prefilter = prefilter?.table ?? [:] }
     }
 
     // The two places where a rule change writes subtable entries.
@@ -200,10 +220,11 @@ extension Plan {
     /// a key, the others wait in `outvoted`, lowest first.
     private mutating func placeEntry(_ pattern: KeyPattern, _ value: SubtableValue, in position: Int,
                                      _ writes: inout MapWrites) {
-        let key = subtables[position].key(pattern)
+        let key = subtables[position].key(pattern), name = subtables[position].mapName
         guard let holder = subtables[position].entries[key] else {
             subtables[position].entries[key] = value
-            writes.setEntry(key, value, in: subtables[position].mapName)
+            writes.setEntry(key, value, in: name)
+            if let (index, bits) = prefilter?.count(key, in: name) { writes.prefilter[index] = bits }
             return
         }
         var waiting = subtables[position].outvoted[key] ?? []
@@ -225,8 +246,10 @@ extension Plan {
         var waiting = subtables[position].outvoted[key] ?? []
         if subtables[position].entries[key]?.handle == handle {
             if waiting.isEmpty {
+                let name = subtables[position].mapName
                 subtables[position].entries[key] = nil
-                writes.removeEntry(key, in: subtables[position].mapName)
+                writes.removeEntry(key, in: name)
+                if let (index, bits) = prefilter?.uncount(key, in: name) { writes.prefilter[index] = bits }
             } else {
                 subtables[position].entries[key] = waiting.removeFirst()
                 writes.setEntry(key, subtables[position].entries[key]!, in: subtables[position].mapName)
@@ -252,6 +275,8 @@ struct ProgramShape: Equatable {
     var traits: Set<ProgramTraits>
     var ruleCapacity: Int
     var policerCapacity: Int
+    /// The prefilter's map name says which subtables it filters on which bytes.
+    var prefilter: String?
 
     init(_ plan: Plan) {
         subtables = plan.subtables.map { ($0.prio, $0.mapName, $0.storage) }
@@ -260,11 +285,12 @@ struct ProgramShape: Equatable {
         traits = Set(plan.usage.traits.keys)
         ruleCapacity = plan.ruleCapacity
         policerCapacity = plan.policerCapacity
+        prefilter = plan.prefilter?.mapName
     }
 
     static func == (a: Self, b: Self) -> Bool {
         a.keyLayers == b.keyLayers && a.broadcastGroups == b.broadcastGroups && a.ruleCapacity == b.ruleCapacity
-            && a.policerCapacity == b.policerCapacity && a.traits == b.traits
+            && a.policerCapacity == b.policerCapacity && a.traits == b.traits && a.prefilter == b.prefilter
             && a.subtables.elementsEqual(b.subtables) { $0.prio == $1.prio && $0.mapName == $1.mapName && $0.storage == $1.storage }
     }
 }

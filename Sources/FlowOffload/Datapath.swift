@@ -107,6 +107,10 @@ public final class Datapath {
             specs.append(MapSpec(name: FlowMaps.policers, type: .array, keySize: 4, valueSize: PolicerConfig.size,
                                  maxEntries: plan.policerCapacity))
         }
+        if plan.prefilter != nil {
+            specs.append(MapSpec(name: plan.prefilter!.mapName, type: .array, keySize: 4, valueSize: 8,
+                                 maxEntries: Prefilter.entries))
+        }
         for subtable in plan.subtables {
             switch subtable.storage {
             case .direct:
@@ -192,6 +196,12 @@ public final class Datapath {
                 try map.update(UInt32(index).littleEndianBytes, try targetIndex(name).littleEndianBytes)
                 count += 1
             }
+        }
+        if let prefilter = plan.prefilter {
+            func byIndex(_ table: [UInt16: UInt64]) -> [UInt32: UInt64] {
+                Dictionary(uniqueKeysWithValues: table.map { (UInt32($0.key), $0.value) })
+            }
+            try put(prefilter.mapName, byIndex(prefilter.table), byIndex(writes.prefilter)) { $0.littleEndianBytes }
         }
         for subtable in plan.subtables {
             guard let map = maps[subtable.mapName] else { continue }

@@ -22,6 +22,11 @@ struct CompileCase {
         /// Datapath(plan:): maps created and filled, the program generated again and
         /// loaded through the verifier.
         case load = "Datapath load"
+
+        /// The JSON key: "plan_codegenerator_ms".
+        var key: String {
+            rawValue.lowercased().split { !$0.isLetter }.joined(separator: "_") + "_ms"
+        }
     }
 
     /// One sample: every phase once, in milliseconds. The datapath is closed at the end.
@@ -44,9 +49,36 @@ struct CompileCase {
 }
 
 enum CompileCases {
+    static func sections(_ options: Options) throws -> [Section] {
+        progress("parsing the compile cases...")
+        let cases = try all(quick: options.quick)
+        progress("timing \(cases.count) compile cases, \(options.compileRounds) rounds...")
+        let results = try Benchmark.alternate(cases.map(\.benchmark), rounds: options.compileRounds)
+        let phases = CompileCase.Phase.allCases
+        var section = Section(
+            slug: "compile", title: "Compiler (ms)",
+            method: """
+                Wall time of each phase from parsed FlowRule values, \(options.compileRounds) rounds after a \
+                warm-up round; median (min-max). Datapath load creates and fills the maps, generates the \
+                program again and loads it through the verifier.
+                """,
+            columns: [Column("case", key: "case", .left), Column("rules", key: "rules")]
+                + phases.map { Column($0.rawValue, key: $0.key) })
+        for (compileCase, result) in zip(cases, results) {
+            section.append([.text(compileCase.name), .count(compileCase.rules.count)]
+                           + phases.map { .samples(result[$0.rawValue], digits: 1) })
+            if let limit = compileCase.targetMilliseconds {
+                section.targets.append(Target("compile \(compileCase.rules.count.grouped) rules (Plan+CodeGenerator)",
+                                              measured: result[CompileCase.Phase.compile.rawValue].median,
+                                              .atMost, limit, unit: "ms"))
+            }
+        }
+        return [section]
+    }
+
     /// The 16-subtable prefix shape of the packet benchmarks, at two sizes.
-    static func all() throws -> [CompileCase] {
-        try [1_000, 10_000].map { count in
+    static func all(quick: Bool) throws -> [CompileCase] {
+        try (quick ? [1_000] : [1_000, 10_000]).map { count in
             CompileCase(name: "\(count.grouped) dst_ip prefixes, 16 subtables", slug: "compile-prefix\(count)",
                         rules: try RuleLines.rules(RuleLines.prefixes(count, groups: 16)),
                         targetMilliseconds: count == 1_000 ? 50 : nil)

@@ -4,6 +4,7 @@ import FlowCompiler
 import FlowOffload
 import FlowRules
 import Packets
+import SystemPackage
 
 /// A loaded program and the frame it is timed on with BPF_PROG_TEST_RUN.
 struct PacketCase {
@@ -87,6 +88,8 @@ enum PacketCases {
         let prefixes = try Datapath.load(RuleLines.prefixes(10_000, groups: groups), subtables: groups)
         let inLastGroup = RuleLines.prefix(group: groups - 1, entry: 300).rawValue | 0x1234
         let fiveTuples = try Datapath.load(RuleLines.fiveTuples(10_000), subtables: 1)
+        let mixed = try Datapath.load(RuleLines.mixed(1_000), subtables: 4)
+        let lastTagged = 1_000 / 4 - 1
         return [
             try .floor(),
             .xdpflow("1 rule (udp dst_port 53), hit", slug: "rule1-hit", oneRule,
@@ -104,6 +107,59 @@ enum PacketCases {
                      frame: Frames.udp(dst: Frames.nowhere, dstPort: 9), verdict: .pass, target: 2.5),
             .xdpflow("10,000 udp 5-tuples, 1 subtable, hit", slug: "tuple10k-hit", fiveTuples,
                      frame: Frames.udp(FiveTuple(4321)), verdict: .drop),
+            .xdpflow("1,000 mixed IPv4/IPv6/VLAN rules, 4 prios, tagged IPv6 hit in the 4th", slug: "mixed1k-hit",
+                     mixed, frame: Frames.taggedUDP6(vlan: RuleLines.mixedVLAN(lastTagged),
+                                                     dstPort: RuleLines.mixedPort(lastTagged)),
+                     verdict: .drop, matchedPrio: 4),
+            .xdpflow("1,000 mixed IPv4/IPv6/VLAN rules, 4 prios, miss", slug: "mixed1k-miss", mixed,
+                     frame: Frames.udp(dst: Frames.nowhere, dstPort: 443), verdict: .pass),
         ]
+    }
+}
+
+extension PacketCases {
+    /// Times every case against the floor, alternated round by round.
+    static func sections(_ options: Options) throws -> [Section] {
+        progress("loading the packet cases...")
+        let cases = try all()
+        for packetCase in cases { try packetCase.check() }
+        if let directory = options.pinDirectory { try pin(cases, in: directory) }
+        progress("timing \(cases.count) packet cases, \(options.rounds) rounds of \(options.repeatCount.grouped) runs...")
+        let results = try Benchmark.alternate(cases.map { $0.benchmark(repeatCount: options.repeatCount) },
+                                              rounds: options.rounds).map { $0[PacketCase.metric] }
+        var section = Section(
+            slug: "packets", title: "Per-packet cost (BPF_PROG_TEST_RUN)",
+            method: """
+                The kernel's mean time per run of \(options.repeatCount.grouped) runs of one 60-byte frame \
+                (BPF_PROG_TEST_RUN with repeat), one sample per case per round, \(options.rounds) rounds \
+                alternating the cases after a warm-up round; median (min-max) over the rounds. The floor is \
+                a program that returns XDP_DROP and nothing else: the cost of the test-run loop itself. \
+                Each case's verdict (and, where named, the prio that counted the frame) is checked before timing.
+                """,
+            columns: [Column("case", key: "case", .left), Column("rules", key: "rules"),
+                      Column("subtables", key: "subtables"), Column("insns", key: "instructions"),
+                      Column("verdict", key: "verdict", .left), Column("ns/packet", key: "ns_per_packet"),
+                      Column("x floor", key: "ratio_to_floor")])
+        let floor = results[0].median
+        for (packetCase, result) in zip(cases, results) {
+            let ratio = result.median / floor
+            section.append([.text(packetCase.name), .count(packetCase.rules), .count(packetCase.subtables),
+                            .count(packetCase.program.slotCount), .text("\(packetCase.verdict)"),
+                            .samples(result, digits: 1), .number(ratio, digits: 2)])
+            if let target = packetCase.target {
+                section.targets.append(Target("\(packetCase.name): ns/packet", measured: ratio, .atMost, target,
+                                              unit: "x floor"))
+            }
+        }
+        return [section]
+    }
+
+    static func pin(_ cases: [PacketCase], in directory: String) throws {
+        try BPFFS.mountIfNeeded()
+        try BPFFS.makeDirectories(FilePath(directory))
+        for packetCase in cases {
+            try packetCase.program.pin(at: FilePath(directory).appending(packetCase.slug))
+        }
+        progress("pinned the programs in \(directory)")
     }
 }

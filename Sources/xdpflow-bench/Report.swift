@@ -34,65 +34,40 @@ struct MarkdownTable: CustomStringConvertible {
     }
 }
 
-/// A goal from the issues, and how the measurement compares with it.
-struct Target: Encodable {
-    var goal: String
-    var measured: Double
-    var limit: Double
-    var unit: String
-    var met: Bool { measured <= limit }
-
-    var verdict: String { met ? "met" : "MISSED" }
-
-    enum CodingKeys: String, CodingKey { case goal, measured, limit, unit, met }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(goal, forKey: .goal)
-        try container.encode(measured, forKey: .measured)
-        try container.encode(limit, forKey: .limit)
-        try container.encode(unit, forKey: .unit)
-        try container.encode(met, forKey: .met)
-    }
-}
-
-/// Everything one run measured, as `--json` writes it.
+/// Everything one run measured: the machine, then each suite's sections.
 struct Report: Encodable {
     struct Setup: Encodable {
+        var date: String
+        var host: String
         var kernel: String
         var cpus: Int
+        var commit: String
+        /// 1, 5 and 15 minute load averages when the run ended.
         var loadAverage: [Double]
-        var rounds: Int
-        var repeatCount: Int
-        var compileRounds: Int
-    }
-
-    struct PacketRow: Encodable {
-        var slug: String
-        var name: String
-        var rules: Int
-        var subtables: Int
-        var verdict: String
-        var instructions: Int
-        var nsPerPacket: Samples
-        /// Median over the floor's median.
-        var ratioToFloor: Double
-    }
-
-    struct CompileRow: Encodable {
-        var slug: String
-        var name: String
-        var rules: Int
-        /// Milliseconds, by phase.
-        var phases: [String: Samples]
+        var quick: Bool
     }
 
     var setup: Setup
-    var packets: [PacketRow]
-    var compile: [CompileRow]
-    var targets: [Target]
+    var sections: [Section]
 
-    func write(to path: String) throws {
+    var targets: [Target] { sections.flatMap(\.targets) }
+
+    var markdown: String {
+        let load = setup.loadAverage.map { $0.formatted(2) }.joined(separator: " ")
+        let parts = ["""
+            ## XDPFlow benchmarks\(setup.quick ? " (quick)" : "")
+
+            \(setup.date) on \(setup.host): \(setup.kernel), \(setup.cpus) CPUs, commit \(setup.commit); \
+            load average \(load) at the end.
+
+            ### Targets
+
+            \(Target.table(targets))
+            """] + sections.map(\.markdown)
+        return parts.joined(separator: "\n\n") + "\n"
+    }
+
+    func writeJSON(to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(self).write(to: URL(fileURLWithPath: path))

@@ -49,6 +49,27 @@ enum RuleLines {
         }
     }
 
+    /// IPv4 and IPv6, tagged and not, in four prios of `count / 4` rules each: /24 HTTPS
+    /// servers, IPv6 /48s, a VLAN's IPv4 sources, a VLAN's IPv6 UDP ports.
+    static func mixed(_ count: Int) -> [String] {
+        (0 ..< count).map { index in
+            let entry = index / 4
+            return switch index % 4 {
+            case 0: "filter add dev \(device) prio 1 protocol ip flower dst_ip 10.\(entry >> 8).\(entry & 0xff).0/24 "
+                + "ip_proto tcp dst_port 443 action drop"
+            case 1: "filter add dev \(device) prio 2 protocol ipv6 flower dst_ip 2001:db8:\(String(entry, radix: 16))::/48 "
+                + "action drop"
+            case 2: "filter add dev \(device) prio 3 protocol 802.1Q flower vlan_id \(mixedVLAN(entry)) vlan_ethtype ip "
+                + "src_ip 172.16.\(entry >> 8).\(entry & 0xff) action drop"
+            default: "filter add dev \(device) prio 4 protocol 802.1Q flower vlan_id \(mixedVLAN(entry)) "
+                + "vlan_ethtype ipv6 ip_proto udp dst_port \(mixedPort(entry)) action drop"
+            }
+        }
+    }
+
+    static func mixedVLAN(_ entry: Int) -> UInt16 { UInt16(100 + entry % 8) }
+    static func mixedPort(_ entry: Int) -> UInt16 { UInt16(5000 + entry) }
+
     /// Parses `lines` into rules (prio and handle as written, or left for RuleSet to allocate).
     static func rules(_ lines: [String]) throws -> [FlowRule] {
         try lines.map { line in
@@ -86,6 +107,18 @@ enum Frames {
 
     static func udp(_ flow: FiveTuple) -> [UInt8] {
         udp(src: flow.src, dst: flow.dst, srcPort: flow.srcPort, dstPort: flow.dstPort)
+    }
+
+    /// A tagged IPv6 UDP frame.
+    static func taggedUDP6(vlan: UInt16, dstPort: UInt16) -> [UInt8] {
+        FrameBuilder()
+            .ethernet(dst: MACAddress(rawValue: 0x0200_0000_0002), src: MACAddress(rawValue: 0x0200_0000_0001))
+            .vlan(id: vlan)
+            .ipv6(src: IPv6Address(rawValue: 0x2001_0db8_ffff_0000_0000_0000_0000_0001),
+                  dst: IPv6Address(rawValue: 0x2001_0db8_fffe_0000_0000_0000_0000_0001))
+            .udp(src: 4000, dst: dstPort)
+            .padded()
+            .bytes
     }
 
     /// Documentation address 192.0.2.2, in no benchmark's rules.

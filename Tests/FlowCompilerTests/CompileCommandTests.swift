@@ -134,7 +134,7 @@ func jsonObject(_ text: String) throws -> Any {
         let listing = try CodeGenerator.listing(plan)
         let labelLines = Set(listing.labels.keys).count
         #expect(lines.count == listing.instructions.count + labelLines, "one line per instruction and per label")
-        #expect(lines.contains("parse:") && lines.contains("hit:") && lines.contains("count:"))
+        #expect(lines.contains("parse:") && lines.contains("hit:") && lines.contains("miss_counted:"))
         #expect(lines.contains { $0.contains("map[\(plan.subtables[0].mapName)]") })
     }
 

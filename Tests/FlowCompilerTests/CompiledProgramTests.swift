@@ -181,4 +181,42 @@ struct CompiledProgramTests {
             try Plan(ruleSet(rules(Plan.maxSubtables + 1)), device: testDevice)
         }
     }
+
+    /// Hash subtables keyed on dst_ip are looked up only where the prefilter says they
+    /// hold entries; others (src_ip only, direct) always are; the lowest handle still wins.
+    @Test func thePrefilterSkipsOnlySubtablesThatCannotHit() throws {
+        let lines = [
+            "filter add dev xft0 protocol ip prio 1 handle 5 flower dst_ip 198.51.100.0/24 action drop",
+            "filter add dev xft0 protocol ip prio 1 handle 4 flower dst_ip 198.51.100.1 ip_proto udp dst_port 53 action pass",
+            "filter add dev xft0 protocol ip prio 1 handle 6 flower src_ip 192.0.2.0/24 dst_ip 198.51.0.0/16 action pass",
+            "filter add dev xft0 protocol ip prio 2 flower dst_ip 10.1.2.3 action drop",
+            "filter add dev xft0 protocol ip prio 3 flower src_ip 192.0.2.10 action drop",
+            "filter add dev xft0 protocol ip prio 4 flower dst_ip 10.1.0.0/17 action pass",
+            "filter add dev xft0 protocol ip prio 5 flower ip_proto udp dst_port 9 action drop",
+        ]
+        let plan = try Plan(ruleSet(lines), device: testDevice)
+        #expect(plan.prefilter?.offset == KeyField.dstIPv4.offset)
+        #expect(plan.prefilter?.bits.count == 5, "the dst_ip subtables: three in prio 1, one each in 2 and 4")
+        let addresses: [UInt32] = [0xc633_6401, 0xc633_6402, 0xc633_6501, 0x0a01_0203, 0x0a01_0204, 0x0a01_8000,
+                                   0x0a02_0203, 0xc000_0202]
+        try check(lines, addresses.flatMap { address in
+            [udp4(to: IPv4Address(rawValue: address)), udp4(dst: 9, to: IPv4Address(rawValue: address)),
+             ether().ipv4(src: IPv4Address(rawValue: 1), dst: IPv4Address(rawValue: address)).tcp(src: 1, dst: 53)]
+        })
+    }
+
+    /// With 58 filtered subtables the bits go past 31, where jump immediates (sign-
+    /// extended) cannot reach; at 59 the prefilter has no map left and is left out.
+    @Test func thePrefilterReachesEverySubtableBit() throws {
+        func rules(_ count: Int) -> [String] {
+            (1 ... count).map { "filter add dev xft0 protocol ip prio \($0) flower dst_ip 10.\($0).0.1 action drop" }
+        }
+        let plan = try Plan(ruleSet(rules(Plan.maxSubtables - 1)), device: testDevice)
+        #expect(plan.prefilter?.bits.count == Plan.maxSubtables - 1)
+        #expect(try Plan(ruleSet(rules(Plan.maxSubtables)), device: testDevice).prefilter == nil)
+        try check(rules(Plan.maxSubtables - 1), [1, 30, 31, 32, 33, 57, 58, 59].flatMap { prio in
+            [udp4(to: IPv4Address(rawValue: 0x0a00_0001 | UInt32(prio) << 16)),
+             udp4(to: IPv4Address(rawValue: 0x0a00_0002 | UInt32(prio) << 16))]
+        })
+    }
 }

@@ -59,4 +59,29 @@ struct UpdateTests {
         #expect(third.slots[RuleID(prio: 1, handle: 2)] == second.slots[RuleID(prio: 1, handle: 1)])
         #expect(try counted(newest, RuleID(prio: 1, handle: 2)) == 0)
     }
+
+    /// The prefilter's bits follow the entries: set for a new rule's /16, cleared when
+    /// the last entry there goes, and the program's verdicts follow.
+    @Test func prefilterBitsFollowTheEntries() throws {
+        let base = ["filter add dev xft0 protocol ip prio 1 handle 1 flower dst_ip 10.1.0.1 action drop",
+                    "filter add dev xft0 protocol ip prio 2 handle 1 flower dst_ip 10.2.0.0/24 action drop"]
+        let added = "filter add dev xft0 protocol ip prio 2 handle 2 flower dst_ip 10.3.0.0/24 action drop"
+        let first = try Plan(ruleSet(base), device: testDevice)
+        let datapath = try Datapath(plan: first, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 })
+        let frame = udp4(to: IPv4Address(rawValue: 0x0a03_0009)).bytes
+        #expect(try datapath.trace(frame).verdict == .pass)
+
+        let second = try Plan(ruleSet(base + [added]), device: testDevice, after: first)
+        #expect(second.prefilter?.mapName == first.prefilter?.mapName, "the same subtables: the same map")
+        #expect(try datapath.update(to: second, targetIndex: { _ in 1 }) == 3,
+                "the entry, its counters and its /16's bit")
+        #expect(try datapath.trace(frame).matched == [RuleID(prio: 2, handle: 2)])
+
+        let third = try Plan(ruleSet(base), device: testDevice, after: second)
+        #expect(try datapath.update(to: third, targetIndex: { _ in 1 }) == 2, "the entry and the bit")
+        let prefilter = try #require(third.prefilter)
+        let index = UInt32(0x030a)  // 10.3, as the program's half-word load reads it
+        #expect(try datapath.maps[prefilter.mapName]?.lookup(index.littleEndianBytes) == [UInt8](repeating: 0, count: 8))
+        #expect(try datapath.trace(frame).verdict == .pass)
+    }
 }

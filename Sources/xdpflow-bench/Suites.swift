@@ -1,0 +1,13 @@
+/// A family of measurements, with the sections it adds to the report.
+struct Suite: Sendable {
+    var name: String
+    var run: @Sendable (Options) throws -> [Section]
+
+    /// Report order; `--only` picks some by name.
+    static let all: [Suite] = [
+        Suite(name: "packets", run: PacketCases.sections),
+        Suite(name: "subtables", run: SubtableCurve.sections),
+        Suite(name: "compile", run: CompileCases.sections),
+        Suite(name: "live", run: LiveCases.sections),
+    ]
+}
