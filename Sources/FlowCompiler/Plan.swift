@@ -482,10 +482,12 @@ public struct Plan: Equatable, Sendable {
     mutating func indexSubtables(keys: [String: SubtableKey]) {
         fields = []
         usage.subtables = [:]
+        usage.layouts = []
         for (position, subtable) in subtables.enumerated() {
             fields.formUnion(subtable.mask.fields.keys)
             fields.formUnion(subtable.guards.keys)
             usage.subtables[keys[subtable.mapName]!] = position
+            usage.layouts.append(SubtableLayout(mapName: subtable.mapName, keyOffsets: subtable.mask.keyBytes.map(\.offset)))
         }
         // The prefilter takes a map from the subtables' budget: at the limit, none.
         prefilter = subtables.count + broadcastIndex.count < Self.maxSubtables ? Prefilter(subtables) : nil
@@ -669,7 +671,18 @@ extension Plan {
         var traits = UseCounts<ProgramTraits>()
         /// Subtable key -> position in `subtables`.
         var subtables: [SubtableKey: Int] = [:]
+        /// By position in `subtables`.
+        var layouts: [SubtableLayout] = []
     }
+}
+
+/// What a rule change needs of a subtable at hand, worked out when it is created.
+struct SubtableLayout: Equatable, Sendable {
+    var mapName: String
+    /// The record bytes an entry's key is made of (`SubtableMask.keyBytes`).
+    var keyOffsets: [Int]
+
+    func key(_ pattern: KeyPattern) -> [UInt8] { keyOffsets.map { pattern.value[$0] } }
 }
 
 extension FlowRule {

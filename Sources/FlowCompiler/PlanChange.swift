@@ -130,7 +130,7 @@ extension Plan {
         try fitRuleCapacity()
 
         if !newTables.isEmpty || groupsChanged {
-            var keys = Dictionary(uniqueKeysWithValues: usage.subtables.map { (subtables[$0.value].mapName, $0.key) })
+            var keys = Dictionary(uniqueKeysWithValues: usage.subtables.map { (usage.layouts[$0.value].mapName, $0.key) })
             for table in newTables {
                 let subtable = SubtableBuilder(table).subtable
                 subtables.append(subtable)
@@ -193,7 +193,7 @@ extension Plan {
                       &change.writes)
         }
         if subtables.contains(where: \.entries.isEmpty) || groupsChanged {
-            var keys = Dictionary(uniqueKeysWithValues: usage.subtables.map { (subtables[$0.value].mapName, $0.key) })
+            var keys = Dictionary(uniqueKeysWithValues: usage.subtables.map { (usage.layouts[$0.value].mapName, $0.key) })
             for subtable in subtables where subtable.entries.isEmpty {
                 // Its map goes with the program: nothing to write.
                 keys[subtable.mapName] = nil
@@ -211,7 +211,10 @@ extension Plan {
     private func finish(_ change: inout PlanChange, from shape: ProgramShape) {
         let now = ProgramShape(self)
         change.keepsProgram = now == shape
-        if now.prefilter != shape.prefilter { change.writes.prefilter = prefilter?.table ?? [:] }
+        if now.layouts != shape.layouts || now.broadcastGroups != shape.broadcastGroups,
+           prefilter?.offset != shape.prefilter?.offset || prefilter?.bits != shape.prefilter?.bits {
+            change.writes.prefilter = prefilter?.table ?? [:]
+        }
     }
 
     // The two places where a rule change writes subtable entries.
@@ -220,7 +223,7 @@ extension Plan {
     /// a key, the others wait in `outvoted`, lowest first.
     private mutating func placeEntry(_ pattern: KeyPattern, _ value: SubtableValue, in position: Int,
                                      _ writes: inout MapWrites) {
-        let key = subtables[position].key(pattern), name = subtables[position].mapName
+        let key = usage.layouts[position].key(pattern), name = usage.layouts[position].mapName
         guard let holder = subtables[position].entries[key] else {
             subtables[position].entries[key] = value
             writes.setEntry(key, value, in: name)
@@ -233,7 +236,7 @@ extension Plan {
         } else {
             waiting.insert(holder, at: 0)
             subtables[position].entries[key] = value
-            writes.setEntry(key, value, in: subtables[position].mapName)
+            writes.setEntry(key, value, in: name)
         }
         subtables[position].outvoted[key] = waiting
     }
@@ -242,17 +245,16 @@ extension Plan {
     /// `position`: the next in line takes the key, or it goes.
     private mutating func takeEntry(_ pattern: KeyPattern, of handle: UInt32, from position: Int,
                                     _ writes: inout MapWrites) {
-        let key = subtables[position].key(pattern)
+        let key = usage.layouts[position].key(pattern), name = usage.layouts[position].mapName
         var waiting = subtables[position].outvoted[key] ?? []
         if subtables[position].entries[key]?.handle == handle {
             if waiting.isEmpty {
-                let name = subtables[position].mapName
                 subtables[position].entries[key] = nil
                 writes.removeEntry(key, in: name)
                 if let (index, bits) = prefilter?.uncount(key, in: name) { writes.prefilter[index] = bits }
             } else {
                 subtables[position].entries[key] = waiting.removeFirst()
-                writes.setEntry(key, subtables[position].entries[key]!, in: subtables[position].mapName)
+                writes.setEntry(key, subtables[position].entries[key]!, in: name)
             }
         } else {
             waiting.removeAll { $0.handle == handle }
@@ -261,50 +263,61 @@ extension Plan {
     }
 }
 
-extension Subtable {
-    /// The key of an entry for `pattern`.
-    func key(_ pattern: KeyPattern) -> [UInt8] { mask.keyBytes.map { pattern.value[$0.offset] } }
-}
-
 /// What of a plan the program and the maps' sizes follow (see `CodeGenerator` and
-/// `Datapath.mapSpecs`): equal shapes, same program over the same maps.
+/// `Datapath.mapSpecs`): equal shapes, same program over the same maps. Cheap to take:
+/// a rule change takes two.
 struct ProgramShape: Equatable {
-    var subtables: [(prio: UInt16, mapName: String, storage: Subtable.Storage)]
+    /// The subtables, in lookup order (the same array while they stay the same).
+    var layouts: [SubtableLayout]
+    var storages: [Subtable.Storage]
     var keyLayers: KeyLayers
+    /// With the subtables, they decide the prefilter.
     var broadcastGroups: Int
-    var traits: Set<ProgramTraits>
+    var stepKinds: Set<ActionStep.Kind>
+    var maxSteps: Int
+    var usesContinue: Bool
     var ruleCapacity: Int
     var policerCapacity: Int
-    /// The prefilter's map name says which subtables it filters on which bytes.
-    var prefilter: String?
+    /// Not compared: it follows from the above; kept to tell a new prefilter map (what
+    /// names it, without the table a change writes to).
+    var prefilter: (offset: Int, bits: [String: Int])?
 
     init(_ plan: Plan) {
-        subtables = plan.subtables.map { ($0.prio, $0.mapName, $0.storage) }
+        layouts = plan.usage.layouts
+        storages = plan.subtables.map(\.storage)
         keyLayers = plan.keyLayers
         broadcastGroups = plan.broadcastIndex.count
-        traits = Set(plan.usage.traits.keys)
+        stepKinds = plan.stepKinds
+        maxSteps = plan.maxSteps
+        usesContinue = plan.usesContinue
         ruleCapacity = plan.ruleCapacity
         policerCapacity = plan.policerCapacity
-        prefilter = plan.prefilter?.mapName
+        prefilter = plan.prefilter.map { ($0.offset, $0.bits) }
     }
 
     static func == (a: Self, b: Self) -> Bool {
-        a.keyLayers == b.keyLayers && a.broadcastGroups == b.broadcastGroups && a.ruleCapacity == b.ruleCapacity
-            && a.policerCapacity == b.policerCapacity && a.traits == b.traits && a.prefilter == b.prefilter
-            && a.subtables.elementsEqual(b.subtables) { $0.prio == $1.prio && $0.mapName == $1.mapName && $0.storage == $1.storage }
+        a.layouts == b.layouts && a.storages == b.storages && a.keyLayers == b.keyLayers
+            && a.broadcastGroups == b.broadcastGroups && a.stepKinds == b.stepKinds && a.maxSteps == b.maxSteps
+            && a.usesContinue == b.usesContinue && a.ruleCapacity == b.ruleCapacity
+            && a.policerCapacity == b.policerCapacity
     }
 }
 
 extension Plan {
-    /// Puts back the map sizes of `memory` (the rule capacity, and the capacity of each
-    /// hash subtable it names): after a change was undone because the kernel refused it,
-    /// the plan describes the maps that are still running.
-    public mutating func restoreSizes(from memory: Memory) {
-        ruleCapacity = memory.ruleCapacity ?? ruleCapacity
-        for position in subtables.indices {
-            guard case .hash = subtables[position].storage,
-                  let capacity = memory.capacities[subtables[position].mapName] else { continue }
-            subtables[position].storage = .hash(capacity: capacity)
-        }
+    /// The sizes of the plan's maps: what a change the kernel refused puts back.
+    public struct Sizes: Equatable, Sendable {
+        var ruleCapacity: Int
+        /// By subtable position.
+        var storages: [Subtable.Storage]
+    }
+
+    public var sizes: Sizes { Sizes(ruleCapacity: ruleCapacity, storages: subtables.map(\.storage)) }
+
+    /// Puts back `sizes`, taken before a change that was then undone (the same
+    /// subtables): the plan describes the maps that are still running.
+    public mutating func restore(_ sizes: Sizes) {
+        precondition(sizes.storages.count == subtables.count, "sizes of other subtables")
+        ruleCapacity = sizes.ruleCapacity
+        for position in subtables.indices { subtables[position].storage = sizes.storages[position] }
     }
 }

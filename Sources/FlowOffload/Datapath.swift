@@ -204,22 +204,25 @@ public final class Datapath {
             try put(prefilter.mapName, byIndex(prefilter.table), byIndex(writes.prefilter)) { $0.littleEndianBytes }
         }
         for subtable in plan.subtables {
-            guard let map = maps[subtable.mapName] else { continue }
-            if keptMaps.contains(subtable.mapName) {
-                count += try writeEntries(writes.entries[subtable.mapName] ?? [:],
-                                          removing: writes.removedEntries[subtable.mapName] ?? [], of: subtable, into: map)
-            } else {
-                count += try writeEntries(subtable.entries, removing: [], of: subtable, into: map)
-            }
+            let name = subtable.mapName
+            guard let map = maps[name], !keptMaps.contains(name) else { continue }
+            count += try writeEntries(subtable.entries, removing: [], into: map)
+        }
+        for name in Set(writes.entries.keys).union(writes.removedEntries.keys) where keptMaps.contains(name) {
+            guard let map = maps[name] else { continue }
+            count += try writeEntries(writes.entries[name] ?? [:], removing: writes.removedEntries[name] ?? [], into: map)
         }
         return count
     }
 
-    /// Every subtable entry the kernel gets goes through here.
+    /// Every subtable entry the kernel gets goes through here. A direct subtable is an
+    /// array: its key is the index the key bytes spell, and a removed entry is zeroed.
     private static func writeEntries(_ entries: [[UInt8]: SubtableValue], removing gone: Set<[UInt8]>,
-                                     of subtable: Subtable, into map: BPFKernel.Map) throws(BPFError) -> Int {
+                                     into map: BPFKernel.Map) throws(BPFError) -> Int {
+        let direct = map.spec.type == .array
+        func mapKey(_ key: [UInt8]) -> [UInt8] { Self.mapKey(key, direct: direct) }
         if entries.count == 1, let (key, value) = entries.first {
-            try map.update(mapKey(key, in: subtable), value.bytes)
+            try map.update(mapKey(key), value.bytes)
         } else if !entries.isEmpty {
             // Keys and values end to end, a batch at a time: no array per entry.
             let keySize = map.spec.keySize
@@ -227,11 +230,7 @@ public final class Datapath {
             keys.reserveCapacity(min(entries.count, batchSize) * keySize)
             values.reserveCapacity(min(entries.count, batchSize) * SubtableValue.size)
             for (key, value) in entries {
-                if case .direct = subtable.storage {
-                    keys += key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }.littleEndianBytes
-                } else {
-                    keys += key
-                }
+                keys += mapKey(key)
                 value.append(to: &values)
                 if keys.count == batchSize * keySize {
                     try map.updateBatch(keys: keys, values: values)
@@ -242,10 +241,10 @@ public final class Datapath {
             try map.updateBatch(keys: keys, values: values)
         }
         for key in gone {
-            if case .direct = subtable.storage {
-                try map.update(mapKey(key, in: subtable), [UInt8](repeating: 0, count: SubtableValue.size))
+            if direct {
+                try map.update(mapKey(key), [UInt8](repeating: 0, count: SubtableValue.size))
             } else {
-                _ = try map.delete(mapKey(key, in: subtable))
+                _ = try map.delete(mapKey(key))
             }
         }
         return entries.count + gone.count
@@ -261,10 +260,11 @@ public final class Datapath {
     /// The map key of a subtable entry: the key bytes, or for a direct subtable the
     /// array index they spell (big-endian).
     public static func mapKey(_ key: [UInt8], in subtable: Subtable) -> [UInt8] {
-        switch subtable.storage {
-        case .hash: key
-        case .direct: key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }.littleEndianBytes
-        }
+        mapKey(key, direct: subtable.storage == .direct)
+    }
+
+    static func mapKey(_ key: [UInt8], direct: Bool) -> [UInt8] {
+        direct ? key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }.littleEndianBytes : key
     }
 
     /// Per-rule counters summed over CPUs, by slot.

@@ -54,7 +54,7 @@ public final class LiveRuleSet {
         let stored = try rules.add(rule)
         let id = RuleID(stored)
         do {
-            let sizes = datapath.plan.memory
+            let sizes = datapath.plan.sizes
             let change: PlanChange
             do {
                 change = try datapath.plan.add(stored)
@@ -77,7 +77,7 @@ public final class LiveRuleSet {
                 // A whole prio or chain: planned again, as one change.
                 return (removed, try replan())
             }
-            let sizes = datapath.plan.memory
+            let sizes = datapath.plan.sizes
             let change = datapath.plan.remove(RuleID(rule))
             return (removed, try carry(change, sizes: sizes) { (try? $0.add(rule)) ?? PlanChange() })
         } catch {
@@ -104,9 +104,9 @@ public final class LiveRuleSet {
     // MARK: -
 
     /// Carries a change already made to the plan into the kernel; when the kernel refuses
-    /// it, `undo` takes it back out of the plan (with the map sizes of `sizes`) and the
-    /// maps are written back.
-    private func carry(_ change: PlanChange, sizes: Plan.Memory, undo: (inout Plan) -> PlanChange) throws -> Change {
+    /// it, `undo` takes it back out of the plan, the map sizes go back to `sizes`, and
+    /// the maps are written back.
+    private func carry(_ change: PlanChange, sizes: Plan.Sizes, undo: (inout Plan) -> PlanChange) throws -> Change {
         do {
             if change.keepsProgram {
                 return .mapWrites(try datapath.write(change.writes, targetIndex: targetIndex))
@@ -115,7 +115,7 @@ public final class LiveRuleSet {
                                          replacing: datapath, writes: change.writes))
         } catch {
             let back = undo(&datapath.plan)
-            datapath.plan.restoreSizes(from: sizes)
+            datapath.plan.restore(sizes)
             _ = try? datapath.write(back.writes, targetIndex: targetIndex)
             throw error
         }
