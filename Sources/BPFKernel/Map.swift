@@ -3,6 +3,8 @@ import SystemPackage
 
 public enum MapType: Hashable, Sendable, CaseIterable {
     case hash, perCPUHash, array, perCPUArray, lpmTrie, devmap, devmapHash, ringBuffer
+    /// Programs, by index, for `bpf_tail_call`; a value is a program's fd.
+    case progArray
 
     var kernelType: bpf_map_type {
         switch self {
@@ -14,6 +16,7 @@ public enum MapType: Hashable, Sendable, CaseIterable {
         case .devmap: BPF_MAP_TYPE_DEVMAP
         case .devmapHash: BPF_MAP_TYPE_DEVMAP_HASH
         case .ringBuffer: BPF_MAP_TYPE_RINGBUF
+        case .progArray: BPF_MAP_TYPE_PROG_ARRAY
         }
     }
 

@@ -490,7 +490,8 @@ public struct Plan: Equatable, Sendable {
             usage.layouts.append(SubtableLayout(mapName: subtable.mapName, keyOffsets: subtable.mask.keyBytes.map(\.offset)))
         }
         // The prefilter takes a map from the subtables' budget: at the limit, none.
-        prefilter = subtables.count + broadcastIndex.count < Self.maxSubtables ? Prefilter(subtables) : nil
+        prefilter = subtables.count + broadcastIndex.count < Self.maxSubtables
+            ? Prefilter(subtables, reusing: prefilter) : nil
     }
 
     /// Doubles the rule capacity until every slot and action index fits.

@@ -4,8 +4,8 @@
 /// hold entries near it, not for every subtable of the rule set. (OVS's classifier
 /// skips subtables with prefix tries for the same reason.)
 ///
-/// A clear bit is exact: no entry of that subtable has those two bytes. A set bit may be
-/// stale after a delete; it costs a lookup, never a verdict.
+/// The bits are exact: a bit is set while an entry of its subtable has those two bytes
+/// (rule changes count the entries under each index).
 public struct Prefilter: Hashable, Sendable {
     /// Where the two bytes are in the key record.
     public var offset: Int
@@ -14,9 +14,9 @@ public struct Prefilter: Hashable, Sendable {
     /// The two bytes, as a little-endian half-word load of the record reads them -> the
     /// bits of the subtables with an entry there.
     public var table: [UInt16: UInt64]
-    /// How many entries of each filtered subtable fall under each index, by bit: a bit
-    /// is set exactly while its count is not zero, so rule changes keep `table` exact.
-    var counts: [[UInt16: Int]] = []
+    /// How many entries of each filtered subtable fall under each index, by map name: a
+    /// bit is set exactly while its count is not zero, so rule changes keep `table` exact.
+    var counts: [String: [UInt16: Int]] = [:]
     /// Where the two bytes are in the keys of each filtered subtable, by map name.
     private var keyPositions: [String: Int] = [:]
 
@@ -28,8 +28,9 @@ public struct Prefilter: Hashable, Sendable {
     public static let minimumSubtables = 2
 
     /// Filters the hash subtables that key on the two bytes most of them share; nil when
-    /// fewer than `minimumSubtables` share any.
-    init?(_ subtables: [Subtable]) {
+    /// fewer than `minimumSubtables` share any. The counts of `previous` (the prefilter
+    /// before a subtable came or went) are taken over rather than counted again.
+    init?(_ subtables: [Subtable], reusing previous: Prefilter? = nil) {
         let hashed = subtables.filter { if case .hash = $0.storage { true } else { false } }
         var sharing: [Int: Int] = [:]
         for subtable in hashed {
@@ -43,14 +44,20 @@ public struct Prefilter: Hashable, Sendable {
         let filtered = hashed.filter { Self.candidates($0).contains(offset) }.prefix(Self.maxSubtables)
         bits = Dictionary(uniqueKeysWithValues: filtered.enumerated().map { ($0.element.mapName, $0.offset) })
         table = [:]
+        let kept = previous?.offset == offset ? previous!.counts : [:]
         for subtable in filtered {
-            let positions = subtable.mask.keyBytes.map(\.offset)
-            let first = positions.firstIndex(of: offset)!
-            keyPositions[subtable.mapName] = first
-            var count: [UInt16: Int] = [:]
-            for key in subtable.entries.keys { count[Self.index(key, at: first), default: 0] += 1 }
-            for index in count.keys { table[index, default: 0] |= 1 << bits[subtable.mapName]! }
-            counts.append(count)
+            let name = subtable.mapName
+            let first = subtable.mask.keyBytes.map(\.offset).firstIndex(of: offset)!
+            keyPositions[name] = first
+            var count: [UInt16: Int]
+            if let known = kept[name] {
+                count = known
+            } else {
+                count = [:]
+                for key in subtable.entries.keys { count[Self.index(key, at: first), default: 0] += 1 }
+            }
+            for index in count.keys { table[index, default: 0] |= 1 << bits[name]! }
+            counts[name] = count
         }
     }
 
@@ -75,8 +82,8 @@ public struct Prefilter: Hashable, Sendable {
     mutating func count(_ key: [UInt8], in name: String) -> (index: UInt16, bits: UInt64)? {
         guard let position = keyPositions[name], let bit = bits[name] else { return nil }
         let index = Self.index(key, at: position)
-        counts[bit][index, default: 0] += 1
-        guard counts[bit][index] == 1 else { return nil }
+        counts[name]![index, default: 0] += 1
+        guard counts[name]![index] == 1 else { return nil }
         table[index, default: 0] |= 1 << bit
         return (index, table[index]!)
     }
@@ -86,8 +93,8 @@ public struct Prefilter: Hashable, Sendable {
     mutating func uncount(_ key: [UInt8], in name: String) -> (index: UInt16, bits: UInt64)? {
         guard let position = keyPositions[name], let bit = bits[name] else { return nil }
         let index = Self.index(key, at: position)
-        let left = counts[bit][index]! - 1
-        counts[bit][index] = left == 0 ? nil : left
+        let left = counts[name]![index]! - 1
+        counts[name]![index] = left == 0 ? nil : left
         guard left == 0 else { return nil }
         let word = table[index]! & ~(1 << bit)
         table[index] = word == 0 ? nil : word

@@ -1,7 +1,9 @@
+import BPFAssembly
 import BPFKernel
 import FlowCompiler
 import FlowOffload
 import FlowRules
+import KernelTestSupport
 import Packets
 import Testing
 
@@ -120,5 +122,26 @@ struct LiveRuleSetTests {
         #expect(try packets(live, kept) == 1, "the first rule's count moved with it")
         #expect(try live.datapath.trace(udp4(dst: 54).bytes).matched == [RuleID(added)])
         #expect(try packets(live, added) == 1)
+    }
+
+    @Test func anAttachedRuleSetSwapsNewProgramsInWithoutTouchingTheLink() throws {
+        let lab = try VethLab()
+        let live = try LiveRuleSet(ruleSet([port53]), device: testDevice, attachingTo: lab.device, mode: .native,
+                                   targetIndex: { _ in 1 })
+        let slot = try #require(live.slot)
+        let attached = XDPLink.attachedProgramID(lab.device)
+        #expect(attached == slot.entry.id, "the entry program is what the device runs")
+        func verdict(_ frame: FrameBuilder) throws -> XDPAction? { try slot.entry.testRun(TestRun(packet: frame.bytes)).action }
+        #expect(try verdict(udp4(dst: 53)) == .drop)
+
+        let first = live.datapath.program?.id
+        let (added, change) = try live.add(rule(prefix))
+        #expect(change != .mapWrites(1) && live.datapath.program?.id != first, "a new subtable: a new program")
+        #expect(XDPLink.attachedProgramID(lab.device) == attached, "swapped in behind the same entry program")
+        #expect(try verdict(udp4(dst: 80, to: IPv4Address("198.51.100.7")!)) == .drop)
+        #expect(try verdict(udp4(dst: 53)) == .drop)
+
+        try live.delete(RuleSelector(prio: added.prio, handle: added.handle))
+        #expect(try verdict(udp4(dst: 80, to: IPv4Address("198.51.100.7")!)) == .pass)
     }
 }
