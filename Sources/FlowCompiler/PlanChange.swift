@@ -117,6 +117,7 @@ extension Plan {
             policers[policer] = PolicerConfig(rule: id, action: index, police: police)
             change.writes.policers[policer] = policers[policer]
         }
+        // Neither this nor `fitRuleCapacity` can throw now: the checks above passed.
         let program = try self.program(for: rule)
         usage.programs[program, default: 0] += 1
         let (action, isNewProgram) = actionIndex.insert(program)
