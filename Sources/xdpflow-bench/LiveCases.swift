@@ -25,7 +25,7 @@ enum LiveCases {
 
     static func sections(_ options: Options) throws -> [Section] {
         let timing = options.quick ? Timing.quick : Timing.full
-        let ruleSets = try LiveRuleSet.all(quick: options.quick)
+        let ruleSets = try LiveWorkload.all(quick: options.quick)
         // Quick runs keep the default placement, whose figures carry the targets.
         let placements: [LiveLab.Placement] = options.quick ? [.senderCPU] : LiveLab.Placement.allCases
         let xdpflow = try xdpflowBinary()
@@ -71,7 +71,7 @@ enum LiveCases {
 
     /// Attaches `peer`, sends for warm-up plus the window, checks that every frame was
     /// counted where it should be, and detaches the peer again.
-    static func measure(_ peer: any LivePeer, _ ruleSet: LiveRuleSet, lab: LiveLab, xdpflow: String,
+    static func measure(_ peer: any LivePeer, _ ruleSet: LiveWorkload, lab: LiveLab, xdpflow: String,
                         timing: Timing) throws -> Sample {
         try peer.attach(ruleSet)
         do {
@@ -84,7 +84,7 @@ enum LiveCases {
         }
     }
 
-    private static func send(through peer: any LivePeer, _ ruleSet: LiveRuleSet, lab: LiveLab, xdpflow: String,
+    private static func send(through peer: any LivePeer, _ ruleSet: LiveWorkload, lab: LiveLab, xdpflow: String,
                              timing: Timing) throws -> Sample {
         try lab.pinReceiver()
         let dropsBefore = try lab.xdpDrops()

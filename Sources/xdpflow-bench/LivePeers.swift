@@ -9,8 +9,8 @@ protocol LivePeer: AnyObject {
     /// Whether it runs as an XDP program, whose drops the veth's XDP statistics count.
     var isXDP: Bool { get }
     /// Why it cannot run `ruleSet` (a cell of the table), or nil when it can.
-    func cannot(_ ruleSet: LiveRuleSet) -> String?
-    func attach(_ ruleSet: LiveRuleSet) throws
+    func cannot(_ ruleSet: LiveWorkload) -> String?
+    func attach(_ ruleSet: LiveWorkload) throws
     /// What the peer's own counters say it dropped since `attach`: in all, and by the
     /// rule set's last rule (nil when it counts by rule no more than in all).
     func counted() throws -> (total: Int, lastRule: Int?)?
@@ -30,9 +30,9 @@ final class FloorPeer: LivePeer {
         device = try NetworkInterface(named: lab.device)
     }
 
-    func cannot(_ ruleSet: LiveRuleSet) -> String? { nil }
+    func cannot(_ ruleSet: LiveWorkload) -> String? { nil }
 
-    func attach(_ ruleSet: LiveRuleSet) throws {
+    func attach(_ ruleSet: LiveWorkload) throws {
         link = try XDPLink(attaching: program, to: device, mode: .native)
     }
 
@@ -71,9 +71,9 @@ final class XDPFlowPeer: LivePeer {
 
     deinit { Undo.shared.done(token) }
 
-    func cannot(_ ruleSet: LiveRuleSet) -> String? { nil }
+    func cannot(_ ruleSet: LiveWorkload) -> String? { nil }
 
-    func attach(_ ruleSet: LiveRuleSet) throws {
+    func attach(_ ruleSet: LiveWorkload) throws {
         let attached = try Shell.run([xdpflow, "attach", "dev", lab.device], environment: environment)
         guard attached.contains("native mode") else {
             throw BenchError("xdpflow attach dev \(lab.device): not in native mode: \(attached)")
@@ -123,7 +123,7 @@ final class XDPFilterPeer: LivePeer {
         }
     }
 
-    func cannot(_ ruleSet: LiveRuleSet) -> String? {
+    func cannot(_ ruleSet: LiveWorkload) -> String? {
         if let unavailable { return unavailable }
         do {
             _ = try commands(ruleSet)
@@ -135,13 +135,13 @@ final class XDPFilterPeer: LivePeer {
         }
     }
 
-    private func commands(_ ruleSet: LiveRuleSet) throws -> (features: String, commands: [[String]]) {
+    private func commands(_ ruleSet: LiveWorkload) throws -> (features: String, commands: [[String]]) {
         let translated = try ruleSet.rules.map { try DropRule($0).xdpFilter.get() }
         let features = Set(translated.map(\.feature)).sorted().joined(separator: ",")
         return (features, translated.map(\.arguments))
     }
 
-    func attach(_ ruleSet: LiveRuleSet) throws {
+    func attach(_ ruleSet: LiveWorkload) throws {
         let (features, commands) = try commands(ruleSet)
         let libxdp = environment["LIBXDP_BPFFS"]!
         token = Undo.shared.push("xdp-filter on \(lab.device)") { [device = lab.device, environment] in
@@ -204,11 +204,11 @@ final class NFTablesPeer: LivePeer {
         table = "xfb-\(lab.tag)"
     }
 
-    func cannot(_ ruleSet: LiveRuleSet) -> String? {
+    func cannot(_ ruleSet: LiveWorkload) -> String? {
         Shell.attempt(["which", "nft"]) ? nil : "n/a: nft is not installed (scripts/install-deps)"
     }
 
-    func attach(_ ruleSet: LiveRuleSet) throws {
+    func attach(_ ruleSet: LiveWorkload) throws {
         let rules = try ruleSet.rules.map { "        " + (try DropRule($0).nftables) }
         let file = "\(lab.scratch)/rules.nft"
         try """

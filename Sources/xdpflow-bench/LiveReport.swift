@@ -2,7 +2,7 @@
 /// default one carries the targets), then what each peer costs per frame and which side
 /// was the bottleneck.
 struct LiveReport {
-    var ruleSets: [LiveRuleSet]
+    var ruleSets: [LiveWorkload]
     var peers: [any LivePeer]
     var runs: [Run]
     var timing: LiveCases.Timing

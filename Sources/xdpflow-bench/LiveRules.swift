@@ -5,7 +5,7 @@ import Packets
 /// A rule set of the live benchmark, the frame sent through it, and the rule that frame
 /// must end in: the last in classification order, so every peer does its full work
 /// (nftables walks all the rules before it; XDPFlow looks up every subtable).
-struct LiveRuleSet {
+struct LiveWorkload {
     var name: String
     /// How the targets name it ("1 rule"), and its targets: XDPFlow's rate at
     /// least `limit` times the peer's.
@@ -42,19 +42,19 @@ struct LiveRuleSet {
     }
 
     /// The three rule sets; quick runs leave out the 10,000.
-    static func all(quick: Bool) throws -> [LiveRuleSet] {
+    static func all(quick: Bool) throws -> [LiveWorkload] {
         let groups = 16, prefixes = 10_000
         // The last rule of the 16th prio: entry 624 of group 15, a /17 (15 host bits free).
         let lastPrefix = RuleLines.prefix(group: groups - 1, entry: prefixes / groups - 1).rawValue | 0x1234
         return [
-            try LiveRuleSet("1 rule (udp dst_port 53)", short: "1 rule", lines: RuleLines.dnsDrop,
+            try LiveWorkload("1 rule (udp dst_port 53)", short: "1 rule", lines: RuleLines.dnsDrop,
                             frame: Frames.udp(dst: Frames.nowhere, dstPort: 53),
                             targets: [("floor", 0.9), ("xdp-filter", 1), ("nftables", 3)]),
-            try LiveRuleSet("100 dst_ip /32, 1 subtable, hit the 100th", short: "100 rules",
+            try LiveWorkload("100 dst_ip /32, 1 subtable, hit the 100th", short: "100 rules",
                             lines: RuleLines.hostRoutes(100),
                             frame: Frames.udp(dst: RuleLines.hostRoute(99), dstPort: 9)),
         ] + (quick ? [] : [
-            try LiveRuleSet("10,000 dst_ip /17../32, 16 subtables, hit the last", short: "10,000 rules in 16 subtables",
+            try LiveWorkload("10,000 dst_ip /17../32, 16 subtables, hit the last", short: "10,000 rules in 16 subtables",
                             lines: RuleLines.prefixes(prefixes, groups: groups),
                             frame: Frames.udp(dst: IPv4Address(rawValue: lastPrefix), dstPort: 9),
                             targets: [("nftables", 5)]),

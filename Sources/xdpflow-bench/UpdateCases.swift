@@ -6,8 +6,7 @@ import FlowRules
 import Foundation
 import Packets
 
-/// Rule changes through the library (`FlowOffload.LiveRuleSet`; this target has a
-/// `LiveRuleSet` of its own, the live suite's rule sets) on an attached datapath, one call at
+/// Rule changes through the library (`LiveRuleSet`) on an attached datapath, one call at
 /// a time; and a million exact flows loaded at once.
 enum UpdateCases {
     static func sections(_ options: Options) throws -> [Section] {
@@ -53,7 +52,7 @@ enum UpdateCases {
         progress("loading \(sizes.baseRules.grouped) rules in \(groups) subtables and attaching them...")
         let veth = try Veth()
         defer { veth.remove() }
-        let live = try FlowOffload.LiveRuleSet(RuleSet(RuleLines.rules(RuleLines.prefixes(sizes.baseRules, groups: groups))),
+        let live = try LiveRuleSet(RuleSet(RuleLines.rules(RuleLines.prefixes(sizes.baseRules, groups: groups))),
                                    device: RuleLines.device, attachingTo: veth.interface, mode: .native,
                                    targetIndex: { _ in 1 })
         // New /32s in prio 1 (the /32 subtable), past the base set's entries there.
@@ -164,7 +163,7 @@ enum UpdateCases {
 
     /// Checks that a change took the path it claims and that the running program now
     /// gives the frame `verdict`: a sample of the wrong path measures nothing.
-    static func expect(_ change: FlowOffload.LiveRuleSet.Change, keepsProgram: Bool, _ live: FlowOffload.LiveRuleSet, frame: [UInt8],
+    static func expect(_ change: LiveRuleSet.Change, keepsProgram: Bool, _ live: LiveRuleSet, frame: [UInt8],
                        verdict: XDPAction) throws {
         guard case .mapWrites = change else {
             guard !keepsProgram else { throw BenchError("a rule in an existing subtable took a new program") }
@@ -174,7 +173,7 @@ enum UpdateCases {
         try expect(live, frame, verdict)
     }
 
-    static func expect(_ live: FlowOffload.LiveRuleSet, _ frame: [UInt8], _ verdict: XDPAction) throws {
+    static func expect(_ live: LiveRuleSet, _ frame: [UInt8], _ verdict: XDPAction) throws {
         // The program attached: it runs the datapath's through its slot.
         let result = try (live.slot?.entry ?? live.datapath.program!).testRun(TestRun(packet: frame))
         guard result.action == verdict else {
@@ -271,7 +270,7 @@ enum UpdateCases {
     }
 }
 
-extension FlowOffload.LiveRuleSet.Change {
+extension LiveRuleSet.Change {
     var kind: String {
         switch self {
         case .mapWrites: "map writes"
