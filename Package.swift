@@ -61,6 +61,8 @@ let package = Package(
             name: "xdpflow-bench",
             dependencies: [
                 "FlowCompiler", "FlowOffload", "FlowRules", "Packets", "BPFKernel", "BPFAssembly",
+                // Namespaces and commands for the suites that drive devices (cli).
+                "KernelTestSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
