@@ -8,5 +8,6 @@ struct Suite: Sendable {
         Suite(name: "packets", run: PacketCases.sections),
         Suite(name: "subtables", run: SubtableCurve.sections),
         Suite(name: "compile", run: CompileCases.sections),
+        Suite(name: "cli", run: CLICases.sections),
     ]
 }
