@@ -9,5 +9,6 @@ struct Suite: Sendable {
         Suite(name: "subtables", run: SubtableCurve.sections),
         Suite(name: "compile", run: CompileCases.sections),
         Suite(name: "cli", run: CLICases.sections),
+        Suite(name: "memory", run: MemoryCases.sections),
     ]
 }
