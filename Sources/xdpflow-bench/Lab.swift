@@ -122,10 +122,17 @@ enum Interrupts {
     }
 }
 
-/// Wall time from just before a command is spawned until its exit is reaped, in
-/// milliseconds: what an operator waits for. Its output goes to /dev/null, its errors
-/// to a file that a failure quotes.
-func timedCommand(_ arguments: [String]) throws -> Double {
+/// What a command cost, in milliseconds: wall time from just before it is spawned until
+/// its exit is reaped (what an operator waits for), and the CPU time it used (user and
+/// system, from wait4), which other load on the machine changes much less.
+struct CommandTime {
+    var wall: Double
+    var cpu: Double
+}
+
+/// Runs a command to its end and times it. Its output goes to /dev/null, its errors to
+/// a file that a failure quotes.
+func timedCommand(_ arguments: [String]) throws -> CommandTime {
     let errors = FileManager.default.temporaryDirectory.appendingPathComponent("\(Lab.prefix)-\(UUID().uuidString).err").path
     defer { unlink(errors) }
     var actions = posix_spawn_file_actions_t()
@@ -138,9 +145,10 @@ func timedCommand(_ arguments: [String]) throws -> Double {
     defer { argv.forEach { free($0) } }
     var pid: pid_t = 0
     var status: Int32 = 0
+    var usage = rusage()
     let ((spawned, reaped), nanoseconds) = timed {
         let spawned = posix_spawnp(&pid, argv[0]!, &actions, nil, argv, environ)
-        return (spawned, spawned == 0 ? waitpid(pid, &status, 0) : -1)
+        return (spawned, spawned == 0 ? wait4(pid, &status, 0, &usage) : -1)
     }
     guard spawned == 0, reaped == pid else {
         throw BenchError("cannot run \(arguments[0]): \(String(cString: strerror(spawned == 0 ? errno : spawned)))")
@@ -150,5 +158,21 @@ func timedCommand(_ arguments: [String]) throws -> Double {
         let message = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
         throw BenchError("\(arguments.joined(separator: " ")) failed (wait status \(status)): \(message)")
     }
-    return nanoseconds / 1e6
+    return CommandTime(wall: nanoseconds / 1e6, cpu: (usage.ru_utime.milliseconds + usage.ru_stime.milliseconds))
+}
+
+/// Wall and CPU time (this thread's) of `body`, in milliseconds, with its result.
+func timedWithCPU<T>(_ body: () throws -> T) rethrows -> (T, CommandTime) {
+    func threadCPU() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+        return Double(now.tv_sec) * 1e3 + Double(now.tv_nsec) / 1e6
+    }
+    let cpu = threadCPU()
+    let (result, nanoseconds) = try timed(body)
+    return (result, CommandTime(wall: nanoseconds / 1e6, cpu: threadCPU() - cpu))
+}
+
+extension timeval {
+    var milliseconds: Double { Double(tv_sec) * 1e3 + Double(tv_usec) / 1e3 }
 }
