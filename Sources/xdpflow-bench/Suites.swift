@@ -8,6 +8,7 @@ struct Suite: Sendable {
         Suite(name: "packets", run: PacketCases.sections),
         Suite(name: "subtables", run: SubtableCurve.sections),
         Suite(name: "compile", run: CompileCases.sections),
+        Suite(name: "live", run: LiveCases.sections),
         Suite(name: "cli", run: CLICases.sections),
         Suite(name: "memory", run: MemoryCases.sections),
     ]
