@@ -61,7 +61,7 @@ let package = Package(
             name: "xdpflow-bench",
             dependencies: [
                 "FlowCompiler", "FlowOffload", "FlowRules", "Packets", "BPFKernel", "BPFAssembly",
-                // Namespaces and commands for the suites that drive devices (cli).
+                // NetworkNamespace (frames sent from a peer namespace) and settled, for suite cli.
                 "KernelTestSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]

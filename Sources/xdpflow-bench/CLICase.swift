@@ -2,7 +2,6 @@ import FlowCompiler
 import FlowOffload
 import FlowRules
 import Foundation
-import KernelTestSupport
 
 /// Suite "cli": what an operator waits for when adding a rule from the command line,
 /// `xdpflow filter add` against `tc filter add` and `nft add rule` on the same machine,
@@ -12,9 +11,13 @@ enum CLICases {
     static let existing = 1_000
 
     static func sections(_ options: Options) throws -> [Section] {
-        let lab = try Lab()
-        defer { lab.remove() }
-        let peers = try Peers(lab: lab)
+        try Undo.shared.onSignals {
+            defer { Undo.shared.all() }
+            return try measure(Peers(lab: Lab()), options)
+        }
+    }
+
+    private static func measure(_ peers: Peers, _ options: Options) throws -> [Section] {
         progress("cli: \(existing.grouped) rules on each device, then the checks that can fail...")
         try load(peers, 0 ..< existing)
         try checkNothingActsYet(peers)
@@ -34,9 +37,9 @@ enum CLICases {
     /// Each tool's device gets `flows` from a file (untimed).
     static func load(_ peers: Peers, _ flows: Range<Int>) throws {
         let files = try BatchFiles(peers: peers, flows: flows)
-        try KernelTestSupport.run([peers.xdpflow, "-batch", files.xdpflow])
-        try KernelTestSupport.run(["tc", "-batch", files.tc])
-        try KernelTestSupport.run(["nft", "-f", files.nft])
+        try Shell.run([peers.xdpflow, "-batch", files.xdpflow])
+        try Shell.run(["tc", "-batch", files.tc])
+        try Shell.run(["nft", "-f", files.nft])
         try peers.nftRulesLoaded()
     }
 
@@ -184,8 +187,8 @@ struct UpdateCases {
             guard try peers.tcActs(flow) else {
                 throw BenchError("tc \(updateCase): the filter added for \(flow.src) did not take its frame")
             }
-            try KernelTestSupport.run(["tc", "filter", "del", "dev", peers.tc.device, "ingress",
-                                       "prio", "\(updateCase.prio)"] + (handle.map { ["handle", $0, "u32"] } ?? []))
+            try Shell.run(["tc", "filter", "del", "dev", peers.tc.device, "ingress", "prio", "\(updateCase.prio)"]
+                          + (handle.map { ["handle", $0, "u32"] } ?? []))
             return [time.wall, time.cpu]
         }
     }
@@ -199,7 +202,7 @@ struct UpdateCases {
             guard let handle = try peers.nftActs(flow) else {
                 throw BenchError("nft \(updateCase): the rule added for \(flow.src) did not take its frame")
             }
-            try KernelTestSupport.run(["nft", "delete", "rule", "netdev", peers.table, "ingress", "handle", "\(handle)"])
+            try Shell.run(["nft", "delete", "rule", "netdev", peers.table, "ingress", "handle", "\(handle)"])
             return [time.wall, time.cpu]
         }
     }

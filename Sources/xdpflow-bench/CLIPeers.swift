@@ -48,23 +48,18 @@ final class Peers {
 
     init(lab: Lab) throws {
         self.lab = lab
-        let directory = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            .deletingLastPathComponent()
-        xdpflow = directory.appendingPathComponent("xdpflow").path
-        guard FileManager.default.isExecutableFile(atPath: xdpflow) else {
-            throw BenchError("no xdpflow next to xdpflow-bench (\(xdpflow)): swift build -c release --product xdpflow")
-        }
-        for tool in ["tc", "nft"] where (try? execute(["which", tool]))?.status != 0 {
+        xdpflow = try LiveCases.xdpflowBinary()
+        for tool in ["tc", "nft"] where !Shell.attempt(["which", tool]) {
             throw BenchError("the cli suite needs \(tool) (iproute2, nftables)")
         }
         xdp = try lab.addPair()
         tc = try lab.addPair(gro: true)
         sink = try lab.addPair()
         nft = try lab.addPair(gro: true)
-        try KernelTestSupport.run([xdpflow, "attach", "dev", xdp.device])
-        try KernelTestSupport.run(["tc", "qdisc", "add", "dev", tc.device, "clsact"])
-        lab.onRemove(["nft", "delete", "table", "netdev", table])
-        try KernelTestSupport.run(["nft", "add", "table", "netdev", table])
+        try Shell.run([xdpflow, "attach", "dev", xdp.device])
+        try Shell.run(["tc", "qdisc", "add", "dev", tc.device, "clsact"])
+        lab.onRemove("the nftables table \(table)", ["nft", "delete", "table", "netdev", table])
+        try Shell.run(["nft", "add", "table", "netdev", table])
         try emptyNFT()
     }
 
@@ -77,15 +72,15 @@ final class Peers {
     }
 
     func emptyTC() throws {
-        try KernelTestSupport.run(["tc", "qdisc", "del", "dev", tc.device, "clsact"])
-        try KernelTestSupport.run(["tc", "qdisc", "add", "dev", tc.device, "clsact"])
+        try Shell.run(["tc", "qdisc", "del", "dev", tc.device, "clsact"])
+        try Shell.run(["tc", "qdisc", "add", "dev", tc.device, "clsact"])
     }
 
     /// A fresh ingress chain: rules gone, handles from 1 again.
     func emptyNFT() throws {
-        _ = try execute(["nft", "delete", "chain", "netdev", table, "ingress"])
-        try KernelTestSupport.run(["nft", "add", "chain", "netdev", table, "ingress",
-                                   "{ type filter hook ingress device \(nft.device) priority 0; policy accept; }"])
+        Shell.attempt(["nft", "delete", "chain", "netdev", table, "ingress"])
+        try Shell.run(["nft", "add", "chain", "netdev", table, "ingress",
+                       "{ type filter hook ingress device \(nft.device) priority 0; policy accept; }"])
         newestNFTHandle = 0
     }
 
@@ -172,7 +167,7 @@ final class Peers {
 
     /// The chain's rules: handle and counter.
     private func nftRules() throws -> [(handle: Int, packets: Int)] {
-        let text = try KernelTestSupport.run(["nft", "-j", "list", "chain", "netdev", table, "ingress"])
+        let text = try Shell.run(["nft", "-j", "list", "chain", "netdev", table, "ingress"])
         guard let root = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               let objects = root["nftables"] as? [[String: Any]]
         else { throw BenchError("nft -j list chain: unexpected output") }

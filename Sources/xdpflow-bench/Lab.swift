@@ -6,7 +6,9 @@ import KernelTestSupport
 /// (the devices under test) stay in the root namespace, where bpffs pins are visible,
 /// and XDPFlow state and pins in directories of its own (XDPFLOW_STATE_DIR and
 /// XDPFLOW_PIN_DIR, set for this process and the commands it starts). Every name starts
-/// with `xfb`; everything is removed by `remove()`, also when the run is interrupted.
+/// with `xfb`. `Undo` removes it all: the suite runs `Undo.shared.all()` when it ends or
+/// throws, and a signal does. (Not `Undo.done` from here: on the main thread it would race
+/// a signal's removal, which exits as soon as it finds no steps left.)
 final class Lab {
     static let prefix = "xfb"
 
@@ -15,25 +17,23 @@ final class Lab {
     let stateDirectory: String
     let pinDirectory: String
     private(set) var pairs: [Veth] = []
-    /// Commands that undo what the lab made besides its devices (nft tables), last first.
-    private var undo: [[String]] = []
-    private var removed = false
 
     init() throws {
         tag = String(UInt32.random(in: 0 ... UInt32.max), radix: 16)
         namespace = "\(Lab.prefix)-\(tag)"
         stateDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("\(Lab.prefix)-\(tag)-state").path
         pinDirectory = "/sys/fs/bpf/\(Lab.prefix)-\(tag)"
-        Interrupts.register(self)
-        do {
-            try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
-            setenv("XDPFLOW_STATE_DIR", stateDirectory, 1)
-            setenv("XDPFLOW_PIN_DIR", pinDirectory, 1)
-            try run(["ip", "netns", "add", namespace])
-        } catch {
-            remove()
-            throw error
+        // Deleting the namespace deletes the peers, and with them the pairs; a deleted
+        // device takes its XDP link and its clsact filters with it.
+        _ = Undo.shared.push("the lab \(namespace)") { [namespace, stateDirectory, pinDirectory] in
+            Shell.attempt(["ip", "netns", "del", namespace])
+            try? FileManager.default.removeItem(atPath: stateDirectory)
+            Shell.attempt(["rm", "-rf", pinDirectory])
         }
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        setenv("XDPFLOW_STATE_DIR", stateDirectory, 1)
+        setenv("XDPFLOW_PIN_DIR", pinDirectory, 1)
+        try Shell.run(["ip", "netns", "add", namespace])
     }
 
     /// A veth pair, `device` here and `peer` in the namespace, both up, without IPv6 (so
@@ -43,17 +43,19 @@ final class Lab {
         let index = pairs.count
         let pair = Veth(device: "\(Lab.prefix)\(tag)\(index)a", peer: "\(Lab.prefix)\(tag)\(index)b")
         pairs.append(pair)
-        try run(["ip", "link", "add", pair.device, "type", "veth", "peer", "name", pair.peer, "netns", namespace])
-        try run(["sysctl", "-qw", "net.ipv6.conf.\(pair.device).disable_ipv6=1"])
-        try run(["ip", "netns", "exec", namespace, "sysctl", "-qw", "net.ipv6.conf.\(pair.peer).disable_ipv6=1"])
-        try run(["ip", "link", "set", pair.device, "up"])
-        try run(["ip", "-n", namespace, "link", "set", pair.peer, "up"])
-        if gro { try run(["ethtool", "-K", pair.device, "gro", "on"]) }
+        try Shell.run(["ip", "link", "add", pair.device, "type", "veth", "peer", "name", pair.peer, "netns", namespace])
+        try Shell.run(["sysctl", "-qw", "net.ipv6.conf.\(pair.device).disable_ipv6=1"])
+        try Shell.run(["ip", "netns", "exec", namespace, "sysctl", "-qw", "net.ipv6.conf.\(pair.peer).disable_ipv6=1"])
+        try Shell.run(["ip", "link", "set", pair.device, "up"])
+        try Shell.run(["ip", "-n", namespace, "link", "set", pair.peer, "up"])
+        if gro { try Shell.run(["ethtool", "-K", pair.device, "gro", "on"]) }
         return pair
     }
 
-    /// Runs `command` when the lab is removed (before its devices go).
-    func onRemove(_ command: [String]) { undo.append(command) }
+    /// Runs `command` when the lab is removed, before the lab's own removal.
+    func onRemove(_ what: String, _ command: [String]) {
+        _ = Undo.shared.push(what) { Shell.attempt(command) }
+    }
 
     /// Sends `frame` once out of `pair.peer`, so that it arrives at `pair.device`.
     func send(_ frame: [UInt8], to pair: Veth) throws {
@@ -61,65 +63,12 @@ final class Lab {
             try TrafficGenerator(device: NetworkInterface(named: pair.peer)).send(frame, count: 1)
         }
     }
-
-    /// Removes everything; safe to call more than once.
-    func remove() {
-        Interrupts.lock.withLock {
-            guard !removed else { return }
-            removed = true
-            for command in undo.reversed() { _ = try? execute(command) }
-            // A deleted device takes its XDP link, clsact filters and peer with it.
-            for pair in pairs { _ = try? execute(["ip", "link", "del", pair.device]) }
-            _ = try? execute(["ip", "netns", "del", namespace])
-            try? FileManager.default.removeItem(atPath: stateDirectory)
-            _ = try? execute(["rm", "-rf", pinDirectory])
-            Interrupts.unregister(self)
-        }
-    }
-
-    deinit { remove() }
 }
 
 /// Two ends of a veth: `device` in the root namespace, `peer` in the lab's.
 struct Veth {
     let device: String
     let peer: String
-}
-
-/// Labs alive right now, removed when the run is interrupted (SIGINT, SIGTERM, SIGHUP).
-enum Interrupts {
-    nonisolated(unsafe) private static var labs: [ObjectIdentifier: Lab] = [:]
-    /// Held while labs are removed. An interrupt removes them all and exits without
-    /// letting go, so the main thread, failing as its devices vanish, waits in its own
-    /// `remove()` instead of exiting while the removal is half done.
-    static let lock = NSRecursiveLock()
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-
-    static func register(_ lab: Lab) {
-        lock.withLock {
-            if sources.isEmpty { install() }
-            labs[ObjectIdentifier(lab)] = lab
-        }
-    }
-
-    static func unregister(_ lab: Lab) {
-        _ = lock.withLock { labs.removeValue(forKey: ObjectIdentifier(lab)) }
-    }
-
-    private static func install() {
-        for number in [SIGINT, SIGTERM, SIGHUP] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                lock.lock()
-                progress("interrupted: removing the bench's devices, namespaces and pins")
-                for lab in Array(labs.values) { lab.remove() }
-                exit(128 + number)
-            }
-            source.resume()
-            sources.append(source)
-        }
-    }
 }
 
 /// What a command cost, in milliseconds: wall time from just before it is spawned until
@@ -131,16 +80,20 @@ struct CommandTime {
 }
 
 /// Runs a command to its end and times it. Its output goes to /dev/null, its errors to
-/// a file that a failure quotes.
+/// a file without a name (unlinked at once, so that nothing is left behind however the
+/// run ends) that a failure quotes.
 func timedCommand(_ arguments: [String]) throws -> CommandTime {
-    let errors = FileManager.default.temporaryDirectory.appendingPathComponent("\(Lab.prefix)-\(UUID().uuidString).err").path
-    defer { unlink(errors) }
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(Lab.prefix)-\(UUID().uuidString).err").path
+    let errors = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    guard errors >= 0 else { throw BenchError("cannot create \(path): \(String(cString: strerror(errno)))") }
+    unlink(path)
+    defer { close(errors) }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, errors, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, errors, 2)
     let argv = arguments.map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
     var pid: pid_t = 0
@@ -153,10 +106,13 @@ func timedCommand(_ arguments: [String]) throws -> CommandTime {
     guard spawned == 0, reaped == pid else {
         throw BenchError("cannot run \(arguments[0]): \(String(cString: strerror(spawned == 0 ? errno : spawned)))")
     }
-    // A normal exit with status 0: WIFEXITED and WEXITSTATUS, which Swift does not import.
+    // 0: a normal exit with status 0. (WIFEXITED and friends are macros Swift does not import.)
     guard status == 0 else {
-        let message = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
-        throw BenchError("\(arguments.joined(separator: " ")) failed (wait status \(status)): \(message)")
+        let how = status & 0x7f == 0 ? "exited \(status >> 8)" : "was killed by signal \(status & 0x7f)"
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let count = max(0, pread(errors, &bytes, bytes.count, 0))
+        let message = String(decoding: bytes.prefix(count), as: UTF8.self)
+        throw BenchError("\(arguments.joined(separator: " ")) \(how): \(message)")
     }
     return CommandTime(wall: nanoseconds / 1e6, cpu: (usage.ru_utime.milliseconds + usage.ru_stime.milliseconds))
 }
