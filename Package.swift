@@ -61,6 +61,8 @@ let package = Package(
             name: "xdpflow-bench",
             dependencies: [
                 "FlowCompiler", "FlowOffload", "FlowRules", "Packets", "BPFKernel", "BPFAssembly",
+                // NetworkNamespace (frames sent from a peer namespace) and settled, for suite cli.
+                "KernelTestSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

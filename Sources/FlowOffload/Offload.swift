@@ -123,7 +123,7 @@ public struct Offload {
             }
             removePins()
             try state.remove(OffloadState.file(of: device))
-            try state.remove(FileRuleSetStore.file(of: device))
+            try store.remove(device)
         }
     }
 

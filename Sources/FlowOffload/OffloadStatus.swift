@@ -95,8 +95,10 @@ extension Offload {
 extension FileRuleSetStore {
     /// The devices with a rule set on disk (possibly empty), by name.
     public func devices() -> [String] {
-        let suffix = Self.file(of: "")
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.string)) ?? []
-        return files.filter { $0.hasSuffix(suffix) && !$0.hasPrefix(".") }.map { String($0.dropLast(suffix.count)) }.sorted()
+        let devices = [Self.file(of: ""), Self.jsonFile(of: "")].flatMap { suffix in
+            files.filter { $0.hasSuffix(suffix) && !$0.hasPrefix(".") }.map { String($0.dropLast(suffix.count)) }
+        }
+        return Set(devices).sorted()
     }
 }

@@ -40,21 +40,39 @@ public struct StateDirectory: Sendable {
         }
     }
 
-    /// The value in `file`, or nil when there is no such file.
+    /// The value in `file` (JSON), or nil when there is no such file.
     public func read<T: Decodable>(_ type: T.Type, from file: String) throws -> T? {
-        let target = path.appending(file)
-        guard FileManager.default.fileExists(atPath: target.string) else { return nil }
+        guard let bytes = try bytes(of: file) else { return nil }
         do {
-            return try JSONDecoder().decode(T.self, from: Data(contentsOf: URL(fileURLWithPath: target.string)))
+            return try JSONDecoder().decode(T.self, from: bytes)
+        } catch {
+            throw StoreError("\(path.appending(file)) cannot be read: \(error)")
+        }
+    }
+
+    /// The contents of `file`, or nil when there is no such file.
+    public func bytes(of file: String) throws -> Data? {
+        let target = path.appending(file)
+        guard contains(file) else { return nil }
+        do {
+            return try Data(contentsOf: URL(fileURLWithPath: target.string))
         } catch {
             throw StoreError("\(target) cannot be read: \(error)")
         }
     }
 
+    public func contains(_ file: String) -> Bool {
+        FileManager.default.fileExists(atPath: path.appending(file).string)
+    }
+
+    /// Writes `value` as JSON.
     public func write<T: Encodable>(_ value: T, to file: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let bytes = try encoder.encode(value)
+        try write(bytes: try encoder.encode(value), to: file)
+    }
+
+    public func write(bytes: Data, to file: String) throws {
         let target = path.appending(file)
         let temporary = path.appending(".\(file).tmp")
         let fd = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite])

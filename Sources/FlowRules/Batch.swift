@@ -37,7 +37,9 @@ public struct Batch {
         for line in lines {
             let device = line.command.device
             do {
-                var set = try sets[device] ?? store.rules(of: device)
+                // Out of the dictionary while it changes: with a second reference there,
+                // every line would copy the whole rule set (copy on write), O(n^2) a batch.
+                var set = try sets.removeValue(forKey: device) ?? store.rules(of: device)
                 results.append((line, try line.command.apply(to: &set)))
                 sets[device] = set
             } catch let error as RuleSetError {

@@ -10,5 +10,7 @@ struct Suite: Sendable {
         Suite(name: "compile", run: CompileCases.sections),
         Suite(name: "update", run: UpdateCases.sections),
         Suite(name: "live", run: LiveCases.sections),
+        Suite(name: "cli", run: CLICases.sections),
+        Suite(name: "memory", run: MemoryCases.sections),
     ]
 }

@@ -1,0 +1,160 @@
+import FlowCompiler
+import FlowOffload
+import FlowRules
+import Foundation
+
+/// Where the time of `xdpflow filter add` goes, for a rule into the existing subtable of
+/// the device with `CLICases.existing` rules: the command, its process start, the same
+/// add as a library call, and the steps that call takes, each timed in this process on
+/// that device's own state files and multiplied by the times one add takes it.
+struct AddBreakdown {
+    let peers: Peers
+
+    enum Step: String, CaseIterable {
+        case command = "`xdpflow filter add` (as in the update table)"
+        case start = "process start: `xdpflow --version`"
+        case library = "`Offload.update` in this process: the add without a process"
+        case readRules = "read and decode DEV's rules (FileRuleSetStore), without the checks below"
+        case ruleSet = "RuleSet(rules): add's checks, for every stored rule"
+        case readState = "read DEV.offload.json, decode the plan's memory"
+        case plan = "Plan(rules, memory:)"
+        case generate = "CodeGenerator.generate (is the program the same?)"
+        case writeRules = "encode DEV's rules, write, fsync file and directory (FileRuleSetStore)"
+        case writeState = "encode DEV.offload.json, write, fsync file and directory"
+        case fsync = "(of the writes: an empty file, written and fsync'd)"
+
+        /// Times one add into an existing subtable takes the step inside `Offload.update`:
+        /// the state files read once, the old and the new rule set planned, both programs
+        /// generated to see whether the program changes, the rules written once and the
+        /// state twice (pending, then done). Nil for the rows that are not such a step.
+        var perAdd: Int? {
+            switch self {
+            case .readRules, .ruleSet, .readState, .writeRules: 1
+            case .plan, .generate, .writeState: 2
+            case .command, .start, .library, .fsync: nil
+            }
+        }
+    }
+
+    /// The part of DEV.offload.json the runtime compiles with (the rest is a few scalars).
+    struct StoredState: Codable {
+        var memory: Plan.Memory
+    }
+
+    /// The two metrics of a step: wall and CPU milliseconds.
+    static func metrics(_ step: Step) -> [String] { [step.rawValue + " | wall", step.rawValue + " | cpu"] }
+
+    func measure(rounds: Int) throws -> Section {
+        let results = try Benchmark.alternate([
+            UpdateCases(peers: peers).xdpflow(.existingSubtable).renamed(Step.command.rawValue,
+                                                                         metrics: Self.metrics(.command)),
+            Benchmark(Step.start.rawValue, metrics: Self.metrics(.start)) {
+                let time = try timedCommand([peers.xdpflow, "--version"])
+                return [time.wall, time.cpu]
+            },
+            library(), steps(),
+        ], rounds: rounds)
+        let samples = Dictionary(uniqueKeysWithValues: results.flatMap { result in
+            result.metrics.map { ($0.key, $0.value) }
+        })
+        func wall(_ step: Step) -> Samples { samples[Self.metrics(step)[0]]! }
+        func cpu(_ step: Step) -> Samples { samples[Self.metrics(step)[1]]! }
+        var section = Section(
+            slug: "cli-breakdown", title: "Where `xdpflow filter add` spends its time (existing subtable)",
+            method: """
+                The add of the update table's case (a), on the same device (\(CLICases.existing.grouped) rules), \
+                taken apart. Process start is `xdpflow --version` (the binary, the Swift runtime and \
+                Foundation loaded, arguments parsed), timed as the adds are. `Offload.update` is the same add \
+                made by this process through the library, which `filter add` calls: the lock, the state \
+                read, two plans, the map writes, the state written three times. The steps below it are the \
+                parts of that call, each timed in this process on the device's own state files (writes go to \
+                a scratch directory on the same ext4 file system), times the number of times one add takes \
+                it; what they leave out (lock, opening the pinned maps, the map writes themselves, the \
+                redirect check) is the rest. The four rows are measured in turn, \(rounds) rounds after a \
+                warm-up; medians (min-max). Wall time is what an operator waits; CPU time (user and system: \
+                wait4 for the commands, the thread's clock in process) is the work, which load on a shared \
+                machine disturbs much less, so the parts are added up and compared in CPU time; wall minus \
+                CPU is waiting (fsync, the scheduler).
+                """,
+            columns: [Column("part", key: "part", .left), Column("per add", key: "per_add"),
+                      Column("wall ms (one)", key: "wall_ms"), Column("CPU ms (one)", key: "cpu_ms"),
+                      Column("CPU ms per add", key: "cpu_ms_per_add"), Column("% of the command's CPU", key: "percent")])
+        let command = cpu(.command).median
+        func row(_ name: String, times: Int?, wall: Samples?, cpu: Samples?, _ total: Double) {
+            section.append([.text(name), times.map { .count($0) } ?? .absent(""),
+                            wall.map { .samples($0, digits: 2) } ?? .absent(""),
+                            cpu.map { .samples($0, digits: 2) } ?? .absent(""),
+                            .number(total, digits: 2), .number(total / command * 100, digits: 0)])
+        }
+        var inSteps = 0.0
+        for step in Step.allCases {
+            let times = step.perAdd ?? (step == .fsync ? nil : 1)
+            let total = cpu(step).median * Double(times ?? 1)
+            if step.perAdd != nil { inSteps += total }
+            row(step.rawValue, times: times, wall: wall(step), cpu: cpu(step), total)
+            if step == .library {
+                row("command - library: a fresh process (start, first use of the code, exit)", times: nil,
+                    wall: nil, cpu: nil, command - cpu(.library).median)
+            }
+        }
+        row("library - steps: lock, pinned maps, map writes", times: nil, wall: nil, cpu: nil,
+            cpu(.library).median - inSteps)
+        return section
+    }
+
+    /// The add, timed, then the same checks and delete as the command's samples.
+    private func library() -> Benchmark {
+        let device = peers.xdp.device
+        var sample = 0
+        return Benchmark(Step.library.rawValue, metrics: Self.metrics(.library)) {
+            defer { sample += 1 }
+            let flow = FiveTuple(40_000 + sample)
+            let handle = UpdateCases.firstHandle + sample
+            let words = RuleWords.xdpflow(dev: device, prio: 1, handle: handle, flow)
+            guard case .add(let rule) = try FilterCommand.parse(words).operation else { throw BenchError("not an add") }
+            let (_, time) = try timedWithCPU { _ = try Offload(device: device).update { try $0.add(rule) } }
+            guard try peers.xdpflowActs(flow, prio: 1, handle: handle) else {
+                throw BenchError("Offload.update: the rule added for \(flow.src) did not take its frame")
+            }
+            try peers.xdpflowDelete(prio: 1, handle: handle)
+            return [time.wall, time.cpu]
+        }
+    }
+
+    /// Every step once, on the device's state files as they are between samples.
+    private func steps() -> Benchmark {
+        let device = peers.xdp.device
+        let state = StateDirectory.default
+        let scratch = StateDirectory(.init("\(peers.lab.stateDirectory)/breakdown"))
+        let stateFile = URL(fileURLWithPath: state.path.appending("\(device).offload.json").string)
+        let measured: [Step] = [.readRules, .ruleSet, .readState, .plan, .generate, .writeRules, .writeState, .fsync]
+        return Benchmark("steps", metrics: measured.flatMap(Self.metrics)) {
+            // The store checks the rules as it reads them: the checks are timed again alone.
+            let (ruleSet, readRules) = try timedWithCPU { try FileRuleSetStore(state: state).rules(of: device) }
+            let (_, checks) = try timedWithCPU { try RuleSet(ruleSet.rules) }
+            let (stored, readState) = try timedWithCPU {
+                try JSONDecoder().decode(StoredState.self, from: Data(contentsOf: stateFile))
+            }
+            let (plan, planning) = try timedWithCPU { try Plan(ruleSet, device: device, memory: stored.memory) }
+            let (_, generating) = try timedWithCPU { try CodeGenerator.generate(plan, options: CompileOptions()) }
+            // Into a store without DEV, so that the update writes every rule.
+            try? FileManager.default.removeItem(atPath: scratch.path.string)
+            let (_, writeRules) = try timedWithCPU {
+                try FileRuleSetStore(state: scratch).update(device: device) { $0 = ruleSet }
+            }
+            let (_, writeState) = try timedWithCPU { try scratch.locked { try scratch.write(stored, to: "state.json") } }
+            let (_, fsync) = try timedWithCPU { try scratch.locked { try scratch.write([Int](), to: "empty.json") } }
+            let reading = CommandTime(wall: readRules.wall - checks.wall, cpu: readRules.cpu - checks.cpu)
+            return [reading, checks, readState, planning, generating, writeRules, writeState, fsync]
+                .flatMap { [$0.wall, $0.cpu] }
+        }
+    }
+}
+
+extension Benchmark {
+    /// The same samples under other names.
+    func renamed(_ name: String, metrics names: [String]) -> Benchmark {
+        precondition(names.count == metrics.count, "one name per metric")
+        return Benchmark(name, metrics: names, sample: sample)
+    }
+}
