@@ -46,7 +46,7 @@ struct AddBreakdown {
 
     func measure(rounds: Int) throws -> Section {
         let results = try Benchmark.alternate([
-            UpdateCases(peers: peers).xdpflow(.existingSubtable).renamed(Step.command.rawValue,
+            CLIUpdateCases(peers: peers).xdpflow(.existingSubtable).renamed(Step.command.rawValue,
                                                                          metrics: Self.metrics(.command)),
             Benchmark(Step.start.rawValue, metrics: Self.metrics(.start)) {
                 let time = try timedCommand([peers.xdpflow, "--version"])
@@ -109,7 +109,7 @@ struct AddBreakdown {
         return Benchmark(Step.library.rawValue, metrics: Self.metrics(.library)) {
             defer { sample += 1 }
             let flow = FiveTuple(40_000 + sample)
-            let handle = UpdateCases.firstHandle + sample
+            let handle = CLIUpdateCases.firstHandle + sample
             let words = RuleWords.xdpflow(dev: device, prio: 1, handle: handle, flow)
             guard case .add(let rule) = try FilterCommand.parse(words).operation else { throw BenchError("not an add") }
             let (_, time) = try timedWithCPU { _ = try Offload(device: device).update { try $0.add(rule) } }

@@ -24,7 +24,7 @@ enum CLICases {
         // Quick: an xdpflow sample (add, check, delete) takes a few hundred ms at 1,000 rules.
         let samples = options.quick ? 10 : 200
         progress("cli: \(samples) single adds per tool and case, alternated...")
-        let update = try UpdateCases(peers: peers).measure(samples: samples)
+        let update = try CLIUpdateCases(peers: peers).measure(samples: samples)
         let rounds = options.quick ? 3 : 20
         progress("cli: where xdpflow filter add's time goes, \(rounds) rounds...")
         let breakdown = try AddBreakdown(peers: peers).measure(rounds: rounds)
@@ -46,10 +46,10 @@ enum CLICases {
     /// The checks of the samples must be able to fail: before any add, the frame of the
     /// first sample's flow is taken by no tool.
     static func checkNothingActsYet(_ peers: Peers) throws {
-        let flow = FiveTuple(UpdateCases.Case.existingSubtable.firstFlow)
+        let flow = FiveTuple(CLIUpdateCases.Case.existingSubtable.firstFlow)
         let wait = Duration.milliseconds(100)
         let taken = [
-            ("xdpflow", try peers.xdpflowActs(flow, prio: 1, handle: UpdateCases.firstHandle, within: wait)),
+            ("xdpflow", try peers.xdpflowActs(flow, prio: 1, handle: CLIUpdateCases.firstHandle, within: wait)),
             ("tc", try peers.tcActs(flow, within: wait)),
             ("nft", try peers.nftActs(flow, within: wait) != nil),
         ].filter(\.1).map(\.0)
@@ -75,7 +75,7 @@ struct BatchFiles {
 /// Single rule adds, timed from the spawn of the command until its exit; the rule is
 /// checked to act (a frame sent through the device is taken by it) and then removed,
 /// both outside the timed span, so every sample adds to the same `existing` rules.
-struct UpdateCases {
+struct CLIUpdateCases {
     let peers: Peers
 
     enum Case: CaseIterable {

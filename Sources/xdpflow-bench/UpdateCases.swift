@@ -50,7 +50,7 @@ enum UpdateCases {
         let sizes = Sizes(quick: options.quick)
         let groups = 16
         progress("loading \(sizes.baseRules.grouped) rules in \(groups) subtables and attaching them...")
-        let veth = try Veth()
+        let veth = try AttachVeth()
         defer { veth.remove() }
         let live = try LiveRuleSet(RuleSet(RuleLines.rules(RuleLines.prefixes(sizes.baseRules, groups: groups))),
                                    device: RuleLines.device, attachingTo: veth.interface, mode: .native,
@@ -281,7 +281,7 @@ extension LiveRuleSet.Change {
 
 /// A veth pair in the root namespace to attach to (`xfbu` + the process id): new
 /// programs are swapped in with bpf_link_update as on a real device.
-struct Veth {
+struct AttachVeth {
     let name: String
     let interface: NetworkInterface
 
