@@ -356,6 +356,14 @@ public struct CodeGenerator {
 
     // MARK: - parse(ctx, record) -> 0, or 1 when the frame cannot be classified
 
+    /// The 8-byte words of the record that lookups read: the presence word and the
+    /// plan's fields.
+    private var recordWords: [Int] {
+        plan.fields.reduce(into: Set([KeyField.presenceOffset / 8])) { words, field in
+            words.formUnion(field.offset / 8 ... (field.offset + field.width - 1) / 8)
+        }.sorted()
+    }
+
     /// Registers: r7 data, r8 data end, r9 record, r6 presence, r4 cursor, r5 EtherType
     /// or protocol (as loaded: network order in the register's low bytes).
     private mutating func parseFunction() {
@@ -369,10 +377,7 @@ public struct CodeGenerator {
                   .load(.r8, .word, from: .r1, XDPContext.dataEnd), .mov(.r6, 0)])
         // Zero the words lookups read (a field of an absent header reads as zero); the
         // rest of the record is never read.
-        let words = fields.reduce(into: Set([KeyField.presenceOffset / 8])) { words, field in
-            words.formUnion(field.offset / 8 ... (field.offset + field.width - 1) / 8)
-        }
-        for word in words.sorted() {
+        for word in recordWords {
             asm.emit(.store(.double, to: .r9, Int16(word * 8), 0))
         }
         asm.emit([.mov(.r2, .r7), .alu(.add, .r2, 14), .jump(.greater, .r2, .r8, to: "parsed")])
@@ -418,6 +423,17 @@ public struct CodeGenerator {
         }
         asm.label("parsed")
         asm.emit(.store(.word, to: .r9, Int16(KeyField.presenceOffset), .r6))
+        // Each way through the parser leaves constants in the record (presence bits, the
+        // EtherType and protocol it compared), and the verifier, seeing them decide the
+        // lookups' checks, would verify every lookup once per way: 12 times over with
+        // tags and ports, most of a new program's load time. XOR-ing each word twice
+        // with a value it cannot know (the frame's length) leaves the values and takes
+        // that knowledge away, so the ways meet in one state.
+        asm.emit([.mov(.r2, .r8), .alu(.sub, .r2, .r7)])
+        for word in recordWords {
+            asm.emit([.load(.r1, .double, from: .r9, Int16(word * 8)), .alu(.xor, .r1, .r2), .alu(.xor, .r1, .r2),
+                      .store(.double, to: .r9, Int16(word * 8), .r1)])
+        }
         if inline {
             asm.emit(.load(.r6, .double, from: .fp, Self.context))
             if isReferenced("unparsed_frame") {
