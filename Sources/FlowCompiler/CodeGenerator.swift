@@ -356,18 +356,14 @@ public struct CodeGenerator {
 
     // MARK: - parse(ctx, record) -> 0, or 1 when the frame cannot be classified
 
-    /// The 8-byte words of the record that lookups read: the presence word and the
-    /// plan's fields.
-    private var recordWords: [Int] {
-        plan.fields.reduce(into: Set([KeyField.presenceOffset / 8])) { words, field in
-            words.formUnion(field.offset / 8 ... (field.offset + field.width - 1) / 8)
-        }.sorted()
-    }
-
     /// Registers: r7 data, r8 data end, r9 record, r6 presence, r4 cursor, r5 EtherType
     /// or protocol (as loaded: network order in the register's low bytes).
     private mutating func parseFunction() {
         let fields = plan.fields
+        // The 8-byte words of the record that lookups read: the presence word and the fields.
+        let recordWords = fields.reduce(into: Set([KeyField.presenceOffset / 8])) { words, field in
+            words.formUnion(field.offset / 8 ... (field.offset + field.width - 1) / 8)
+        }.sorted()
         let layers = plan.keyLayers
         let vlanFields: Set<KeyField> = [.vlanTCI, .vlanTPID, .cvlanTCI, .cvlanTPID]
         let parseVLAN = !layers.isEmpty || !fields.isDisjoint(with: vlanFields)

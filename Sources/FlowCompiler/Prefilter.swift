@@ -68,11 +68,6 @@ public struct Prefilter: Hashable, Sendable {
         }
     }
 
-    /// The table index an entry of a filtered subtable falls under.
-    public func index(of key: [UInt8], in subtable: Subtable) -> UInt16? {
-        keyPositions[subtable.mapName].map { Self.index(key, at: $0) }
-    }
-
     private static func index(_ key: [UInt8], at position: Int) -> UInt16 {
         UInt16(key[position]) | UInt16(key[position + 1]) << 8
     }

@@ -259,10 +259,6 @@ public final class Datapath {
 
     /// The map key of a subtable entry: the key bytes, or for a direct subtable the
     /// array index they spell (big-endian).
-    public static func mapKey(_ key: [UInt8], in subtable: Subtable) -> [UInt8] {
-        mapKey(key, direct: subtable.storage == .direct)
-    }
-
     static func mapKey(_ key: [UInt8], direct: Bool) -> [UInt8] {
         direct ? key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }.littleEndianBytes : key
     }
