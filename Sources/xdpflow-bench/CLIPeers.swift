@@ -48,7 +48,7 @@ final class Peers {
 
     init(lab: Lab) throws {
         self.lab = lab
-        xdpflow = try LiveCases.xdpflowBinary()
+        xdpflow = try Shell.xdpflowBinary()
         for tool in ["tc", "nft"] where !Shell.attempt(["which", tool]) {
             throw BenchError("the cli suite needs \(tool) (iproute2, nftables)")
         }

@@ -28,7 +28,7 @@ enum LiveCases {
         let ruleSets = try LiveWorkload.all(quick: options.quick)
         // Quick runs keep the default placement, whose figures carry the targets.
         let placements: [LiveLab.Placement] = options.quick ? [.senderCPU] : LiveLab.Placement.allCases
-        let xdpflow = try xdpflowBinary()
+        let xdpflow = try Shell.xdpflowBinary()
         return try Undo.shared.onSignals {
             defer { Undo.shared.all() }
             let lab = try LiveLab()
@@ -57,16 +57,6 @@ enum LiveCases {
             }
             return LiveReport(ruleSets: ruleSets, peers: peers, runs: runs, timing: timing).sections
         }
-    }
-
-    /// The xdpflow binary beside this one (both come from the same release build).
-    static func xdpflowBinary() throws -> String {
-        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let path = me.deletingLastPathComponent().appendingPathComponent("xdpflow").path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw BenchError("live: no xdpflow beside xdpflow-bench (\(path)): swift build -c release builds both")
-        }
-        return path
     }
 
     /// Attaches `peer`, sends for warm-up plus the window, checks that every frame was

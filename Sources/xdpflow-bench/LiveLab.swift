@@ -1,6 +1,6 @@
 import Foundation
 
-/// What the live benchmark must take down again, newest first: at the end of a step, when
+/// What a benchmark's lab must take down again, newest first: at the end of a step, when
 /// a step throws, and on SIGINT, SIGTERM or SIGHUP (then the process exits).
 final class Undo: @unchecked Sendable {
     static let shared = Undo()
@@ -21,13 +21,17 @@ final class Undo: @unchecked Sendable {
         }
     }
 
-    /// Runs the step of `token` now, once.
+    /// Runs the step of `token` now, once. A signal's teardown waits for it to finish.
     func done(_ token: Token) {
+        waitIfSignalled()
         let step = lock.withLock { () -> (() -> Void)? in
             guard let index = steps.firstIndex(where: { $0.id == token.id }) else { return nil }
+            running += 1
             return steps.remove(at: index).run
         }
-        step?()
+        guard let step else { return }
+        step()
+        lock.withLock { running -= 1 }
     }
 
     /// Drops the step of `token` without running it: what it would undo is gone already.
@@ -38,14 +42,20 @@ final class Undo: @unchecked Sendable {
     /// Set when a signal is taking the lab down: the main thread then waits for the exit
     /// instead of racing the signal's cleanup (or exiting before it is done).
     private var signalled = false
+    /// Steps `done(_:)` is running: the process must not exit under them.
+    private var running = 0
 
-    /// Runs every step left, newest first.
-    func all() {
+    private func waitIfSignalled() {
         if Thread.isMainThread, lock.withLock({ signalled }) {
             while true { Thread.sleep(forTimeInterval: 60) }
         }
+    }
+
+    /// Runs every step left, newest first.
+    func all() {
+        waitIfSignalled()
         while let step = lock.withLock({ steps.popLast() }) {
-            progress("live: removing \(step.what)")
+            progress("removing \(step.what)")
             step.run()
         }
     }
@@ -57,10 +67,13 @@ final class Undo: @unchecked Sendable {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
-                progress("live: signal \(number): taking the lab down")
+                progress("signal \(number): taking the lab down")
                 Undo.shared.lock.withLock { Undo.shared.signalled = true }
                 Shell.stop()
                 Undo.shared.all()
+                while Undo.shared.lock.withLock({ Undo.shared.running > 0 }) {
+                    Thread.sleep(forTimeInterval: 0.01)
+                }
                 exit(128 + number)
             }
             source.resume()

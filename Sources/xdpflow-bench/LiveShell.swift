@@ -1,10 +1,20 @@
 import Foundation
 import Synchronization
 
-/// Runs the tools the live benchmark drives (ip, ethtool, nft, xdp-filter, xdpflow).
+/// Runs the tools the benchmarks drive (ip, ethtool, nft, tc, xdp-filter, xdpflow).
 /// Output goes to files, not pipes, so a long listing (nft's 10,000 rules) cannot fill a
 /// pipe and stall the tool while the other stream is read.
 enum Shell {
+    /// The xdpflow binary beside xdpflow-bench (a release build builds both).
+    static func xdpflowBinary() throws -> String {
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let path = me.deletingLastPathComponent().appendingPathComponent("xdpflow").path
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw BenchError("no xdpflow beside xdpflow-bench (\(path)): swift build -c release builds both")
+        }
+        return path
+    }
+
     /// Runs `arguments` to its end; throws with its standard error when it fails, unless
     /// its exit status is in `accepting`.
     @discardableResult
