@@ -74,6 +74,15 @@ public final class XDPLink: Pinnable, Sendable {
         mode = query.attach_mode == UInt8(XDP_ATTACHED_SKB) ? .generic : .native
     }
 
+    /// The id of the program behind the link; nil when the link is defunct (its device
+    /// went away).
+    public var programID: UInt32? {
+        var info = bpf_link_info()
+        var length = UInt32(MemoryLayout<bpf_link_info>.size)
+        guard bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length) == 0, info.xdp.ifindex != 0 else { return nil }
+        return info.prog_id
+    }
+
     /// Replaces the running program atomically: every packet sees either the old
     /// program or the new one. With `expected`, fails (EPERM) unless it is the one running.
     public func update(to program: Program, expected: Program? = nil) throws(BPFError) {

@@ -22,4 +22,8 @@ extern const char *strerrorname_np(int errnum);
 
 static inline int xdpflow_errno(void) { return errno; }
 
+/* setns(2) and CLONE_NEWNET, which <sched.h> hides without _GNU_SOURCE. */
+extern int setns(int fd, int nstype);
+#define XDPFLOW_CLONE_NEWNET 0x40000000
+
 #endif

@@ -14,8 +14,28 @@ public struct MapWrites: Equatable, Sendable {
     public var removedEntries: [String: Set<[UInt8]>] = [:]
     /// Prefilter index -> its bits (0: none left).
     public var prefilter: [UInt16: UInt64] = [:]
+    /// Subtable maps whose subtable went: a map of that name in a later program is new,
+    /// never the old one with its stale entries (a change may empty a subtable and start
+    /// it again).
+    public var droppedMaps: Set<String> = []
 
     public init() {}
+
+    /// The writes of `later`, a change made after this one, on top of this one's.
+    public mutating func merge(_ later: MapWrites) {
+        counters.formUnion(later.counters)
+        actions.merge(later.actions) { $1 }
+        redirectTargets.merge(later.redirectTargets) { $1 }
+        policers.merge(later.policers) { $1 }
+        prefilter.merge(later.prefilter) { $1 }
+        for name in later.droppedMaps {
+            entries[name] = nil
+            removedEntries[name] = nil
+        }
+        droppedMaps.formUnion(later.droppedMaps)
+        for (name, gone) in later.removedEntries { for key in gone { removeEntry(key, in: name) } }
+        for (name, set) in later.entries { for (key, value) in set { setEntry(key, value, in: name) } }
+    }
 
     public var count: Int {
         counters.count + actions.count + redirectTargets.count + policers.count + prefilter.count
@@ -44,6 +64,12 @@ public struct PlanChange: Equatable, Sendable {
     public var keepsProgram = true
 
     public init() {}
+
+    /// `later`, a change made after this one, on top of this one.
+    public mutating func merge(_ later: PlanChange) {
+        writes.merge(later.writes)
+        keepsProgram = keepsProgram && later.keepsProgram
+    }
 }
 
 extension Plan {
@@ -70,6 +96,26 @@ extension Plan {
             if !gone.isEmpty { writes.removedEntries[subtable.mapName] = Set(gone) }
         }
         return writes
+    }
+
+    /// Carries a change of the rule set, already made to it, into the plan: every removal,
+    /// then every addition, their writes merged. Throws what `add` throws; a refused
+    /// change leaves the plan as it was.
+    public mutating func apply(_ change: RuleChange) throws(CompileError) -> PlanChange {
+        let sizes = self.sizes
+        var planned = PlanChange()
+        for rule in change.removed { planned.merge(remove(RuleID(rule))) }
+        for (done, rule) in change.added.enumerated() {
+            do {
+                planned.merge(try add(rule))
+            } catch {
+                // Nothing reached the kernel: the writes of the way back are not needed.
+                _ = try? apply(RuleChange(removed: Array(change.added.prefix(done)), added: change.removed))
+                restore(sizes)
+                throw error
+            }
+        }
+        return planned
     }
 
     /// Adds `rule` as its rule set placed it (prio and handle allocated): what `init`
@@ -200,6 +246,7 @@ extension Plan {
                 keys[subtable.mapName] = nil
                 change.writes.entries[subtable.mapName] = nil
                 change.writes.removedEntries[subtable.mapName] = nil
+                change.writes.droppedMaps.insert(subtable.mapName)
             }
             subtables.removeAll(where: \.entries.isEmpty)
             indexSubtables(keys: keys)

@@ -5,29 +5,32 @@ import FlowRules
 import Foundation
 import SystemPackage
 
-/// What the runtime keeps on disk for an attached device (`DEV.offload.json`), next to
-/// its rules: enough to rebuild the plan the kernel holds.
+/// What the store keeps for an attached device (`DEV.offload.json`), next to its rules:
+/// enough to plan again exactly what the kernel holds.
 struct OffloadState: Codable {
     /// The mode the link got (native or generic).
     var mode: String
+    /// The plan's memory for the rules as of journal record `sequence`.
     var memory: Plan.Memory
     var unparsedDrop: Bool
     var ruleCapacity: Int
-    /// Set while a change is being carried into the kernel: if it is still set when the
-    /// next command runs, that change may be half done, and the kernel is rebuilt from
-    /// the rules on disk.
-    var pending: Bool
-
-    static func file(of device: String) -> String { "\(device).offload.json" }
+    /// Nil in state of an earlier version: 0.
+    var sequence: UInt64?
+    /// The program in the slot as of `sequence`.
+    var programID: UInt32?
 
     var options: CompileOptions { CompileOptions(unparsedVerdict: unparsedDrop ? .drop : .pass) }
 }
 
-/// One device's offload: rules on disk, and when attached, an XDP link and maps pinned
-/// under /sys/fs/bpf/xdpflow/DEV/. Every operation holds the state directory's lock,
-/// so commands on a device run one at a time.
+/// One device's offload, in one network namespace: its rules and journal on disk (the
+/// store), and when attached, the kernel objects pinned under PINS/net-INODE/DEV/ (the
+/// runtime: a link to an entry program, the slot it tail-calls, and the datapath's maps).
+/// Every operation holds the state directory's lock, so commands run one at a time, and
+/// begins by finishing or rolling back whatever a command that died left pending.
 public struct Offload {
     public let device: String
+    public let namespace: NamespaceID
+    /// The state directory (its root: the lock lives there).
     public let state: StateDirectory
     /// `XDPFLOW_PIN_DIR`, or /sys/fs/bpf/xdpflow.
     public let pinRoot: FilePath
@@ -36,15 +39,23 @@ public struct Offload {
         FilePath(ProcessInfo.processInfo.environment["XDPFLOW_PIN_DIR"] ?? "/sys/fs/bpf/xdpflow")
     }
 
-    public init(device: String, state: StateDirectory = .default, pinRoot: FilePath = Offload.defaultPinRoot) {
+    public init(device: String, state: StateDirectory = .default, pinRoot: FilePath = Offload.defaultPinRoot,
+                namespace: NamespaceID? = nil) {
         self.device = device
         self.state = state
         self.pinRoot = pinRoot
+        self.namespace = namespace ?? ((try? NamespaceID.current()) ?? NamespaceID(inode: 0))
     }
 
-    public var pins: FilePath { pinRoot.appending(device) }
-    var linkPin: FilePath { pins.appending("link") }
-    var store: FileRuleSetStore { FileRuleSetStore(state: state) }
+    /// Where this namespace's devices keep their files.
+    var files: StateDirectory { StateDirectory(state.path.appending(namespace.directoryName)) }
+    public var pins: FilePath { pinRoot.appending(namespace.directoryName).appending(device) }
+    var store: FileRuleSetStore { FileRuleSetStore(state: state, namespace: namespace) }
+    var journal: Journal { Journal(path: files.path.appending("\(device).journal")) }
+    var offloadFile: String { "\(device).offload.json" }
+    /// A pinned map that names the state directory of the attachment: another state
+    /// directory that finds these pins knows whose they are and leaves them alone.
+    static let ownerPin = "owner"
 
     /// What `attach` did.
     public struct Attachment: Sendable {
@@ -52,55 +63,54 @@ public struct Offload {
         public var programID: UInt32
         public var rules: Int
         public var subtables: Int
-        /// Set when stale state of an earlier attachment (its link gone) was cleared first.
-        public var repair: String?
+        /// What the command found left pending and finished or rolled back first.
+        public var recovery: String?
     }
 
-    /// Loads the program for the device's rules (none: a program that passes and counts
-    /// everything), attaches it through a bpf_link, and pins link and maps.
+    /// Loads the program for the device's stored rules (none: a program that passes and
+    /// counts everything), attaches it through the slot's link, and pins everything.
     public func attach(mode: XDPMode = .auto, unparsedDrop: Bool = false,
                        ruleCapacity: Int = Plan.defaultRuleCapacity) throws -> Attachment {
         try Privileges.require("attach")
         let interface = try NetworkInterface(named: device)
         try BPFFS.mountIfNeeded()
-        return try state.locked {
-            let hasLink = FileManager.default.fileExists(atPath: linkPin.string)
-            var repair: String?
-            if try state.read(OffloadState.self, from: OffloadState.file(of: device)) != nil {
-                guard !hasLink else {
-                    throw OffloadFailure("\(device) is already attached (xdpflow show dev \(device); xdpflow detach dev \(device))")
+        return try locked { stored, recovery in
+            if let owner = try foreignOwner() { throw OffloadFailure.ownedElsewhere(device, owner: owner, pins: pins) }
+            if stored.offload != nil {
+                guard !FileManager.default.fileExists(atPath: pins.appending(ProgramSlot.Pin.link).string) else {
+                    throw OffloadFailure.alreadyAttached(device)
                 }
-                // The link went with its bpffs (a reboot, a remount): attach again from the stored rules.
-                removePins()
-                try state.remove(OffloadState.file(of: device))
-                repair = "repaired \(device): its link pin was gone, so the stale attachment state was cleared"
-            } else if hasLink {
-                throw OffloadFailure("\(device) has an xdpflow link pinned at \(linkPin) but no state "
-                    + "(an attach did not finish): run xdpflow detach dev \(device), then attach again")
             }
-            if let id = XDPLink.attachedProgramID(interface) {
-                throw OffloadFailure("another XDP program (id \(id)) is attached to \(device); "
-                    + "remove it first (ip link set dev \(device) xdp off, or the tool that attached it)")
-            }
-            let rules = try store.read(device)
-            let plan = try compile(rules, memory: nil, ruleCapacity: ruleCapacity)
+            if let id = XDPLink.attachedProgramID(interface) { throw OffloadFailure.busy(device, programID: id) }
+            // The link went with its bpffs (a reboot, a remount): what is left is cleared.
+            let reattach = stored.offload != nil
+            removePins()
+            let sequence = stored.sequence + 1
+            try journal.begin(sequence, .attach, RuleChange(), device: device)
+            let plan = try compile(stored.rules, memory: nil, ruleCapacity: ruleCapacity)
             let options = CompileOptions(unparsedVerdict: unparsedDrop ? .drop : .pass)
-            let datapath = try Datapath(plan: plan, options: options, targetIndex: redirectIndex)
-            let link = try XDPLink(attaching: datapath.program!, to: interface, mode: mode)
+            let live: LiveRuleSet
             do {
+                let datapath = try Datapath(plan: plan, options: options, targetIndex: redirectIndex)
+                let slot = try ProgramSlot(running: datapath.program!, attachingTo: interface, mode: mode)
+                live = LiveRuleSet(adopting: stored.rules, datapath: datapath, slot: slot, targetIndex: redirectIndex)
                 try BPFFS.makeDirectories(pins)
+                try pinOwner()
                 try pinMaps(datapath, replacing: nil)
-                try link.pin(at: linkPin)
-                try state.write(OffloadState(mode: link.mode.rawValue, memory: plan.memory, unparsedDrop: unparsedDrop,
-                                             ruleCapacity: ruleCapacity, pending: false),
-                                to: OffloadState.file(of: device))
+                try slot.pin(in: pins)
+                try files.write(OffloadState(mode: slot.link.mode.rawValue, memory: plan.memory, unparsedDrop: unparsedDrop,
+                                             ruleCapacity: ruleCapacity, sequence: sequence,
+                                             programID: datapath.program!.id),
+                                to: offloadFile)
+                try journal.commit(sequence, programID: datapath.program!.id)
             } catch {
-                try? link.detach()
-                removePins()
+                try? rollBackAttach(sequence)
                 throw error
             }
-            return Attachment(mode: link.mode, programID: datapath.program!.id, rules: plan.rules.count,
-                              subtables: plan.subtables.count, repair: repair)
+            let note = reattach ? "\(device) was attached before but its link was gone (a reboot, or bpffs "
+                + "remounted): its \(stored.rules.count) stored rules are loaded again" : nil
+            return Attachment(mode: live.slot!.link.mode, programID: live.datapath.program!.id, rules: plan.rules.count,
+                              subtables: plan.subtables.count, recovery: [recovery, note].compactMap { $0 }.first)
         }
     }
 
@@ -108,159 +118,252 @@ public struct Offload {
     /// the device is as it was before `attach`.
     public func detach() throws {
         try Privileges.require("detach")
-        try state.locked {
-            guard try state.read(OffloadState.self, from: OffloadState.file(of: device)) != nil
-                || FileManager.default.fileExists(atPath: linkPin.string)
-            else {
-                throw OffloadFailure("\(device) is not attached by xdpflow (xdpflow show lists what is)")
+        try locked { stored, _ in
+            if let owner = try foreignOwner() { throw OffloadFailure.ownedElsewhere(device, owner: owner, pins: pins) }
+            guard stored.offload != nil || FileManager.default.fileExists(atPath: pins.string) else {
+                throw OffloadFailure.notAttached(device)
             }
-            if FileManager.default.fileExists(atPath: linkPin.string) {
-                do {
-                    try XDPLink(pinnedAt: linkPin).detach()
-                } catch BPFError.noSuchDevice {
-                    // The device is gone and the link with it: removing the pin frees what is left.
-                }
-            }
-            removePins()
-            try state.remove(OffloadState.file(of: device))
-            try store.remove(device)
+            try journal.begin(stored.sequence + 1, .detach, RuleChange(), device: device)
+            try finishDetach()
         }
     }
 
+    /// The part of `detach` after its journal record, also what a detach that died
+    /// halfway leaves for the next command to finish.
+    private func finishDetach() throws {
+        if let link = try? XDPLink(pinnedAt: pins.appending(ProgramSlot.Pin.link)) { try? link.detach() }
+        removePins()
+        try files.remove(offloadFile)
+        try store.remove(device)
+        try files.remove(journal.path.lastComponent!.string)
+    }
+
     public var isAttached: Bool {
-        (try? state.locked { try state.read(OffloadState.self, from: OffloadState.file(of: device)) }) != nil
+        (try? state.locked { try files.read(OffloadState.self, from: offloadFile) }) != nil
     }
 
     /// What a changing command did to the kernel.
-    public enum Change: Sendable, Equatable {
-        /// Rules only on disk: the device is not attached.
-        case stored
-        /// The running program kept; this many map writes.
-        case mapWrites(Int)
-        /// A new program swapped in with bpf_link_update.
-        case newProgram(id: UInt32)
-    }
+    public typealias Change = LiveRuleSet.Change
 
     /// The outcome of `update`.
     public struct Update<T> {
         public var result: T
         /// Nil when the rules did not change.
         public var change: Change?
-        /// Set when an unfinished earlier change was repaired first.
-        public var repair: String?
+        /// What the command found left pending and finished or rolled back first.
+        public var recovery: String?
         /// Things the operator should fix, such as a redirect target that drops frames.
         public var warnings: [String] = []
     }
 
-    /// Changes the device's rules. On an attached device the change reaches the kernel
-    /// before this returns; if `body` throws or the kernel refuses the change (the
-    /// verifier, a full map, a missing redirect target), rules and kernel stay as they were.
-    public func update<T>(_ body: (inout RuleSet) throws -> T) throws -> Update<T> {
-        try state.locked {
-            var rules = try store.read(device)
-            let before = rules
-            let result = try body(&rules)
-            guard rules != before else { return Update(result: result) }
-            let kept = Set(before.rules)
-            let warnings = try RedirectTargets.check(rules.rules.filter { !kept.contains($0) }, on: device)
-            guard var offload = try state.read(OffloadState.self, from: OffloadState.file(of: device)) else {
-                try store.write(rules, for: device)
-                return Update(result: result, change: .stored, warnings: warnings)
+    /// Changes the device's rules through the one engine: `body` changes the rule set
+    /// (recording what it changed), the change is appended to the journal and synced,
+    /// carried into the kernel, and committed. If `body` throws or anything refuses the
+    /// change (the verifier, a full map, a full disk), rules and kernel stay as they were.
+    public func update<T>(_ body: (inout RuleSet, inout RuleChange) throws -> T) throws -> Update<T> {
+        try locked { stored, recovery in
+            guard let offload = stored.offload else {
+                throw OffloadFailure.notAttachedForRules(device, stored: stored.rules.count)
             }
-            let repair = try repairIfPending(&offload, rules: before)
-            let change = try carry(from: before, to: rules, offload: &offload)
-            return Update(result: result, change: change, repair: repair, warnings: warnings)
+            let live = try adopt(stored, offload)
+            let sequence = stored.sequence + 1
+            var warnings: [String] = []
+            var recorded = RuleChange()
+            let outcome = try live.update(body, willCarry: { change in
+                recorded = change
+                warnings = try RedirectTargets.check(change.added, on: device)
+                try journal.begin(sequence, .change, change, device: device)
+            })
+            guard let change = outcome.change else {
+                return Update(result: outcome.result, recovery: recovery)
+            }
+            do {
+                if case .newProgram = change { try pinMaps(live.datapath, replacing: nil) }
+                try journal.commit(sequence, programID: live.datapath.program?.id)
+            } catch {
+                // The kernel holds a change the disk cannot say is done: it goes back.
+                if (try? live.apply(recorded.inverse)) != nil, case .newProgram = change {
+                    try? pinMaps(live.datapath, replacing: nil)
+                }
+                try? journal.abort(sequence, programID: live.slot?.programID)
+                throw error
+            }
+            compactIfLarge(live, sequence: sequence, offload: offload)
+            return Update(result: outcome.result, change: change, recovery: recovery, warnings: warnings)
         }
     }
 
-    /// Writes the new rules with the change marked pending, carries it into the kernel,
-    /// and clears the mark; on failure puts the old rules back and rebuilds the kernel
-    /// side from them.
-    private func carry(from before: RuleSet, to rules: RuleSet, offload: inout OffloadState) throws -> Change {
-        let old = try compile(before, memory: offload.memory, ruleCapacity: offload.ruleCapacity)
-        let new = try compile(rules, memory: offload.memory, ruleCapacity: offload.ruleCapacity)
-        var next = offload
-        next.memory = new.memory
-        next.pending = true
-        try store.write(rules, for: device)
-        try state.write(next, to: OffloadState.file(of: device))
-        do {
-            let change = try apply(new, over: old, options: offload.options)
-            next.pending = false
-            try state.write(next, to: OffloadState.file(of: device))
-            offload = next
-            return change
-        } catch {
-            try store.write(before, for: device)
-            try state.write(offload, to: OffloadState.file(of: device))
-            _ = try? rebuild(old, options: offload.options)
-            throw error
+    /// Runs one filter command on the device: `update` with what the command changes.
+    @discardableResult
+    public func run(_ command: FilterCommand) throws -> Update<[FlowRule]> {
+        try update { rules, change in try command.apply(to: &rules, recording: &change) }
+    }
+
+    // MARK: - The state on disk
+
+    /// The device's state as the journal says it is after its last finished record.
+    struct Stored {
+        /// After the last committed record.
+        var rules: RuleSet
+        var offload: OffloadState?
+        /// The rules `offload.memory` was planned for, and the changes since.
+        var planned: (rules: RuleSet, changes: [RuleChange])?
+        /// Of the last record (finished or not); 0 when there is none.
+        var sequence: UInt64
+        /// The program the slot should hold.
+        var programID: UInt32?
+        var pending: Journal.Record?
+    }
+
+    /// Reads the snapshot and the journal.
+    func load() throws -> Stored {
+        var (rules, rulesSequence) = try store.read(device)
+        let offload = try files.read(OffloadState.self, from: offloadFile)
+        let planSequence = offload.map { $0.sequence ?? 0 }
+        var planned: (rules: RuleSet, changes: [RuleChange])? = planSequence == rulesSequence ? (rules, []) : nil
+        var stored = Stored(rules: rules, offload: offload, sequence: max(rulesSequence, planSequence ?? 0),
+                            programID: offload?.programID)
+        for record in try journal.records(device: device) {
+            stored.sequence = max(stored.sequence, record.sequence)
+            guard record.finished else {
+                stored.pending = record
+                continue
+            }
+            if let id = record.programID { stored.programID = id }
+            if record.aborted { continue }
+            guard record.sequence > rulesSequence, !record.change.isEmpty else {
+                if record.sequence == planSequence { planned = (rules, []) }
+                continue
+            }
+            if let base = planSequence, record.sequence > base {
+                planned?.changes.append(record.change)
+            }
+            do {
+                try rules.apply(record.change)
+            } catch {
+                throw StoreError.corrupt(journal.path, line: 0, reason: "record \(record.sequence): \(error)")
+            }
+            if record.sequence == planSequence { planned = (rules, []) }
+        }
+        stored.rules = rules
+        stored.planned = offload == nil ? nil : (planned ?? (rules, []))
+        return stored
+    }
+
+    /// Runs `body` under the lock on the device's state, after finishing or rolling back
+    /// what a command that died left pending (`body` gets what was done, if anything).
+    func locked<T>(_ body: (Stored, String?) throws -> T) throws -> T {
+        try state.locked {
+            try makeFilesDirectory()
+            var stored = try load()
+            let recovery = try recover(&stored)
+            return try body(stored, recovery)
         }
     }
 
-    /// The kernel side of a change: map writes when the program stays, else a new
-    /// program over the kept maps, swapped in atomically.
-    private func apply(_ plan: Plan, over old: Plan, options: CompileOptions) throws -> Change {
-        let running = try Datapath(adopting: old, options: options, maps: pinnedMaps(for: old))
-        if let writes = try running.update(to: plan, targetIndex: redirectIndex) {
-            return .mapWrites(writes)
+    private func makeFilesDirectory() throws {
+        guard !FileManager.default.fileExists(atPath: files.path.string) else { return }
+        guard mkdir(files.path.string, 0o700) == 0 || errno == EEXIST else {
+            throw StoreError.createDirectory(files.path, Errno(rawValue: errno))
         }
-        let next = try Datapath(plan: plan, options: options, targetIndex: redirectIndex, replacing: running)
-        try XDPLink(pinnedAt: linkPin).update(to: next.program!)
-        try pinMaps(next, replacing: running)
-        return .newProgram(id: next.program!.id)
+        try StateDirectory.syncDirectory(state.path)
     }
 
-    /// A new program and fresh maps for `plan`, keeping only the counters (their slots
-    /// are in the plan's memory): for when the maps' contents cannot be trusted.
-    private func rebuild(_ plan: Plan, options: CompileOptions) throws -> UInt32 {
+    /// Finishes or rolls back a pending record: a change or an attach is rolled back (the
+    /// kernel is rebuilt from the stored rules), a detach finished. Says which.
+    private func recover(_ stored: inout Stored) throws -> String? {
+        guard let pending = stored.pending else { return nil }
+        switch pending.kind {
+        case .detach:
+            try finishDetach()
+            stored = Stored(rules: RuleSet(), sequence: 0)
+            return "finished detaching \(device): an earlier detach did not finish"
+        case .attach:
+            try rollBackAttach(pending.sequence)
+            stored.offload = nil
+            stored.planned = nil
+            stored.pending = nil
+            return "rolled back an attach of \(device) that did not finish; the device is not attached"
+        case .change:
+            guard let offload = stored.offload else {
+                try journal.abort(pending.sequence, programID: nil)
+                stored.pending = nil
+                return "rolled back a change of \(device) that did not finish"
+            }
+            let id = try rebuild(stored, offload)
+            try journal.abort(pending.sequence, programID: id)
+            stored.programID = id
+            stored.pending = nil
+            let what = pending.change.added.count + pending.change.removed.count
+            return "rolled back a change of \(device) that did not finish (\(what) rules); program \(id) "
+                + "rebuilt from the \(stored.rules.count) stored rules"
+        }
+    }
+
+    private func rollBackAttach(_ sequence: UInt64) throws {
+        if let link = try? XDPLink(pinnedAt: pins.appending(ProgramSlot.Pin.link)) { try? link.detach() }
+        removePins()
+        try files.remove(offloadFile)
+        try journal.abort(sequence, programID: nil)
+    }
+
+    /// The plan of the stored rules, as the kernel should hold it.
+    func plan(_ stored: Stored, _ offload: OffloadState) throws -> Plan {
+        let base = stored.planned ?? (stored.rules, [])
+        var plan = try compile(base.rules, memory: offload.memory, ruleCapacity: offload.ruleCapacity)
+        for change in base.changes {
+            do {
+                _ = try plan.apply(change)
+            } catch {
+                throw OffloadError.compile(error)
+            }
+        }
+        return plan
+    }
+
+    /// The engine over the pinned kernel objects.
+    func adopt(_ stored: Stored, _ offload: OffloadState) throws -> LiveRuleSet {
+        guard let slot = try? ProgramSlot(pinnedIn: pins) else {
+            throw OffloadFailure.linkGone(device, pins: pins, stored: stored.rules.count)
+        }
+        let plan = try plan(stored, offload)
+        let datapath = Datapath(adopting: plan, options: offload.options, maps: try pinnedMaps(for: plan))
+        return LiveRuleSet(adopting: stored.rules, datapath: datapath, slot: slot, targetIndex: redirectIndex)
+    }
+
+    /// A new program and fresh maps for the stored rules, keeping only the counters: for
+    /// when the maps' contents cannot be trusted. Returns the program's id.
+    private func rebuild(_ stored: Stored, _ offload: OffloadState) throws -> UInt32 {
+        guard let slot = try? ProgramSlot(pinnedIn: pins) else {
+            throw OffloadFailure.linkGone(device, pins: pins, stored: stored.rules.count)
+        }
+        let plan = try plan(stored, offload)
         let counters = try pinnedMaps(for: plan).filter { $0.key == FlowMaps.counters }
-        let adopted = try Datapath(adopting: plan, options: options, maps: counters)
-        let next = try Datapath(plan: plan, options: options, targetIndex: redirectIndex, replacing: adopted,
+        let adopted = Datapath(adopting: plan, options: offload.options, maps: counters)
+        let next = try Datapath(plan: plan, options: offload.options, targetIndex: redirectIndex, replacing: adopted,
                                 sharing: [FlowMaps.counters])
-        try XDPLink(pinnedAt: linkPin).update(to: next.program!)
+        try slot.run(next.program!)
         try pinMaps(next, replacing: nil)
         return next.program!.id
     }
 
-    /// A change left pending by a command that did not finish: the kernel may hold any
-    /// mix of it, so it is rebuilt from the rules on disk. Says what was done.
-    private func repairIfPending(_ offload: inout OffloadState, rules: RuleSet) throws -> String? {
-        guard offload.pending else { return nil }
-        let plan = try compile(rules, memory: offload.memory, ruleCapacity: offload.ruleCapacity)
-        let id = try rebuild(plan, options: offload.options)
-        offload.memory = plan.memory
-        offload.pending = false
-        try state.write(offload, to: OffloadState.file(of: device))
-        return "repaired \(device): an earlier change did not finish; program \(id) rebuilt from the \(plan.rules.count) stored rules"
-    }
-
-    // MARK: - Counters
-
-    /// Per-rule counters and the device's miss and unparsed counts.
-    public struct Statistics: Sendable {
-        public var rules: [RuleID: RuleStatistics]
-        public var misses: RuleStatistics
-        public var unparsed: RuleStatistics
-    }
-
-    /// Nil when the device is not attached.
-    public func statistics() throws -> Statistics? {
-        try state.locked {
-            guard let offload = try state.read(OffloadState.self, from: OffloadState.file(of: device)) else { return nil }
-            return try statistics(of: offload)
+    /// Writes a snapshot once the journal outgrows the rules: the plan's memory first,
+    /// then the rules, then the journal goes (each step leaves a state `load` reads
+    /// right). A snapshot that cannot be written is left for a later command.
+    private func compactIfLarge(_ live: LiveRuleSet, sequence: UInt64, offload: OffloadState) {
+        let rulesSize = (try? FileManager.default.attributesOfItem(atPath: files.path.appending(store.fileName(device)).string)[.size] as? Int) ?? 0
+        guard journal.size > max(256 << 10, rulesSize) else { return }
+        var next = offload
+        next.memory = live.datapath.plan.memory
+        next.sequence = sequence
+        next.programID = live.slot?.programID
+        do {
+            try files.write(next, to: offloadFile)
+            try store.write(live.rules, sequence: sequence, for: device)
+            try files.remove(journal.path.lastComponent!.string)
+        } catch {
+            // The journal still holds everything.
         }
-    }
-
-    /// The counters in the pinned counters map; the caller holds the lock.
-    func statistics(of offload: OffloadState) throws -> Statistics {
-        let counters = try BPFKernel.Map(pinnedAt: pins.appending(FlowMaps.counters))
-        func read(_ slot: UInt32) throws -> RuleStatistics {
-            try counters.lookupPerCPU(slot.littleEndianBytes).map(RuleStatistics.init(perCPU:)) ?? RuleStatistics()
-        }
-        var rules: [RuleID: RuleStatistics] = [:]
-        for (rule, slot) in offload.memory.slots.indexes { rules[rule] = try read(slot) }
-        return Statistics(rules: rules, misses: try read(RuleSlots.miss), unparsed: try read(RuleSlots.unparsed))
     }
 
     // MARK: - Pieces
@@ -288,15 +391,18 @@ public struct Offload {
         return maps
     }
 
-    /// Pins the maps `datapath` uses that `previous` did not share, and removes the pins
-    /// of maps it no longer uses.
+    /// Pins the maps of `datapath` that are not pinned yet (or whose pin is another
+    /// map), and removes the pins of maps it no longer uses.
     private func pinMaps(_ datapath: Datapath, replacing previous: Datapath?) throws {
-        for (name, map) in datapath.maps where previous?.maps[name] !== map {
+        for (name, map) in datapath.maps {
             let path = pins.appending(name)
-            if FileManager.default.fileExists(atPath: path.string) { try unpin(path) }
+            if FileManager.default.fileExists(atPath: path.string) {
+                if let pinned = try? BPFKernel.Map(pinnedAt: path), pinned.id == map.id { continue }
+                try unpin(path)
+            }
             try map.pin(at: path)
         }
-        let used = Set(datapath.maps.keys).union(["link"])
+        let used = Set(datapath.maps.keys).union(ProgramSlot.Pin.all).union([Self.ownerPin])
         let present = (try? FileManager.default.contentsOfDirectory(atPath: pins.string)) ?? []
         for name in present where !used.contains(name) {
             try unpin(pins.appending(name))
@@ -307,36 +413,83 @@ public struct Offload {
         let present = (try? FileManager.default.contentsOfDirectory(atPath: pins.string)) ?? []
         for name in present { try? unpin(pins.appending(name)) }
         rmdir(pins.string)
-        rmdir(pinRoot.string)  // only when no other device is attached
+        rmdir(pins.removingLastComponent().string)  // only when no other device is attached
+        rmdir(pinRoot.string)
+    }
+
+    /// Records this state directory in a pinned map next to the device's pins.
+    private func pinOwner() throws {
+        let path = Array(state.path.string.utf8.prefix(Self.ownerSize))
+        let map = try BPFKernel.Map(MapSpec(name: "xf_owner", type: .array, keySize: 4, valueSize: Self.ownerSize,
+                                            maxEntries: 1))
+        try map.update(UInt32(0).littleEndianBytes, path + [UInt8](repeating: 0, count: Self.ownerSize - path.count))
+        try map.pin(at: pins.appending(Self.ownerPin))
+    }
+
+    static let ownerSize = 256
+
+    /// The state directory of another xdpflow that holds pins for this device, if any.
+    func foreignOwner() throws -> String? {
+        let path = pins.appending(Self.ownerPin)
+        guard FileManager.default.fileExists(atPath: path.string),
+              let value = try? BPFKernel.Map(pinnedAt: path).lookup(UInt32(0).littleEndianBytes)
+        else { return nil }
+        let owner = String(decoding: value.prefix { $0 != 0 }, as: UTF8.self)
+        return owner == state.path.string ? nil : owner
     }
 }
 
-public struct OffloadFailure: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+/// A device command that cannot be done as asked, with what to do instead.
+public enum OffloadFailure: Error, Sendable, CustomStringConvertible {
+    case needsRoot(command: String)
+    case alreadyAttached(String)
+    case notAttached(String)
+    /// A rule change on a device with no xdpflow program.
+    case notAttachedForRules(String, stored: Int)
+    case busy(String, programID: UInt32)
+    /// The pins belong to the xdpflow state in another directory.
+    case ownedElsewhere(String, owner: String, pins: FilePath)
+    /// State says attached, but the link is gone.
+    case linkGone(String, pins: FilePath, stored: Int)
+    case noSuchNamespace(String, Errno)
+    case namespace(String, Errno)
+    case missingTarget(mode: String, target: String, rule: String, device: String)
+
+    public var description: String {
+        switch self {
+        case .needsRoot(let command):
+            "xdpflow \(command) needs root (CAP_BPF and CAP_NET_ADMIN, and access to bpffs "
+                + "and the state directory): run it as root or with sudo"
+        case .alreadyAttached(let device):
+            "\(device) is already attached (xdpflow show dev \(device); xdpflow detach dev \(device))"
+        case .notAttached(let device):
+            "\(device) is not attached by xdpflow (xdpflow show lists what is)"
+        case .notAttachedForRules(let device, let stored):
+            "no xdpflow program on \(device); run: xdpflow attach dev \(device)"
+                + (stored > 0 ? " (it loads the \(stored) stored rules)" : "")
+        case .busy(let device, let id):
+            "another XDP program (id \(id)) is attached to \(device); "
+                + "remove it first (ip link set dev \(device) xdp off, or the tool that attached it)"
+        case .ownedElsewhere(let device, let owner, let pins):
+            "\(device) is attached by the xdpflow state in \(owner) (pins at \(pins)); "
+                + "run the command with XDPFLOW_STATE_DIR=\(owner)"
+        case .linkGone(let device, let pins, let stored):
+            "\(device)'s link is gone from \(pins) (a reboot, or bpffs remounted): "
+                + "xdpflow attach dev \(device) loads its \(stored) stored rules again"
+        case .noSuchNamespace(let name, let errno):
+            "network namespace \(name) does not exist (\(errno.name)): ip netns list shows those there are"
+        case .namespace(let path, let errno):
+            "cannot enter the network namespace \(path): \(errno.name) (\(errno.description))"
+        case .missingTarget(let mode, let target, let rule, let device):
+            "\(mode) target \(target) does not exist (rule \(rule) on \(device)): create the device first"
+        }
+    }
 }
 
-/// The rule store of the CLI: rules on disk, and on an attached device in the kernel
-/// too. Lets FlowRules' single commands and batches run unchanged on live devices.
-public struct OffloadingStore: RuleSetStore {
-    public let state: StateDirectory
-    /// Told about repairs of unfinished earlier changes, and warnings (a redirect target
-    /// that would drop the frames sent to it).
-    public let report: @Sendable (String) -> Void
-
-    public init(state: StateDirectory = .default, report: @escaping @Sendable (String) -> Void) {
-        self.state = state
-        self.report = report
-    }
-
-    public func rules(of device: String) throws -> RuleSet {
-        try FileRuleSetStore(state: state).rules(of: device)
-    }
-
-    public func update<T>(device: String, _ body: (inout RuleSet) throws -> T) throws -> T {
-        let update = try Offload(device: device, state: state).update(body)
-        if let repair = update.repair { report(repair) }
-        update.warnings.forEach(report)
-        return update.result
+extension Journal {
+    /// Closes a pending record as rolled back (or, for a detach, finished), with the
+    /// program the slot holds now.
+    func abort(_ sequence: UInt64, programID: UInt32?) throws(StoreError) {
+        try append("abort \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n")
     }
 }

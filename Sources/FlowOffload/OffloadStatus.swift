@@ -5,14 +5,13 @@ import Foundation
 import SystemPackage
 
 extension Offload {
-    /// What `xdpflow show` reports for a device: what runs there, and whether the state
-    /// on disk and the pins in bpffs still agree.
+    /// What `xdpflow show` reports for a device: what runs there, and whether the kernel
+    /// holds what the store says (`audit`).
     public struct Status: Sendable {
         public var device: String
         /// The mode recorded at attach (native or generic); nil without offload state.
         public var mode: String?
-        /// The program running on the device behind xdpflow's pinned link; nil when
-        /// there is no usable link.
+        /// The entry program on the device behind xdpflow's link; nil when there is none.
         public var programID: UInt32?
         public var unparsedDrop: Bool
         public var rules: Int
@@ -21,84 +20,197 @@ extension Offload {
         /// Nil when the device's counters cannot be read (no pinned counters map).
         public var misses: RuleStatistics?
         public var unparsed: RuleStatistics?
+        /// What the command found left pending and finished or rolled back first.
+        public var recovery: String?
         /// What disagrees, each with what to do; empty when all is well.
         public var problems: [String]
 
         public var needsRepair: Bool { !problems.isEmpty }
     }
 
-    /// Nil when xdpflow holds nothing for the device (no offload state, no link pin).
+    /// Nil when xdpflow holds nothing for the device (no state, no pins).
     public func status() throws -> Status? {
         try Privileges.require("show")
-        return try state.locked {
-            let offload = try state.read(OffloadState.self, from: OffloadState.file(of: device))
-            let hasLink = FileManager.default.fileExists(atPath: linkPin.string)
-            guard offload != nil || hasLink else { return nil }
-            let rules = try store.read(device)
-            var status = Status(device: device, mode: offload?.mode, unparsedDrop: offload?.unparsedDrop ?? false,
-                                rules: rules.rules.count, subtables: 0, entries: 0, problems: [])
-            if let plan = try? compile(rules, memory: offload?.memory,
-                                       ruleCapacity: offload?.ruleCapacity ?? Plan.defaultRuleCapacity) {
-                status.rules = plan.rules.count
+        return try locked { stored, recovery in
+            let hasPins = FileManager.default.fileExists(atPath: pins.string)
+            guard stored.offload != nil || hasPins || recovery != nil else { return nil }
+            var status = Status(device: device, mode: stored.offload?.mode,
+                                unparsedDrop: stored.offload?.unparsedDrop ?? false, rules: stored.rules.count,
+                                subtables: 0, entries: 0, recovery: recovery, problems: [])
+            guard stored.offload != nil || hasPins else { return status }
+            if let owner = try foreignOwner() {
+                status.problems.append("attached by the xdpflow state in \(owner), not this one: "
+                    + "XDPFLOW_STATE_DIR=\(owner) xdpflow show dev \(device)")
+                return status
+            }
+            if let slot = try? ProgramSlot(pinnedIn: pins), slot.isRunning {
+                status.programID = slot.link.programID
+            }
+            if let offload = stored.offload, let plan = try? plan(stored, offload) {
                 status.subtables = plan.subtables.count
                 status.entries = plan.entryCount
-            }
-            if hasLink {
-                do {
-                    let link = try XDPLink(pinnedAt: linkPin)
-                    status.programID = XDPLink.attachedProgramID(link.device)
-                    if link.device.name != device {
-                        status.problems.append("the link pinned at \(linkPin) is on \(link.device), not \(device): "
-                            + "was the device renamed? xdpflow detach dev \(device) removes it")
-                    }
-                } catch BPFError.noSuchDevice {
-                    status.problems.append("the device is gone, its link with it: "
-                        + "xdpflow detach dev \(device) removes the pins and the state")
-                } catch {
-                    status.problems.append("the link pinned at \(linkPin) cannot be opened (\(error)): "
-                        + "xdpflow detach dev \(device) removes it")
-                }
-            }
-            switch (offload, hasLink) {
-            case (let offload?, true):
-                let counters = try? statistics(of: offload)
+                let counters = try? statistics(of: plan)
                 status.misses = counters?.misses
                 status.unparsed = counters?.unparsed
-                if offload.pending {
-                    status.problems.append("an earlier change did not finish: the next filter change "
-                        + "on \(device) rebuilds the program from the \(status.rules) stored rules")
-                }
-            case (_?, false):
-                status.problems.append("state in \(state.path) says attached, but no link is pinned at "
-                    + "\(linkPin) (a reboot, or bpffs remounted): xdpflow attach dev \(device) "
-                    + "loads its \(status.rules) stored rules again")
-            case (nil, _):
-                status.problems.append("a link is pinned at \(linkPin) but there is no state in \(state.path) "
-                    + "(an attach did not finish): xdpflow detach dev \(device) removes it")
             }
+            status.problems = try audit(stored)
             return status
         }
     }
 
-    /// The devices xdpflow holds something for (offload state or a link pin), by name.
-    public static func devices(state: StateDirectory = .default, pinRoot: FilePath = Offload.defaultPinRoot) -> [String] {
-        let suffix = OffloadState.file(of: "")
-        let stateFiles = (try? FileManager.default.contentsOfDirectory(atPath: state.path.string)) ?? []
-        let withState = stateFiles.filter { $0.hasSuffix(suffix) && !$0.hasPrefix(".") }.map { String($0.dropLast(suffix.count)) }
-        let pinned = ((try? FileManager.default.contentsOfDirectory(atPath: pinRoot.string)) ?? []).filter {
-            FileManager.default.fileExists(atPath: pinRoot.appending($0).appending("link").string)
+    /// `xdpflow check`: the differences between the kernel and the stored rules, each
+    /// with what to do; empty when they agree. Nil when xdpflow holds nothing for the device.
+    public func check() throws -> (recovery: String?, differences: [String])? {
+        try Privileges.require("check")
+        return try locked { stored, recovery in
+            guard stored.offload != nil || FileManager.default.fileExists(atPath: pins.string) else {
+                return recovery.map { ($0, []) }
+            }
+            if let owner = try foreignOwner() {
+                return (recovery, ["attached by the xdpflow state in \(owner), not this one: "
+                    + "XDPFLOW_STATE_DIR=\(owner) xdpflow check dev \(device)"])
+            }
+            return (recovery, try audit(stored))
         }
-        return Set(withState + pinned).sorted()
     }
-}
 
-extension FileRuleSetStore {
-    /// The devices with a rule set on disk (possibly empty), by name.
-    public func devices() -> [String] {
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.string)) ?? []
-        let devices = [Self.file(of: ""), Self.jsonFile(of: "")].flatMap { suffix in
-            files.filter { $0.hasSuffix(suffix) && !$0.hasPrefix(".") }.map { String($0.dropLast(suffix.count)) }
+    /// Compares the kernel objects with the plan of the stored rules: the link runs the
+    /// entry program, the slot the recorded program, every map the plan needs is pinned
+    /// with its spec and holds exactly the plan's entries, and nothing else is pinned.
+    func audit(_ stored: Stored) throws -> [String] {
+        let linkPin = pins.appending(ProgramSlot.Pin.link)
+        guard let offload = stored.offload else {
+            return ["pins at \(pins) but no state for \(device) in \(files.path) (an attach that did not finish "
+                + "and was not recorded): xdpflow detach dev \(device) removes them"]
         }
-        return Set(devices).sorted()
+        guard FileManager.default.fileExists(atPath: linkPin.string) else {
+            return [OffloadFailure.linkGone(device, pins: pins, stored: stored.rules.count).description]
+        }
+        let slot: ProgramSlot
+        do {
+            slot = try ProgramSlot(pinnedIn: pins)
+        } catch BPFError.noSuchDevice {
+            return ["the device is gone, its link with it: xdpflow detach dev \(device) removes the pins and the state"]
+        } catch {
+            return ["the link or slot pinned at \(pins) cannot be opened (\(error)): "
+                + "xdpflow detach dev \(device), then attach again"]
+        }
+        var found: [String] = []
+        let repair = "xdpflow detach dev \(device) and attach again"
+        if slot.link.device.name != device {
+            found.append("the link pinned at \(linkPin) is on \(slot.link.device), not \(device): was the device "
+                + "renamed? xdpflow detach dev \(device) removes it")
+        }
+        if !slot.isRunning {
+            found.append("the device does not run xdpflow's entry program (program "
+                + "\(XDPLink.attachedProgramID(slot.link.device).map(String.init) ?? "none") is attached): \(repair)")
+        }
+        if slot.programID != stored.programID {
+            found.append("the slot runs program \(slot.programID.map(String.init) ?? "none"), the journal recorded "
+                + "\(stored.programID.map(String.init) ?? "none"): \(repair)")
+        }
+        let plan = try plan(stored, offload)
+        let specs = Datapath.mapSpecs(for: plan)
+        var maps: [String: BPFKernel.Map] = [:]
+        for spec in specs {
+            guard let map = try? BPFKernel.Map(pinnedAt: pins.appending(spec.name)) else {
+                found.append("map \(spec.name) is not pinned at \(pins): \(repair)")
+                continue
+            }
+            guard map.spec.type == spec.type, map.spec.keySize == spec.keySize, map.spec.valueSize == spec.valueSize,
+                  map.spec.maxEntries == spec.maxEntries
+            else {
+                found.append("map \(spec.name) has \(map.spec.maxEntries) entries of \(map.spec.keySize)+"
+                    + "\(map.spec.valueSize) bytes, the rules need \(spec.maxEntries) of \(spec.keySize)+"
+                    + "\(spec.valueSize): \(repair)")
+                continue
+            }
+            maps[spec.name] = map
+        }
+        let known = Set(specs.map(\.name)).union(ProgramSlot.Pin.all).union([Self.ownerPin])
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: pins.string)) ?? []).sorted()
+        where !known.contains(name) {
+            found.append("\(name) is pinned at \(pins) but the rules use no such map")
+        }
+        for subtable in plan.subtables {
+            guard let map = maps[subtable.mapName] else { continue }
+            found += try audit(subtable, in: map, plan: plan)
+        }
+        if let actions = maps[FlowMaps.actions] {
+            for (index, program) in plan.actions.sorted(by: { $0.key < $1.key })
+            where try actions.lookup(index.littleEndianBytes) != program.bytes {
+                found.append("action program \(index) in \(FlowMaps.actions) is not the rules' one")
+            }
+        }
+        return found
+    }
+
+    /// One subtable's entries against its map: each stored rule's key with its slot,
+    /// handle and action, and no other key.
+    private func audit(_ subtable: Subtable, in map: BPFKernel.Map, plan: Plan) throws -> [String] {
+        let direct = subtable.storage == .direct
+        let ruleBySlot = Dictionary(uniqueKeysWithValues: plan.slots.indexes.map { ($0.value, $0.key) })
+        func rule(_ value: [UInt8]) -> String {
+            ruleBySlot[value.littleEndian(at: SubtableValue.slotOffset)].map(\.description) ?? "no rule"
+        }
+        var kernel: [[UInt8]: [UInt8]] = [:]
+        for (key, value) in try map.lookupBatch(batchSize: 4096) where !direct || value.contains(where: { $0 != 0 }) {
+            kernel[key] = value
+        }
+        var found: [String] = []
+        for (key, value) in subtable.entries {
+            let mapKey = Datapath.mapKey(key, direct: direct)
+            switch kernel.removeValue(forKey: mapKey) {
+            case nil:
+                found.append("\(subtable.mapName) lacks the entry of \(rule(value.bytes)) (key \(TraceRecord.hex(key)))")
+            case let held? where held != value.bytes:
+                found.append("\(subtable.mapName) holds \(rule(held)) where the rules put \(rule(value.bytes)) "
+                    + "(key \(TraceRecord.hex(key)))")
+            default: break
+            }
+        }
+        for (key, value) in kernel.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            found.append("\(subtable.mapName) holds an entry no stored rule has: \(rule(value)) "
+                + "(key \(TraceRecord.hex(key)))")
+        }
+        return found
+    }
+
+    /// The devices xdpflow holds something for in this namespace (state or pins), by name.
+    public static func devices(state: StateDirectory = .default, pinRoot: FilePath = Offload.defaultPinRoot,
+                               namespace: NamespaceID? = nil) -> [String] {
+        let namespace = namespace ?? (try? NamespaceID.current()) ?? NamespaceID(inode: 0)
+        let stored = FileRuleSetStore(state: state, namespace: namespace).devices()
+        let pinned = (try? FileManager.default.contentsOfDirectory(
+            atPath: pinRoot.appending(namespace.directoryName).string)) ?? []
+        return Set(stored + pinned).sorted()
+    }
+
+    // MARK: - Counters
+
+    /// Per-rule counters and the device's miss and unparsed counts.
+    public struct Statistics: Sendable {
+        public var rules: [RuleID: RuleStatistics]
+        public var misses: RuleStatistics
+        public var unparsed: RuleStatistics
+    }
+
+    /// Nil when the device is not attached.
+    public func statistics() throws -> Statistics? {
+        try locked { stored, _ in
+            guard let offload = stored.offload else { return nil }
+            return try statistics(of: plan(stored, offload))
+        }
+    }
+
+    /// The counters in the pinned counters map; the caller holds the lock.
+    func statistics(of plan: Plan) throws -> Statistics {
+        let counters = try BPFKernel.Map(pinnedAt: pins.appending(FlowMaps.counters))
+        func read(_ slot: UInt32) throws -> RuleStatistics {
+            try counters.lookupPerCPU(slot.littleEndianBytes).map(RuleStatistics.init(perCPU:)) ?? RuleStatistics()
+        }
+        var rules: [RuleID: RuleStatistics] = [:]
+        for (rule, slot) in plan.slots.indexes { rules[rule] = try read(slot) }
+        return Statistics(rules: rules, misses: try read(RuleSlots.miss), unparsed: try read(RuleSlots.unparsed))
     }
 }

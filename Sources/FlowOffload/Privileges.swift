@@ -10,8 +10,7 @@ public enum Privileges {
 
     public static func require(_ command: String) throws {
         guard !sufficient else { return }
-        throw OffloadFailure("xdpflow \(command) needs root (CAP_BPF and CAP_NET_ADMIN, and access to bpffs "
-            + "and the state directory): run it as root or with sudo")
+        throw OffloadFailure.needsRoot(command: command)
     }
 
     /// CAP_NET_ADMIN, and CAP_BPF or the older CAP_SYS_ADMIN, in the effective set.

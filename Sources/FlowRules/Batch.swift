@@ -55,10 +55,10 @@ public struct Batch {
             let commands = lines.filter { $0.command.device == device && $0.command.changesRules }
             var failedLine = line.number
             do {
-                try store.update(device: device) { set in
+                try store.update(device: device) { set, change in
                     for command in commands {
                         failedLine = command.number
-                        try command.command.apply(to: &set)
+                        try command.command.apply(to: &set, recording: &change)
                     }
                 }
             } catch let error as RuleSetError {

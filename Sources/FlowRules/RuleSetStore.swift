@@ -1,9 +1,10 @@
 /// Where the rule sets of devices live between commands. FlowOffload provides the
-/// file-backed store; `update` must be atomic per device (all of `body`'s changes, or
-/// none when it throws).
+/// store whose changes go live; `update` must be atomic per device (all of `body`'s
+/// changes, or none when it throws). `body` records what it changes (see
+/// `FilterCommand.apply(to:recording:)`): that record is what a live store carries.
 public protocol RuleSetStore {
     func rules(of device: String) throws -> RuleSet
-    func update<T>(device: String, _ body: (inout RuleSet) throws -> T) throws -> T
+    func update<T>(device: String, _ body: (inout RuleSet, inout RuleChange) throws -> T) throws -> T
 }
 
 /// Rule sets held in memory: for tests, and for a batch run without a state directory.
@@ -14,11 +15,16 @@ public final class InMemoryRuleSetStore: RuleSetStore {
 
     public func rules(of device: String) -> RuleSet { sets[device] ?? RuleSet() }
 
-    public func update<T>(device: String, _ body: (inout RuleSet) throws -> T) rethrows -> T {
+    public func update<T>(device: String, _ body: (inout RuleSet, inout RuleChange) throws -> T) rethrows -> T {
         var set = rules(of: device)
-        let result = try body(&set)
+        var change = RuleChange()
+        let result = try body(&set, &change)
         sets[device] = set
         return result
+    }
+
+    public func update<T>(device: String, _ body: (inout RuleSet) throws -> T) rethrows -> T {
+        try update(device: device) { set, _ in try body(&set) }
     }
 }
 

@@ -111,8 +111,8 @@ struct AddBreakdown {
             let flow = FiveTuple(40_000 + sample)
             let handle = CLIUpdateCases.firstHandle + sample
             let words = RuleWords.xdpflow(dev: device, prio: 1, handle: handle, flow)
-            guard case .add(let rule) = try FilterCommand.parse(words).operation else { throw BenchError("not an add") }
-            let (_, time) = try timedWithCPU { _ = try Offload(device: device).update { try $0.add(rule) } }
+            let command = try FilterCommand.parse(words)
+            let (_, time) = try timedWithCPU { _ = try Offload(device: device).run(command) }
             guard try peers.xdpflowActs(flow, prio: 1, handle: handle) else {
                 throw BenchError("Offload.update: the rule added for \(flow.src) did not take its frame")
             }

@@ -122,9 +122,8 @@ final class Peers {
 
     /// Deletes an XDPFlow rule through the library, as `xdpflow filter del` would.
     func xdpflowDelete(prio: Int, handle: Int) throws {
-        _ = try Offload(device: xdp.device).update { rules in
-            try rules.delete(RuleSelector(prio: UInt16(prio), handle: UInt32(handle)))
-        }
+        let selector = RuleSelector(prio: UInt16(prio), handle: UInt32(handle))
+        _ = try Offload(device: xdp.device).run(FilterCommand(device: xdp.device, operation: .delete(selector)))
     }
 
     var xdpflowProgramID: UInt32? { (try? NetworkInterface(named: xdp.device)).flatMap(XDPLink.attachedProgramID) }

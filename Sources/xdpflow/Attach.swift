@@ -48,7 +48,7 @@ struct Attach: ParsableCommand {
         guard let device else { throw ValidationError("attach: expected 'dev DEV'") }
         do {
             let attached = try Offload(device: device).attach(mode: mode, unparsedDrop: unparsedDrop)
-            if let repair = attached.repair { FileHandle.standardError.write(Data("Warning: \(repair)\n".utf8)) }
+            if let recovery = attached.recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }
             print("\(device): attached in \(attached.mode) mode, program id \(attached.programID), "
                 + "\(attached.rules) rules in \(attached.subtables) subtables")
         } catch {

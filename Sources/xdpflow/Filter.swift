@@ -55,7 +55,15 @@ struct FilterRunner {
         }
         do {
             try requireDevice(of: command)
-            let rules = try store.update(device: command.device) { set in try command.apply(to: &set) }
+            guard command.changesRules else {
+                if case .show = command.operation { warnIfNotLive(command.device) }
+                var set = try store.rules(of: command.device)
+                emit(command, try command.apply(to: &set))
+                return
+            }
+            let rules = try store.update(device: command.device) { set, change in
+                try command.apply(to: &set, recording: &change)
+            }
             emit(command, rules)
         } catch {
             throw fail("Error: \(error)", exitCode: 1)
@@ -89,6 +97,18 @@ struct FilterRunner {
         } catch {
             throw fail("Error: \(path): \(error)", exitCode: error.isUsageError ? 2 : 1)
         }
+    }
+
+    /// Before the rules of a device that is not attached, or whose kernel side does not
+    /// hold them: that they are not live, and what to do.
+    private func warnIfNotLive(_ device: String) {
+        guard let status = try? Offload(device: device).status() else { return }
+        var lines = status.recovery.map { ["Warning: \($0)"] } ?? []
+        if status.mode == nil {
+            lines.append("Warning: no xdpflow program on \(device): these rules are not live; run: xdpflow attach dev \(device)")
+        }
+        lines += status.problems.map { "Warning: not live as stored: \($0)" }
+        if !lines.isEmpty { FileHandle.standardError.write(Data(lines.map { $0 + "\n" }.joined().utf8)) }
     }
 
     /// Rules are only added for a device that exists, as tc ("Cannot find device").

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlowOffload
 import Foundation
 
 /// iproute2's global options, written before the object: `xdpflow -s -j filter show dev eth0`.
@@ -15,6 +16,11 @@ struct GlobalOptions: ParsableArguments {
           help: "Indent JSON output.")
     var pretty = false
 
+    @Option(name: [.customShort("n"), .customLong("netns", withSingleDash: true)],
+            help: ArgumentHelp("Run the command in the network namespace NETNS (ip netns add NETNS), as ip -n does; "
+                               + "state and pins are kept per namespace.", valueName: "NETNS"))
+    var netns: String?
+
     @Option(name: .customLong("batch", withSingleDash: true),
             help: ArgumentHelp("Run the commands in FILE, one per line ('-' reads standard input); all or nothing. "
                                + "compile and trace run them in memory and compile the rules.",
@@ -28,7 +34,7 @@ struct XDPFlow: ParsableCommand {
         commandName: "xdpflow",
         abstract: "Run tc flower rules in a generated XDP program.",
         version: "0.1.0",
-        subcommands: [Filter.self, Attach.self, Detach.self, Show.self, Save.self, Compile.self, Trace.self,
+        subcommands: [Filter.self, Attach.self, Detach.self, Show.self, Check.self, Save.self, Compile.self, Trace.self,
                       Probe.self, Features.self, Gen.self]
     )
 
@@ -38,13 +44,35 @@ struct XDPFlow: ParsableCommand {
     /// usage errors do, instead of EX_USAGE (64).
     static func main() {
         do {
-            var command = try parseAsRoot()
+            var arguments = Array(CommandLine.arguments.dropFirst())
+            if let name = try Self.takeNamespace(&arguments) { try NamespaceID.enter(named: name) }
+            var command = try parseAsRoot(arguments)
             try command.run()
+        } catch let failure as OffloadFailure {
+            FileHandle.standardError.write(Data("Error: \(failure)\n".utf8))
+            Foundation.exit(1)
         } catch {
             guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
             FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
             Foundation.exit(2)
         }
+    }
+
+    /// Takes `-n NETNS` (`-netns`, `--netns`) from the global options before the
+    /// object: the namespace is entered before anything else runs, on the only thread.
+    static func takeNamespace(_ arguments: inout [String]) throws -> String? {
+        var index = 0
+        while index < arguments.count, arguments[index].hasPrefix("-") {
+            guard ["-n", "-netns", "--netns"].contains(arguments[index]) else {
+                index += arguments[index] == "-batch" || arguments[index] == "--batch" ? 2 : 1
+                continue
+            }
+            guard index + 1 < arguments.count else { throw ValidationError("\(arguments[index]) needs a value: NETNS") }
+            let name = arguments[index + 1]
+            arguments.removeSubrange(index ... index + 1)
+            return name
+        }
+        return nil
     }
 
     func run() throws {

@@ -11,7 +11,8 @@ public final class Datapath {
     /// Changed in place by `LiveRuleSet`, which writes what the change needs.
     public internal(set) var plan: Plan
     public let options: CompileOptions
-    public let instructions: [Instruction]
+    /// The program's instructions; for an adopted datapath, generated when first asked.
+    public private(set) lazy var instructions: [Instruction] = (try? CodeGenerator.generate(plan, options: options)) ?? []
     /// Nil for a datapath adopted from pinned maps (its program runs behind a link).
     public let program: Program?
     /// By name: the shared maps (FlowMaps) and one per subtable.
@@ -31,9 +32,12 @@ public final class Datapath {
     /// `writes` is what the kept maps of `previous` need to hold `plan`.
     init(plan: Plan, options: CompileOptions, targetIndex: (String) throws(BPFError) -> UInt32,
          replacing previous: Datapath?, writes: MapWrites, sharing shared: Set<String>? = nil) throws(OffloadError) {
-        let reuse = (previous?.maps ?? [:]).filter { shared?.contains($0.key) ?? true }
+        let reuse = (previous?.maps ?? [:]).filter {
+            (shared?.contains($0.key) ?? true) && !writes.droppedMaps.contains($0.key)
+        }
         self.plan = plan
         self.options = options
+        let instructions: [Instruction]
         do {
             instructions = try CodeGenerator.generate(plan, options: options)
         } catch {
@@ -68,6 +72,7 @@ public final class Datapath {
                                targetIndex: targetIndex)
             }
             program = try Program.loadXDP(name: "xdpflow", instructions: instructions, maps: maps)
+            self.instructions = instructions
             try Self.write(plan, writes, keptMaps: kept, into: maps.filter { kept.contains($0.key) },
                            targetIndex: targetIndex)
         } catch {
@@ -76,14 +81,9 @@ public final class Datapath {
     }
 
     /// The datapath whose maps are `maps` (opened from pins) and whose plan is `plan`.
-    public init(adopting plan: Plan, options: CompileOptions, maps: [String: BPFKernel.Map]) throws(OffloadError) {
+    public init(adopting plan: Plan, options: CompileOptions, maps: [String: BPFKernel.Map]) {
         self.plan = plan
         self.options = options
-        do {
-            instructions = try CodeGenerator.generate(plan, options: options)
-        } catch {
-            throw .assembly(error)
-        }
         self.maps = maps
         program = nil
     }
@@ -123,23 +123,6 @@ public final class Datapath {
             }
         }
         return specs
-    }
-
-    /// Moves this datapath's maps to `plan` when its program would be the same (same
-    /// shape: subtables, parsed layers, action kinds); returns the number of map writes,
-    /// or nil when the plan needs a new program (build one with `replacing: self`).
-    public func update(to plan: Plan, targetIndex: (String) throws(BPFError) -> UInt32) throws(OffloadError) -> Int? {
-        guard Self.mapSpecs(for: plan) == Self.mapSpecs(for: self.plan),
-              (try? CodeGenerator.generate(plan, options: options)) == instructions
-        else { return nil }
-        do {
-            let count = try Self.write(plan, plan.writes(since: self.plan), keptMaps: Set(maps.keys), into: maps,
-                                       targetIndex: targetIndex)
-            self.plan = plan
-            return count
-        } catch {
-            throw .kernel(error)
-        }
     }
 
     /// Writes into every map what `plan` (already changed, keeping the program) needs.

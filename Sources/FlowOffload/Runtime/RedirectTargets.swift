@@ -27,8 +27,9 @@ enum RedirectTargets {
                     continue
                 }
                 guard let target = try? NetworkInterface(named: mirred.device) else {
-                    throw OffloadFailure("\(mirred.mode) target \(mirred.device) does not exist (rule pref \(rule.prio) "
-                        + "handle 0x\(String(rule.handle, radix: 16)) on \(device)): create the device first")
+                    throw OffloadFailure.missingTarget(mode: "\(mirred.mode)", target: mirred.device,
+                                                       rule: "pref \(rule.prio) handle 0x\(String(rule.handle, radix: 16))",
+                                                       device: device)
                 }
                 if let warning = warning(for: target, sent: mirred.mode == .redirect ? "frames redirected" : "copies mirrored") {
                     warnings.append(warning)

@@ -1,0 +1,138 @@
+import BPFAssembly
+import BPFKernel
+import FlowCompiler
+import FlowRules
+
+/// A rule set and the datapath that runs it, changed together: the one engine every rule
+/// change goes through, from the library, a `filter` command or a batch.
+///
+/// A change (`RuleChange`) is carried rule by rule through the plan (`Plan.remove`, then
+/// `Plan.add`), which says which map writes carry it; the writes of the whole change are
+/// merged and written once. When the change fits the running program (its subtables
+/// exist with room, its actions need no code or map the program lacks) that is all;
+/// otherwise a new program is loaded over the kept maps and swapped into the slot
+/// (`ProgramSlot`). Map writes and the swap are synchronous: a rule acts when the call
+/// returns. A change the kernel refuses is taken back the same way it came, rule by rule
+/// in reverse, and leaves rules, plan and maps as they were.
+public final class LiveRuleSet {
+    public private(set) var rules: RuleSet
+    public private(set) var datapath: Datapath
+    /// When attached: the program on the device, which runs the datapath's.
+    public let slot: ProgramSlot?
+    private let targetIndex: (String) throws(BPFError) -> UInt32
+
+    /// What a change did in the kernel.
+    public enum Change: Equatable, Sendable {
+        /// The running program stays; this many map writes.
+        case mapWrites(Int)
+        /// A new program (swapped in when attached).
+        case newProgram(id: UInt32)
+    }
+
+    /// Loads `rules` for `device` and, given an interface, attaches the program to it.
+    /// `targetIndex` gives the ifindex of a redirect target device.
+    public init(_ rules: RuleSet = RuleSet(), device: String, options: CompileOptions = CompileOptions(),
+                ruleCapacity: Int = Plan.defaultRuleCapacity, attachingTo interface: NetworkInterface? = nil,
+                mode: XDPMode = .auto, targetIndex: @escaping (String) throws(BPFError) -> UInt32) throws {
+        let plan: Plan
+        do {
+            plan = try Plan(rules, device: device, ruleCapacity: ruleCapacity)
+        } catch {
+            throw OffloadError.compile(error)
+        }
+        let datapath = try Datapath(plan: plan, options: options, targetIndex: targetIndex)
+        slot = try interface.map { try ProgramSlot(running: datapath.program!, attachingTo: $0, mode: mode) }
+        self.rules = rules
+        self.datapath = datapath
+        self.targetIndex = targetIndex
+    }
+
+    /// The rule set running in `datapath` (adopted from pins) behind `slot`.
+    public init(adopting rules: RuleSet, datapath: Datapath, slot: ProgramSlot?,
+                targetIndex: @escaping (String) throws(BPFError) -> UInt32) {
+        self.rules = rules
+        self.datapath = datapath
+        self.slot = slot
+        self.targetIndex = targetIndex
+    }
+
+    /// Adds `rule` as `RuleSet.add` does (allocating its prio and handle); returns the
+    /// rule as stored.
+    @discardableResult
+    public func add(_ rule: FlowRule) throws -> (rule: FlowRule, change: Change) {
+        var recorded = RuleChange()
+        let stored = try FilterCommand(device: datapath.plan.device, operation: .add(rule))
+            .apply(to: &rules, recording: &recorded)[0]
+        return (stored, try carry(recorded))
+    }
+
+    /// Deletes the rules `selector` names, as `RuleSet.delete` does; returns them.
+    @discardableResult
+    public func delete(_ selector: RuleSelector) throws -> (rules: [FlowRule], change: Change) {
+        var recorded = RuleChange()
+        let removed = try FilterCommand(device: datapath.plan.device, operation: .delete(selector))
+            .apply(to: &rules, recording: &recorded)
+        return (removed, try carry(recorded))
+    }
+
+    /// Runs `body` on the rules, recording what it changes (see
+    /// `FilterCommand.apply(to:recording:)`), and carries the change: a command, or a
+    /// whole batch as one change. `willCarry` sees the change before the kernel does
+    /// (the store journals it there). When either throws, what `body` did is taken back.
+    @discardableResult
+    public func update<T>(_ body: (inout RuleSet, inout RuleChange) throws -> T,
+                          willCarry: (RuleChange) throws -> Void = { _ in }) throws -> (result: T, change: Change?) {
+        var recorded = RuleChange()
+        let result: T
+        do {
+            result = try body(&rules, &recorded)
+            if !recorded.isEmpty { try willCarry(recorded) }
+        } catch {
+            try? rules.apply(recorded.inverse)
+            throw error
+        }
+        guard !recorded.isEmpty else { return (result, nil) }
+        return (result, try carry(recorded))
+    }
+
+    /// Applies `change`, recorded on a rule set that held these rules (a journal's
+    /// record), and carries it.
+    @discardableResult
+    public func apply(_ change: RuleChange) throws -> Change {
+        try rules.apply(change)
+        return try carry(change)
+    }
+
+    // MARK: - The one path into the kernel
+
+    /// Carries `change`, already made to the rules, into the plan and the kernel. When
+    /// anything refuses it, the rules, the plan and the maps go back to where they were:
+    /// the change's inverse through the same plan, its writes written back.
+    private func carry(_ change: RuleChange) throws -> Change {
+        let sizes = datapath.plan.sizes
+        let planned: PlanChange
+        do {
+            planned = try datapath.plan.apply(change)
+        } catch {
+            try? rules.apply(change.inverse)
+            throw OffloadError.compile(error)
+        }
+        do {
+            if planned.keepsProgram {
+                return .mapWrites(try datapath.write(planned.writes, targetIndex: targetIndex))
+            }
+            let next = try Datapath(plan: datapath.plan, options: datapath.options, targetIndex: targetIndex,
+                                    replacing: datapath, writes: planned.writes)
+            try slot?.run(next.program!)
+            datapath = next
+            return .newProgram(id: next.program!.id)
+        } catch {
+            if let back = try? datapath.plan.apply(change.inverse) {
+                _ = try? datapath.write(back.writes, targetIndex: targetIndex)
+            }
+            datapath.plan.restore(sizes)
+            try? rules.apply(change.inverse)
+            throw error
+        }
+    }
+}

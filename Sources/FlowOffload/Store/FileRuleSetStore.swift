@@ -1,0 +1,132 @@
+import FlowRules
+import Foundation
+import SystemPackage
+
+/// Rule sets on disk, one snapshot per device (`DEV.rules`) in a namespace's directory
+/// of the state directory: the rules as `filter add` lines with their prio and handle,
+/// in lookup order, as `xdpflow save` prints them and `-batch` reads them, after a
+/// comment that names the last journal record they include. The changes since are in
+/// the device's journal (`Journal`); reading replays them.
+public struct FileRuleSetStore: RuleSetStore {
+    /// The state directory; its lock serialises every access.
+    public let state: StateDirectory
+    /// The namespace's directory in it.
+    public let files: StateDirectory
+
+    /// The store of `namespace` (the current one when nil) in `state`.
+    public init(state: StateDirectory = .default, namespace: NamespaceID? = nil) {
+        let namespace = namespace ?? (try? NamespaceID.current()) ?? NamespaceID(inode: 0)
+        self.state = state
+        files = StateDirectory(state.path.appending(namespace.directoryName))
+    }
+
+    public init(directory: FilePath) { self.init(state: StateDirectory(directory)) }
+
+    /// The device's rules: snapshot and journal.
+    public func rules(of device: String) throws -> RuleSet {
+        try state.locked {
+            var (rules, sequence) = try read(device)
+            let journal = Journal(path: files.path.appending("\(device).journal"))
+            for record in try journal.records(device: device)
+            where record.finished && !record.aborted && record.sequence > sequence {
+                try rules.apply(record.change)
+            }
+            return rules
+        }
+    }
+
+    /// Changes the snapshot of a device that has no journal (tests, and a state
+    /// directory of rules only); the runtime's changes go through `Offload.update`.
+    public func update<T>(device: String, _ body: (inout RuleSet, inout RuleChange) throws -> T) throws -> T {
+        try state.locked {
+            var (set, sequence) = try read(device)
+            let before = set
+            var change = RuleChange()
+            let result = try body(&set, &change)
+            if set != before { try write(set, sequence: sequence, for: device) }
+            return result
+        }
+    }
+
+    public func update<T>(device: String, _ body: (inout RuleSet) throws -> T) throws -> T {
+        try update(device: device) { set, _ in try body(&set) }
+    }
+
+    /// The file of `device`'s rules.
+    public static func file(of device: String) -> String { "\(device).rules" }
+    func fileName(_ device: String) -> String { Self.file(of: device) }
+
+    static let header = "# xdpflow rules as of journal record "
+
+    /// The snapshot of `device`'s rules and the journal record it includes; the caller
+    /// holds the lock.
+    func read(_ device: String) throws -> (RuleSet, UInt64) {
+        guard let bytes = try files.bytes(of: Self.file(of: device)) else { return (RuleSet(), 0) }
+        do {
+            return try Self.rules(String(decoding: bytes, as: UTF8.self), device: device)
+        } catch {
+            throw StoreError.corrupt(files.path.appending(Self.file(of: device)), line: 0, reason: "\(error)")
+        }
+    }
+
+    /// Writes `device`'s snapshot; the caller holds the lock.
+    func write(_ set: RuleSet, sequence: UInt64, for device: String) throws {
+        try files.write(bytes: Data(Self.text(of: set, sequence: sequence, device: device).utf8),
+                        to: Self.file(of: device))
+    }
+
+    /// Removes `device`'s snapshot; the caller holds the lock.
+    func remove(_ device: String) throws {
+        try files.remove(Self.file(of: device))
+    }
+
+    /// One `filter add` line per rule.
+    static func text(of set: RuleSet, sequence: UInt64, device: String) -> String {
+        header + "\(sequence)\n" + set.rules.map { $0.commandLine(device: device) + "\n" }.joined()
+    }
+
+    /// The rules of `text`, added in order. Its words hold no white space (names are
+    /// checked for it, the other words are numbers and keywords), so a line splits on
+    /// spaces, without `-batch`'s quoting and comments.
+    static func rules(_ text: String, device: String) throws -> (RuleSet, UInt64) {
+        var set = RuleSet()
+        var sequence: UInt64 = 0
+        for (index, line) in text.split(separator: "\n").enumerated() {
+            if line.hasPrefix("#") {
+                if line.hasPrefix(header) { sequence = UInt64(line.dropFirst(header.count)) ?? 0 }
+                continue
+            }
+            do {
+                let command = try FilterCommand.parse(line.split(separator: " ").map(String.init))
+                guard case .add(let rule) = command.operation, command.device == device else {
+                    throw FileRuleSetStoreError.notAnAdd(device: device)
+                }
+                try set.add(rule)
+            } catch {
+                throw FileRuleSetStoreError.line(index + 1, "\(error)")
+            }
+        }
+        return (set, sequence)
+    }
+
+    /// The devices with rules on disk, by name.
+    public func devices() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: files.path.string)) ?? []
+        let suffixes = [Self.file(of: ""), ".journal", ".offload.json"]
+        return Set(names.compactMap { name in
+            suffixes.first { name.hasSuffix($0) && !name.hasPrefix(".") }.map { String(name.dropLast($0.count)) }
+        }).sorted()
+    }
+}
+
+enum FileRuleSetStoreError: Error, CustomStringConvertible {
+    case notAnAdd(device: String)
+    case line(Int, String)
+
+    var description: String {
+        switch self {
+        case .notAnAdd(let device): "not a filter add on \(device)"
+        case .line(let number, let reason): "line \(number): \(reason)"
+        }
+    }
+}

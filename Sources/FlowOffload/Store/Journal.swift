@@ -1,0 +1,160 @@
+import FlowRules
+import Foundation
+import SystemPackage
+
+/// A device's journal (`DEV.journal`): the changes made since its snapshot (`DEV.rules`,
+/// `DEV.offload.json`), appended and synced before they reach the kernel, so that a
+/// command costs one append instead of a rewrite of every rule, and a command that dies
+/// halfway leaves a record of what it was doing.
+///
+/// A record is written in two appends, each synced:
+///
+///     begin 12 change           before the kernel is touched
+///     - 0 10 1                  a rule that goes: chain prio handle
+///     + filter add dev ...      a rule that comes, as `xdpflow save` prints it
+///     commit 12 prog 3921       once the kernel holds it (and the program then running)
+///
+/// or `abort 12 prog 3922` when the change was rolled back (the kernel rebuilt without it).
+///
+/// A `begin` without its `commit` (or a torn last line) is pending: the kernel may hold
+/// any part of it, and the next command rolls it back (`Offload.recover`).
+struct Journal {
+    let path: FilePath
+
+    enum Kind: String, Sendable {
+        /// Rules came or went.
+        case change
+        /// `attach`: the kernel objects are being made.
+        case attach
+        /// `detach`: the kernel objects are being removed.
+        case detach
+    }
+
+    struct Record: Sendable {
+        var sequence: UInt64
+        var kind: Kind
+        var change: RuleChange
+        /// Committed, or aborted: its change never reached the kernel, or was taken back.
+        var finished: Bool
+        var aborted = false
+        /// The program in the device's slot once the record finished, when it changed.
+        var programID: UInt32?
+        /// Where the record starts in the file: a pending record is cut off there.
+        var offset: Int
+    }
+
+    /// The records in the file, oldest first; none when there is no file. A record
+    /// after a pending one cannot exist (every command recovers first).
+    func records(device: String) throws(StoreError) -> [Record] {
+        guard let data = FileManager.default.contents(atPath: path.string) else {
+            if FileManager.default.fileExists(atPath: path.string) { throw .unreadable(path, Errno.ioError) }
+            return []
+        }
+        var records: [Record] = []
+        var offset = 0
+        var removed: [FlowRule] = [], added: [FlowRule] = []
+        // Lines split by hand: only a line that ends in "\n" was written whole.
+        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
+            let start = offset
+            offset += line.count + 1
+            let words = String(decoding: line, as: UTF8.self).split(separator: " ").map(String.init)
+            guard let first = words.first else { continue }
+            switch first {
+            case "begin":
+                guard words.count == 3, let sequence = UInt64(words[1]), let kind = Kind(rawValue: words[2]) else {
+                    throw .corrupt(path, line: records.count, reason: "a begin line must be 'begin SEQ KIND'")
+                }
+                removed = []
+                added = []
+                records.append(Record(sequence: sequence, kind: kind, change: RuleChange(), finished: false,
+                                      offset: start))
+            case "-", "+":
+                guard records.last?.finished == false else {
+                    throw .corrupt(path, line: records.count, reason: "a rule outside a record")
+                }
+                if first == "-" {
+                    guard words.count == 4, let chain = UInt32(words[1]), let prio = UInt16(words[2]),
+                          let handle = UInt32(words[3]) else {
+                        throw .corrupt(path, line: records.count, reason: "a removal must be '- CHAIN PRIO HANDLE'")
+                    }
+                    removed.append(FlowRule(chain: chain, prio: prio, handle: handle))
+                } else {
+                    do {
+                        guard case .add(let rule) = try FilterCommand.parse(Array(words.dropFirst())).operation else {
+                            throw StoreError.corrupt(path, line: records.count, reason: "not a filter add")
+                        }
+                        added.append(rule)
+                    } catch let error as StoreError {
+                        throw error
+                    } catch {
+                        throw .corrupt(path, line: records.count, reason: "\(error)")
+                    }
+                }
+                records[records.count - 1].change = RuleChange(removed: removed, added: added)
+            case "commit", "abort":
+                guard let last = records.last, !last.finished, words.count >= 2, UInt64(words[1]) == last.sequence
+                else {
+                    throw .corrupt(path, line: records.count, reason: "a \(first) without its begin")
+                }
+                records[records.count - 1].finished = true
+                records[records.count - 1].aborted = first == "abort"
+                if words.count == 4, words[2] == "prog" { records[records.count - 1].programID = UInt32(words[3]) }
+            default:
+                throw .corrupt(path, line: records.count, reason: "unknown word '\(first)'")
+            }
+        }
+        return records
+    }
+
+    /// The first append of a record: what is about to change.
+    func begin(_ sequence: UInt64, _ kind: Kind, _ change: RuleChange, device: String) throws(StoreError) {
+        var text = "begin \(sequence) \(kind.rawValue)\n"
+        for rule in change.removed { text += "- \(rule.chain) \(rule.prio) \(rule.handle)\n" }
+        for rule in change.added { text += "+ " + rule.commandLine(device: device) + "\n" }
+        try append(text)
+    }
+
+    /// The second: the kernel holds the change.
+    func commit(_ sequence: UInt64, programID: UInt32?) throws(StoreError) {
+        try append("commit \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n")
+    }
+
+    /// Appends `text` and syncs it; a failed append is cut off again, so the file never
+    /// ends in a record half written by a command that is still running.
+    func append(_ text: String) throws(StoreError) {
+        let created = !FileManager.default.fileExists(atPath: path.string)
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, .writeOnly, options: [.create, .append], permissions: [.ownerReadWrite])
+        } catch {
+            throw .write(path, Errno(error))
+        }
+        defer { try? fd.close() }
+        let end = (try? fd.seek(offset: 0, from: .end)) ?? 0
+        do {
+            _ = try fd.writeAll(text.utf8)
+            try fd.sync()
+        } catch {
+            _ = ftruncate(fd.rawValue, off_t(end))
+            throw .write(path, Errno(error))
+        }
+        if created { try StateDirectory.syncDirectory(path.removingLastComponent()) }
+    }
+
+    /// Cuts the file off at `offset`: a pending record goes.
+    func truncate(at offset: Int) throws(StoreError) {
+        do {
+            let fd = try FileDescriptor.open(path, .writeOnly)
+            defer { try? fd.close() }
+            guard ftruncate(fd.rawValue, off_t(offset)) == 0 else { throw Errno(rawValue: errno) }
+            try fd.sync()
+        } catch {
+            throw .write(path, Errno(error))
+        }
+    }
+
+    var size: Int {
+        var info = stat()
+        return stat(path.string, &info) == 0 ? Int(info.st_size) : 0
+    }
+}

@@ -1,0 +1,168 @@
+import BPFKernel
+import Foundation
+import SystemPackage
+
+/// XDPFlow's state on disk: one directory (`XDPFLOW_STATE_DIR`, or /var/lib/xdpflow),
+/// a subdirectory per network namespace, accessed under one lock.
+///
+/// Every access takes an exclusive lock on `directory/lock` (flock), so two `xdpflow`
+/// processes are serialised and neither change is lost. A whole file is written to a
+/// temporary file, synced, and renamed over the old one, and the directory is synced:
+/// after a crash a file holds its old content or its new one, never a mix. Journals
+/// (`Journal`) are appended to and synced instead.
+public struct StateDirectory: Sendable {
+    public let path: FilePath
+
+    public static var `default`: StateDirectory {
+        StateDirectory(FilePath(ProcessInfo.processInfo.environment["XDPFLOW_STATE_DIR"] ?? "/var/lib/xdpflow"))
+    }
+
+    public init(_ path: FilePath) { self.path = path }
+
+    /// Runs `body` holding the directory's lock; creates the directory on first use.
+    public func locked<T>(_ body: () throws -> T) throws -> T {
+        do {
+            try FileManager.default.createDirectory(atPath: path.string, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError.createDirectory(path, Errno(error))
+        }
+        let lock: FileDescriptor
+        do {
+            lock = try FileDescriptor.open(path.appending("lock"), .readWrite, options: [.create],
+                                           permissions: [.ownerReadWrite])
+        } catch {
+            throw StoreError.lock(path, Errno(error))
+        }
+        return try lock.closeAfter {
+            guard flock(lock.rawValue, LOCK_EX) == 0 else { throw StoreError.lock(path, Errno(rawValue: errno)) }
+            return try body()   // closing the descriptor releases the lock
+        }
+    }
+
+    /// The value in `file` (JSON), or nil when there is no such file.
+    public func read<T: Decodable>(_ type: T.Type, from file: String) throws(StoreError) -> T? {
+        guard let bytes = try bytes(of: file) else { return nil }
+        do {
+            return try JSONDecoder().decode(T.self, from: bytes)
+        } catch {
+            throw .corrupt(path.appending(file), line: 0, reason: "\(error)")
+        }
+    }
+
+    /// The contents of `file`, or nil when there is no such file.
+    public func bytes(of file: String) throws(StoreError) -> Data? {
+        let target = path.appending(file)
+        guard let data = FileManager.default.contents(atPath: target.string) else {
+            if contains(file) { throw .unreadable(target, Errno(rawValue: errno)) }
+            return nil
+        }
+        return data
+    }
+
+    public func contains(_ file: String) -> Bool {
+        FileManager.default.fileExists(atPath: path.appending(file).string)
+    }
+
+    /// Writes `value` as JSON.
+    public func write<T: Encodable>(_ value: T, to file: String) throws(StoreError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data: Data
+        do {
+            data = try encoder.encode(value)
+        } catch {
+            preconditionFailure("state values always encode: \(error)")
+        }
+        try write(bytes: data, to: file)
+    }
+
+    /// Writes `bytes` whole: a temporary file, synced, renamed over `file`. A failure
+    /// leaves `file` as it was and no temporary file behind.
+    public func write(bytes: Data, to file: String) throws(StoreError) {
+        let target = path.appending(file)
+        let temporary = target.removingLastComponent().appending(".\(target.lastComponent!.string).tmp")
+        do {
+            let fd = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .truncate],
+                                             permissions: [.ownerReadWrite])
+            try fd.closeAfter {
+                _ = try fd.writeAll(bytes)
+                try fd.sync()
+            }
+            guard rename(temporary.string, target.string) == 0 else { throw Errno(rawValue: errno) }
+        } catch {
+            unlink(temporary.string)
+            throw .write(target, Errno(error))
+        }
+        try Self.syncDirectory(target.removingLastComponent())
+    }
+
+    public func remove(_ file: String) throws(StoreError) {
+        let target = path.appending(file)
+        guard unlink(target.string) == 0 || errno == ENOENT else { throw .remove(target, Errno(rawValue: errno)) }
+        try Self.syncDirectory(target.removingLastComponent())
+    }
+
+    /// Makes a rename, a new file or a removal in `directory` durable.
+    static func syncDirectory(_ directory: FilePath) throws(StoreError) {
+        do {
+            let fd = try FileDescriptor.open(directory, .readOnly)
+            try fd.closeAfter { try fd.sync() }
+        } catch {
+            throw .write(directory, Errno(error))
+        }
+    }
+}
+
+/// A failure of the state on disk, naming the file and the errno.
+public enum StoreError: Error, Sendable, CustomStringConvertible {
+    case createDirectory(FilePath, Errno)
+    case lock(FilePath, Errno)
+    case unreadable(FilePath, Errno)
+    case write(FilePath, Errno)
+    case remove(FilePath, Errno)
+    /// A file that xdpflow wrote cannot be read back; `line` is 0 for a whole file.
+    case corrupt(FilePath, line: Int, reason: String)
+
+    public var description: String {
+        switch self {
+        case .createDirectory(let path, let errno):
+            "cannot create the state directory \(path): \(Self.text(errno))\(Self.hint(errno))"
+        case .lock(let path, let errno):
+            "cannot lock the state directory \(path): \(Self.text(errno))\(Self.hint(errno))"
+        case .unreadable(let path, let errno): "cannot read \(path): \(Self.text(errno))"
+        case .write(let path, let errno): "cannot write \(path): \(Self.text(errno)); nothing was changed"
+        case .remove(let path, let errno): "cannot remove \(path): \(Self.text(errno))"
+        case .corrupt(let path, let line, let reason):
+            "\(path)\(line > 0 ? " line \(line)" : "") cannot be read: \(reason)"
+        }
+    }
+
+    /// As `ENOSPC (No space left on device)`.
+    static func text(_ errno: Errno) -> String { "\(errno.name) (\(errno.description))" }
+
+    static func hint(_ errno: Errno) -> String {
+        errno == .permissionDenied || errno == .readOnlyFileSystem
+            ? " (run as root or with sudo, or set XDPFLOW_STATE_DIR)" : ""
+    }
+}
+
+extension Errno {
+    /// The errno an error of swift-system or Foundation carries; EIO when it carries none.
+    init(_ error: any Error) {
+        if let errno = error as? Errno {
+            self = errno
+        } else if let cocoa = error as NSError?, let underlying = cocoa.userInfo[NSUnderlyingErrorKey] as? NSError,
+                  underlying.domain == NSPOSIXErrorDomain {
+            self = Errno(rawValue: Int32(underlying.code))
+        } else {
+            self = .ioError
+        }
+    }
+}
+
+extension FileDescriptor {
+    /// fsync(2): the file's data and metadata on stable storage.
+    func sync() throws(Errno) {
+        guard fsync(rawValue) == 0 else { throw Errno(rawValue: errno) }
+    }
+}
