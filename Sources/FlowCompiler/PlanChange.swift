@@ -88,6 +88,8 @@ extension Plan {
             for index in held.keys where prefilter.table[index] == nil { writes.prefilter[index] = 0 }
         }
         let before = Dictionary((previous?.subtables ?? []).map { ($0.mapName, $0.entries) }, uniquingKeysWith: { a, _ in a })
+        let kept = Set(subtables.map(\.mapName))
+        writes.droppedMaps = Set(before.keys.filter { !kept.contains($0) })
         for subtable in subtables {
             let held = before[subtable.mapName] ?? [:]
             let changed = subtable.entries.filter { held[$0.key] != $0.value }

@@ -48,7 +48,7 @@ public struct Offload {
     }
 
     /// Where this namespace's devices keep their files.
-    var files: StateDirectory { StateDirectory(state.path.appending(namespace.directoryName)) }
+    public var files: StateDirectory { StateDirectory(state.path.appending(namespace.directoryName)) }
     public var pins: FilePath { pinRoot.appending(namespace.directoryName).appending(device) }
     var store: FileRuleSetStore { FileRuleSetStore(state: state, namespace: namespace) }
     var journal: Journal { Journal(path: files.path.appending("\(device).journal")) }
@@ -254,19 +254,11 @@ public struct Offload {
     /// what a command that died left pending (`body` gets what was done, if anything).
     func locked<T>(_ body: (Stored, String?) throws -> T) throws -> T {
         try state.locked {
-            try makeFilesDirectory()
+            try store.makeDirectory()
             var stored = try load()
             let recovery = try recover(&stored)
             return try body(stored, recovery)
         }
-    }
-
-    private func makeFilesDirectory() throws {
-        guard !FileManager.default.fileExists(atPath: files.path.string) else { return }
-        guard mkdir(files.path.string, 0o700) == 0 || errno == EEXIST else {
-            throw StoreError.createDirectory(files.path, Errno(rawValue: errno))
-        }
-        try StateDirectory.syncDirectory(state.path)
     }
 
     /// Finishes or rolls back a pending record: a change or an attach is rolled back (the

@@ -161,17 +161,16 @@ struct OperatorCommandTests {
             // Detach forgets the rules; the batch brings them back, the same.
             try xdpflow.succeed(["detach", "dev", device])
             #expect(try xdpflow.succeed(["filter", "show", "dev", device]) == "")
+            try xdpflow.succeed(["attach", "dev", device])
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("xft-save-\(UInt32.random(in: 0...UInt32.max))")
             try saved.write(to: file, atomically: true, encoding: .utf8)
             defer { try? FileManager.default.removeItem(at: file) }
             try xdpflow.succeed(["-batch", file.path])
             #expect(try xdpflow.succeed(["filter", "show", "dev", device]) == before)
-            #expect(try xdpflow.succeed(["save", "dev", device]).contains("# dev \(device): 4 rules, not attached\n"))
+            #expect(try xdpflow.succeed(["save", "dev", device]).contains("# dev \(device): 4 rules, attached\n"))
             let lines = { (text: String) in text.split(separator: "\n").filter { !$0.hasPrefix("#") } }
             #expect(lines(try xdpflow.succeed(["save"])) == lines(saved))
-
-            let attached = try xdpflow.succeed(["attach", "dev", device])
-            #expect(attached.contains("4 rules in 4 subtables"))
+            #expect(try xdpflow.succeed(["show", "dev", device]).contains("4 rules in 4 subtables"))
         }
     }
 
@@ -242,9 +241,9 @@ struct OperatorCommandTests {
             let subtables = tracer.datapath.maps.filter { $0.key.hasPrefix("xf_st_") }
             #expect(subtables.count == 3)
             for (name, map) in subtables {
-                #expect(map.id == (try BPFKernel.Map(pinnedAt: FilePath(xdpflow.pinDirectory).appending(device).appending(name))).id)
+                #expect(map.id == (try BPFKernel.Map(pinnedAt: Offload(device: device, pinRoot: FilePath(xdpflow.pinDirectory)).pins.appending(name))).id)
             }
-            let counters = try BPFKernel.Map(pinnedAt: FilePath(xdpflow.pinDirectory).appending(device).appending(FlowMaps.counters))
+            let counters = try BPFKernel.Map(pinnedAt: Offload(device: device, pinRoot: FilePath(xdpflow.pinDirectory)).pins.appending(FlowMaps.counters))
             #expect(tracer.datapath.maps[FlowMaps.counters]?.id != counters.id)
             let program = XDPLink.attachedProgramID(lab.device)
             try xdpflow.succeed(words("filter add dev DEV protocol ip prio 1 handle 2 flower ip_proto udp dst_port 53 action drop", device: device))
@@ -301,6 +300,7 @@ struct OperatorCommandTests {
         try run(["ip", "link", "add", near, "type", "veth", "peer", "name", far])
         defer { _ = try? run(["ip", "link", "del", near]) }
         try withExtendedLifetime((lab, xdpflow)) {
+            try xdpflow.succeed(["attach", "dev", lab.deviceName])
             let result = try xdpflow.run(words("filter add dev DEV protocol ip flower action mirred egress redirect dev \(near)",
                                                device: lab.deviceName))
             #expect(result.status == 0)
@@ -341,7 +341,7 @@ struct OperatorCommandTests {
             try fails(["attach", "dev", device], 1, "Error: \(device) is already attached")
             try fails(["trace", "dev", device, "--pcap", "/dev/null"], 1, "Error: /dev/null")
             // The state directory is root's: an unprivileged filter command says so.
-            try fails(["filter", "show", "dev", device], 1, "permission denied (run as root or with sudo", prefix: nobody)
+            try fails(["filter", "show", "dev", device], 1, "(Permission denied) (run as root or with sudo", prefix: nobody)
             try xdpflow.succeed(["detach", "dev", device])
             #expect(XDPLink.attachedProgramID(lab.device) == nil)
 
@@ -365,7 +365,6 @@ struct OperatorCommandTests {
         let xdpflow = OperatorSession()
         try withExtendedLifetime((lab, xdpflow)) {
             let device = lab.deviceName
-            try xdpflow.succeed(words("filter add dev DEV protocol ip flower ip_proto udp dst_port 9 action drop", device: device))
             // In a mount namespace of its own without bpffs, attach mounts one. Its pins
             // die with that namespace, and so does the link: the state on disk outlives them.
             let script = "umount /sys/fs/bpf 2>/dev/null; grep -q ' /sys/fs/bpf bpf ' /proc/mounts && exit 9; "
@@ -377,21 +376,26 @@ struct OperatorCommandTests {
             #expect(try settled(at: nil) { XDPLink.attachedProgramID(lab.device) } == nil)
 
             let show = try xdpflow.succeed(["show", "dev", device])
-            #expect(show.contains("\(device): no program running, 1 rules in 1 subtables"))
-            #expect(show.contains("needs repair: state in \(xdpflow.stateDirectory) says attached, but no link is pinned"))
-            #expect(show.contains("xdpflow attach dev \(device) loads its 1 stored rules again"))
+            #expect(show.contains("\(device): no program running, 0 rules"), "\(show)")
+            #expect(show.contains("needs repair: \(device)'s link is gone"), "\(show)")
+            #expect(show.contains("xdpflow attach dev \(device) loads its 0 stored rules again"))
             #expect(deviceObject(try xdpflow.json(["show"]), device)?["needs_repair"] as? Bool == true)
+            let refused = try xdpflow.run(words("filter add dev DEV protocol ip flower ip_proto udp action drop", device: device))
+            #expect(refused.status == 1 && refused.errors.contains("link is gone"), "\(refused.errors)")
 
             let repaired = try xdpflow.run(["attach", "dev", device])
             #expect(repaired.status == 0)
-            #expect(repaired.errors.hasPrefix("Warning: repaired \(device)"))
-            #expect(repaired.output.contains("1 rules in 1 subtables"))
+            #expect(repaired.errors.contains("its link was gone"), "\(repaired.errors)")
             #expect(!(try xdpflow.succeed(["show", "dev", device])).contains("needs repair"))
             #expect(XDPLink.attachedProgramID(lab.device) != nil)
+            try xdpflow.succeed(words("filter add dev DEV protocol ip flower ip_proto udp dst_port 9 action drop", device: device))
+            #expect(try xdpflow.succeed(["check", "dev", device]) == "\(device): ok\n")
 
-            // A link pin without state (an attach that stopped before writing it).
-            try FileManager.default.removeItem(atPath: "\(xdpflow.stateDirectory)/\(device).offload.json")
-            #expect(try xdpflow.succeed(["show"]).contains("needs repair: a link is pinned at"))
+            // Pins without state (an attach whose record is gone).
+            let namespace = try NamespaceID.current().directoryName
+            try FileManager.default.removeItem(atPath: "\(xdpflow.stateDirectory)/\(namespace)/\(device).offload.json")
+            try FileManager.default.removeItem(atPath: "\(xdpflow.stateDirectory)/\(namespace)/\(device).journal")
+            #expect(try xdpflow.succeed(["show"]).contains("needs repair: pins at"))
             try xdpflow.succeed(["detach", "dev", device])
             #expect(XDPLink.attachedProgramID(lab.device) == nil)
             #expect(try xdpflow.succeed(["show"]) == "")

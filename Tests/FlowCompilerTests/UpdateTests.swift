@@ -17,21 +17,18 @@ struct UpdateTests {
     }
 
     @Test func aRuleInAnExistingSubtableIsOneMapWrite() throws {
-        let first = try Plan(ruleSet([port53]), device: testDevice)
-        let datapath = try Datapath(plan: first, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 })
-        let program = datapath.program?.id
-        #expect(try datapath.trace(udp4(dst: 54).bytes).verdict == .pass)
+        let live = try LiveRuleSet(ruleSet([port53]), device: testDevice, options: CompileOptions(recordMatches: true),
+                                   targetIndex: { _ in 1 })
+        let program = live.datapath.program?.id
+        #expect(try live.datapath.trace(udp4(dst: 54).bytes).verdict == .pass)
 
-        let second = try Plan(ruleSet([port53, port54]), device: testDevice, after: first)
-        #expect(try datapath.update(to: second, targetIndex: { _ in 1 }) == 2,
+        #expect(try live.add(ruleSet([port54]).rules[0]).change == .mapWrites(2),
                 "one subtable entry, and the new rule's counters set to zero; 'drop' is shared")
-        #expect(datapath.program?.id == program)
-        #expect(try datapath.trace(udp4(dst: 54).bytes).matched == [RuleID(prio: 1, handle: 2)])
+        #expect(live.datapath.program?.id == program)
+        #expect(try live.datapath.trace(udp4(dst: 54).bytes).matched == [RuleID(prio: 1, handle: 2)])
 
-        let third = try Plan(ruleSet([port54]), device: testDevice, after: second)
-        let writes = try datapath.update(to: third, targetIndex: { _ in 1 })
-        #expect(writes == 1, "one entry removed")
-        #expect(try datapath.trace(udp4(dst: 53).bytes).verdict == .pass)
+        #expect(try live.delete(RuleSelector(prio: 1, handle: 1)).change == .mapWrites(1), "one entry removed")
+        #expect(try live.datapath.trace(udp4(dst: 53).bytes).verdict == .pass)
     }
 
     @Test func aNewShapeIsANewProgramOverTheSameMapsAndCountersSurvive() throws {
@@ -41,7 +38,6 @@ struct UpdateTests {
         _ = try old.trace(udp4().bytes)
 
         let second = try Plan(ruleSet([port53, prefix]), device: testDevice, after: first)
-        #expect(try old.update(to: second, targetIndex: { _ in 1 }) == nil, "a new subtable needs a new program")
         let new = try Datapath(plan: second, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 },
                                replacing: old)
         #expect(new.program?.id != old.program?.id)
@@ -66,20 +62,20 @@ struct UpdateTests {
         let base = ["filter add dev xft0 protocol ip prio 1 handle 1 flower dst_ip 10.1.0.1 action drop",
                     "filter add dev xft0 protocol ip prio 2 handle 1 flower dst_ip 10.2.0.0/24 action drop"]
         let added = "filter add dev xft0 protocol ip prio 2 handle 2 flower dst_ip 10.3.0.0/24 action drop"
-        let first = try Plan(ruleSet(base), device: testDevice)
-        let datapath = try Datapath(plan: first, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 })
+        let live = try LiveRuleSet(ruleSet(base), device: testDevice, options: CompileOptions(recordMatches: true),
+                                   targetIndex: { _ in 1 })
+        let first = live.datapath.plan
         let frame = udp4(to: IPv4Address(rawValue: 0x0a03_0009)).bytes
-        #expect(try datapath.trace(frame).verdict == .pass)
+        #expect(try live.datapath.trace(frame).verdict == .pass)
 
-        let second = try Plan(ruleSet(base + [added]), device: testDevice, after: first)
-        #expect(second.prefilter?.mapName == first.prefilter?.mapName, "the same subtables: the same map")
-        #expect(try datapath.update(to: second, targetIndex: { _ in 1 }) == 3,
+        #expect(try live.add(ruleSet([added]).rules[0]).change == .mapWrites(3),
                 "the entry, its counters and its /16's bit")
-        #expect(try datapath.trace(frame).matched == [RuleID(prio: 2, handle: 2)])
+        #expect(live.datapath.plan.prefilter?.mapName == first.prefilter?.mapName, "the same subtables: the same map")
+        #expect(try live.datapath.trace(frame).matched == [RuleID(prio: 2, handle: 2)])
 
-        let third = try Plan(ruleSet(base), device: testDevice, after: second)
-        #expect(try datapath.update(to: third, targetIndex: { _ in 1 }) == 2, "the entry and the bit")
-        let prefilter = try #require(third.prefilter)
+        #expect(try live.delete(RuleSelector(prio: 2, handle: 2)).change == .mapWrites(2), "the entry and the bit")
+        let datapath = live.datapath
+        let prefilter = try #require(datapath.plan.prefilter)
         let index = UInt32(0x030a)  // 10.3, as the program's half-word load reads it
         #expect(try datapath.maps[prefilter.mapName]?.lookup(index.littleEndianBytes) == [UInt8](repeating: 0, count: 8))
         #expect(try datapath.trace(frame).verdict == .pass)

@@ -76,8 +76,8 @@ struct LiveChangeTests {
             let start = realtime()
             var after = RuleSet()
             let command = try FilterCommand.parse(lab.words(line))
-            let change = try lab.offload.update { rules in
-                try command.apply(to: &rules)
+            let change = try lab.offload.update { rules, recorded in
+                try command.apply(to: &rules, recording: &recorded)
                 after = rules
             }.change
             let end = realtime()
@@ -153,10 +153,10 @@ struct LiveChangeTests {
 
         // After all the swaps, the pins are the maps of the rules now, no more; detach
         // takes them and the program away.
-        let pins = lab.pinRoot.appending(lab.device)
+        let pins = lab.offload.pins
         let plan = try Plan(epochs.last!.rules, device: lab.device)
         let pinned = Set(try FileManager.default.contentsOfDirectory(atPath: pins.string))
-        #expect(pinned == Set(Datapath.mapSpecs(for: plan).map(\.name) + ["link"]))
+        #expect(pinned == Set(Datapath.mapSpecs(for: plan).map(\.name) + ["link", "entry", "slot", "owner"]))
         try lab.offload.detach()
         #expect(!FileManager.default.fileExists(atPath: lab.pinRoot.string))
         #expect(XDPLink.attachedProgramID(lab.veths.device) == nil)

@@ -1,48 +1,58 @@
 import FlowCompiler
 import FlowOffload
 import FlowRules
+import BPFKernel
 import Foundation
 import Testing
 
-/// A command that dies between writing a change to disk and carrying it into the kernel
-/// leaves the change marked pending; the next command finds the mark, rebuilds the
-/// kernel side from the stored rules, and says so.
+/// A command that dies between journalling a change and committing it leaves the record
+/// pending; the next command, whatever it is, rolls it back (the kernel rebuilt from the
+/// stored rules), says so, and the audit finds the kernel and the rules agreeing.
 @Suite(.enabled(if: kernelAvailable, kernelUnavailable))
 struct RepairTests {
-    @Test func aChangeLeftPendingIsRepairedByTheNextCommandAndSaid() throws {
+    @Test func aChangeLeftPendingIsRolledBackByTheNextCommandAndSaid() throws {
         let lab = try OffloadLab()
         try lab.filter("filter add dev DEV protocol ip prio 1 handle 1 flower ip_proto udp dst_port 53 action drop")
 
-        // The crash: the rules on disk gained a rule (a new subtable) the kernel never got.
-        let crashed = try FilterCommand.parse(lab.words(
-            "filter add dev DEV protocol ip prio 2 handle 1 flower dst_ip 10.0.0.2 action drop"))
-        try FileRuleSetStore(state: lab.state).update(device: lab.device) { rules in try crashed.apply(to: &rules) }
-        let stateFile = lab.state.path.appending("\(lab.device).offload.json").string
-        var state = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stateFile)))
-            as? [String: Any])
-        state["pending"] = true
-        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: stateFile))
-        func subtablePins() throws -> Int {
-            try FileManager.default.contentsOfDirectory(atPath: lab.offload.pins.string).count { $0.hasPrefix("xf_st_") }
-        }
-        #expect(try subtablePins() == 1, "before the repair the kernel has prio 1's subtable only")
+        // The crash: the journal began a change (a new subtable) the kernel may hold in part.
+        let journal = try #require(FileManager.default.enumerator(atPath: lab.state.path.string)?
+            .compactMap { $0 as? String }.first { $0.hasSuffix("\(lab.device).journal") })
+        let path = lab.state.path.appending(journal).string
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data(("begin 99 change\n+ filter add dev \(lab.device) ingress prio 2 handle 0x1 protocol ip "
+            + "flower dst_ip 10.0.0.2 action drop\n").utf8))
+        try handle.close()
 
-        let command = try FilterCommand.parse(lab.words(
-            "filter add dev DEV protocol ip prio 1 handle 2 flower ip_proto udp dst_port 54 action drop"))
-        let update = try lab.offload.update { rules in try command.apply(to: &rules) }
-        let repair = try #require(update.repair)
-        #expect(repair.hasPrefix("repaired \(lab.device): an earlier change did not finish; program "))
-        #expect(repair.hasSuffix("rebuilt from the 2 stored rules"))
+        let checked = try #require(try lab.offload.check())
+        let recovery = try #require(checked.recovery)
+        #expect(recovery.hasPrefix("rolled back a change of \(lab.device) that did not finish (1 rules); program "))
+        #expect(recovery.hasSuffix("rebuilt from the 1 stored rules"))
+        #expect(checked.differences.isEmpty, "\(checked.differences)")
 
-        // Now the kernel has every stored rule, and the mark is gone.
-        #expect(try subtablePins() == 2)
         let tracer = try lab.offload.tracer()
-        #expect(try tracer.datapath.trace(TestFrame.udp(port: 80)).matched == [RuleID(prio: 2, handle: 1)])
-        #expect(try tracer.datapath.trace(TestFrame.udp(port: 54)).matched == [RuleID(prio: 1, handle: 2)])
         #expect(try tracer.datapath.trace(TestFrame.udp(port: 53)).matched == [RuleID(prio: 1, handle: 1)])
-        let after = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stateFile)))
-            as? [String: Any])
-        #expect(after["pending"] as? Bool == false)
-        #expect(try lab.offload.update { _ in }.repair == nil, "repaired once")
+        #expect(try tracer.datapath.trace(TestFrame.udp(port: 80)).matched.isEmpty, "the pending rule is gone")
+        #expect(try lab.offload.check()?.recovery == nil, "rolled back once")
+    }
+
+    @Test func theAuditFindsAnEntryTheRulesDoNotHave() throws {
+        let lab = try OffloadLab()
+        try lab.filter("filter add dev DEV protocol ip prio 1 handle 1 flower ip_proto udp dst_port 53 action drop")
+        try lab.filter("filter add dev DEV protocol ip prio 2 handle 1 flower dst_ip 10.0.0.2 action drop")
+        #expect(try lab.offload.check()?.differences == [])
+        // Someone else writes into a subtable: the audit names it.
+        let pins = try FileManager.default.contentsOfDirectory(atPath: lab.offload.pins.string)
+        let subtable = try #require(pins.first { $0.hasPrefix("xf_st_") })
+        let map = try BPFKernel.Map(pinnedAt: lab.offload.pins.appending(subtable))
+        let key = [UInt8](repeating: 0x42, count: map.spec.keySize)
+        if map.spec.type == .array {
+            try map.update([0x42, 0x42, 0, 0], [UInt8](repeating: 7, count: map.spec.valueSize))
+        } else {
+            try map.update(key, [UInt8](repeating: 7, count: map.spec.valueSize))
+        }
+        let differences = try #require(try lab.offload.check()?.differences)
+        #expect(differences.count == 1)
+        #expect(differences.first?.contains("holds an entry no stored rule has") == true, "\(differences)")
     }
 }

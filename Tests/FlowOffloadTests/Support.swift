@@ -51,7 +51,7 @@ final class OffloadLab {
     @discardableResult
     func filter(_ line: String) throws -> Offload.Change? {
         let command = try FilterCommand.parse(words(line))
-        return try offload.update { rules in try command.apply(to: &rules) }.change
+        return try offload.run(command).change
     }
 
     /// Runs the xdpflow binary with this lab's state directory and pin root.

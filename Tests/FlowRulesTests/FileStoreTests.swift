@@ -32,7 +32,7 @@ import Testing
         let store = FileRuleSetStore(directory: directory)
         let first = try rule("filter add dev xft0 protocol ip prio 3 handle 1 flower ip_proto udp action drop")
         try store.update(device: "xft0") { _ = try $0.add(first) }
-        let file = directory.appending(FileRuleSetStore.file(of: "xft0")).string
+        let file = FileRuleSetStore(directory: directory).files.path.appending(FileRuleSetStore.file(of: "xft0")).string
         let before = try Data(contentsOf: URL(fileURLWithPath: file))
         #expect(throws: (any Error).self) {
             try store.update(device: "xft0") { set in
@@ -51,32 +51,18 @@ import Testing
                      "filter add dev xft0 chain 2 prio 1 protocol 802.1Q flower skip_hw vlan_id 10 vlan_ethtype ipv4 "
                          + "src_ip 10.0.0.0/8 classid 1:10 action vlan pop action mirred egress redirect dev xft1"]
         try store.update(device: "xft0") { set in for line in lines { _ = try set.add(try rule(line)) } }
-        let text = try String(contentsOfFile: directory.appending(FileRuleSetStore.file(of: "xft0")).string, encoding: .utf8)
+        let text = try String(contentsOfFile: FileRuleSetStore(directory: directory).files.path.appending(FileRuleSetStore.file(of: "xft0")).string, encoding: .utf8)
         let restored = InMemoryRuleSetStore()
         try Batch(text: text).run(on: restored) { _, _ in }
         #expect(try restored.rules(of: "xft0") == store.rules(of: "xft0"))
         #expect(try restored.rules(of: "xft0").rules.count == 2)
     }
 
-    @Test func rulesKeptAsJSONByAnEarlierVersionAreReadAndReplaced() throws {
-        defer { try? FileManager.default.removeItem(atPath: directory.string) }
-        let state = StateDirectory(directory)
-        let old = try RuleSet([try rule("filter add dev xft0 prio 3 handle 1 protocol ip flower ip_proto tcp action drop")])
-        try state.locked { try state.write(old, to: FileRuleSetStore.jsonFile(of: "xft0")) }
-        let store = FileRuleSetStore(state: state)
-        #expect(try store.rules(of: "xft0") == old)
-        #expect(store.devices() == ["xft0"])
-        let added = try rule("filter add dev xft0 prio 3 handle 2 protocol ip flower ip_proto udp action drop")
-        try store.update(device: "xft0") { _ = try $0.add(added) }
-        #expect(!state.contains(FileRuleSetStore.jsonFile(of: "xft0")))
-        #expect(try store.rules(of: "xft0").rules == old.rules + [added])
-    }
-
     @Test func aDamagedLineNamesTheFileAndTheLine() throws {
         defer { try? FileManager.default.removeItem(atPath: directory.string) }
         let store = FileRuleSetStore(directory: directory)
         try store.update(device: "xft0") { _ = try $0.add(try rule("filter add dev xft0 prio 1 flower action drop")) }
-        let file = directory.appending(FileRuleSetStore.file(of: "xft0")).string
+        let file = FileRuleSetStore(directory: directory).files.path.appending(FileRuleSetStore.file(of: "xft0")).string
         try (String(contentsOfFile: file, encoding: .utf8) + "filter add dev xft0 flower dst_port 99999\n")
             .write(toFile: file, atomically: true, encoding: .utf8)
         let error = #expect(throws: StoreError.self) { try store.rules(of: "xft0") }

@@ -39,6 +39,7 @@ public struct FileRuleSetStore: RuleSetStore {
     /// directory of rules only); the runtime's changes go through `Offload.update`.
     public func update<T>(device: String, _ body: (inout RuleSet, inout RuleChange) throws -> T) throws -> T {
         try state.locked {
+            try makeDirectory()
             var (set, sequence) = try read(device)
             let before = set
             var change = RuleChange()
@@ -50,6 +51,15 @@ public struct FileRuleSetStore: RuleSetStore {
 
     public func update<T>(device: String, _ body: (inout RuleSet) throws -> T) throws -> T {
         try update(device: device) { set, _ in try body(&set) }
+    }
+
+    /// Creates the namespace's directory, durably; the caller holds the lock.
+    func makeDirectory() throws(StoreError) {
+        guard !FileManager.default.fileExists(atPath: files.path.string) else { return }
+        guard mkdir(files.path.string, 0o700) == 0 || errno == EEXIST else {
+            throw .createDirectory(files.path, Errno(rawValue: errno))
+        }
+        try StateDirectory.syncDirectory(state.path)
     }
 
     /// The file of `device`'s rules.
