@@ -3,6 +3,8 @@ SWIFT       ?= swift
 CONFIG      ?= debug
 # Test targets that need the kernel (BPF, XDP, netns); the rest are pure Swift.
 KERNEL_TESTS ?= BPFKernelTests|FlowCompilerTests|FlowOffloadTests
+# Of those, the ones that kill commands and fill state directories: run on their own.
+FAULT_TESTS  ?= CrashTests|StateFaultTests
 
 # Extra arguments for xdpflow-bench, e.g. BENCH_ARGS='--only packets,live'; benchmarks are
 # only meaningful optimised, so they always use the release build (xdpflow-bench runs the
@@ -27,11 +29,11 @@ build: deps
 
 test: deps
 	$(SWIFT) build --build-tests
-	@KERNEL_TESTS='$(KERNEL_TESTS)' scripts/run-tests
+	@KERNEL_TESTS='$(KERNEL_TESTS)' FAULT_TESTS='$(FAULT_TESTS)' scripts/run-tests
 
 fuzz: deps
 	$(SWIFT) build --build-tests
-	XDPFLOW_FUZZ_SCALE=$(FUZZ_SCALE) $(SWIFT) test --skip-build --filter DifferentialPropertyTests
+	XDPFLOW_FUZZ_SCALE=$(FUZZ_SCALE) $(SWIFT) test --skip-build --filter 'DifferentialPropertyTests|CrashTests'
 
 # The demo measures rates: always a release build.
 demo: deps

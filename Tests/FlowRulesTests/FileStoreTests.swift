@@ -66,7 +66,7 @@ import Testing
         try (String(contentsOfFile: file, encoding: .utf8) + "filter add dev xft0 flower dst_port 99999\n")
             .write(toFile: file, atomically: true, encoding: .utf8)
         let error = #expect(throws: StoreError.self) { try store.rules(of: "xft0") }
-        #expect(error?.description.hasPrefix("\(file) cannot be read: line 2:") == true)
+        #expect(error?.description.hasPrefix("\(file) cannot be read: line 3:") == true)
     }
 
     @Test func twoWritersAtOnceLoseNothing() async throws {
