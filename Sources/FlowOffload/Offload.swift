@@ -36,8 +36,29 @@ public struct Offload {
     public let pinRoot: FilePath
 
     public static var defaultPinRoot: FilePath {
-        FilePath(ProcessInfo.processInfo.environment["XDPFLOW_PIN_DIR"] ?? "/sys/fs/bpf/xdpflow")
+        if let path = ProcessInfo.processInfo.environment["XDPFLOW_PIN_DIR"] { return FilePath(path) }
+        // Under `ip netns exec`, /sys is the command's own, without bpffs: pins made
+        // there would die with it. The bpffs an ancestor (the shell that ran `ip`) sees is
+        // where every other command finds them.
+        if !BPFFS.isMounted(), let ancestors = ancestorBPFFS { return ancestors.appending("xdpflow") }
+        return BPFFS.defaultMountPoint.appending("xdpflow")
     }
+
+    /// /proc/PID/root/sys/fs/bpf of the nearest ancestor whose mounts have bpffs there.
+    static var ancestorBPFFS: FilePath? {
+        var pid = getppid()
+        for _ in 0..<16 where pid > 1 {
+            let path = FilePath("/proc/\(pid)/root").appending(BPFFS.defaultMountPoint.components)
+            if BPFFS.isMounted(at: path) { return path }
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let fields = stat.split(separator: ")").last?.split(separator: " "), fields.count > 1,
+                  let parent = Int32(fields[1])
+            else { return nil }
+            pid = parent
+        }
+        return nil
+    }
+
 
     public init(device: String, state: StateDirectory = .default, pinRoot: FilePath = Offload.defaultPinRoot,
                 namespace: NamespaceID? = nil) {
@@ -73,7 +94,7 @@ public struct Offload {
                        ruleCapacity: Int = Plan.defaultRuleCapacity) throws -> Attachment {
         try Privileges.require("attach")
         let interface = try NetworkInterface(named: device)
-        try BPFFS.mountIfNeeded()
+        if !pinRoot.starts(with: "/proc") { try BPFFS.mountIfNeeded() }
         return try locked { stored, recovery in
             if let owner = try foreignOwner() { throw OffloadFailure.ownedElsewhere(device, owner: owner, pins: pins) }
             if stored.offload != nil {

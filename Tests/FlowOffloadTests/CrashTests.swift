@@ -8,8 +8,8 @@ import Testing
 /// Fault injection: the xdpflow binary is killed (SIGKILL) at random moments of a batch,
 /// a filter add, an attach and a detach. After each kill the next command finishes or
 /// rolls back what was pending, `xdpflow check` finds no difference, and real frames of
-/// a stored drop rule are dropped. 50 kills in `make test`, times XDPFLOW_FUZZ_SCALE in
-/// `make fuzz`.
+/// a stored drop rule are dropped. 50 kills in `make test`; `make fuzz`
+/// (XDPFLOW_FUZZ_SCALE=50) makes 250.
 @Suite(.enabled(if: kernelAvailable, kernelUnavailable), .serialized)
 struct CrashTests {
     static let kills = 50 * max(1, (ProcessInfo.processInfo.environment["XDPFLOW_FUZZ_SCALE"].flatMap(Int.init) ?? 1) / 10)

@@ -8,7 +8,7 @@ import Testing
 
 /// The xdpflow binary as an operator runs it (XDPFLOW_STATE_DIR and XDPFLOW_PIN_DIR
 /// point into the lab): attach, rules, traffic from `xdpflow gen` in the peer's
-/// namespace, counters, detach; and two writers at once.
+/// namespace, counters, detach; and eight writers at once.
 @Suite(.enabled(if: kernelAvailable, kernelUnavailable))
 struct SessionTests {
     @Test func aSessionFromAttachToDetachCountsTheTrafficAndLeavesNothingBehind() throws {
@@ -62,36 +62,43 @@ struct SessionTests {
         #expect(try lab.xdpflow("filter show dev DEV").isEmpty, "the rules went with the device's state")
     }
 
-    @Test func twoWritersAddingRulesAtOnceBothKeepEveryRule() throws {
+    @Test func eightWritersAddingRulesAtOnceAllKeepEveryRule() throws {
         let lab = try OffloadLab()
-        let rounds = 20
-        // One writer adds rules to one subtable (map writes), the other a new subtable
-        // with every rule (program swaps); both through the lock, at once.
-        let sameShape = (1...rounds).map { "filter add dev DEV protocol ip prio 1 handle \($0) flower "
-            + "ip_proto udp dst_port \(1000 + $0) action drop" }
-        let newShapes = (1...rounds).map { "filter add dev DEV protocol ip prio \(10 + $0) handle 1 flower "
-            + "src_ip 10.0.\($0).0/24 action drop" }
-        let writers = try [sameShape, newShapes].map { lines in try Writer(lines.map(lab.xdpflowCommand)) }
+        let rounds = 8
+        // Half the writers add rules to a subtable of their own (map writes after the
+        // first), the others a new subtable with every rule (program swaps); all through
+        // the lock, at once.
+        func lines(_ writer: Int) -> [(line: String, frame: [UInt8], rule: RuleID)] {
+            (1...rounds).map { round in
+                if writer % 2 == 0 {
+                    let port = UInt16(1000 + 100 * writer + round)
+                    return ("filter add dev DEV protocol ip prio \(1 + writer) handle \(round) flower ip_proto udp "
+                        + "dst_port \(port) action drop", TestFrame.udp(port: port),
+                        RuleID(prio: UInt16(1 + writer), handle: UInt32(round)))
+                }
+                let prio = UInt16(100 + writer * rounds + round)
+                return ("filter add dev DEV protocol ip prio \(prio) handle 1 flower src_ip 10.\(writer).\(round).0/24 "
+                    + "action drop", TestFrame.udp(from: "10.\(writer).\(round).5", port: 7), RuleID(prio: prio, handle: 1))
+            }
+        }
+        let work = (0..<8).map(lines)
+        let writers = try work.map { lines in try Writer(lines.map { lab.xdpflowCommand($0.line) }) }
         for writer in writers {
             let failures = writer.wait()
             #expect(failures.isEmpty, "\(failures)")
         }
 
         let shown = try lab.xdpflow("filter show dev DEV").split(separator: "\n").filter { $0.contains(" handle ") }
-        #expect(shown.count == 2 * rounds, "every rule stored")
+        #expect(shown.count == 8 * rounds, "every rule stored")
+        #expect(try lab.xdpflow("check dev DEV") == "\(lab.device): ok\n")
         let statistics = try #require(try lab.offload.statistics())
-        #expect(statistics.rules.count == 2 * rounds, "every rule has its counters")
+        #expect(statistics.rules.count == 8 * rounds, "every rule has its counters")
 
         // And every rule acts in the kernel: frames for each are counted by it alone.
         var expected: [RuleID: UInt64] = [:]
-        for round in 1...rounds {
-            for (frame, rule) in [
-                (TestFrame.udp(port: UInt16(1000 + round)), RuleID(prio: 1, handle: UInt32(round))),
-                (TestFrame.udp(from: "10.0.\(round).5", port: 7), RuleID(prio: UInt16(10 + round), handle: 1)),
-            ] {
-                expected[rule] = UInt64(try lab.sendCounted(frame, count: 5))
-                _ = try lab.statistics(once: rule, counted: expected[rule]!)
-            }
+        for (_, frame, rule) in work.joined() {
+            expected[rule] = UInt64(try lab.sendCounted(frame, count: 3))
+            _ = try lab.statistics(once: rule, counted: expected[rule]!)
         }
         let counted = try #require(try lab.offload.statistics())
         #expect(counted.rules.mapValues(\.packets) == expected)
