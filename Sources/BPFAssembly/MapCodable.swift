@@ -106,7 +106,7 @@ public struct ByteReader: Sendable {
         try need(width, for: "\(T.self)")
         var value = T.zero
         let start = bytes.startIndex + offset
-        for index in (start ..< start + width).reversed() { value = value << 8 | T(bytes[index]) }
+        for index in (start ..< start + width).reversed() { value = value << 8 | T(truncatingIfNeeded: bytes[index]) }
         offset += width
         return value
     }
