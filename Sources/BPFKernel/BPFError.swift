@@ -1,3 +1,4 @@
+import BPFAssembly
 import CLibBPF
 import SystemPackage
 
@@ -11,8 +12,28 @@ public enum BPFError: Error, Sendable, CustomStringConvertible {
     case noSuchDevice(String)
     /// The device already runs an XDP program that XDPFlow did not attach.
     case deviceBusy(String, programID: UInt32)
-    /// A value did not fit the map's key or value size, or a similar misuse.
-    case invalidArgument(String)
+
+    /// A key of `actual` bytes (given, or a typed map's key type) for a map whose keys
+    /// are `expected` bytes.
+    case keySizeMismatch(map: String, expected: Int, actual: Int)
+    /// As `keySizeMismatch`, for values (a per-CPU map's raw value is all CPUs' values).
+    case valueSizeMismatch(map: String, expected: Int, actual: Int)
+    /// The map is not of a type the operation or the typed map works on.
+    case mapTypeMismatch(map: String, expected: [MapType], actual: MapType)
+    /// Batch keys and values that are not whole entries.
+    case partialBatchEntry(map: String, keyBytes: Int, valueBytes: Int, keySize: Int, valueSize: Int)
+    /// A pinned map of a type xdpflow has no `MapType` for.
+    case unsupportedMapType(path: String, kernelType: UInt32)
+    /// Bytes read from a typed map are not a value of its type.
+    case undecodable(map: String, ByteDecodingError)
+
+    /// An instruction loads a map the loader was not given (`instruction` nil: the
+    /// program was built without it).
+    case missingMap(program: String, map: String, instruction: Int?)
+    case notAnXDPLink(path: String)
+    /// A program xdpflow generates itself did not assemble (a bug, named by the program).
+    case assembly(program: String, AssemblyError)
+    case trafficGenerator(TrafficGeneratorError)
 
     public var description: String {
         switch self {
@@ -27,8 +48,30 @@ public enum BPFError: Error, Sendable, CustomStringConvertible {
         case .deviceBusy(let name, let id):
             return "device \(name) already has an XDP program (id \(id)) not attached by xdpflow;"
                 + " remove it first (ip link set dev \(name) xdp off)"
-        case .invalidArgument(let message):
-            return message
+        case .keySizeMismatch(let map, let expected, let actual):
+            return "map \(map): key of \(actual) bytes, expected \(expected)"
+        case .valueSizeMismatch(let map, let expected, let actual):
+            return "map \(map): value of \(actual) bytes, expected \(expected)"
+        case .mapTypeMismatch(let map, let expected, let actual):
+            return "map \(map) is of type \(actual.name), expected "
+                + expected.map(\.name).joined(separator: " or ")
+        case .partialBatchEntry(let map, let keyBytes, let valueBytes, let keySize, let valueSize):
+            return "map \(map): \(keyBytes) key bytes and \(valueBytes) value bytes "
+                + "are not whole entries of \(keySize) and \(valueSize) bytes"
+        case .unsupportedMapType(let path, let type):
+            return "\(path) is a map of type \(type), which xdpflow does not use"
+        case .undecodable(let map, let error):
+            return "map \(map) holds a value xdpflow cannot read: \(error)"
+        case .missingMap(let program, let map, let instruction?):
+            return "program \(program): instruction \(instruction) refers to map '\(map)', which was not given"
+        case .missingMap(let program, let map, nil):
+            return "program \(program) was built without map '\(map)'"
+        case .notAnXDPLink(let path):
+            return "\(path) is not an XDP link"
+        case .assembly(let program, let error):
+            return "internal error: program \(program) does not assemble: \(error)"
+        case .trafficGenerator(let error):
+            return error.description
         }
     }
 

@@ -1,5 +1,6 @@
-// Kernel structures (netlink messages, map values) are in the host's byte order,
-// little-endian on every machine this runs on. One reader and one writer serve them all.
+// Byte helpers from before the map codec (BPFAssembly's MapCodable, ByteWriter,
+// ByteReader). Nothing in BPFKernel uses them; they remain for FlowOffload until it
+// reads and writes its maps through the typed views. Remove them then.
 
 extension Array where Element == UInt8 {
     public mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {

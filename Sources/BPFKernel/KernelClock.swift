@@ -37,11 +37,29 @@ public struct KernelClock: Sendable {
 
     /// A program that writes jiffies and CLOCK_MONOTONIC nanoseconds to its map.
     private struct Reader {
-        let map: Map
+        let map: ArrayMap<Sample>
         let program: Program
 
+        /// What the program writes: the two clocks, read one after the other.
+        struct Sample: MapCodable {
+            var jiffies: UInt64
+            var nanoseconds: UInt64
+
+            static let byteCount = 16
+
+            func encode(into writer: inout ByteWriter) {
+                writer.write(jiffies)
+                writer.write(nanoseconds)
+            }
+
+            init(from reader: inout ByteReader) throws(ByteDecodingError) {
+                jiffies = try reader.read()
+                nanoseconds = try reader.read()
+            }
+        }
+
         init() throws(BPFError) {
-            map = try Map(MapSpec(name: "xf_clock", type: .array, keySize: 4, valueSize: 16, maxEntries: 1))
+            map = try ArrayMap(name: "xf_clock", maxEntries: 1)
             var asm = Assembler()
             asm.emit([.store(.word, to: .fp, -4, 0), .loadMap(.r1, "xf_clock"), .mov(.r2, .fp), .alu(.add, .r2, -4),
                       .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "out"), .mov(.r6, .r0),
@@ -53,15 +71,15 @@ public struct KernelClock: Sendable {
             do {
                 instructions = try asm.assemble()
             } catch {
-                throw .invalidArgument("clock reader: \(error)")
+                throw .assembly(program: "xdpflow_clock", error)
             }
-            program = try Program.loadXDP(name: "xdpflow_clock", instructions: instructions, maps: ["xf_clock": map])
+            program = try Program.loadXDP(name: "xdpflow_clock", instructions: instructions, maps: ["xf_clock": map.map])
         }
 
         func sample() throws(BPFError) -> (jiffies: UInt64, nanoseconds: UInt64) {
             _ = try program.testRun(TestRun(packet: [UInt8](repeating: 0, count: 14)))
-            let value = try map.lookup([0, 0, 0, 0]) ?? [UInt8](repeating: 0, count: 16)
-            return (value.littleEndian(at: 0), value.littleEndian(at: 8))
+            let sample = try map.get(0)
+            return (sample?.jiffies ?? 0, sample?.nanoseconds ?? 0)
         }
     }
 }

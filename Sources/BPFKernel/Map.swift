@@ -1,3 +1,4 @@
+import BPFAssembly
 import CLibBPF
 import SystemPackage
 
@@ -27,6 +28,49 @@ public enum MapType: Hashable, Sendable, CaseIterable {
 
     /// Each CPU has its own copy of every value.
     public var isPerCPU: Bool { self == .perCPUHash || self == .perCPUArray }
+
+    /// The kernel has no BPF_MAP_*_BATCH for these: entries go one at a time.
+    public var hasBatchOperations: Bool { ![.devmap, .devmapHash, .progArray, .ringBuffer].contains(self) }
+
+    /// The type as bpftool names it.
+    public var name: String {
+        switch self {
+        case .hash: "hash"
+        case .perCPUHash: "percpu_hash"
+        case .array: "array"
+        case .perCPUArray: "percpu_array"
+        case .lpmTrie: "lpm_trie"
+        case .devmap: "devmap"
+        case .devmapHash: "devmap_hash"
+        case .ringBuffer: "ringbuf"
+        case .progArray: "prog_array"
+        }
+    }
+}
+
+/// BPF_F_* map creation flags.
+public struct MapFlags: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// Entries are allocated when inserted (required for LPM tries).
+    public static let noPrealloc = MapFlags(BPF_F_NO_PREALLOC)
+    /// An LRU list per CPU instead of one shared.
+    public static let noCommonLRU = MapFlags(BPF_F_NO_COMMON_LRU)
+    public static let numaNode = MapFlags(BPF_F_NUMA_NODE)
+    /// The syscall side may only read, or only write.
+    public static let readOnly = MapFlags(BPF_F_RDONLY)
+    public static let writeOnly = MapFlags(BPF_F_WRONLY)
+    /// Hash maps seed their hash with zero (tests that need a fixed iteration order).
+    public static let zeroSeed = MapFlags(BPF_F_ZERO_SEED)
+    /// Programs may only read, or only write.
+    public static let readOnlyProgram = MapFlags(BPF_F_RDONLY_PROG)
+    public static let writeOnlyProgram = MapFlags(BPF_F_WRONLY_PROG)
+    /// An array the process may mmap.
+    public static let mmapable = MapFlags(BPF_F_MMAPABLE)
+    public static let innerMap = MapFlags(BPF_F_INNER_MAP)
+
+    private init(_ flag: some BinaryInteger) { rawValue = UInt32(flag) }
 }
 
 /// What a map is: the arguments of BPF_MAP_CREATE.
@@ -36,16 +80,22 @@ public struct MapSpec: Hashable, Sendable {
     public var keySize: Int
     public var valueSize: Int
     public var maxEntries: Int
-    /// BPF_F_* creation flags (BPF_F_NO_PREALLOC is required for LPM tries).
-    public var flags: UInt32
+    /// `.noPrealloc` is added for LPM tries, which require it.
+    public var flags: MapFlags
 
-    public init(name: String, type: MapType, keySize: Int, valueSize: Int, maxEntries: Int, flags: UInt32 = 0) {
+    public init(name: String, type: MapType, keySize: Int, valueSize: Int, maxEntries: Int, flags: MapFlags = []) {
         self.name = name
         self.type = type
         self.keySize = keySize
         self.valueSize = valueSize
         self.maxEntries = maxEntries
-        self.flags = type == .lpmTrie ? flags | UInt32(BPF_F_NO_PREALLOC) : flags
+        self.flags = type == .lpmTrie ? flags.union(.noPrealloc) : flags
+    }
+
+    /// Kept for callers that still pass BPF_F_* bits (FlowOffload); use `MapFlags`.
+    public init(name: String, type: MapType, keySize: Int, valueSize: Int, maxEntries: Int, flags: UInt32) {
+        self.init(name: name, type: type, keySize: keySize, valueSize: valueSize, maxEntries: maxEntries,
+                  flags: MapFlags(rawValue: flags))
     }
 }
 
@@ -68,7 +118,7 @@ public final class Map: Pinnable, Sendable {
     public init(_ spec: MapSpec) throws(BPFError) {
         var opts = bpf_map_create_opts()
         opts.sz = MemoryLayout<bpf_map_create_opts>.size
-        opts.map_flags = spec.flags
+        opts.map_flags = spec.flags.rawValue
         let fd = bpf_map_create(spec.type.kernelType, String(spec.name.prefix(Int(BPF_OBJ_NAME_LEN) - 1)),
                                 UInt32(spec.keySize), UInt32(spec.valueSize), UInt32(spec.maxEntries), &opts)
         descriptor = Descriptor(try check("bpf_map_create", spec.name, fd))
@@ -82,11 +132,11 @@ public final class Map: Pinnable, Sendable {
         var length = UInt32(MemoryLayout<bpf_map_info>.size)
         try check("bpf_obj_get_info_by_fd", path.string, bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length))
         guard let type = MapType(kernelType: info.type) else {
-            throw .invalidArgument("\(path) is a map of type \(info.type), which xdpflow does not use")
+            throw .unsupportedMapType(path: path.string, kernelType: info.type)
         }
         let name = withUnsafeBytes(of: info.name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
         spec = MapSpec(name: name, type: type, keySize: Int(info.key_size), valueSize: Int(info.value_size),
-                       maxEntries: Int(info.max_entries), flags: info.map_flags)
+                       maxEntries: Int(info.max_entries), flags: MapFlags(rawValue: info.map_flags))
     }
 
     /// The kernel's id of this map (as `bpftool map show` lists it).
@@ -148,16 +198,37 @@ public final class Map: Pinnable, Sendable {
 
     /// The per-CPU values under `key`, one per possible CPU, each `spec.valueSize` bytes.
     public func lookupPerCPU(_ key: [UInt8]) throws(BPFError) -> [[UInt8]]? {
-        guard spec.type.isPerCPU else { throw .invalidArgument("map \(name) is not a per-CPU map") }
+        try expectPerCPU()
         return try lookup(key).map(splitPerCPU)
     }
 
     /// Sets every CPU's value under `key` to `value`.
     public func updateAllCPUs(_ key: [UInt8], _ value: [UInt8], _ policy: UpdatePolicy = .any) throws(BPFError) {
-        guard spec.type.isPerCPU else { throw .invalidArgument("map \(name) is not a per-CPU map") }
-        guard value.count == spec.valueSize else { throw sizeError("value", value.count, spec.valueSize) }
-        let padded = value + [UInt8](repeating: 0, count: perCPUStride - value.count)
-        try update(key, Array(repeating: padded, count: Map.possibleCPUs).flatMap { $0 }, policy)
+        try updatePerCPU(key, Array(repeating: value, count: Map.possibleCPUs), policy)
+    }
+
+    /// Sets each CPU's value under `key`: `values[cpu]`, one per possible CPU.
+    public func updatePerCPU(_ key: [UInt8], _ values: [[UInt8]], _ policy: UpdatePolicy = .any) throws(BPFError) {
+        try expectPerCPU()
+        guard values.count == Map.possibleCPUs else {
+            throw .valueSizeMismatch(map: name, expected: valueLength, actual: values.count * perCPUStride)
+        }
+        var joined: [UInt8] = []
+        joined.reserveCapacity(valueLength)
+        for value in values {
+            guard value.count == spec.valueSize else {
+                throw .valueSizeMismatch(map: name, expected: spec.valueSize, actual: value.count)
+            }
+            joined += value
+            joined += repeatElement(0, count: perCPUStride - value.count)
+        }
+        try update(key, joined, policy)
+    }
+
+    private func expectPerCPU() throws(BPFError) {
+        guard spec.type.isPerCPU else {
+            throw .mapTypeMismatch(map: name, expected: MapType.allCases.filter(\.isPerCPU), actual: spec.type)
+        }
     }
 
     func splitPerCPU(_ bytes: [UInt8]) -> [[UInt8]] {
@@ -212,8 +283,8 @@ public final class Map: Pinnable, Sendable {
     public func updateBatch(keys: [UInt8], values: [UInt8], _ policy: UpdatePolicy = .any) throws(BPFError) {
         let total = keys.count / spec.keySize
         guard keys.count % spec.keySize == 0, values.count == total * valueLength else {
-            throw .invalidArgument("map \(name): \(keys.count) key bytes and \(values.count) value bytes "
-                + "are not whole entries of \(spec.keySize) and \(valueLength) bytes")
+            throw .partialBatchEntry(map: name, keyBytes: keys.count, valueBytes: values.count,
+                                     keySize: spec.keySize, valueSize: valueLength)
         }
         guard total > 0 else { return }
         var count = UInt32(total)
@@ -244,15 +315,13 @@ public final class Map: Pinnable, Sendable {
     // MARK: Sizes
 
     private func checkKey(_ key: [UInt8]) throws(BPFError) {
-        guard key.count == spec.keySize else { throw sizeError("key", key.count, spec.keySize) }
+        guard key.count == spec.keySize else { throw .keySizeMismatch(map: name, expected: spec.keySize, actual: key.count) }
     }
 
     private func checkValue(_ value: [UInt8]) throws(BPFError) {
-        guard value.count == valueLength else { throw sizeError("value", value.count, valueLength) }
-    }
-
-    private func sizeError(_ what: String, _ got: Int, _ expected: Int) -> BPFError {
-        .invalidArgument("map \(name): \(what) of \(got) bytes, expected \(expected)")
+        guard value.count == valueLength else {
+            throw .valueSizeMismatch(map: name, expected: valueLength, actual: value.count)
+        }
     }
 }
 
@@ -263,8 +332,9 @@ extension Array where Element == [UInt8] {
         guard let width = first?.count else { return [] }
         var sums = [UInt64](repeating: 0, count: width / 8)
         for value in self {
+            var reader = ByteReader(value)
             for word in sums.indices {
-                sums[word] &+= value.littleEndian(at: word * 8) as UInt64
+                sums[word] &+= (try? reader.read(UInt64.self)) ?? 0
             }
         }
         return sums

@@ -26,7 +26,7 @@ public final class Program: Pinnable, Sendable {
         for index in resolved.indices {
             guard case .map(let mapName)? = resolved[index].reference else { continue }
             guard let map = maps[mapName] else {
-                throw .invalidArgument("program \(name): instruction \(index) refers to map '\(mapName)', which was not given")
+                throw .missingMap(program: name, map: mapName, instruction: index)
             }
             let high = resolved[index].constant & ~0xffff_ffff
             resolved[index].constant = high | Int64(map.descriptor.rawValue)

@@ -13,7 +13,9 @@ public final class RingBufferReader {
     }
 
     public init(_ map: Map, handler: @escaping (_ record: [UInt8]) -> Void) throws(BPFError) {
-        guard map.spec.type == .ringBuffer else { throw .invalidArgument("map \(map.name) is not a ring buffer") }
+        guard map.spec.type == .ringBuffer else {
+            throw .mapTypeMismatch(map: map.name, expected: [.ringBuffer], actual: map.spec.type)
+        }
         self.map = map
         box = Box(handler)
         ring = ring_buffer__new(map.descriptor.rawValue, { context, data, size in

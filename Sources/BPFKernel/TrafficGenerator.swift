@@ -59,7 +59,7 @@ public final class TrafficGenerator {
     public let frames: [GeneratedFrame]
     /// Transmissions of the current send, as the program counts them; the frame and the
     /// flow of each follow from it.
-    private let counter: Map
+    private let counter: ArrayMap<UInt64>
     /// The program of each mix sent so far.
     private var programs: [[GeneratedFrame]: Program] = [:]
 
@@ -74,7 +74,7 @@ public final class TrafficGenerator {
     public init(device: NetworkInterface, frames: [GeneratedFrame]) throws(BPFError) {
         self.device = device
         self.frames = frames
-        counter = try Map(MapSpec(name: Self.counterMap, type: .array, keySize: 4, valueSize: 8, maxEntries: 1))
+        counter = try ArrayMap(name: Self.counterMap, maxEntries: 1)
         if !frames.isEmpty { _ = try program(for: frames) }
     }
 
@@ -107,9 +107,9 @@ public final class TrafficGenerator {
     @discardableResult
     public func send(_ mix: [GeneratedFrame], count: Int, rate: Double? = nil,
                      duration: Double? = nil) throws(BPFError) -> TrafficReport {
-        guard count >= 0 else { throw .invalidArgument("count \(count) is negative") }
-        if let rate, !(rate > 0) { throw .invalidArgument("rate \(rate) is not positive") }
-        if let duration, !(duration > 0) { throw .invalidArgument("duration \(duration) is not positive") }
+        guard count >= 0 else { throw .trafficGenerator(.negativeCount(count)) }
+        if let rate, !(rate > 0) { throw .trafficGenerator(.rateNotPositive(rate)) }
+        if let duration, !(duration > 0) { throw .trafficGenerator(.durationNotPositive(duration)) }
         let program = try program(for: mix)
         // The input sets the first length of every page: the longest frame, which the
         // program shortens for the others.
@@ -118,7 +118,7 @@ public final class TrafficGenerator {
                           liveFrames: true, batchSize: Self.kernelBatch)
         var slice = rate.map { max(1, min(Self.longestRun, Int($0 / 10))) }
             ?? (duration == nil ? Self.longestRun : Self.firstTimedRun)
-        try counter.update([0, 0, 0, 0], [UInt8](repeating: 0, count: 8))
+        try counter.set(0, 0)
         var sent = 0
         let start = monotonicNanoseconds()
         let deadline = duration.map { start + UInt64($0 * 1e9) }
@@ -157,7 +157,7 @@ public final class TrafficGenerator {
     private func program(for mix: [GeneratedFrame]) throws(BPFError) -> Program {
         if let program = programs[mix] { return program }
         let program = try Program.loadXDP(name: "xdpflow_gen", instructions: Self.program(for: mix),
-                                          maps: [Self.counterMap: counter])
+                                          maps: [Self.counterMap: counter.map])
         programs[mix] = program
         return program
     }
@@ -176,8 +176,7 @@ public final class TrafficGenerator {
 
     /// The program's counter: frames transmitted in the current send.
     private func transmitted() throws(BPFError) -> Int {
-        let value = try counter.lookup([0, 0, 0, 0]) ?? []
-        return Int(value.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })  // a little-endian u64
+        Int(try counter.get(0) ?? 0)
     }
 
     /// Bytes of `transmissions` frames of `mix`, taken in turn from the first.
@@ -192,21 +191,17 @@ public final class TrafficGenerator {
     /// n = counter++; frame n % k: set its length, write its bytes, vary its field with
     /// flow n / k (its turn), transmit.
     static func program(for frames: [GeneratedFrame]) throws(BPFError) -> [Instruction] {
-        guard !frames.isEmpty else { throw .invalidArgument("no frame to send") }
+        guard !frames.isEmpty else { throw .trafficGenerator(.noFrames) }
         for frame in frames {
-            guard frame.bytes.count >= 14 else {
-                throw .invalidArgument("a frame needs at least 14 bytes, got \(frame.bytes.count)")
-            }
+            guard frame.bytes.count >= 14 else { throw .trafficGenerator(.frameTooShort(length: frame.bytes.count)) }
             guard frame.bytes.count <= maximumFrameLength else {
-                throw .invalidArgument("a frame of \(frame.bytes.count) bytes is longer than the "
-                    + "\(maximumFrameLength) a live-frames run sends")
+                throw .trafficGenerator(.frameTooLong(length: frame.bytes.count, limit: maximumFrameLength))
             }
             if let variation = frame.variation { try variation.validate(frameLength: frame.bytes.count) }
         }
         let total = frames.reduce(0) { $0 + $1.bytes.count }
         guard total <= maximumTotalLength else {
-            throw .invalidArgument("\(frames.count) frames of \(total) bytes in all; "
-                + "one generator sends at most \(maximumTotalLength) bytes of distinct frames")
+            throw .trafficGenerator(.framesTooLarge(count: frames.count, total: total, limit: maximumTotalLength))
         }
 
         var asm = Assembler()
@@ -228,7 +223,7 @@ public final class TrafficGenerator {
         do {
             return try asm.assemble()
         } catch {
-            throw .invalidArgument("generator program: \(error)")
+            throw .assembly(program: "xdpflow_gen", error)
         }
     }
 
@@ -335,9 +330,9 @@ private extension Register {
 
 extension FieldVariation {
     func validate(frameLength: Int) throws(BPFError) {
-        guard (1...65_536).contains(count) else { throw .invalidArgument("flows \(count): expected 1 to 65536") }
+        guard (1...65_536).contains(count) else { throw .trafficGenerator(.flowCountOutOfRange(count)) }
         for offset in [fieldOffset] + (checksumOffset.map { [$0] } ?? []) where offset < 0 || offset + 2 > frameLength {
-            throw .invalidArgument("offset \(offset) is outside a frame of \(frameLength) bytes")
+            throw .trafficGenerator(.offsetOutsideFrame(offset: offset, frameLength: frameLength))
         }
     }
 }
@@ -352,4 +347,33 @@ func monotonicNanoseconds() -> UInt64 {
 func sleepUntil(_ deadline: UInt64) {
     var target = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
     while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &target, nil) == EINTR {}
+}
+
+/// Why a traffic generator refuses a send or a frame mix.
+public enum TrafficGeneratorError: Error, Hashable, Sendable, CustomStringConvertible {
+    case negativeCount(Int)
+    case rateNotPositive(Double)
+    case durationNotPositive(Double)
+    case noFrames
+    case frameTooShort(length: Int)
+    case frameTooLong(length: Int, limit: Int)
+    /// The distinct frames of a mix hold more bytes than one program carries.
+    case framesTooLarge(count: Int, total: Int, limit: Int)
+    case flowCountOutOfRange(Int)
+    case offsetOutsideFrame(offset: Int, frameLength: Int)
+
+    public var description: String {
+        switch self {
+        case .negativeCount(let count): "count \(count) is negative"
+        case .rateNotPositive(let rate): "rate \(rate) is not positive"
+        case .durationNotPositive(let duration): "duration \(duration) is not positive"
+        case .noFrames: "no frame to send"
+        case .frameTooShort(let length): "a frame needs at least 14 bytes, got \(length)"
+        case .frameTooLong(let length, let limit): "a frame of \(length) bytes is longer than the \(limit) a live-frames run sends"
+        case .framesTooLarge(let count, let total, let limit):
+            "\(count) frames of \(total) bytes in all; one generator sends at most \(limit) bytes of distinct frames"
+        case .flowCountOutOfRange(let count): "flows \(count): expected 1 to 65536"
+        case .offsetOutsideFrame(let offset, let length): "offset \(offset) is outside a frame of \(length) bytes"
+        }
+    }
 }

@@ -84,31 +84,33 @@ enum GenericNetlink {
         guard let familyAttributes = family, let id = familyAttributes[familyIDAttribute], id.count >= 2 else {
             return nil
         }
-        let familyID: UInt16 = id.littleEndian(at: 0)
-        let device = try request(socket, type: familyID, command: deviceGet,
-                                 attributes: [(ifindexAttribute, withUnsafeBytes(of: ifindex.littleEndian, Array.init))])
+        var familyID = ByteReader(id)
+        let device = try request(socket, type: try field(familyID.read()), command: deviceGet,
+                                 attributes: [(ifindexAttribute, ifindex.encodedBytes)])
         guard let value = device?[xdpFeaturesAttribute], value.count >= 8 else { return nil }
-        return XDPFeatures(rawValue: value.littleEndian(at: 0))
+        var features = ByteReader(value)
+        return XDPFeatures(rawValue: try field(features.read()))
     }
 
     /// Sends one request and returns the attributes of its answer; nil when the kernel
     /// answers ENOENT or EOPNOTSUPP (no such family, or no such operation).
     private static func request(_ socket: Descriptor, type: UInt16, command: UInt8,
                                 attributes: [(UInt16, [UInt8])]) throws(BPFError) -> [UInt16: [UInt8]]? {
-        var body: [UInt8] = [command, 1, 0, 0]  // genlmsghdr: cmd, version, reserved
+        var body = ByteWriter()
+        body.write(bytes: [command, 1, 0, 0])  // genlmsghdr: cmd, version, reserved
         for (kind, value) in attributes {
-            body.appendLittleEndian(UInt16(4 + value.count))
-            body.appendLittleEndian(kind)
-            body += value
-            body += [UInt8](repeating: 0, count: (4 - value.count % 4) % 4)
+            body.write(UInt16(4 + value.count))
+            body.write(kind)
+            body.write(bytes: value, paddedTo: (value.count + 3) & ~3)
         }
-        var message = [UInt8]()
-        message.appendLittleEndian(UInt32(16 + body.count))
-        message.appendLittleEndian(type)
-        message.appendLittleEndian(UInt16(NLM_F_REQUEST))
-        message.appendLittleEndian(UInt32(1))  // sequence
-        message.appendLittleEndian(UInt32(0))  // port id: the kernel
-        message += body
+        var writer = ByteWriter()
+        writer.write(UInt32(16 + body.bytes.count))
+        writer.write(type)
+        writer.write(UInt16(NLM_F_REQUEST))
+        writer.write(UInt32(1))  // sequence
+        writer.write(UInt32(0))  // port id: the kernel
+        writer.write(bytes: body.bytes)
+        let message = writer.bytes
 
         guard send(socket.rawValue, message, message.count, 0) == message.count else {
             throw .call("send", subject: "generic netlink", errno: .current)
@@ -116,22 +118,33 @@ enum GenericNetlink {
         var answer = [UInt8](repeating: 0, count: 8192)
         let length = recv(socket.rawValue, &answer, answer.count, 0)
         guard length >= 16 else { throw .call("recv", subject: "generic netlink", errno: .current) }
-        let reply = Array(answer.prefix(length))
-        if reply.littleEndian(at: 4) == errorType {
-            guard reply.count >= 20 else { throw .call("recv", subject: "generic netlink error", errno: .badMessage) }
-            let code: Int32 = reply.littleEndian(at: 16)
+        var reply = ByteReader(answer.prefix(length))
+        try field(reply.skip(4))  // length
+        if try field(reply.read(UInt16.self)) == errorType {
+            guard length >= 20 else { throw .call("recv", subject: "generic netlink error", errno: .badMessage) }
+            try field(reply.skip(10))  // flags, sequence, port id
+            let code: Int32 = try field(reply.read())
             if code == -ENOENT || code == -EOPNOTSUPP { return nil }
             throw .call("netlink request", subject: "command \(command)", errno: Errno(rawValue: -code))
         }
+        try field(reply.skip(min(14, reply.remaining)))  // the rest of nlmsghdr, genlmsghdr
         var parsed = [UInt16: [UInt8]]()
-        var offset = 20  // nlmsghdr + genlmsghdr
-        while offset + 4 <= reply.count {
-            let attributeLength = Int(reply.littleEndian(at: offset) as UInt16)
-            let kind = (reply.littleEndian(at: offset + 2) as UInt16) & 0x3fff
-            guard attributeLength >= 4, offset + attributeLength <= reply.count else { break }
-            parsed[kind] = Array(reply[offset + 4..<offset + attributeLength])
-            offset += (attributeLength + 3) & ~3
+        while reply.remaining >= 4 {
+            let attributeLength = Int(try field(reply.read(UInt16.self)))
+            let kind = try field(reply.read(UInt16.self)) & 0x3fff
+            guard attributeLength >= 4, attributeLength - 4 <= reply.remaining else { break }
+            parsed[kind] = try field(reply.read(byteCount: attributeLength - 4))
+            try field(reply.skip(min(reply.remaining, (4 - attributeLength % 4) % 4)))
         }
         return parsed
+    }
+
+    /// A reply shorter than its own lengths say: the kernel's message is malformed.
+    private static func field<T>(_ read: @autoclosure () throws(ByteDecodingError) -> T) throws(BPFError) -> T {
+        do {
+            return try read()
+        } catch {
+            throw .call("recv", subject: "generic netlink reply", errno: .badMessage)
+        }
     }
 }

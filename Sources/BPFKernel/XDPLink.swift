@@ -66,7 +66,7 @@ public final class XDPLink: Pinnable, Sendable {
         var length = UInt32(MemoryLayout<bpf_link_info>.size)
         try check("bpf_obj_get_info_by_fd", path.string, bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length))
         guard info.type == BPF_LINK_TYPE_XDP.rawValue else {
-            throw .invalidArgument("\(path) is not an XDP link")
+            throw .notAnXDPLink(path: path.string)
         }
         device = try NetworkInterface(index: info.xdp.ifindex)
         var query = bpf_xdp_query_opts.upToAttachMode()

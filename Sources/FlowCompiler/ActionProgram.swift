@@ -1,3 +1,4 @@
+import BPFAssembly
 import FlowRules
 import Packets
 
@@ -46,21 +47,58 @@ public struct ActionStep: Hashable, Sendable, Codable {
     public var argument: [UInt8] = [0, 0, 0, 0]
     public var wide: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0]
 
-    public static let size = 16
+    public static let byteCount = 16
     public static let kindOffset = 0, controlOffset = 1, exceedOffset = 2, argumentOffset = 4, wideOffset = 8
+}
 
-    public var bytes: [UInt8] { [kind.rawValue, control.rawValue, exceed.rawValue, 0] + argument + wide }
+extension ActionStep.Kind: MapCodable {}
+extension ActionStep.Control: MapCodable {}
+
+extension ActionStep: MapCodable {
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(kind)
+        writer.write(control)
+        writer.write(exceed)
+        writer.writeZeros(1)
+        writer.write(bytes: argument, paddedTo: 4)
+        writer.write(bytes: wide, paddedTo: 8)
+    }
+
+    public init(from reader: inout ByteReader) throws(ByteDecodingError) {
+        kind = try reader.read()
+        control = try reader.read()
+        exceed = try reader.read()
+        try reader.skip(1)
+        argument = try reader.read(byteCount: 4)
+        wide = try reader.read(byteCount: 8)
+    }
 }
 
 /// A rule's actions as steps, at most `maxSteps`: the value of the actions map.
 public struct ActionProgram: Hashable, Sendable, Codable {
     public static let maxSteps = 8
-    public static let size = maxSteps * ActionStep.size
 
     public var steps: [ActionStep]
+}
 
-    public var bytes: [UInt8] {
-        steps.flatMap(\.bytes) + [UInt8](repeating: 0, count: (Self.maxSteps - steps.count) * ActionStep.size)
+/// Steps end to end; the unused ones are zero, which ends the program (no kind is 0).
+extension ActionProgram: MapCodable {
+    public static let byteCount = maxSteps * ActionStep.byteCount
+
+    public func encode(into writer: inout ByteWriter) {
+        for step in steps { writer.write(step) }
+        writer.writeZeros((Self.maxSteps - steps.count) * ActionStep.byteCount)
+    }
+
+    public init(from reader: inout ByteReader) throws(ByteDecodingError) {
+        steps = []
+        for index in 0 ..< Self.maxSteps {
+            guard try reader.peekByte() != 0 else {
+                try reader.skip((Self.maxSteps - index) * ActionStep.byteCount)
+                return
+            }
+            steps.append(try reader.read())
+        }
     }
 }
 
@@ -100,7 +138,7 @@ extension ActionProgram {
             let control = ActionStep.Control(action.control)
             if let group = rule.broadcastGroup, index == rule.actions.firstIndex(where: \.isMirror) {
                 // The mirrors and what follows them are one broadcast (XDPLimitation).
-                steps.append(ActionStep(kind: .broadcast, control: .drop, argument: broadcast(group).littleEndianBytes))
+                steps.append(ActionStep(kind: .broadcast, control: .drop, argument: broadcast(group).encodedBytes))
                 break
             }
             switch action.kind {
@@ -111,7 +149,7 @@ extension ActionProgram {
                     steps.append(ActionStep(kind: .tx, control: .drop))
                 } else {
                     steps.append(ActionStep(kind: .redirect, control: .drop,
-                                            argument: target(mirred.device).littleEndianBytes))
+                                            argument: target(mirred.device).encodedBytes))
                 }
             case .vlan(.pop):
                 steps.append(ActionStep(kind: .vlanPop, control: control))
@@ -141,11 +179,11 @@ extension ActionProgram {
                 }
             case .skbeditMark(let mark):
                 steps.append(ActionStep(kind: .mark, control: control,
-                                        argument: (mark.value & mark.mask).littleEndianBytes,
-                                        wide: (~mark.mask).littleEndianBytes + [0, 0, 0, 0]))
+                                        argument: (mark.value & mark.mask).encodedBytes,
+                                        wide: (~mark.mask).encodedBytes + [0, 0, 0, 0]))
             case .police(let police):
                 steps.append(ActionStep(kind: .police, control: control, exceed: ActionStep.Control(police.exceed),
-                                        argument: policer(index).littleEndianBytes))
+                                        argument: policer(index).encodedBytes))
             }
         }
         guard steps.count <= Self.maxSteps else {
@@ -177,12 +215,5 @@ extension ActionStep.Control {
         case .continue: self = .continue
         default: self = .pipe
         }
-    }
-}
-
-extension FixedWidthInteger {
-    /// As map keys and values hold it (host order, little-endian here).
-    public var littleEndianBytes: [UInt8] {
-        (0 ..< Self.bitWidth / 8).map { UInt8(truncatingIfNeeded: self >> ($0 * 8)) }
     }
 }

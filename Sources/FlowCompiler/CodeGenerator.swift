@@ -10,7 +10,7 @@ public enum FlowMaps {
     public static let actions = "xf_actions"
     /// Devmap, u32 key -> ifindex of a redirect target.
     public static let redirect = "xf_redirect"
-    /// Array, u32 index -> `PolicerConfig` (and its bucket state).
+    /// Array, u32 index -> `PolicerBucket`.
     public static let policers = "xf_policers"
     /// Array of one `TraceLog`, in programs compiled to record matches.
     public static let trace = "xf_trace"
@@ -20,19 +20,62 @@ public enum FlowMaps {
 
 /// What a program compiled with `recordMatches` writes for each frame: the counter
 /// slots it counted, in order (rules, or the miss and unparsed slots).
-public enum TraceLog {
+///
+///     0 count (u32)   4 slots (capacity x u32)
+public struct TraceLog: Hashable, Sendable, MapCodable {
     /// Room for every slot a frame can be counted in: one rule per prio (continue moves
     /// on to the next prio; there are at most `Plan.maxSubtables` prios), then a miss.
     public static let capacity = 64
-    /// u32 count, then `capacity` u32 slots.
-    public static let size = 4 + 4 * capacity
+    public static let byteCount = 4 + 4 * capacity
+
+    /// At most `capacity`: the program stops logging when the log is full.
+    public var slots: [UInt32]
+
+    public init(slots: [UInt32] = []) {
+        self.slots = slots
+    }
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(UInt32(slots.count))
+        for slot in slots.prefix(Self.capacity) { writer.write(slot) }
+        writer.writeZeros(4 * (Self.capacity - min(slots.count, Self.capacity)))
+    }
+
+    public init(from reader: inout ByteReader) throws(ByteDecodingError) {
+        let count = Int(try reader.read(UInt32.self))
+        var slots: [UInt32] = []
+        for _ in 0 ..< Self.capacity { slots.append(try reader.read()) }
+        self.slots = Array(slots.prefix(count))
+    }
 }
 
 /// One rule's per-CPU counters: packets, bytes, last hit (jiffies: `bpf_jiffies64` is
 /// inlined by the verifier, where `bpf_ktime_get_ns` would cost tens of ns a packet).
-public enum RuleCounters {
-    public static let size = 24
+public struct RuleCounters: Hashable, Sendable, MapCodable {
+    public var packets: UInt64
+    public var bytes: UInt64
+    public var lastHit: UInt64
+
+    public init(packets: UInt64 = 0, bytes: UInt64 = 0, lastHit: UInt64 = 0) {
+        self.packets = packets
+        self.bytes = bytes
+        self.lastHit = lastHit
+    }
+
+    public static let byteCount = 24
     public static let packetsOffset: Int16 = 0, bytesOffset: Int16 = 8, lastHitOffset: Int16 = 16
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(packets)
+        writer.write(bytes)
+        writer.write(lastHit)
+    }
+
+    public init(from reader: inout ByteReader) throws(ByteDecodingError) {
+        packets = try reader.read()
+        bytes = try reader.read()
+        lastHit = try reader.read()
+    }
 }
 
 /// The metadata XDPFlow writes in front of a frame whose rule set a mark, for tc (skb
@@ -610,7 +653,7 @@ public struct CodeGenerator {
         while generated < steps && (generated == 0 || isReferenced(Label("step_\(generated)"))) {
             let step = generated
             generated += 1
-            let base = Int16(step * ActionStep.size)
+            let base = Int16(step * ActionStep.byteCount)
             let control = Label("control_\(step)"), next = Label("step_\(step + 1)")
             asm.label(Label("step_\(step)"))
             asm.emit([.load(.r1, .byte, from: .r7, base + Int16(ActionStep.kindOffset)), .jump(.equal, .r1, 0, to: "hit_pass")])
@@ -737,9 +780,9 @@ public struct CodeGenerator {
     private mutating func policeStep(argument: Int16, base: Int16, step: Int, control: Label,
                                      local: (String) -> Label) {
         let refill = local("refill"), take = local("take"), full = local("full"), exceed = local("exceed")
-        let credit = Int16(PolicerConfig.creditOffset), last = Int16(PolicerConfig.lastOffset)
-        let capacity = Int16(PolicerConfig.capacityOffset), rate = Int16(PolicerConfig.rateOffset)
-        let fillTime = Int16(PolicerConfig.fillTimeOffset)
+        let credit = Int16(PolicerBucket.creditOffset), last = Int16(PolicerBucket.lastOffset)
+        let capacity = Int16(PolicerBucket.capacityOffset), rate = Int16(PolicerBucket.rateOffset)
+        let fillTime = Int16(PolicerBucket.fillTimeOffset)
         asm.emit([.load(.r1, .word, from: .r7, argument), .store(.word, to: .fp, -16, .r1),
                   .loadMap(.r1, FlowMaps.policers), .mov(.r2, .fp), .alu(.add, .r2, -16), .call(.mapLookupElem),
                   .jump(.equal, .r0, 0, to: control), .mov(.r8, .r0), .call(.ktimeGetNs),

@@ -1,3 +1,4 @@
+import BPFAssembly
 import FlowRules
 import Packets
 
@@ -198,25 +199,30 @@ public struct Subtable: Hashable, Sendable {
 
 /// What a subtable entry holds: the rule's counter slot, its handle (the tie-break
 /// within a prio) and its action program's index. 12 bytes.
-public struct SubtableValue: Hashable, Sendable {
+public struct SubtableValue: Hashable, Sendable, MapCodable {
     public var slot: UInt32
     public var handle: UInt32
     public var action: UInt32
 
-    public static let size = 12
-    public static let slotOffset = 0, handleOffset = 4, actionOffset = 8
-
-    public var bytes: [UInt8] {
-        var bytes: [UInt8] = []
-        append(to: &bytes)
-        return bytes
+    public init(slot: UInt32, handle: UInt32, action: UInt32) {
+        self.slot = slot
+        self.handle = handle
+        self.action = action
     }
 
-    /// Appends the value's bytes (for fills that lay many values end to end).
-    public func append(to bytes: inout [UInt8]) {
-        for word in [slot, handle, action] {
-            for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: word >> shift)) }
-        }
+    public static let byteCount = 12
+    public static let slotOffset = 0, handleOffset = 4, actionOffset = 8
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(slot)
+        writer.write(handle)
+        writer.write(action)
+    }
+
+    public init(from reader: inout ByteReader) throws(ByteDecodingError) {
+        slot = try reader.read()
+        handle = try reader.read()
+        action = try reader.read()
     }
 }
 
@@ -229,14 +235,9 @@ public struct PolicerConfig: Hashable, Sendable {
     /// Nanoseconds to fill an empty bucket: past it, the bucket is full.
     public var fillTime: UInt64
 
-    /// credit, last, capacity, rate, fill time: 5 x u64.
-    public static let size = 40
-    public static let creditOffset = 0, lastOffset = 8, capacityOffset = 16, rateOffset = 24, fillTimeOffset = 32
-
-    public var bytes: [UInt8] {
-        ([0, 0, capacity, rate, fillTime] as [UInt64]).flatMap { value in
-            (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) }
-        }
+    /// The bucket the policers map starts the action with.
+    public var bucket: PolicerBucket {
+        PolicerBucket(credit: 0, last: 0, capacity: capacity, rate: rate, fillTime: fillTime)
     }
 
     init(rule: RuleID, action: Int, police: Police) {
@@ -245,6 +246,41 @@ public struct PolicerConfig: Hashable, Sendable {
         capacity = UInt64(police.burstBytes) * 1_000_000_000
         rate = police.bytesPerSecond
         fillTime = police.bytesPerSecond == 0 ? .max : capacity / police.bytesPerSecond
+    }
+}
+
+/// A policer as the program keeps it in the policers map: its configuration and the
+/// bucket's state (credit, and when it was last filled), 5 x u64.
+public struct PolicerBucket: Hashable, Sendable, MapCodable {
+    /// Byte-nanoseconds in the bucket at `last`.
+    public var credit: UInt64
+    /// The time (ns) the credit was last brought up to date; 0 before the first frame.
+    public var last: UInt64
+    public var capacity: UInt64
+    public var rate: UInt64
+    public var fillTime: UInt64
+
+    public init(credit: UInt64, last: UInt64, capacity: UInt64, rate: UInt64, fillTime: UInt64) {
+        self.credit = credit
+        self.last = last
+        self.capacity = capacity
+        self.rate = rate
+        self.fillTime = fillTime
+    }
+
+    public static let byteCount = 40
+    public static let creditOffset = 0, lastOffset = 8, capacityOffset = 16, rateOffset = 24, fillTimeOffset = 32
+
+    public func encode(into writer: inout ByteWriter) {
+        for word in [credit, last, capacity, rate, fillTime] { writer.write(word) }
+    }
+
+    public init(from reader: inout ByteReader) throws(ByteDecodingError) {
+        credit = try reader.read()
+        last = try reader.read()
+        capacity = try reader.read()
+        rate = try reader.read()
+        fillTime = try reader.read()
     }
 }
 

@@ -187,7 +187,7 @@ struct InstructionTests {
     }
 
     @Test func helperCallsAndLocalFunctions() throws {
-        let counters = try Map(MapSpec(name: "counters", type: .array, keySize: 4, valueSize: 8, maxEntries: 4))
+        let counters = try ArrayMap<UInt64>(name: "counters", maxEntries: 4)
         let instructions = try packetProgram { asm in
             asm.emit(.call(.ktimeGetNs))
             asm.emit(.store(.double, to: .r7, 0, .r0))
@@ -210,18 +210,18 @@ struct InstructionTests {
             asm.emit(.alu(.add, .r0, 1))
             asm.emit(.exit)
         }
-        let program = try Program.loadXDP(name: "calls", instructions: instructions, maps: ["counters": counters])
+        let program = try Program.loadXDP(name: "calls", instructions: instructions, maps: ["counters": counters.map])
         let first = try program.testRun(TestRun(packet: [UInt8](repeating: 0, count: 64)))
         _ = try program.testRun(TestRun(packet: [UInt8](repeating: 0, count: 64)))
         #expect(first.action == .pass)
         #expect(first.packet.word(at: 0) > 0)
         #expect(first.packet.word(at: 8) == 41)
-        #expect(try counters.lookup(bytes(UInt32(2))) == bytes(UInt64(10)))
+        #expect(try counters.get(2) == 10)
     }
 
     @Test func atomicsOnADirectMapValue() throws {
-        let cell = try Map(MapSpec(name: "cell", type: .array, keySize: 4, valueSize: 16, maxEntries: 1))
-        try cell.update(bytes(UInt32(0)), bytes(UInt64(100)) + bytes(UInt64(7)))
+        let cell = try ArrayMap<InlineArray<2, UInt64>>(name: "cell", maxEntries: 1)
+        try cell.set(0, [100, 7])
         let instructions = try packetProgram { asm in
             asm.emit(.loadMapValue(.r1, "cell"))
             asm.emit(.mov(.r2, 5))
@@ -237,11 +237,12 @@ struct InstructionTests {
             asm.emit(.atomic(.compareExchange, .double, to: .r1, 8, .r2))    // 9 == r0: cell[1] = 11
             asm.emit(.store(.double, to: .r7, 16, .r0))
         }
-        let out = try run(instructions, maps: ["cell": cell]).packet
+        let out = try run(instructions, maps: ["cell": cell.map]).packet
         #expect(out.word(at: 0) == 100)
         #expect(out.word(at: 8) == 7)
         #expect(out.word(at: 16) == 9)
-        #expect(try cell.lookup(bytes(UInt32(0))) == bytes(UInt64(105)) + bytes(UInt64(11)))
+        let after = try #require(try cell.get(0))
+        #expect([after[0], after[1]] == [105, 11])
     }
 
     @Test func growsThePacketWithAdjustHead() throws {

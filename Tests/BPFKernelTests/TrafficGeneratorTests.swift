@@ -24,10 +24,9 @@ struct TrafficGeneratorTests {
             GeneratedFrame(Self.tcp, variation: FieldVariation(fieldOffset: 34, checksumOffset: 50, count: 3)),
             GeneratedFrame(Self.short),
         ]
-        let counter = try Map(MapSpec(name: TrafficGenerator.counterMap, type: .array, keySize: 4, valueSize: 8,
-                                      maxEntries: 1))
+        let counter = try ArrayMap<UInt64>(name: TrafficGenerator.counterMap, maxEntries: 1)
         let program = try Program.loadXDP(name: "gen_test", instructions: TrafficGenerator.program(for: frames),
-                                          maps: [TrafficGenerator.counterMap: counter])
+                                          maps: [TrafficGenerator.counterMap: counter.map])
         // Input that is neither frame, as a recycled page a receiver wrote to would be.
         let garbage = [UInt8](repeating: 0xa5, count: 64)
         var ports: [UInt16] = []
@@ -58,7 +57,8 @@ struct TrafficGeneratorTests {
         // The receiver counts frames whose last byte is not the frame's (0), then
         // increments that byte in the page and drops: the page returns to the
         // generator's pool with the edit, which the generator must undo.
-        let seen = try Map(MapSpec(name: "seen", type: .array, keySize: 4, valueSize: 16, maxEntries: 1))
+        // seen[0]: frames as sent, seen[1]: frames the generator failed to restore.
+        let seen = try ArrayMap<InlineArray<2, UInt64>>(name: "seen", maxEntries: 1)
         var asm = Assembler()
         asm.emit(.load(.r2, .word, from: .r1, XDPContext.data))
         asm.emit(.load(.r3, .word, from: .r1, XDPContext.dataEnd))
@@ -77,12 +77,12 @@ struct TrafficGeneratorTests {
         asm.emit(.atomic(.add, .double, to: .r1, 0, .r2))
         asm.label("out")
         asm.emit(Instruction.return(XDPAction.drop))
-        let receiver = try Program.loadXDP(name: "gen_receiver", instructions: asm.assemble(), maps: ["seen": seen])
+        let receiver = try Program.loadXDP(name: "gen_receiver", instructions: asm.assemble(), maps: ["seen": seen.map])
         let link = try XDPLink(attaching: receiver, to: pair.receiver, mode: .native)
         defer { try? link.detach() }
         func received() throws -> [UInt64] {
-            let value = try seen.lookup(bytes(UInt32(0))) ?? []
-            return [value.word(at: 0), value.word(at: 8)]
+            guard let value = try seen.get(0) else { return [] }
+            return [value[0], value[1]]
         }
 
         let generator = try TrafficGenerator(device: pair.sender, frames: [

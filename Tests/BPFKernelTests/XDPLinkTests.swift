@@ -15,10 +15,10 @@ struct XDPLinkTests {
 
     @Test func attachSwapPinAndDetachWithRealFrames() throws {
         let lab = try VethLab()
-        let counters = try Map(MapSpec(name: "counters", type: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1))
-        let passing = try Program.loadXDP(name: "passing", instructions: countingProgram(.pass), maps: ["counters": counters])
-        let dropping = try Program.loadXDP(name: "dropping", instructions: countingProgram(.drop), maps: ["counters": counters])
-        func received() throws -> UInt64 { try counters.lookupPerCPU(bytes(UInt32(0)))?.summedWords().first ?? 0 }
+        let counters = try PerCPUArray<UInt64>(name: "counters", maxEntries: 1)
+        let passing = try Program.loadXDP(name: "passing", instructions: countingProgram(.pass), maps: ["counters": counters.map])
+        let dropping = try Program.loadXDP(name: "dropping", instructions: countingProgram(.drop), maps: ["counters": counters.map])
+        func received() throws -> UInt64 { try counters.get(0)?.reduce(0, +) ?? 0 }
 
         let link = try XDPLink(attaching: passing, to: lab.device, mode: .auto)
         #expect(link.mode == .native, "veth has native XDP")
@@ -51,8 +51,8 @@ struct XDPLinkTests {
 
     @Test func genericModeOnRequest() throws {
         let lab = try VethLab()
-        let counters = try Map(MapSpec(name: "counters", type: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1))
-        let program = try Program.loadXDP(name: "generic", instructions: countingProgram(.pass), maps: ["counters": counters])
+        let counters = try PerCPUArray<UInt64>(name: "counters", maxEntries: 1)
+        let program = try Program.loadXDP(name: "generic", instructions: countingProgram(.pass), maps: ["counters": counters.map])
         let link = try XDPLink(attaching: program, to: lab.device, mode: .generic)
         #expect(link.mode == .generic)
         #expect(XDPLink.attachedProgramID(lab.device) == program.id)

@@ -21,7 +21,7 @@ struct LiveRuleSetTests {
         try LiveRuleSet(ruleSet(lines), device: testDevice, options: CompileOptions(recordMatches: true),
                         ruleCapacity: ruleCapacity) {
             (name: String) throws(BPFError) in
-            guard let index = targets[name] else { throw .invalidArgument("no device \(name)") }
+            guard let index = targets[name] else { throw .noSuchDevice(name) }
             return index
         }
     }

@@ -1,3 +1,4 @@
+import BPFKernel
 import FlowCompiler
 import FlowOffload
 import FlowRules
@@ -56,6 +57,32 @@ struct UpdateTests {
         #expect(try counted(newest, RuleID(prio: 1, handle: 2)) == 0)
     }
 
+    /// The value types FlowCompiler declares fit the maps a datapath creates, and read
+    /// back what the planner wrote and the program counted.
+    @Test func theDatapathsMapsOpenAsTheirValueTypes() throws {
+        let rules = ["filter add dev xft0 protocol ip prio 1 handle 1 flower ip_proto udp dst_port 53 "
+                     + "action police rate 1mbit burst 10k conform-exceed drop/pass"]
+        let plan = try Plan(ruleSet(rules), device: testDevice)
+        let datapath = try Datapath(plan: plan, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 })
+        let rule = RuleID(prio: 1, handle: 1)
+        _ = try datapath.trace(udp4(dst: 53).bytes)
+
+        let counters = try PerCPUArray<RuleCounters>(#require(datapath.maps[FlowMaps.counters]))
+        let perCPU = try #require(try counters.get(datapath.plan.slots[rule]!))
+        #expect(perCPU.map(\.packets).reduce(0, +) == 1)
+        let policers = try ArrayMap<PolicerBucket>(#require(datapath.maps[FlowMaps.policers]))
+        let (index, policer) = try #require(plan.policers.first)
+        #expect(try policers.get(index)?.capacity == policer.capacity)
+        let trace = try ArrayMap<TraceLog>(#require(datapath.maps[FlowMaps.trace]))
+        #expect(try trace.get(0) == TraceLog(slots: [datapath.plan.slots[rule]!]))
+        let subtable = try #require(plan.subtables.first)
+        let entries = try ArrayMap<SubtableValue>(#require(datapath.maps[subtable.mapName]))
+        let entry = try #require(try entries.get(53), "a direct subtable: the port is the index")
+        #expect(entry == subtable.entries.values.first)
+        let actions = try ArrayMap<ActionProgram>(#require(datapath.maps[FlowMaps.actions]))
+        #expect(try actions.get(entry.action) == plan.actions[entry.action])
+    }
+
     /// The prefilter's bits follow the entries: set for a new rule's /16, cleared when
     /// the last entry there goes, and the program's verdicts follow.
     @Test func prefilterBitsFollowTheEntries() throws {
@@ -77,7 +104,7 @@ struct UpdateTests {
         let datapath = live.datapath
         let prefilter = try #require(datapath.plan.prefilter)
         let index = UInt32(0x030a)  // 10.3, as the program's half-word load reads it
-        #expect(try datapath.maps[prefilter.mapName]?.lookup(index.littleEndianBytes) == [UInt8](repeating: 0, count: 8))
+        #expect(try ArrayMap<UInt64>(#require(datapath.maps[prefilter.mapName])).get(index) == 0)
         #expect(try datapath.trace(frame).verdict == .pass)
     }
 }

@@ -29,7 +29,7 @@ extension Datapath {
     /// `recordMatches`.
     public func trace(_ frame: [UInt8]) throws(BPFError) -> TraceRecord {
         guard let log = maps[FlowMaps.trace], let program else {
-            throw .invalidArgument("trace needs a program compiled with recordMatches")
+            throw .missingMap(program: "xdpflow", map: FlowMaps.trace, instruction: nil)
         }
         let zero = [UInt8](repeating: 0, count: TraceLog.size)
         try log.update(UInt32(0).littleEndianBytes, zero)
