@@ -360,12 +360,13 @@ public struct Offload {
         return next.program!.id
     }
 
-    /// Writes a snapshot once the journal outgrows the rules: the plan's memory first,
+    /// Writes a snapshot once the journal outgrows a quarter of the rules (every command
+    /// replays the journal through the plan, rule by rule): the plan's memory first,
     /// then the rules, then the journal goes (each step leaves a state `load` reads
     /// right). A snapshot that cannot be written is left for a later command.
     private func compactIfLarge(_ live: LiveRuleSet, sequence: UInt64, offload: OffloadState) {
         let rulesSize = (try? FileManager.default.attributesOfItem(atPath: files.path.appending(store.fileName(device)).string)[.size] as? Int) ?? 0
-        guard journal.size > max(256 << 10, rulesSize) else { return }
+        guard journal.size > max(32 << 10, rulesSize / 4) else { return }
         var next = offload
         next.memory = live.datapath.plan.memory
         next.sequence = sequence

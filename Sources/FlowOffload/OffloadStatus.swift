@@ -11,7 +11,8 @@ extension Offload {
         public var device: String
         /// The mode recorded at attach (native or generic); nil without offload state.
         public var mode: String?
-        /// The entry program on the device behind xdpflow's link; nil when there is none.
+        /// The program that holds the rules, in the slot the device's entry program
+        /// tail-calls; nil when the device does not run xdpflow's entry program.
         public var programID: UInt32?
         public var unparsedDrop: Bool
         public var rules: Int
@@ -44,7 +45,7 @@ extension Offload {
                 return status
             }
             if let slot = try? ProgramSlot(pinnedIn: pins), slot.isRunning {
-                status.programID = slot.link.programID
+                status.programID = slot.programID
             }
             if let offload = stored.offload, let plan = try? plan(stored, offload) {
                 status.subtables = plan.subtables.count
@@ -56,6 +57,12 @@ extension Offload {
             status.problems = try audit(stored)
             return status
         }
+    }
+
+    /// The program in the device's slot (the one that holds the rules), as `bpftool prog
+    /// show` lists it; nil when the device is not attached.
+    public var programID: UInt32? {
+        (try? ProgramSlot(pinnedIn: pins)).flatMap { $0.isRunning ? $0.programID : nil }
     }
 
     /// `xdpflow check`: the differences between the kernel and the stored rules, each

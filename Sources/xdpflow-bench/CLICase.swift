@@ -18,6 +18,9 @@ enum CLICases {
     }
 
     private static func measure(_ peers: Peers, _ options: Options) throws -> [Section] {
+        let many = options.quick ? 10_000 : 100_000, scaleSamples = options.quick ? 10 : 100
+        progress("cli: xdpflow filter add with 10 and with \(many.grouped) rules on the device...")
+        let scale = try CLIScaleCases(peers: peers).measure(few: 10, many: many, samples: scaleSamples)
         progress("cli: \(existing.grouped) rules on each device, then the checks that can fail...")
         try load(peers, 0 ..< existing)
         try checkNothingActsYet(peers)
@@ -31,7 +34,7 @@ enum CLICases {
         let batchRules = options.quick ? 1_000 : 10_000, batchRounds = options.quick ? 1 : 3
         progress("cli: \(batchRules.grouped)-rule files, \(batchRounds) round(s)...")
         let batch = try BatchCases(peers: peers, rules: batchRules).measure(rounds: batchRounds)
-        return [update, breakdown, batch]
+        return [update, scale, breakdown, batch]
     }
 
     /// Each tool's device gets `flows` from a file (untimed).
@@ -203,6 +206,62 @@ struct CLIUpdateCases {
                 throw BenchError("nft \(updateCase): the rule added for \(flow.src) did not take its frame")
             }
             try Shell.run(["nft", "delete", "rule", "netdev", peers.table, "ingress", "handle", "\(handle)"])
+            return [time.wall, time.cpu]
+        }
+    }
+}
+
+/// `xdpflow filter add` into an existing subtable, with few rules on the device and with
+/// many: a command's cost should not grow with the rules the device holds.
+struct CLIScaleCases {
+    let peers: Peers
+
+    func measure(few: Int, many: Int, samples: Int) throws -> Section {
+        var rows: [(rules: Int, samples: Samples, cpu: Samples, load: Double)] = []
+        for rules in [few, many] {
+            try peers.emptyXDPFlow()
+            let file = "\(peers.lab.stateDirectory)/scale-\(rules).xdpflow"
+            try peers.xdpflowFile(0 ..< rules).write(toFile: file, atomically: false, encoding: .utf8)
+            let load = try timedCommand([peers.xdpflow, "-batch", file])
+            let results = try Benchmark.alternate([adds(firstFlow: rules + 1_000)], rounds: samples)
+            rows.append((rules, results[0][CLIUpdateCases.metrics[0]], results[0][CLIUpdateCases.metrics[1]],
+                         load.wall / 1e3))
+        }
+        try peers.emptyXDPFlow()
+        var section = Section(
+            slug: "cli-scale", title: "xdpflow filter add with few and with many rules on the device",
+            method: """
+                `xdpflow filter add` of a new exact IPv4/UDP 5-tuple drop rule into prio 1 (an existing \
+                subtable: map writes), timed from spawn to exit as in cli-update, \(samples) samples after a \
+                warm-up, with \(few.grouped) and then \(many.grouped) such rules on the device (loaded with \
+                `xdpflow -batch`, whose time is given). Every sample's rule must take its frame; then it is \
+                deleted again (in process, untimed).
+                """,
+            columns: [Column("rules on the device", key: "rules"), Column("p50 ms", key: "p50_ms"),
+                      Column("p99 ms", key: "p99_ms"), Column("CPU p50 ms", key: "cpu_p50_ms"),
+                      Column("p50 / p50 with \(few.grouped)", key: "ratio_to_few"),
+                      Column("-batch load s", key: "load_s")])
+        for row in rows {
+            section.append([.count(row.rules), .number(row.samples.median, digits: 2),
+                            .number(row.samples.percentile(99), digits: 2), .number(row.cpu.median, digits: 2),
+                            .number(row.samples.median / rows[0].samples.median, digits: 2),
+                            .number(row.load, digits: 2)])
+        }
+        return section
+    }
+
+    private func adds(firstFlow: Int) -> Benchmark {
+        var sample = 0
+        return Benchmark("xdpflow add", metrics: CLIUpdateCases.metrics) {
+            defer { sample += 1 }
+            let flow = FiveTuple(firstFlow + sample)
+            let handle = CLIUpdateCases.firstHandle + sample
+            let time = try timedCommand([peers.xdpflow] + RuleWords.xdpflow(
+                dev: peers.xdp.device, prio: 1, handle: handle, flow))
+            guard try peers.xdpflowActs(flow, prio: 1, handle: handle) else {
+                throw BenchError("cli-scale: the rule added for \(flow.src) did not take its frame")
+            }
+            try peers.xdpflowDelete(prio: 1, handle: handle)
             return [time.wall, time.cpu]
         }
     }

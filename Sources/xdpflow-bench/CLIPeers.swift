@@ -126,7 +126,8 @@ final class Peers {
         _ = try Offload(device: xdp.device).run(FilterCommand(device: xdp.device, operation: .delete(selector)))
     }
 
-    var xdpflowProgramID: UInt32? { (try? NetworkInterface(named: xdp.device)).flatMap(XDPLink.attachedProgramID) }
+    /// The program in the slot of XDPFlow's entry program: the one a new subtable replaces.
+    var xdpflowProgramID: UInt32? { Offload(device: xdp.device).programID }
 
     /// tc redirected the flow's frame to the sink.
     func tcActs(_ flow: FiveTuple, within timeout: Duration = .seconds(2)) throws -> Bool {

@@ -103,7 +103,7 @@ struct OperatorCommandTests {
             try xdpflow.succeed(words("filter add dev DEV protocol ip prio 1 handle 1 flower ip_proto udp dst_port 9 action drop", device: device))
             try xdpflow.succeed(words("filter add dev DEV protocol ip prio 1 handle 2 flower ip_proto udp dst_port 10 action drop", device: device))
             try xdpflow.succeed(words("filter add dev DEV protocol ip prio 2 flower dst_ip 198.51.100.0/24 ip_proto tcp action pass", device: device))
-            let programID = try #require(XDPLink.attachedProgramID(lab.device))
+            let programID = try #require(xdpflow.offload(device).programID)
 
             try send(lab, udp4(dst: 9), count: 30)
             try send(lab, udp4(dst: 53), count: 20)  // no rule: a miss
@@ -241,13 +241,13 @@ struct OperatorCommandTests {
             let subtables = tracer.datapath.maps.filter { $0.key.hasPrefix("xf_st_") }
             #expect(subtables.count == 3)
             for (name, map) in subtables {
-                #expect(map.id == (try BPFKernel.Map(pinnedAt: Offload(device: device, pinRoot: FilePath(xdpflow.pinDirectory)).pins.appending(name))).id)
+                #expect(map.id == (try BPFKernel.Map(pinnedAt: xdpflow.offload(device).pins.appending(name))).id)
             }
-            let counters = try BPFKernel.Map(pinnedAt: Offload(device: device, pinRoot: FilePath(xdpflow.pinDirectory)).pins.appending(FlowMaps.counters))
+            let counters = try BPFKernel.Map(pinnedAt: xdpflow.offload(device).pins.appending(FlowMaps.counters))
             #expect(tracer.datapath.maps[FlowMaps.counters]?.id != counters.id)
-            let program = XDPLink.attachedProgramID(lab.device)
+            let program = xdpflow.offload(device).programID
             try xdpflow.succeed(words("filter add dev DEV protocol ip prio 1 handle 2 flower ip_proto udp dst_port 53 action drop", device: device))
-            #expect(XDPLink.attachedProgramID(lab.device) == program, "a map write, not a new program")
+            #expect(xdpflow.offload(device).programID == program, "a map write, not a new program")
             #expect(try tracer.datapath.trace(udp4(dst: 53).padded().bytes).verdict == .drop)
         }
     }
