@@ -82,8 +82,10 @@ extension GlobalOptions {
         return (batch, deviceWords.isEmpty ? nil : try DeviceWords.device(in: deviceWords, command: command))
     }
 
+    var output: OutputOptions { OutputOptions(stats: stats, json: json, pretty: pretty) }
+
     func print(json: @autoclosure () -> JSON, text: @autoclosure () -> String) {
-        Swift.print(self.json ? json().serialized(pretty: pretty) + "\n" : text(), terminator: "")
+        output.print(json: json(), text: text())
     }
 }
 

@@ -31,14 +31,14 @@ struct Filter: ParsableCommand {
             print(Filter.helpMessage())
             return
         }
-        try FilterRunner(options: global).run(["filter"] + words)
+        try FilterRunner(options: global.output).run(["filter"] + words)
     }
 }
 
 /// Runs filter commands on a rule set store and prints what they show. Exit codes as
 /// iproute2: 2 for a command that cannot be read, 1 for one that fails.
 struct FilterRunner {
-    let options: GlobalOptions
+    let options: OutputOptions
     /// Rules persist per device in the state directory (XDPFLOW_STATE_DIR); on an
     /// attached device they reach the kernel in the same step.
     let store: any RuleSetStore = OffloadingStore { message in

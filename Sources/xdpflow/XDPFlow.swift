@@ -2,6 +2,18 @@ import ArgumentParser
 import FlowOffload
 import Foundation
 
+/// How a command prints: `-s`, `-j`, `-p` as plain values, for code that runs without
+/// ArgumentParser (`FilterFastPath`).
+struct OutputOptions {
+    var stats = false
+    var json = false
+    var pretty = false
+
+    func print(json: @autoclosure () -> JSON, text: @autoclosure () -> String) {
+        Swift.print(self.json ? json().serialized(pretty: pretty) + "\n" : text(), terminator: "")
+    }
+}
+
 /// iproute2's global options, written before the object: `xdpflow -s -j filter show dev eth0`.
 struct GlobalOptions: ParsableArguments {
     @Flag(name: [.customShort("s"), .customLong("stats", withSingleDash: true)],
@@ -78,7 +90,7 @@ struct XDPFlow: ParsableCommand {
 
     func run() throws {
         guard let path = global.batch else { throw CleanExit.helpRequest(self) }
-        try FilterRunner(options: global).runBatch(path: path)
+        try FilterRunner(options: global.output).runBatch(path: path)
     }
 }
 
@@ -90,7 +102,7 @@ struct XDPFlow: ParsableCommand {
 enum FilterFastPath {
     /// Runs the command and returns true, or returns false for ArgumentParser.
     static func run(_ arguments: [String]) throws -> Bool {
-        var options = GlobalOptions()
+        var options = OutputOptions()
         var rest = arguments[...]
         while let word = rest.first, word.hasPrefix("-") {
             switch word {
