@@ -116,17 +116,17 @@ enum DeviceCounters {
 }
 
 let showManual = """
-    Without dev, every device xdpflow holds: offload state in the state directory \
-    (XDPFLOW_STATE_DIR, default /var/lib/xdpflow) or a link pinned under the pin \
-    directory (XDPFLOW_PIN_DIR, default /sys/fs/bpf/xdpflow). Needs root.
+    Without dev, every device xdpflow holds in this network namespace: offload state \
+    in the state directory (XDPFLOW_STATE_DIR, default /var/lib/xdpflow) or pins \
+    under the pin directory (XDPFLOW_PIN_DIR, default /sys/fs/bpf/xdpflow). Needs root.
 
     OUTPUT
       DEV: attached in MODE mode, program id ID, R rules in S subtables, E entries
         miss: Sent B bytes P pkt, last used T sec
         unparsed (passed|dropped): Sent B bytes P pkt, never used
         needs repair: WHAT, and the command that repairs it
-      MODE is native or generic; ID the program behind xdpflow's pinned link (as
-      bpftool prog show lists it). miss counts frames no rule matched (passed to
+      MODE is native or generic; ID the program that holds the rules, in the slot
+      xdpflow's entry program tail-calls (as bpftool prog show lists it). miss counts frames no rule matched (passed to
       the stack); unparsed counts frames the program could not classify with
       certainty (passed, or dropped after "attach ... unparsed drop").
       -j prints a JSON array, one object per device, counters included
@@ -134,13 +134,16 @@ let showManual = """
       always there), so "xdpflow -s -j show dev DEV" is where a device's miss
       and unparsed counters are in JSON.
 
-    NEEDS REPAIR
-      state, no link pin   after a reboot or a bpffs remount the link is gone:
+    NEEDS REPAIR (what "xdpflow check" finds; see docs/runtime.md)
+      state, no link       after a reboot or a bpffs remount the link is gone:
                            "xdpflow attach dev DEV" loads the stored rules again
-      link pin, no state   an attach that did not finish: "xdpflow detach dev DEV"
+      pins, no state       "xdpflow detach dev DEV"
       device gone          its link went with it: "xdpflow detach dev DEV"
-      unfinished change    the next filter change rebuilds the program from the
-                           stored rules
+      another owner        the pins belong to another XDPFLOW_STATE_DIR: nothing
+                           is touched; use that state directory
+      entries differ       "xdpflow detach dev DEV", then attach again
+      A change, attach or detach that a crash left unfinished is rolled back (or,
+      for a detach, finished) by the next command, which says which.
 
     EXIT STATUS
       0 done (also for a device that is not attached); 1 the command failed (not
