@@ -27,6 +27,13 @@ struct StateFaultTests {
             _ = try? run(["umount", mount])
         }
 
+        /// Attaches with one drop rule; returns the stored files, by name.
+        func attachWithOneRule() throws -> [String: Data] {
+            try lab.xdpflow("attach dev DEV")
+            try lab.xdpflow("filter add dev DEV protocol ip prio 1 flower ip_proto udp dst_port 53 action drop")
+            return try StateFaultTests.storedFiles(lab)
+        }
+
         /// Fills the tmpfs; returns the filler's path.
         func fill() throws -> String {
             let filler = mount + "/filler"
@@ -44,7 +51,7 @@ struct StateFaultTests {
         return path
     }
 
-    func storedFiles(_ lab: OffloadLab) throws -> [String: Data] {
+    static func storedFiles(_ lab: OffloadLab) throws -> [String: Data] {
         var files: [String: Data] = [:]
         let directory = lab.offload.files.path.string
         for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
@@ -56,9 +63,7 @@ struct StateFaultTests {
     @Test func aFullStateDirectoryChangesNothing() throws {
         let small = try SmallStateLab()
         let lab = small.lab
-        try lab.xdpflow("attach dev DEV")
-        try lab.xdpflow("filter add dev DEV protocol ip prio 1 flower ip_proto udp dst_port 53 action drop")
-        let before = try storedFiles(lab)
+        let before = try small.attachWithOneRule()
         let filler = try small.fill()
         defer { unlink(filler) }
         let path = try batch(lab, rules: 50)
@@ -68,7 +73,7 @@ struct StateFaultTests {
         #expect(result.status == 1)
         #expect(result.errors.contains("ENOSPC (No space left on device)"), "\(result.errors)")
         #expect(result.errors.contains(lab.offload.files.path.string), "names the file: \(result.errors)")
-        #expect(try storedFiles(lab) == before, "nothing changed on disk")
+        #expect(try Self.storedFiles(lab) == before, "nothing changed on disk")
         unlink(filler)
         let check = try execute(lab.xdpflowCommand("check dev DEV"))
         #expect(check.output == "\(lab.device): ok\n", "the kernel holds the stored rules: \(check.output)")
@@ -78,9 +83,7 @@ struct StateFaultTests {
     @Test func aReadOnlyStateDirectoryChangesNothing() throws {
         let small = try SmallStateLab()
         let lab = small.lab
-        try lab.xdpflow("attach dev DEV")
-        try lab.xdpflow("filter add dev DEV protocol ip prio 1 flower ip_proto udp dst_port 53 action drop")
-        let before = try storedFiles(lab)
+        let before = try small.attachWithOneRule()
         try run(["mount", "-o", "remount,ro", small.mount])
 
         let result = try execute(lab.xdpflowCommand("filter add dev DEV protocol ip prio 2 flower ip_proto tcp action drop"))
@@ -88,7 +91,7 @@ struct StateFaultTests {
         #expect(result.errors.contains("EROFS (Read-only file system)"), "\(result.errors)")
         #expect(result.errors.contains(small.mount), "names the directory: \(result.errors)")
         try run(["mount", "-o", "remount,rw", small.mount])
-        #expect(try storedFiles(lab) == before)
+        #expect(try Self.storedFiles(lab) == before)
         #expect(try execute(lab.xdpflowCommand("check dev DEV")).output == "\(lab.device): ok\n")
         #expect(try lab.offload.statistics()?.rules.count == 1)
     }
