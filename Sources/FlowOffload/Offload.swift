@@ -303,6 +303,16 @@ public struct Offload {
                 stored.pending = nil
                 return "rolled back a change of \(device) that did not finish"
             }
+            guard FileManager.default.fileExists(atPath: pins.appending(ProgramSlot.Pin.link).string) else {
+                // The kernel side is gone (a reboot): the change, journalled before it
+                // was carried and perhaps reported done, stays; attach loads it.
+                try journal.commit(pending.sequence, programID: nil)
+                try stored.rules.apply(pending.change)
+                stored.planned?.changes.append(pending.change)
+                stored.pending = nil
+                return "finished a change of \(device) that the kernel lost (a reboot, or bpffs remounted): "
+                    + "its \(pending.change.added.count + pending.change.removed.count) rules stay stored"
+            }
             let id = try rebuild(stored, offload)
             try journal.abort(pending.sequence, programID: id)
             stored.programID = id
@@ -504,6 +514,6 @@ extension Journal {
     /// Closes a pending record as rolled back (or, for a detach, finished), with the
     /// program the slot holds now.
     func abort(_ sequence: UInt64, programID: UInt32?) throws(StoreError) {
-        try append("abort \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n")
+        try append("abort \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n", sync: false)
     }
 }

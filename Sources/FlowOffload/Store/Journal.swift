@@ -7,12 +7,17 @@ import SystemPackage
 /// command costs one append instead of a rewrite of every rule, and a command that dies
 /// halfway leaves a record of what it was doing.
 ///
-/// A record is written in two appends, each synced:
+/// A record is written in two appends:
 ///
-///     begin 12 change           before the kernel is touched
+///     begin 12 change           synced before the kernel is touched
 ///     - 0 10 1                  a rule that goes: chain prio handle
 ///     + filter add dev ...      a rule that comes, as `xdpflow save` prints it
 ///     commit 12 prog 3921       once the kernel holds it (and the program then running)
+///
+/// The commit is not synced: the page cache keeps it through anything that kills a
+/// command, and whatever loses the page cache (a power cut, a kernel crash) loses the
+/// kernel's BPF objects too; the record is then pending with no link left, and the next
+/// command keeps the change stored (`attach` loads it). One fsync a command, not two.
 ///
 /// or `abort 12 prog 3922` when the change was rolled back (the kernel rebuilt without it).
 ///
@@ -111,17 +116,17 @@ struct Journal {
         var text = "begin \(sequence) \(kind.rawValue)\n"
         for rule in change.removed { text += "- \(rule.chain) \(rule.prio) \(rule.handle)\n" }
         for rule in change.added { text += "+ " + rule.commandLine(device: device) + "\n" }
-        try append(text)
+        try append(text, sync: true)
     }
 
     /// The second: the kernel holds the change.
     func commit(_ sequence: UInt64, programID: UInt32?) throws(StoreError) {
-        try append("commit \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n")
+        try append("commit \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n", sync: false)
     }
 
-    /// Appends `text` and syncs it; a failed append is cut off again, so the file never
+    /// Appends `text` (and syncs it); a failed append is cut off again, so the file never
     /// ends in a record half written by a command that is still running.
-    func append(_ text: String) throws(StoreError) {
+    func append(_ text: String, sync: Bool) throws(StoreError) {
         let created = !FileManager.default.fileExists(atPath: path.string)
         let fd: FileDescriptor
         do {
@@ -133,7 +138,7 @@ struct Journal {
         let end = (try? fd.seek(offset: 0, from: .end)) ?? 0
         do {
             _ = try fd.writeAll(text.utf8)
-            try fd.sync()
+            if sync { try fd.sync() }
         } catch {
             _ = ftruncate(fd.rawValue, off_t(end))
             throw .write(path, Errno(error))
