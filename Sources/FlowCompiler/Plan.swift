@@ -152,12 +152,12 @@ public struct Subtable: Hashable, Sendable {
         case hash(capacity: Int)
     }
 
-    public var prio: UInt16
-    public var mask: SubtableMask
+    public let prio: UInt16
+    public let mask: SubtableMask
     /// Protocol fields every entry has the same exact value in, compared with
     /// immediates before the lookup instead of being hashed: a `dst_port` subtable under
     /// `protocol ip` and `ip_proto udp` keys on the port alone, and fits a direct array.
-    public var guards: [KeyField: [UInt8]] = [:]
+    public let guards: [KeyField: [UInt8]]
     public var entries: [[UInt8]: SubtableValue]
     public var storage: Storage
     /// The entries of rules whose key a lower handle of the prio holds, lowest handle
@@ -173,8 +173,21 @@ public struct Subtable: Hashable, Sendable {
     /// a new value (a new subtable) is rare, and they are always exact.
     public static let guardFields: Set<KeyField> = [.outerType, .etherType, .vlanTPID, .cvlanTPID, .ipProto]
 
-    /// A stable name for the subtable's map, from its prio and mask.
-    public var mapName: String {
+    /// A stable name for the subtable's map, from its prio and mask; worked out once
+    /// (every rule change that adds a subtable indexes them all by name).
+    public let mapName: String
+
+    public init(prio: UInt16, mask: SubtableMask, guards: [KeyField: [UInt8]] = [:], entries: [[UInt8]: SubtableValue],
+                storage: Storage) {
+        self.prio = prio
+        self.mask = mask
+        self.guards = guards
+        self.entries = entries
+        self.storage = storage
+        mapName = Self.mapName(prio: prio, mask: mask, guards: guards)
+    }
+
+    static func mapName(prio: UInt16, mask: SubtableMask, guards: [KeyField: [UInt8]]) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
         func mix(_ byte: UInt8) { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         mix(UInt8(prio >> 8)); mix(UInt8(prio & 0xff))

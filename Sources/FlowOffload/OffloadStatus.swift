@@ -29,8 +29,11 @@ extension Offload {
         public var needsRepair: Bool { !problems.isEmpty }
     }
 
-    /// Nil when xdpflow holds nothing for the device (no state, no pins).
-    public func status() throws -> Status? {
+    /// Nil when xdpflow holds nothing for the device (no state, no pins). Without
+    /// `entries`, the audit checks the attachment, programs and maps but not each entry
+    /// (a direct subtable is 65,536 of them): for `filter show`'s word on whether its
+    /// rules are live.
+    public func status(auditingEntries entries: Bool = true) throws -> Status? {
         try Privileges.require("show")
         return try locked { stored, recovery in
             let hasPins = FileManager.default.fileExists(atPath: pins.string)
@@ -54,7 +57,7 @@ extension Offload {
                 status.misses = counters?.misses
                 status.unparsed = counters?.unparsed
             }
-            status.problems = try audit(stored)
+            status.problems = try audit(stored, entries: entries)
             return status
         }
     }
@@ -84,7 +87,7 @@ extension Offload {
     /// Compares the kernel objects with the plan of the stored rules: the link runs the
     /// entry program, the slot the recorded program, every map the plan needs is pinned
     /// with its spec and holds exactly the plan's entries, and nothing else is pinned.
-    func audit(_ stored: Stored) throws -> [String] {
+    func audit(_ stored: Stored, entries: Bool = true) throws -> [String] {
         let linkPin = pins.appending(ProgramSlot.Pin.link)
         guard let offload = stored.offload else {
             return ["pins at \(pins) but no state for \(device) in \(files.path) (an attach that did not finish "
@@ -139,7 +142,7 @@ extension Offload {
         where !known.contains(name) {
             found.append("\(name) is pinned at \(pins) but the rules use no such map")
         }
-        for subtable in plan.subtables {
+        for subtable in plan.subtables where entries {
             guard let map = maps[subtable.mapName] else { continue }
             found += try audit(subtable, in: map, plan: plan)
         }
@@ -161,7 +164,7 @@ extension Offload {
             ruleBySlot[value.littleEndian(at: SubtableValue.slotOffset)].map(\.description) ?? "no rule"
         }
         var kernel: [[UInt8]: [UInt8]] = [:]
-        for (key, value) in try map.lookupBatch(batchSize: 4096) where !direct || value.contains(where: { $0 != 0 }) {
+        for (key, value) in try map.lookupBatch(batchSize: 65536) where !direct || value.contains(where: { $0 != 0 }) {
             kernel[key] = value
         }
         var found: [String] = []

@@ -102,7 +102,7 @@ struct FilterRunner {
     /// Before the rules of a device that is not attached, or whose kernel side does not
     /// hold them: that they are not live, and what to do.
     private func warnIfNotLive(_ device: String) {
-        guard let status = try? Offload(device: device).status() else { return }
+        guard let status = try? Offload(device: device).status(auditingEntries: false) else { return }
         var lines = status.recovery.map { ["Warning: \($0)"] } ?? []
         if status.mode == nil {
             lines.append("Warning: no xdpflow program on \(device): these rules are not live; run: xdpflow attach dev \(device)")
