@@ -443,7 +443,7 @@ public struct Offload {
 
     /// Records this state directory in a pinned map next to the device's pins.
     private func pinOwner() throws {
-        let path = Array(state.path.string.utf8.prefix(Self.ownerSize))
+        let path = Array(ownerName.utf8.prefix(Self.ownerSize))
         let map = try BPFKernel.Map(MapSpec(name: "xf_owner", type: .array, keySize: 4, valueSize: Self.ownerSize,
                                             maxEntries: 1))
         try map.update(UInt32(0).littleEndianBytes, path + [UInt8](repeating: 0, count: Self.ownerSize - path.count))
@@ -452,6 +452,14 @@ public struct Offload {
 
     static let ownerSize = 256
 
+    /// The state directory as the owner pin names it: its real path, so that two
+    /// spellings of one directory are one owner.
+    var ownerName: String {
+        guard let resolved = realpath(state.path.string, nil) else { return state.path.string }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     /// The state directory of another xdpflow that holds pins for this device, if any.
     func foreignOwner() throws -> String? {
         let path = pins.appending(Self.ownerPin)
@@ -459,7 +467,7 @@ public struct Offload {
               let value = try? BPFKernel.Map(pinnedAt: path).lookup(UInt32(0).littleEndianBytes)
         else { return nil }
         let owner = String(decoding: value.prefix { $0 != 0 }, as: UTF8.self)
-        return owner == state.path.string ? nil : owner
+        return owner == ownerName ? nil : owner
     }
 }
 
