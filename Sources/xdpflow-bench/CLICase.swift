@@ -116,6 +116,10 @@ struct CLIUpdateCases {
         for (index, updateCase) in Case.allCases.enumerated() {
             let row = Array(results[index * tools.count ..< (index + 1) * tools.count])
             let xdpflowMedian = row[0][Self.metrics[0]].median
+            // Issue 11: at most tc's p50 in an existing subtable, at most twice it for a new one.
+            section.targets.append(Target("xdpflow filter add, \(updateCase.title): p50 / tc filter add p50",
+                                          measured: xdpflowMedian / row[1][Self.metrics[0]].median, .atMost,
+                                          updateCase == .existingSubtable ? 1 : 2, unit: "x"))
             for (tool, result) in zip(tools, row) {
                 let samples = result[Self.metrics[0]]
                 section.append([.text(updateCase.title), .text(tool), .number(samples.median, digits: 2),
@@ -243,6 +247,8 @@ struct CLIScaleCases {
                       Column("p99 ms", key: "p99_ms"), Column("CPU p50 ms", key: "cpu_p50_ms"),
                       Column("p50 / p50 with \(few.grouped)", key: "ratio_to_few"),
                       Column("-batch load s", key: "load_s")])
+        section.targets = [Target("xdpflow filter add with \(many.grouped) rules / with \(few.grouped): p50",
+                                  measured: rows[1].samples.median / rows[0].samples.median, .atMost, 1.2, unit: "x")]
         for row in rows {
             section.append([.count(row.rules), .number(row.samples.median, digits: 2),
                             .number(row.samples.percentile(99), digits: 2), .number(row.cpu.median, digits: 2),
@@ -300,6 +306,8 @@ struct BatchCases {
                       Column("seconds", key: "seconds"), Column("rules/s", key: "rules_per_second"),
                       Column("xdpflow time / time", key: "ratio_xdpflow_to_tool")])
         let xdpflowMedian = results[0][Self.metric].median
+        section.targets = [Target("xdpflow -batch of \(rules.grouped) rules / nft -f of the same: time",
+                                  measured: xdpflowMedian / results[2][Self.metric].median, .atMost, 1, unit: "x")]
         for result in results {
             let seconds = result[Self.metric]
             section.append([.text(result.name), .count(rules), .samples(seconds, digits: 3),
