@@ -340,7 +340,7 @@ public struct Offload {
             throw OffloadFailure.linkGone(device, pins: pins, stored: stored.rules.count)
         }
         let plan = try plan(stored, offload)
-        let datapath = Datapath(adopting: plan, options: offload.options, maps: try pinnedMaps(for: plan))
+        let datapath = try Datapath(adopting: plan, options: offload.options, maps: try pinnedMaps(for: plan))
         return LiveRuleSet(adopting: stored.rules, datapath: datapath, slot: slot, targetIndex: redirectIndex)
     }
 
@@ -352,7 +352,7 @@ public struct Offload {
         }
         let plan = try plan(stored, offload)
         let counters = try pinnedMaps(for: plan).filter { $0.key == FlowMaps.counters }
-        let adopted = Datapath(adopting: plan, options: offload.options, maps: counters)
+        let adopted = try Datapath(adopting: plan, options: offload.options, maps: counters)
         let next = try Datapath(plan: plan, options: offload.options, targetIndex: redirectIndex, replacing: adopted,
                                 sharing: [FlowMaps.counters])
         try slot.run(next.program!)
@@ -432,23 +432,37 @@ public struct Offload {
 
     /// Records this state directory in a pinned map next to the device's pins.
     private func pinOwner() throws {
-        let path = Array(state.path.string.utf8.prefix(Self.ownerSize))
-        let map = try BPFKernel.Map(MapSpec(name: "xf_owner", type: .array, keySize: 4, valueSize: Self.ownerSize,
-                                            maxEntries: 1))
-        try map.update(UInt32(0).littleEndianBytes, path + [UInt8](repeating: 0, count: Self.ownerSize - path.count))
-        try map.pin(at: pins.appending(Self.ownerPin))
+        let map = try ArrayMap<OwnerPath>(name: "xf_owner", maxEntries: 1)
+        try map.set(0, OwnerPath(state.path.string))
+        try map.map.pin(at: pins.appending(Self.ownerPin))
     }
-
-    static let ownerSize = 256
 
     /// The state directory of another xdpflow that holds pins for this device, if any.
     func foreignOwner() throws -> String? {
         let path = pins.appending(Self.ownerPin)
         guard FileManager.default.fileExists(atPath: path.string),
-              let value = try? BPFKernel.Map(pinnedAt: path).lookup(UInt32(0).littleEndianBytes)
+              let value = try? ArrayMap<OwnerPath>(pinnedAt: path).get(0)
         else { return nil }
-        let owner = String(decoding: value.prefix { $0 != 0 }, as: UTF8.self)
-        return owner == state.path.string ? nil : owner
+        return value.path == state.path.string ? nil : value.path
+    }
+}
+
+/// The owner map's one value: a state directory's path, UTF-8, zero-padded to 256 bytes
+/// (a longer path is cut).
+struct OwnerPath: MapCodable, Equatable {
+    static let byteCount = 256
+    var path: String
+
+    init(_ path: String) {
+        self.path = path
+    }
+
+    func encode(into writer: inout ByteWriter) {
+        writer.write(bytes: path.utf8.prefix(Self.byteCount), paddedTo: Self.byteCount)
+    }
+
+    init(from reader: inout ByteReader) throws(ByteDecodingError) {
+        path = String(decoding: try reader.read(byteCount: Self.byteCount).prefix { $0 != 0 }, as: UTF8.self)
     }
 }
 

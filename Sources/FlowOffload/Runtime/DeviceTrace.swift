@@ -26,7 +26,7 @@ extension Offload {
             }
             let plan = try plan(stored, offload)
             let live = try pinnedMaps(for: plan)
-            let running = Datapath(adopting: plan, options: offload.options, maps: live)
+            let running = try Datapath(adopting: plan, options: offload.options, maps: live)
             var options = offload.options
             options.recordMatches = true
             let shared = Set(live.keys).subtracting([FlowMaps.counters, FlowMaps.policers])
