@@ -85,7 +85,7 @@ extension Offload {
                 + "and was not recorded): xdpflow detach dev \(device) removes them"]
         }
         guard FileManager.default.fileExists(atPath: linkPin.string) else {
-            return [OffloadFailure.linkGone(device, pins: pins, stored: stored.rules.count).description]
+            return [OffloadError.linkGone(device, pins: pins, stored: stored.rules.count).description]
         }
         let slot: ProgramSlot
         do {

@@ -48,7 +48,7 @@ struct XDPFlow: ParsableCommand {
             if let name = try Self.takeNamespace(&arguments) { try NamespaceID.enter(named: name) }
             var command = try parseAsRoot(arguments)
             try command.run()
-        } catch let failure as OffloadFailure {
+        } catch let failure as OffloadError {
             FileHandle.standardError.write(Data("Error: \(failure)\n".utf8))
             Foundation.exit(1)
         } catch {

@@ -288,20 +288,6 @@ public struct RuleStatistics: Hashable, Sendable {
     }
 }
 
-public enum OffloadError: Error, CustomStringConvertible {
-    case compile(CompileError)
-    case assembly(AssemblyError)
-    case kernel(BPFError)
-
-    public var description: String {
-        switch self {
-        case .compile(let error): "\(error)"
-        case .assembly(let error): "internal error: the generated program does not assemble: \(error)"
-        case .kernel(let error): "\(error)"
-        }
-    }
-}
-
 extension SubtableValue {
     /// What a direct subtable holds where no rule has an entry: no slot, no action.
     static let empty = SubtableValue(slot: 0, handle: 0, action: 0)
