@@ -41,20 +41,35 @@ struct XDPFlow: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     /// As ArgumentParser's, but a command line it cannot read exits with 2, as iproute2's
-    /// usage errors do, instead of EX_USAGE (64).
+    /// usage errors do, instead of EX_USAGE (64); and whatever a subcommand throws is
+    /// reported by `fail(_:)`, the one way.
     static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        var command: any ParsableCommand
         do {
-            var arguments = Array(CommandLine.arguments.dropFirst())
-            if let name = try Self.takeNamespace(&arguments) { try NamespaceID.enter(named: name) }
-            var command = try parseAsRoot(arguments)
-            try command.run()
-        } catch let failure as OffloadError {
-            FileHandle.standardError.write(Data("Error: \(failure)\n".utf8))
-            Foundation.exit(1)
+            if let name = try Self.takeNamespace(&arguments) {
+                do {
+                    try NamespaceID.enter(named: name)
+                } catch {
+                    fail(.failed(error))
+                }
+            }
+            command = try parseAsRoot(arguments)
         } catch {
+            // ArgumentParser's reading of the command line: its message, with the usage.
             guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
             FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
             Foundation.exit(2)
+        }
+        do {
+            try command.run()
+        } catch let status as ExitCode {
+            // A status without a message (check's differences, printed already).
+            exit(withError: status)
+        } catch let clean as CleanExit {
+            exit(withError: clean)
+        } catch {
+            fail(CommandError(error))
         }
     }
 
