@@ -91,12 +91,6 @@ public struct MapSpec: Hashable, Sendable {
         self.maxEntries = maxEntries
         self.flags = type == .lpmTrie ? flags.union(.noPrealloc) : flags
     }
-
-    /// Kept for callers that still pass BPF_F_* bits (FlowOffload); use `MapFlags`.
-    public init(name: String, type: MapType, keySize: Int, valueSize: Int, maxEntries: Int, flags: UInt32) {
-        self.init(name: name, type: type, keySize: keySize, valueSize: valueSize, maxEntries: maxEntries,
-                  flags: MapFlags(rawValue: flags))
-    }
 }
 
 /// How an update treats an existing entry (BPF_ANY, BPF_NOEXIST, BPF_EXIST).

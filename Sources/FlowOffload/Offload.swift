@@ -93,16 +93,16 @@ public struct Offload {
     public func attach(mode: XDPMode = .auto, unparsedDrop: Bool = false,
                        ruleCapacity: Int = Plan.defaultRuleCapacity) throws -> Attachment {
         try Privileges.require("attach")
-        let interface = try NetworkInterface(named: device)
-        if !pinRoot.starts(with: "/proc") { try BPFFS.mountIfNeeded() }
+        let interface = try OffloadError.lifting { try NetworkInterface(named: device) }
+        if !pinRoot.starts(with: "/proc") { try OffloadError.lifting { try BPFFS.mountIfNeeded() } }
         return try locked { stored, recovery in
-            if let owner = try foreignOwner() { throw OffloadFailure.ownedElsewhere(device, owner: owner, pins: pins) }
+            if let owner = try foreignOwner() { throw OffloadError.ownedElsewhere(device, owner: owner, pins: pins) }
             if stored.offload != nil {
                 guard !FileManager.default.fileExists(atPath: pins.appending(ProgramSlot.Pin.link).string) else {
-                    throw OffloadFailure.alreadyAttached(device)
+                    throw OffloadError.alreadyAttached(device)
                 }
             }
-            if let id = XDPLink.attachedProgramID(interface) { throw OffloadFailure.busy(device, programID: id) }
+            if let id = XDPLink.attachedProgramID(interface) { throw OffloadError.busy(device, programID: id) }
             // The link went with its bpffs (a reboot, a remount): what is left is cleared.
             let reattach = stored.offload != nil
             removePins()
@@ -140,9 +140,9 @@ public struct Offload {
     public func detach() throws {
         try Privileges.require("detach")
         try locked { stored, _ in
-            if let owner = try foreignOwner() { throw OffloadFailure.ownedElsewhere(device, owner: owner, pins: pins) }
+            if let owner = try foreignOwner() { throw OffloadError.ownedElsewhere(device, owner: owner, pins: pins) }
             guard stored.offload != nil || FileManager.default.fileExists(atPath: pins.string) else {
-                throw OffloadFailure.notAttached(device)
+                throw OffloadError.notAttached(device)
             }
             try journal.begin(stored.sequence + 1, .detach, RuleChange(), device: device)
             try finishDetach()
@@ -184,7 +184,7 @@ public struct Offload {
     public func update<T>(_ body: (inout RuleSet, inout RuleChange) throws -> T) throws -> Update<T> {
         try locked { stored, recovery in
             guard let offload = stored.offload else {
-                throw OffloadFailure.notAttachedForRules(device, stored: stored.rules.count)
+                throw OffloadError.notAttachedForRules(device, stored: stored.rules.count)
             }
             let live = try adopt(stored, offload)
             let sequence = stored.sequence + 1
@@ -262,7 +262,7 @@ public struct Offload {
             do {
                 try rules.apply(record.change)
             } catch {
-                throw StoreError.corrupt(journal.path, line: 0, reason: "record \(record.sequence): \(error)")
+                throw StoreError.badRecord(journal.path, sequence: record.sequence, reason: error)
             }
             if record.sequence == planSequence { planned = (rules, []) }
         }
@@ -273,12 +273,16 @@ public struct Offload {
 
     /// Runs `body` under the lock on the device's state, after finishing or rolling back
     /// what a command that died left pending (`body` gets what was done, if anything).
+    /// Whatever fails in FlowOffload or below is an `OffloadError`; what `body` throws
+    /// of its own (a caller's rule change) is passed on as it is.
     func locked<T>(_ body: (Stored, String?) throws -> T) throws -> T {
-        try state.locked {
-            try store.makeDirectory()
-            var stored = try load()
-            let recovery = try recover(&stored)
-            return try body(stored, recovery)
+        try OffloadError.lifting {
+            try state.locked {
+                try store.makeDirectory()
+                var stored = try load()
+                let recovery = try recover(&stored)
+                return try body(stored, recovery)
+            }
         }
     }
 
@@ -347,10 +351,10 @@ public struct Offload {
     /// The engine over the pinned kernel objects.
     func adopt(_ stored: Stored, _ offload: OffloadState) throws -> LiveRuleSet {
         guard let slot = try? ProgramSlot(pinnedIn: pins) else {
-            throw OffloadFailure.linkGone(device, pins: pins, stored: stored.rules.count)
+            throw OffloadError.linkGone(device, pins: pins, stored: stored.rules.count)
         }
         let plan = try plan(stored, offload)
-        let datapath = Datapath(adopting: plan, options: offload.options, maps: try pinnedMaps(for: plan))
+        let datapath = try Datapath(adopting: plan, options: offload.options, maps: try pinnedMaps(for: plan))
         return LiveRuleSet(adopting: stored.rules, datapath: datapath, slot: slot, targetIndex: redirectIndex)
     }
 
@@ -358,11 +362,11 @@ public struct Offload {
     /// when the maps' contents cannot be trusted. Returns the program's id.
     private func rebuild(_ stored: Stored, _ offload: OffloadState) throws -> UInt32 {
         guard let slot = try? ProgramSlot(pinnedIn: pins) else {
-            throw OffloadFailure.linkGone(device, pins: pins, stored: stored.rules.count)
+            throw OffloadError.linkGone(device, pins: pins, stored: stored.rules.count)
         }
         let plan = try plan(stored, offload)
         let counters = try pinnedMaps(for: plan).filter { $0.key == FlowMaps.counters }
-        let adopted = Datapath(adopting: plan, options: offload.options, maps: counters)
+        let adopted = try Datapath(adopting: plan, options: offload.options, maps: counters)
         let next = try Datapath(plan: plan, options: offload.options, targetIndex: redirectIndex, replacing: adopted,
                                 sharing: [FlowMaps.counters])
         try slot.run(next.program!)
@@ -443,14 +447,10 @@ public struct Offload {
 
     /// Records this state directory in a pinned map next to the device's pins.
     private func pinOwner() throws {
-        let path = Array(ownerName.utf8.prefix(Self.ownerSize))
-        let map = try BPFKernel.Map(MapSpec(name: "xf_owner", type: .array, keySize: 4, valueSize: Self.ownerSize,
-                                            maxEntries: 1))
-        try map.update(UInt32(0).littleEndianBytes, path + [UInt8](repeating: 0, count: Self.ownerSize - path.count))
-        try map.pin(at: pins.appending(Self.ownerPin))
+        let map = try ArrayMap<OwnerPath>(name: "xf_owner", maxEntries: 1)
+        try map.set(0, OwnerPath(ownerName))
+        try map.map.pin(at: pins.appending(Self.ownerPin))
     }
-
-    static let ownerSize = 256
 
     /// The state directory as the owner pin names it: its real path, so that two
     /// spellings of one directory are one owner.
@@ -464,57 +464,28 @@ public struct Offload {
     func foreignOwner() throws -> String? {
         let path = pins.appending(Self.ownerPin)
         guard FileManager.default.fileExists(atPath: path.string),
-              let value = try? BPFKernel.Map(pinnedAt: path).lookup(UInt32(0).littleEndianBytes)
+              let value = try? ArrayMap<OwnerPath>(pinnedAt: path).get(0)
         else { return nil }
-        let owner = String(decoding: value.prefix { $0 != 0 }, as: UTF8.self)
-        return owner == ownerName ? nil : owner
+        return value.path == ownerName ? nil : value.path
     }
 }
 
-/// A device command that cannot be done as asked, with what to do instead.
-public enum OffloadFailure: Error, Sendable, CustomStringConvertible {
-    case needsRoot(command: String)
-    case alreadyAttached(String)
-    case notAttached(String)
-    /// A rule change on a device with no xdpflow program.
-    case notAttachedForRules(String, stored: Int)
-    case busy(String, programID: UInt32)
-    /// The pins belong to the xdpflow state in another directory.
-    case ownedElsewhere(String, owner: String, pins: FilePath)
-    /// State says attached, but the link is gone.
-    case linkGone(String, pins: FilePath, stored: Int)
-    case noSuchNamespace(String, Errno)
-    case namespace(String, Errno)
-    case missingTarget(mode: String, target: String, rule: String, device: String)
+/// The owner map's one value: a state directory's path, UTF-8, zero-padded to 256 bytes
+/// (a longer path is cut).
+struct OwnerPath: MapCodable, Equatable {
+    static let byteCount = 256
+    var path: String
 
-    public var description: String {
-        switch self {
-        case .needsRoot(let command):
-            "xdpflow \(command) needs root (CAP_BPF and CAP_NET_ADMIN, and access to bpffs "
-                + "and the state directory): run it as root or with sudo"
-        case .alreadyAttached(let device):
-            "\(device) is already attached (xdpflow show dev \(device); xdpflow detach dev \(device))"
-        case .notAttached(let device):
-            "\(device) is not attached by xdpflow (xdpflow show lists what is)"
-        case .notAttachedForRules(let device, let stored):
-            "no xdpflow program on \(device); run: xdpflow attach dev \(device)"
-                + (stored > 0 ? " (it loads the \(stored) stored rules)" : "")
-        case .busy(let device, let id):
-            "another XDP program (id \(id)) is attached to \(device); "
-                + "remove it first (ip link set dev \(device) xdp off, or the tool that attached it)"
-        case .ownedElsewhere(let device, let owner, let pins):
-            "\(device) is attached by the xdpflow state in \(owner) (pins at \(pins)); "
-                + "run the command with XDPFLOW_STATE_DIR=\(owner)"
-        case .linkGone(let device, let pins, let stored):
-            "\(device)'s link is gone from \(pins) (a reboot, or bpffs remounted): "
-                + "xdpflow attach dev \(device) loads its \(stored) stored rules again"
-        case .noSuchNamespace(let name, let errno):
-            "network namespace \(name) does not exist (\(errno.name)): ip netns list shows those there are"
-        case .namespace(let path, let errno):
-            "cannot enter the network namespace \(path): \(errno.name) (\(errno.description))"
-        case .missingTarget(let mode, let target, let rule, let device):
-            "\(mode) target \(target) does not exist (rule \(rule) on \(device)): create the device first"
-        }
+    init(_ path: String) {
+        self.path = path
+    }
+
+    func encode(into writer: inout ByteWriter) {
+        writer.write(bytes: path.utf8.prefix(Self.byteCount), paddedTo: Self.byteCount)
+    }
+
+    init(from reader: inout ByteReader) throws(ByteDecodingError) {
+        path = String(decoding: try reader.read(byteCount: Self.byteCount).prefix { $0 != 0 }, as: UTF8.self)
     }
 }
 

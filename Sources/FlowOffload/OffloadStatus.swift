@@ -1,3 +1,4 @@
+import BPFAssembly
 import BPFKernel
 import FlowCompiler
 import FlowRules
@@ -94,7 +95,7 @@ extension Offload {
                 + "and was not recorded): xdpflow detach dev \(device) removes them"]
         }
         guard FileManager.default.fileExists(atPath: linkPin.string) else {
-            return [OffloadFailure.linkGone(device, pins: pins, stored: stored.rules.count).description]
+            return [OffloadError.linkGone(device, pins: pins, stored: stored.rules.count).description]
         }
         let slot: ProgramSlot
         do {
@@ -146,9 +147,10 @@ extension Offload {
             guard let map = maps[subtable.mapName] else { continue }
             found += try audit(subtable, in: map, plan: plan)
         }
-        if let actions = maps[FlowMaps.actions] {
+        if let map = maps[FlowMaps.actions] {
+            let actions = try ArrayMap<ActionProgram>(map)
             for (index, program) in plan.actions.sorted(by: { $0.key < $1.key })
-            where try actions.lookup(index.littleEndianBytes) != program.bytes {
+            where (try? actions.get(index)) != program {
                 found.append("action program \(index) in \(FlowMaps.actions) is not the rules' one")
             }
         }
@@ -160,21 +162,22 @@ extension Offload {
     private func audit(_ subtable: Subtable, in map: BPFKernel.Map, plan: Plan) throws -> [String] {
         let direct = subtable.storage == .direct
         let ruleBySlot = Dictionary(uniqueKeysWithValues: plan.slots.indexes.map { ($0.value, $0.key) })
-        func rule(_ value: [UInt8]) -> String {
-            ruleBySlot[value.littleEndian(at: SubtableValue.slotOffset)].map(\.description) ?? "no rule"
+        func rule(_ value: SubtableValue) -> String {
+            ruleBySlot[value.slot].map(\.description) ?? "no rule"
         }
-        var kernel: [[UInt8]: [UInt8]] = [:]
-        for (key, value) in try map.lookupBatch(batchSize: 65536) where !direct || value.contains(where: { $0 != 0 }) {
-            kernel[key] = value
+        var kernel: [[UInt8]: SubtableValue] = [:]
+        for (key, bytes) in try map.lookupBatch(batchSize: 65536) {
+            let value = try SubtableValue(decoding: bytes)
+            if !direct || value != .empty { kernel[key] = value }
         }
         var found: [String] = []
         for (key, value) in subtable.entries {
             let mapKey = Datapath.mapKey(key, direct: direct)
             switch kernel.removeValue(forKey: mapKey) {
             case nil:
-                found.append("\(subtable.mapName) lacks the entry of \(rule(value.bytes)) (key \(TraceRecord.hex(key)))")
-            case let held? where held != value.bytes:
-                found.append("\(subtable.mapName) holds \(rule(held)) where the rules put \(rule(value.bytes)) "
+                found.append("\(subtable.mapName) lacks the entry of \(rule(value)) (key \(TraceRecord.hex(key)))")
+            case let held? where held != value:
+                found.append("\(subtable.mapName) holds \(rule(held)) where the rules put \(rule(value)) "
                     + "(key \(TraceRecord.hex(key)))")
             default: break
             }
@@ -215,9 +218,9 @@ extension Offload {
 
     /// The counters in the pinned counters map; the caller holds the lock.
     func statistics(of plan: Plan) throws -> Statistics {
-        let counters = try BPFKernel.Map(pinnedAt: pins.appending(FlowMaps.counters))
+        let counters = try PerCPUArray<RuleCounters>(pinnedAt: pins.appending(FlowMaps.counters))
         func read(_ slot: UInt32) throws -> RuleStatistics {
-            try counters.lookupPerCPU(slot.littleEndianBytes).map(RuleStatistics.init(perCPU:)) ?? RuleStatistics()
+            try counters.get(slot).map(RuleStatistics.init(perCPU:)) ?? RuleStatistics()
         }
         var rules: [RuleID: RuleStatistics] = [:]
         for (rule, slot) in plan.slots.indexes { rules[rule] = try read(slot) }

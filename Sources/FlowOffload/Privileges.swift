@@ -10,7 +10,7 @@ public enum Privileges {
 
     public static func require(_ command: String) throws {
         guard !sufficient else { return }
-        throw OffloadFailure.needsRoot(command: command)
+        throw OffloadError.needsRoot(command: command)
     }
 
     /// CAP_NET_ADMIN, and CAP_BPF or the older CAP_SYS_ADMIN, in the effective set.

@@ -45,7 +45,7 @@ public struct Batch {
             } catch let error as RuleSetError {
                 throw BatchError(line: line.number, reason: .rules(error))
             } catch {
-                throw BatchError(line: line.number, reason: .store("\(error)"))
+                throw BatchError(line: line.number, reason: .store(error))
             }
         }
         var written: Set<String> = []
@@ -64,7 +64,7 @@ public struct Batch {
             } catch let error as RuleSetError {
                 throw BatchError(line: failedLine, reason: .rules(error))
             } catch {
-                throw BatchError(line: failedLine, reason: .store("\(error)"))
+                throw BatchError(line: failedLine, reason: .store(error))
             }
         }
         for (line, rules) in results { output(line, rules) }
@@ -122,7 +122,8 @@ public struct BatchError: Error, CustomStringConvertible {
     public enum Reason: Sendable {
         case parse(ParseError)
         case rules(RuleSetError)
-        case store(String)
+        /// What the store threw (it cannot be read or written, the device is not attached...).
+        case store(any Error)
         case unterminatedQuote
     }
 
@@ -141,7 +142,7 @@ public struct BatchError: Error, CustomStringConvertible {
         switch reason {
         case .parse(let error): "line \(line): \(error)"
         case .rules(let error): "line \(line): \(error)"
-        case .store(let message): "line \(line): \(message)"
+        case .store(let error): "line \(line): \(error)"
         case .unterminatedQuote: "line \(line): unterminated quote"
         }
     }

@@ -52,7 +52,7 @@ enum MemoryCases {
             slug: "memory-flows", title: "Kernel memory per flow (exact IPv4/UDP 5-tuples, one subtable)",
             method: """
                 Datapaths (FlowOffload.Datapath, as the runtime loads them) with N exact 5-tuple drop rules in \
-                one prio: one hash subtable (12-byte key, \(SubtableValue.size)-byte value, BPF_F_NO_PREALLOC) \
+                one prio: one hash subtable (12-byte key, \(SubtableValue.byteCount)-byte value, BPF_F_NO_PREALLOC) \
                 with room for at least twice its entries (at least 1,024, a power of two). Bytes are the \
                 subtable map's `memlock`; the step is the growth from the previous row over the flows added: \
                 between rows of one capacity (1 and 500 flows) that is an element alone, across a larger \

@@ -28,33 +28,28 @@ struct Attach: ParsableCommand {
         var unparsedDrop = false
         var rest = words[...]
         while let word = rest.popFirst() {
-            guard let value = rest.popFirst() else { throw ValidationError("attach: '\(word)' needs a value") }
+            guard let value = rest.popFirst() else { throw CommandError.usage("attach: '\(word)' needs a value") }
             switch word {
             case "dev", "device": device = value
             case "mode":
                 guard let parsed = XDPMode(rawValue: value) else {
-                    throw ValidationError("attach: mode '\(value)': expected auto, native or generic")
+                    throw CommandError.usage("attach: mode '\(value)': expected auto, native or generic")
                 }
                 mode = parsed
             case "unparsed":
                 guard value == "pass" || value == "drop" else {
-                    throw ValidationError("attach: unparsed '\(value)': expected pass or drop")
+                    throw CommandError.usage("attach: unparsed '\(value)': expected pass or drop")
                 }
                 unparsedDrop = value == "drop"
             default:
-                throw ValidationError("attach: unknown word '\(word)'; expected dev, mode or unparsed")
+                throw CommandError.usage("attach: unknown word '\(word)'; expected dev, mode or unparsed")
             }
         }
-        guard let device else { throw ValidationError("attach: expected 'dev DEV'") }
-        do {
-            let attached = try Offload(device: device).attach(mode: mode, unparsedDrop: unparsedDrop)
-            if let recovery = attached.recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }
-            print("\(device): attached in \(attached.mode) mode, program id \(attached.programID), "
-                + "\(attached.rules) rules in \(attached.subtables) subtables")
-        } catch {
-            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
+        guard let device else { throw CommandError.usage("attach: expected 'dev DEV'") }
+        let attached = try Offload(device: device).attach(mode: mode, unparsedDrop: unparsedDrop)
+        if let recovery = attached.recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }
+        print("\(device): attached in \(attached.mode) mode, program id \(attached.programID), "
+            + "\(attached.rules) rules in \(attached.subtables) subtables")
     }
 }
 
@@ -71,11 +66,6 @@ struct Detach: ParsableCommand {
 
     func run() throws {
         let device = try DeviceWords.device(in: words, command: "detach")
-        do {
-            try Offload(device: device).detach()
-        } catch {
-            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
+        try Offload(device: device).detach()
     }
 }

@@ -36,31 +36,24 @@ struct Check: ParsableCommand {
     func run() throws {
         let device = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "check")
         var failed = false
-        try reportingFailures {
-            var text = "", json: [JSON] = []
-            do {
-                for name in device.map({ [$0] }) ?? Offload.devices() {
-                    let offload = Offload(device: name)
-                    guard let (recovery, differences) = try offload.check() else {
-                        throw CommandFailure(1, "\(name) is not attached by xdpflow (xdpflow show lists what is)")
-                    }
-                    failed = failed || !differences.isEmpty
-                    if let recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }
-                    text += differences.isEmpty
-                        ? "\(name): ok\n"
-                        : "\(name): \(differences.count) difference\(differences.count == 1 ? "" : "s")\n"
-                            + differences.map { "  \($0)\n" }.joined()
-                    json.append(.object([("dev", .string(name)), ("ok", .bool(differences.isEmpty)),
-                                         ("recovered", recovery.map(JSON.string) ?? .null),
-                                         ("differences", .array(differences.map(JSON.string)))]))
-                }
-            } catch let failure as CommandFailure {
-                throw failure
-            } catch {
-                throw CommandFailure(1, "\(error)")
+        var text = "", json: [JSON] = []
+        for name in device.map({ [$0] }) ?? Offload.devices() {
+            let offload = Offload(device: name)
+            guard let (recovery, differences) = try offload.check() else {
+                throw CommandError.failed(OffloadError.notAttached(name))
             }
-            global.print(json: .array(json), text: text)
+            failed = failed || !differences.isEmpty
+            if let recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }
+            text += differences.isEmpty
+                ? "\(name): ok\n"
+                : "\(name): \(differences.count) difference\(differences.count == 1 ? "" : "s")\n"
+                    + differences.map { "  \($0)\n" }.joined()
+            json.append(.object([("dev", .string(name)), ("ok", .bool(differences.isEmpty)),
+                                 ("recovered", recovery.map(JSON.string) ?? .null),
+                                 ("differences", .array(differences.map(JSON.string)))]))
         }
+        global.print(json: .array(json), text: text)
+        // The differences are the output: the status says there are some.
         if failed { throw ExitCode(1) }
     }
 }

@@ -52,21 +52,19 @@ struct Compile: ParsableCommand {
     func validate() throws { _ = try global.ruleSource(deviceWords: words, command: "compile") }
 
     func run() throws {
-        try reportingFailures {
-            let file = try RuleFile(global.ruleSource(deviceWords: words, command: "compile"))
-            let plan = try file.plan()
-            let listing: (instructions: [Instruction], labels: [Label: Int])
-            do {
-                listing = try CodeGenerator.listing(plan)
-            } catch {
-                throw CommandFailure(1, "internal error: the generated program does not assemble: \(error)")
-            }
-            var report = PlanReport(plan: plan, instructions: listing.instructions, labels: listing.labels, dump: dump)
-            if verify {
-                report.verifiedSlots = try file.load(plan).program?.slotCount
-            }
-            global.print(json: report.json, text: report.text)
+        let file = try RuleFile(global.ruleSource(deviceWords: words, command: "compile"))
+        let plan = try file.plan()
+        let listing: (instructions: [Instruction], labels: [Label: Int])
+        do {
+            listing = try CodeGenerator.listing(plan)
+        } catch {
+            throw CommandError.failed(OffloadError.assembly(error))
         }
+        var report = PlanReport(plan: plan, instructions: listing.instructions, labels: listing.labels, dump: dump)
+        if verify {
+            report.verifiedSlots = try file.load(plan).program?.slotCount
+        }
+        global.print(json: report.json, text: report.text)
     }
 }
 
@@ -86,28 +84,6 @@ extension GlobalOptions {
 
     func print(json: @autoclosure () -> JSON, text: @autoclosure () -> String) {
         output.print(json: json(), text: text())
-    }
-}
-
-/// A failure `compile` and `trace` report as iproute2 does: "Error: ..." on standard
-/// error; exit status 2 when the rules cannot be compiled, 1 when running failed.
-struct CommandFailure: Error {
-    var status: Int32
-    var message: String
-
-    init(_ status: Int32, _ message: String) {
-        self.status = status
-        self.message = message
-    }
-}
-
-/// Runs `body`, turning a `CommandFailure` into its message and exit status.
-func reportingFailures(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let failure as CommandFailure {
-        FileHandle.standardError.write(Data(("Error: " + failure.message + "\n").utf8))
-        throw ExitCode(failure.status)
     }
 }
 
@@ -132,13 +108,13 @@ struct RuleFile {
                 ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
                 : try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw CommandFailure(1, "cannot read batch file \(path): \(error.localizedDescription)")
+            throw CommandError.unreadableFile(path: path, error)
         }
         let batch: Batch
         do {
             batch = try Batch(text: text)
         } catch {
-            throw CommandFailure(2, "\(path): \(error)")
+            throw CommandError.at(path, .unreadable(error))
         }
         var sets: [String: RuleSet] = [:]
         var lines: [String: [RuleID: Int]] = [:]
@@ -151,17 +127,17 @@ struct RuleFile {
                 if case .delete = line.command.operation { continue }
                 for rule in named { lines[name, default: [:]][RuleID(prio: rule.prio, handle: rule.handle)] = line.number }
             } catch {
-                throw CommandFailure(2, "\(path): line \(line.number): \(error)")
+                throw CommandError.at("\(path): line \(line.number)", .uncompilable(error))
             }
         }
         if let requested = source.device {
             guard devices.isEmpty || devices.contains(requested) else {
-                throw CommandFailure(2, "\(path) has no rules for dev \(requested); it names \(devices.joined(separator: ", "))")
+                throw CommandError.usage("\(path) has no rules for dev \(requested); it names \(devices.joined(separator: ", "))")
             }
             device = requested
         } else {
             guard devices.count == 1 else {
-                throw CommandFailure(2, devices.isEmpty
+                throw CommandError.usage(devices.isEmpty
                     ? "\(path) names no device: give dev DEV"
                     : "\(path) names devices \(devices.joined(separator: ", ")): choose one with dev DEV")
             }
@@ -181,8 +157,8 @@ struct RuleFile {
             case .tooManySteps(let prio, let handle, _): RuleID(prio: prio, handle: handle)
             default: nil
             }
-            let place = rule.flatMap { lines[$0] }.map { "line \($0): " } ?? ""
-            throw CommandFailure(2, "\(path): \(place)\(error)")
+            let place = rule.flatMap { lines[$0] }.map { "\(path): line \($0)" } ?? path
+            throw CommandError.at(place, .uncompilable(error))
         }
     }
 
@@ -191,7 +167,7 @@ struct RuleFile {
         do {
             return try Datapath(plan: plan, options: options, targetIndex: { _ in Self.redirectIndex })
         } catch {
-            throw CommandFailure(1, "\(error)")
+            throw CommandError.failed(error)
         }
     }
 }

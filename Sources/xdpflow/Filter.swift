@@ -51,7 +51,7 @@ struct FilterRunner {
             command = try FilterCommand.parse(words)
         } catch {
             // Word 1 is `filter`, as in a batch line.
-            throw fail("Error: \(error)", exitCode: 2)
+            throw CommandError.unreadable(error)
         }
         do {
             try requireDevice(of: command)
@@ -66,7 +66,7 @@ struct FilterRunner {
             }
             emit(command, rules)
         } catch {
-            throw fail("Error: \(error)", exitCode: 1)
+            throw CommandError.failed(error)
         }
     }
 
@@ -77,25 +77,25 @@ struct FilterRunner {
                 ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
                 : try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw fail("Error: cannot read batch file \(path): \(error.localizedDescription)", exitCode: 1)
+            throw CommandError.unreadableFile(path: path, error)
         }
         let batch: Batch
         do {
             batch = try Batch(text: text)
         } catch {
-            throw fail("Error: \(path): \(error)", exitCode: error.isUsageError ? 2 : 1)
+            throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .failed(error))
         }
         for line in batch.lines {
             do {
                 try requireDevice(of: line.command)
             } catch {
-                throw fail("Error: \(path): line \(line.number): \(error)", exitCode: 1)
+                throw CommandError.at("\(path): line \(line.number)", .failed(error))
             }
         }
         do {
             try batch.run(on: store) { line, rules in emit(line.command, rules) }
         } catch {
-            throw fail("Error: \(path): \(error)", exitCode: error.isUsageError ? 2 : 1)
+            throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .failed(error))
         }
     }
 
@@ -146,11 +146,6 @@ struct FilterRunner {
         if case .show = command.operation, !options.json, let counters {
             print((rules.isEmpty ? "" : "\n") + DeviceCounters.text(device: command.device, counters))
         }
-    }
-
-    private func fail(_ message: String, exitCode: Int32) -> ExitCode {
-        FileHandle.standardError.write(Data((message + "\n").utf8))
-        return ExitCode(exitCode)
     }
 }
 

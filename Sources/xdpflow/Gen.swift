@@ -71,7 +71,7 @@ struct Gen: ParsableCommand {
             GeneratedFrame(frame, variation: flows > 1 ? SourcePortVariation.of(frame, flows: flows) : nil)
         }
         if flows > 1 && varied.allSatisfy({ $0.variation == nil }) {
-            throw ValidationError("gen: --flows needs a TCP or UDP frame (IPv4, or IPv6 without extension headers)")
+            throw CommandError.usage("gen: --flows needs a TCP or UDP frame (IPv4, or IPv6 without extension headers)")
         }
         let total = count ?? (duration != nil ? Int.max : pcap != nil ? frames.count : 1000)
         do {
@@ -79,8 +79,7 @@ struct Gen: ParsableCommand {
             let report = try generator.send(count: total, rate: rate, duration: duration)
             print(summary(of: report, device: name))
         } catch {
-            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
-            throw ExitCode(1)
+            throw CommandError.failed(error)
         }
     }
 
@@ -90,12 +89,12 @@ struct Gen: ParsableCommand {
             do {
                 file = try PcapFile.read(path: pcap)
             } catch {
-                throw ValidationError("gen: \(pcap): \(error)")
+                throw CommandError.usage("gen: \(pcap): \(error)")
             }
             guard file.linkType == PcapFile.ethernet else {
-                throw ValidationError("gen: \(pcap): link type \(file.linkType); only Ethernet (1) can be sent")
+                throw CommandError.usage("gen: \(pcap): link type \(file.linkType); only Ethernet (1) can be sent")
             }
-            guard !file.records.isEmpty else { throw ValidationError("gen: \(pcap) holds no frame") }
+            guard !file.records.isEmpty else { throw CommandError.usage("gen: \(pcap) holds no frame") }
             return file.records.map(\.data)
         }
         return packet.isEmpty ? [Self.defaultFrame] : try packet.map(Self.bytes(hex:))
@@ -121,7 +120,7 @@ struct Gen: ParsableCommand {
     static func bytes(hex: String) throws -> [UInt8] {
         let digits = hex.filter { !$0.isWhitespace && $0 != ":" }
         guard digits.count % 2 == 0, digits.allSatisfy(\.isHexDigit) else {
-            throw ValidationError("--packet \(hex): expected an even number of hex digits")
+            throw CommandError.usage("--packet \(hex): expected an even number of hex digits")
         }
         var bytes = [UInt8]()
         var index = digits.startIndex

@@ -21,9 +21,9 @@ struct Probe: ParsableCommand {
     func run() throws {
         try BPFFS.mountIfNeeded()
         print("bpffs: mounted at \(BPFFS.defaultMountPoint)")
-        let counters = try Map(MapSpec(name: "probe_counts", type: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 2))
+        let counters = try PerCPUArray<UInt64>(name: "probe_counts", maxEntries: 2)
         let instructions = try Self.program()
-        let program = try Program.loadXDP(name: "xdpflow_probe", instructions: instructions, maps: ["probe_counts": counters])
+        let program = try Program.loadXDP(name: "xdpflow_probe", instructions: instructions, maps: ["probe_counts": counters.map])
         print("verifier: accepted \(program.name) (\(program.slotCount) instructions, id \(program.id))")
         if dump { print(instructions.disassembly()) }
         for (name, etherType) in [("IPv4", UInt16(0x0800)), ("IPv6", UInt16(0x86dd))] {
@@ -35,7 +35,7 @@ struct Probe: ParsableCommand {
                 + " (\(result.duration) ns per run over 1000 runs)")
         }
         for (index, name) in ["other", "IPv6"].enumerated() {
-            let total = try counters.lookupPerCPU(withUnsafeBytes(of: UInt32(index), Array.init))?.summedWords().first ?? 0
+            let total = try counters.get(UInt32(index))?.reduce(0, &+) ?? 0
             print("counter \(name): \(total)")
         }
     }

@@ -16,13 +16,7 @@ struct Save: ParsableCommand {
     func run() throws {
         let device = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "save")
         let store = FileRuleSetStore()
-        try reportingFailures {
-            do {
-                print(try Self.text(devices: device.map { [$0] } ?? store.devices(), store: store), terminator: "")
-            } catch {
-                throw CommandFailure(1, "\(error)")
-            }
-        }
+        print(try Self.text(devices: device.map { [$0] } ?? store.devices(), store: store), terminator: "")
     }
 
     static func text(devices: [String], store: FileRuleSetStore, date: Date = Date()) throws -> String {

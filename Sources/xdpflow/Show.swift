@@ -18,16 +18,9 @@ struct Show: ParsableCommand {
 
     func run() throws {
         let device = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "show")
-        try reportingFailures {
-            let reports: [DeviceReport]
-            do {
-                try Privileges.require("show")
-                reports = try (device.map { [$0] } ?? Offload.devices()).map(DeviceReport.init(device:))
-            } catch {
-                throw CommandFailure(1, "\(error)")
-            }
-            global.print(json: .array(reports.map(\.json)), text: reports.map(\.text).joined())
-        }
+        try Privileges.require("show")
+        let reports = try (device.map { [$0] } ?? Offload.devices()).map(DeviceReport.init(device:))
+        global.print(json: .array(reports.map(\.json)), text: reports.map(\.text).joined())
     }
 }
 

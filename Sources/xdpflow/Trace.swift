@@ -69,19 +69,17 @@ struct Trace: ParsableCommand {
     }
 
     func run() throws {
-        try reportingFailures {
-            if onDevice {
-                let live = try DeviceTrace(device: try DeviceWords.device(in: words, command: "trace"), check: check)
-                try report(Self.capture(pcap), through: live.datapath, reference: live.reference)
-                return
-            }
-            let file = try RuleFile(global.ruleSource(deviceWords: words, command: "trace"))
-            let plan = try file.plan()
-            let capture = try Self.capture(pcap)
-            let datapath = try file.load(plan, options: CompileOptions(recordMatches: true))
-            let reference = try check ? ReferenceClassifier(rules: file.rules, device: file.device) : nil
-            try report(capture, through: datapath, reference: reference)
+        if onDevice {
+            let live = try DeviceTrace(device: try DeviceWords.device(in: words, command: "trace"), check: check)
+            try report(Self.capture(pcap), through: live.datapath, reference: live.reference)
+            return
         }
+        let file = try RuleFile(global.ruleSource(deviceWords: words, command: "trace"))
+        let plan = try file.plan()
+        let capture = try Self.capture(pcap)
+        let datapath = try file.load(plan, options: CompileOptions(recordMatches: true))
+        let reference = try check ? ReferenceClassifier(rules: file.rules, device: file.device) : nil
+        try report(capture, through: datapath, reference: reference)
     }
 
     static func capture(_ path: String) throws -> PcapFile {
@@ -90,11 +88,11 @@ struct Trace: ParsableCommand {
             capture = try PcapFile.read(path: path)
         } catch {
             // An I/O error names the file already.
-            if case .io = error { throw CommandFailure(1, "\(error)") }
-            throw CommandFailure(1, "\(path): \(error)")
+            if case .io = error { throw CommandError.failed(error) }
+            throw CommandError.at(path, .failed(error))
         }
         guard capture.linkType == PcapFile.ethernet else {
-            throw CommandFailure(1, "\(path): link type \(capture.linkType), not Ethernet (1); capture on a device, not 'any'")
+            throw CommandError.notEthernet(path: path, linkType: capture.linkType)
         }
         return capture
     }
@@ -110,7 +108,7 @@ struct Trace: ParsableCommand {
             do {
                 trace = FrameTrace(index: index, input: record.data, record: try datapath.trace(record.data))
             } catch {
-                throw CommandFailure(1, "frame \(index): \(error)")
+                throw CommandError.at("frame \(index)", .failed(error))
             }
             traces.append(trace)
             if let expected = reference?.classify(record.data, now: 0) {
@@ -120,8 +118,7 @@ struct Trace: ParsableCommand {
         }
         global.print(json: .array(traces.map(\.json)), text: Self.text(traces, agreed: check && differences.isEmpty))
         if !differences.isEmpty {
-            throw CommandFailure(1, "\(differences.count) of \(traces.count) frames differ from the reference classifier:\n"
-                + differences.map { "  " + $0 }.joined(separator: "\n"))
+            throw CommandError.differences(differences, frames: traces.count)
         }
     }
 

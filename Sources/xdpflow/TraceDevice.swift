@@ -11,14 +11,10 @@ struct DeviceTrace {
     let reference: ReferenceClassifier?
 
     init(device: String, check: Bool) throws {
-        do {
-            let tracer = try Offload(device: device).tracer()
-            if let warning = tracer.warning { FileHandle.standardError.write(Data("Warning: \(warning)\n".utf8)) }
-            datapath = tracer.datapath
-            reference = check ? try ReferenceClassifier(rules: tracer.rules, device: device) : nil
-        } catch {
-            throw CommandFailure(1, "\(error)")
-        }
+        let tracer = try Offload(device: device).tracer()
+        if let warning = tracer.warning { FileHandle.standardError.write(Data("Warning: \(warning)\n".utf8)) }
+        datapath = tracer.datapath
+        reference = check ? try ReferenceClassifier(rules: tracer.rules, device: device) : nil
     }
 }
 

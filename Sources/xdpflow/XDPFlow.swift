@@ -53,21 +53,49 @@ struct XDPFlow: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     /// As ArgumentParser's, but a command line it cannot read exits with 2, as iproute2's
-    /// usage errors do, instead of EX_USAGE (64).
+    /// usage errors do, instead of EX_USAGE (64); and whatever a subcommand throws is
+    /// reported by `fail(_:)`, the one way.
     static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        var command: any ParsableCommand
         do {
-            var arguments = Array(CommandLine.arguments.dropFirst())
-            if let name = try Self.takeNamespace(&arguments) { try NamespaceID.enter(named: name) }
-            if try FilterFastPath.run(arguments) { return }
-            var command = try parseAsRoot(arguments)
-            try command.run()
-        } catch let failure as OffloadFailure {
-            FileHandle.standardError.write(Data("Error: \(failure)\n".utf8))
-            Foundation.exit(1)
+            if let name = try Self.takeNamespace(&arguments) {
+                do {
+                    try NamespaceID.enter(named: name)
+                } catch {
+                    fail(.failed(error))
+                }
+            }
+            if Self.ranFast(arguments) { return }
+            command = try parseAsRoot(arguments)
         } catch {
+            // ArgumentParser's reading of the command line: its message, with the usage.
             guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
             FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
             Foundation.exit(2)
+        }
+        report { try command.run() }
+    }
+
+    /// `filter` commands and `-batch` without ArgumentParser (`FilterFastPath`); false
+    /// for every other command line.
+    static func ranFast(_ arguments: [String]) -> Bool {
+        var ran = false
+        report { ran = try FilterFastPath.run(arguments) }
+        return ran
+    }
+
+    /// Runs a command, reporting its failure the one way.
+    static func report(_ body: () throws -> Void) {
+        do {
+            try body()
+        } catch let status as ExitCode {
+            // A status without a message (check's differences, printed already).
+            exit(withError: status)
+        } catch let clean as CleanExit {
+            exit(withError: clean)
+        } catch {
+            fail(CommandError(error))
         }
     }
 

@@ -66,7 +66,7 @@ import Testing
                                      + "action police rate 1mbit burst 10k conform-exceed drop/pass"]),
                             device: testDevice)
         let policer = try #require(plan.policers.values.first)
-        #expect(policer.bytes == Legacy.policer(capacity: policer.capacity, rate: policer.rate, fillTime: policer.fillTime))
+        #expect(policer.bucket.encodedBytes == Legacy.policer(capacity: policer.capacity, rate: policer.rate, fillTime: policer.fillTime))
     }
 
     @Test func ruleCounters() async {

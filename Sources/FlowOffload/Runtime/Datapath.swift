@@ -1,6 +1,5 @@
 import BPFAssembly
 import BPFKernel
-import CLibBPF
 import FlowCompiler
 import FlowRules
 
@@ -17,6 +16,8 @@ public final class Datapath {
     public let program: Program?
     /// By name: the shared maps (FlowMaps) and one per subtable.
     public let maps: [String: BPFKernel.Map]
+    /// The shared maps as their typed views, opened once.
+    let views: DatapathMaps
 
     /// `targetIndex` gives the ifindex a redirect target device has. To replace a
     /// running datapath, pass it as `replacing`: maps with the same name and spec are
@@ -47,7 +48,8 @@ public final class Datapath {
         do {
             var specs = Self.mapSpecs(for: plan)
             if options.recordMatches {
-                specs.append(MapSpec(name: FlowMaps.trace, type: .array, keySize: 4, valueSize: TraceLog.size, maxEntries: 1))
+                specs.append(MapSpec(name: FlowMaps.trace, type: .array, key: UInt32.self, value: TraceLog.self,
+                                     maxEntries: 1))
             }
             for spec in specs {
                 if let kept = reuse[spec.name], kept.spec == spec {
@@ -57,69 +59,78 @@ public final class Datapath {
                 }
             }
             self.maps = maps
+            let views = try DatapathMaps(maps, plan: plan)
+            self.views = views
             // New maps are filled before the program loads; the kept ones, which the
             // running program reads, only once the verifier has accepted the new one.
             let kept = Set(maps.filter { reuse[$0.key] === $0.value }.keys)
-            try Self.write(plan, writes, keptMaps: kept, into: maps.filter { !kept.contains($0.key) },
-                           targetIndex: targetIndex)
+            try Self.write(plan, writes, keptMaps: kept, only: Set(maps.keys).subtracting(kept), views: views,
+                           maps: maps, targetIndex: targetIndex)
             if let old = reuse[FlowMaps.counters], let new = maps[FlowMaps.counters], old !== new {
-                // The rules outgrew the counters: they move to the larger map.
+                // The rules outgrew the counters: they move to the larger map, per-CPU
+                // values as they are.
                 let room = new.spec.maxEntries
                 try Self.updateInBatches(new, try old.lookupBatch(batchSize: Self.batchSize).filter {
-                    Int($0.key.littleEndian(at: 0) as UInt32) < room
+                    guard let slot = try? UInt32(decoding: $0.key) else { return false }
+                    return Int(slot) < room
                 })
-                try Self.write(plan, writes, keptMaps: [FlowMaps.counters], into: [FlowMaps.counters: new],
-                               targetIndex: targetIndex)
+                try Self.write(plan, writes, keptMaps: [FlowMaps.counters], only: [FlowMaps.counters], views: views,
+                               maps: maps, targetIndex: targetIndex)
             }
             program = try Program.loadXDP(name: "xdpflow", instructions: instructions, maps: maps)
             self.instructions = instructions
-            try Self.write(plan, writes, keptMaps: kept, into: maps.filter { kept.contains($0.key) },
+            try Self.write(plan, writes, keptMaps: kept, only: kept, views: views, maps: maps,
                            targetIndex: targetIndex)
         } catch {
             throw .kernel(error)
         }
     }
 
-    /// The datapath whose maps are `maps` (opened from pins) and whose plan is `plan`.
-    public init(adopting plan: Plan, options: CompileOptions, maps: [String: BPFKernel.Map]) {
+    /// The datapath whose maps are `maps` (opened from pins) and whose plan is `plan`;
+    /// refused when a map does not have the type and sizes the plan gives it.
+    public init(adopting plan: Plan, options: CompileOptions, maps: [String: BPFKernel.Map]) throws(OffloadError) {
         self.plan = plan
         self.options = options
         self.maps = maps
+        do {
+            views = try DatapathMaps(maps, plan: plan)
+        } catch {
+            throw .kernel(error)
+        }
         program = nil
     }
 
     /// The maps a plan's program uses.
     public static func mapSpecs(for plan: Plan) -> [MapSpec] {
-        var specs = [MapSpec(name: FlowMaps.counters, type: .perCPUArray, keySize: 4, valueSize: RuleCounters.size,
+        var specs = [MapSpec(name: FlowMaps.counters, type: .perCPUArray, key: UInt32.self, value: RuleCounters.self,
                              maxEntries: plan.ruleCapacity + Int(RuleSlots.firstRule))]
         guard !plan.subtables.isEmpty else { return specs }
-        specs.append(MapSpec(name: FlowMaps.actions, type: .array, keySize: 4, valueSize: ActionProgram.size,
+        specs.append(MapSpec(name: FlowMaps.actions, type: .array, key: UInt32.self, value: ActionProgram.self,
                              maxEntries: plan.ruleCapacity))
         if plan.stepKinds.contains(.redirect) {
-            specs.append(MapSpec(name: FlowMaps.redirect, type: .devmap, keySize: 4, valueSize: 4,
+            specs.append(MapSpec(name: FlowMaps.redirect, type: .devmap, key: UInt32.self, value: UInt32.self,
                                  maxEntries: Plan.maxRedirectTargets))
         }
         for group in plan.broadcastIndex.indexes.values.sorted() {
-            specs.append(MapSpec(name: FlowMaps.broadcast(group), type: .devmap, keySize: 4, valueSize: 4,
+            specs.append(MapSpec(name: FlowMaps.broadcast(group), type: .devmap, key: UInt32.self, value: UInt32.self,
                                  maxEntries: Plan.maxRedirectTargets))
         }
         if plan.stepKinds.contains(.police) {
-            specs.append(MapSpec(name: FlowMaps.policers, type: .array, keySize: 4, valueSize: PolicerConfig.size,
+            specs.append(MapSpec(name: FlowMaps.policers, type: .array, key: UInt32.self, value: PolicerBucket.self,
                                  maxEntries: plan.policerCapacity))
         }
-        if plan.prefilter != nil {
-            specs.append(MapSpec(name: plan.prefilter!.mapName, type: .array, keySize: 4, valueSize: 8,
+        if let prefilter = plan.prefilter {
+            specs.append(MapSpec(name: prefilter.mapName, type: .array, key: UInt32.self, value: UInt64.self,
                                  maxEntries: Prefilter.entries))
         }
         for subtable in plan.subtables {
             switch subtable.storage {
             case .direct:
-                specs.append(MapSpec(name: subtable.mapName, type: .array, keySize: 4, valueSize: SubtableValue.size,
+                specs.append(MapSpec(name: subtable.mapName, type: .array, key: UInt32.self, value: SubtableValue.self,
                                      maxEntries: 1 << (8 * subtable.keySize)))
             case .hash(let capacity):
                 specs.append(MapSpec(name: subtable.mapName, type: .hash, keySize: subtable.keySize,
-                                     valueSize: SubtableValue.size, maxEntries: capacity,
-                                     flags: UInt32(BPF_F_NO_PREALLOC)))
+                                     valueSize: SubtableValue.byteCount, maxEntries: capacity, flags: .noPrealloc))
             }
         }
         return specs
@@ -129,7 +140,8 @@ public final class Datapath {
     /// Returns the number of map writes.
     func write(_ writes: MapWrites, targetIndex: (String) throws(BPFError) -> UInt32) throws(OffloadError) -> Int {
         do {
-            return try Self.write(plan, writes, keptMaps: Set(maps.keys), into: maps, targetIndex: targetIndex)
+            return try Self.write(plan, writes, keptMaps: Set(maps.keys), only: Set(maps.keys), views: views, maps: maps,
+                                  targetIndex: targetIndex)
         } catch {
             throw .kernel(error)
         }
@@ -138,45 +150,43 @@ public final class Datapath {
     /// Entries per BPF_MAP_UPDATE_BATCH call when maps are filled.
     static let batchSize = 65536
 
-    /// Fills `maps` for `plan`: the maps in `keptMaps` hold an earlier plan and take
-    /// `writes`; the others are new and take everything. Returns the number of map
-    /// operations.
+    /// Fills the maps named in `names` for `plan`: those in `keptMaps` hold an earlier
+    /// plan and take `writes`; the others are new and take everything. The shared maps
+    /// are written through their views, the subtables through `maps`. Returns the
+    /// number of map operations.
     @discardableResult
-    static func write(_ plan: Plan, _ writes: MapWrites, keptMaps: Set<String>, into maps: [String: BPFKernel.Map],
+    static func write(_ plan: Plan, _ writes: MapWrites, keptMaps: Set<String>, only names: Set<String>,
+                      views: DatapathMaps, maps: [String: BPFKernel.Map],
                       targetIndex: (String) throws(BPFError) -> UInt32) throws(BPFError) -> Int {
         var count = 0
-        func put<Value>(_ name: String, _ all: @autoclosure () -> [UInt32: Value], _ changed: [UInt32: Value],
-                        _ bytes: (Value) throws(BPFError) -> [UInt8]) throws(BPFError) {
-            guard let map = maps[name] else { return }
-            let entries = keptMaps.contains(name) ? changed : all()
-            var batch: [(key: [UInt8], value: [UInt8])] = []
-            for (index, value) in entries.sorted(by: { $0.key < $1.key }) {
-                batch.append((index.littleEndianBytes, try bytes(value)))
+        func put<Source, Value: MapCodable>(_ name: String, _ map: ArrayMap<Value>?,
+                                            _ all: @autoclosure () -> [UInt32: Source], _ changed: [UInt32: Source],
+                                            _ value: (Source) throws(BPFError) -> Value) throws(BPFError) {
+            guard let map, names.contains(name) else { return }
+            var entries: [(index: UInt32, value: Value)] = []
+            for (index, source) in (keptMaps.contains(name) ? changed : all()).sorted(by: { $0.key < $1.key }) {
+                entries.append((index, try value(source)))
             }
-            if map.spec.type == .devmap {
-                // Devmaps have no batch operations.
-                for entry in batch { try map.update(entry.key, entry.value) }
-            } else {
-                try updateInBatches(map, batch)
+            // Devmaps have no batch operations: the view writes them one at a time.
+            for start in stride(from: 0, to: entries.count, by: batchSize) {
+                try map.set(contentsOf: Array(entries[start ..< min(start + batchSize, entries.count)]))
             }
-            count += batch.count
+            count += entries.count
         }
-        if let counters = maps[FlowMaps.counters], keptMaps.contains(FlowMaps.counters) {
+        if let counters = views.counters, names.contains(FlowMaps.counters), keptMaps.contains(FlowMaps.counters) {
             // A slot that changed hands (or is new) starts from zero; a new map is zero.
-            let zero = [UInt8](repeating: 0, count: RuleCounters.size)
-            for slot in writes.counters.sorted() { try counters.updateAllCPUs(slot.littleEndianBytes, zero) }
+            for slot in writes.counters.sorted() { try counters.set(slot, allCPUs: RuleCounters()) }
             count += writes.counters.count
         }
-        try put(FlowMaps.actions, plan.actions, writes.actions) { $0.bytes }
-        try put(FlowMaps.redirect, plan.redirectTargets, writes.redirectTargets) {
-            (name: String) throws(BPFError) in try targetIndex(name).littleEndianBytes
-        }
-        try put(FlowMaps.policers, plan.policers, writes.policers) { $0.bytes }
+        try put(FlowMaps.actions, views.actions, plan.actions, writes.actions) { $0 }
+        try put(FlowMaps.redirect, views.redirect, plan.redirectTargets, writes.redirectTargets, targetIndex)
+        try put(FlowMaps.policers, views.policers, plan.policers, writes.policers) { $0.bucket }
         // A group's devices never change (they name it): a new group's map gets them all.
-        for (devices, group) in plan.broadcastIndex.indexes where !keptMaps.contains(FlowMaps.broadcast(group)) {
-            guard let map = maps[FlowMaps.broadcast(group)] else { continue }
-            for (index, name) in devices.enumerated() {
-                try map.update(UInt32(index).littleEndianBytes, try targetIndex(name).littleEndianBytes)
+        for (devices, group) in plan.broadcastIndex.indexes {
+            let name = FlowMaps.broadcast(group)
+            guard !keptMaps.contains(name), names.contains(name), let map = views.broadcast[name] else { continue }
+            for (index, device) in devices.enumerated() {
+                try map.set(UInt32(index), try targetIndex(device))
                 count += 1
             }
         }
@@ -184,14 +194,16 @@ public final class Datapath {
             func byIndex(_ table: [UInt16: UInt64]) -> [UInt32: UInt64] {
                 Dictionary(uniqueKeysWithValues: table.map { (UInt32($0.key), $0.value) })
             }
-            try put(prefilter.mapName, byIndex(prefilter.table), byIndex(writes.prefilter)) { $0.littleEndianBytes }
+            try put(prefilter.mapName, views.prefilters[prefilter.mapName], byIndex(prefilter.table),
+                    byIndex(writes.prefilter)) { $0 }
         }
         for subtable in plan.subtables {
             let name = subtable.mapName
-            guard let map = maps[name], !keptMaps.contains(name) else { continue }
+            guard names.contains(name), let map = maps[name], !keptMaps.contains(name) else { continue }
             count += try writeEntries(subtable.entries, removing: [], into: map)
         }
-        for name in Set(writes.entries.keys).union(writes.removedEntries.keys) where keptMaps.contains(name) {
+        for name in Set(writes.entries.keys).union(writes.removedEntries.keys)
+        where keptMaps.contains(name) && names.contains(name) {
             guard let map = maps[name] else { continue }
             count += try writeEntries(writes.entries[name] ?? [:], removing: writes.removedEntries[name] ?? [], into: map)
         }
@@ -205,27 +217,26 @@ public final class Datapath {
         let direct = map.spec.type == .array
         func mapKey(_ key: [UInt8]) -> [UInt8] { Self.mapKey(key, direct: direct) }
         if entries.count == 1, let (key, value) = entries.first {
-            try map.update(mapKey(key), value.bytes)
+            try map.update(mapKey(key), value.encodedBytes)
         } else if !entries.isEmpty {
             // Keys and values end to end, a batch at a time: no array per entry.
             let keySize = map.spec.keySize
-            var keys: [UInt8] = [], values: [UInt8] = []
-            keys.reserveCapacity(min(entries.count, batchSize) * keySize)
-            values.reserveCapacity(min(entries.count, batchSize) * SubtableValue.size)
+            var keys = ByteWriter(capacity: min(entries.count, batchSize) * keySize)
+            var values = ByteWriter(capacity: min(entries.count, batchSize) * SubtableValue.byteCount)
             for (key, value) in entries {
-                keys += mapKey(key)
-                value.append(to: &values)
-                if keys.count == batchSize * keySize {
-                    try map.updateBatch(keys: keys, values: values)
-                    keys.removeAll(keepingCapacity: true)
-                    values.removeAll(keepingCapacity: true)
+                keys.write(bytes: mapKey(key))
+                values.write(value)
+                if keys.bytes.count == batchSize * keySize {
+                    try map.updateBatch(keys: keys.bytes, values: values.bytes)
+                    keys.removeAll()
+                    values.removeAll()
                 }
             }
-            try map.updateBatch(keys: keys, values: values)
+            try map.updateBatch(keys: keys.bytes, values: values.bytes)
         }
         for key in gone {
             if direct {
-                try map.update(mapKey(key), [UInt8](repeating: 0, count: SubtableValue.size))
+                try map.update(mapKey(key), SubtableValue.empty.encodedBytes)
             } else {
                 _ = try map.delete(mapKey(key))
             }
@@ -243,16 +254,16 @@ public final class Datapath {
     /// The map key of a subtable entry: the key bytes, or for a direct subtable the
     /// array index they spell (big-endian).
     static func mapKey(_ key: [UInt8], direct: Bool) -> [UInt8] {
-        direct ? key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }.littleEndianBytes : key
+        direct ? key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }.encodedBytes : key
     }
 
     /// Per-rule counters summed over CPUs, by slot.
     public func counters() throws(BPFError) -> [UInt32: RuleStatistics] {
-        guard let map = maps[FlowMaps.counters] else { return [:] }
+        guard let map = views.counters else { return [:] }
         var result: [UInt32: RuleStatistics] = [:]
         let slots = [RuleSlots.miss, RuleSlots.unparsed] + plan.slots.indexes.values
         for slot in slots {
-            guard let perCPU = try map.lookupPerCPU(slot.littleEndianBytes) else { continue }
+            guard let perCPU = try map.get(slot) else { continue }
             result[slot] = RuleStatistics(perCPU: perCPU)
         }
         return result
@@ -268,25 +279,16 @@ public struct RuleStatistics: Hashable, Sendable {
 
     public init() {}
 
-    init(perCPU: [[UInt8]]) {
+    init(perCPU: [RuleCounters]) {
         for value in perCPU {
-            packets &+= value.littleEndian(at: Int(RuleCounters.packetsOffset))
-            bytes &+= value.littleEndian(at: Int(RuleCounters.bytesOffset))
-            lastHit = max(lastHit, value.littleEndian(at: Int(RuleCounters.lastHitOffset)))
+            packets &+= value.packets
+            bytes &+= value.bytes
+            lastHit = max(lastHit, value.lastHit)
         }
     }
 }
 
-public enum OffloadError: Error, CustomStringConvertible {
-    case compile(CompileError)
-    case assembly(AssemblyError)
-    case kernel(BPFError)
-
-    public var description: String {
-        switch self {
-        case .compile(let error): "\(error)"
-        case .assembly(let error): "internal error: the generated program does not assemble: \(error)"
-        case .kernel(let error): "\(error)"
-        }
-    }
+extension SubtableValue {
+    /// What a direct subtable holds where no rule has an entry: no slot, no action.
+    static let empty = SubtableValue(slot: 0, handle: 0, action: 0)
 }

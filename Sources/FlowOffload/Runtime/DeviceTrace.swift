@@ -22,29 +22,17 @@ extension Offload {
             guard let offload = stored.offload,
                   FileManager.default.fileExists(atPath: pins.appending(ProgramSlot.Pin.link).string)
             else {
-                throw TraceFailure.notAttached(device)
+                throw OffloadError.notAttachedForTrace(device)
             }
             let plan = try plan(stored, offload)
             let live = try pinnedMaps(for: plan)
-            let running = Datapath(adopting: plan, options: offload.options, maps: live)
+            let running = try Datapath(adopting: plan, options: offload.options, maps: live)
             var options = offload.options
             options.recordMatches = true
             let shared = Set(live.keys).subtracting([FlowMaps.counters, FlowMaps.policers])
             let datapath = try Datapath(plan: plan, options: options, targetIndex: redirectIndex,
                                         replacing: running, sharing: shared)
             return Tracer(datapath: datapath, rules: stored.rules, warning: recovery)
-        }
-    }
-}
-
-public enum TraceFailure: Error, CustomStringConvertible {
-    case notAttached(String)
-
-    public var description: String {
-        switch self {
-        case .notAttached(let device):
-            "\(device) is not attached (xdpflow show dev \(device)); "
-                + "to trace rules without a device: xdpflow trace -batch RULES --pcap FILE"
         }
     }
 }
@@ -63,7 +51,7 @@ public struct OffloadingStore: RuleSetStore {
     }
 
     public func rules(of device: String) throws -> RuleSet {
-        try FileRuleSetStore(state: state).rules(of: device)
+        try OffloadError.lifting { try FileRuleSetStore(state: state).rules(of: device) }
     }
 
     /// Runs `body`, which records what it changes, as one change of the device.

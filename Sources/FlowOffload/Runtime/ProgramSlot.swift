@@ -27,7 +27,7 @@ public final class ProgramSlot {
 
     public init(running program: Program, attachingTo interface: NetworkInterface, mode: XDPMode = .auto)
         throws(BPFError) {
-        programs = try BPFKernel.Map(MapSpec(name: "xf_slot", type: .progArray, keySize: 4, valueSize: 4,
+        programs = try BPFKernel.Map(MapSpec(name: "xf_slot", type: .progArray, key: UInt32.self, value: UInt32.self,
                                              maxEntries: 1))
         // Should the slot ever be empty, the tail call falls through: the frame passes.
         entry = try Program.loadXDP(name: "xdpflow_entry",
@@ -58,8 +58,8 @@ public final class ProgramSlot {
 
     /// The id of the program in the slot (a prog array's lookup gives ids); nil when empty.
     public var programID: UInt32? {
-        guard let value = try? programs.lookup(UInt32(0).littleEndianBytes) else { return nil }
-        return value.littleEndian(at: 0)
+        guard let value = try? programs.lookup(Self.index.encodedBytes) else { return nil }
+        return try? UInt32(decoding: value)
     }
 
     /// Whether the device runs this slot's entry program: the link is live and the
@@ -69,7 +69,11 @@ public final class ProgramSlot {
         return XDPLink.attachedProgramID(link.device) == id
     }
 
+    /// The slot's one index. A prog array takes a program's descriptor and gives back its
+    /// id, so its values have no one type: it stays a raw `Map`, u32 in both directions.
+    private static let index: UInt32 = 0
+
     private static func put(_ program: Program, in programs: BPFKernel.Map) throws(BPFError) {
-        try programs.update(UInt32(0).littleEndianBytes, UInt32(bitPattern: program.descriptor.rawValue).littleEndianBytes)
+        try programs.update(index.encodedBytes, UInt32(bitPattern: program.descriptor.rawValue).encodedBytes)
     }
 }

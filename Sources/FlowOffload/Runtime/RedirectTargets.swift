@@ -27,7 +27,7 @@ enum RedirectTargets {
                     continue
                 }
                 guard let target = try? NetworkInterface(named: mirred.device) else {
-                    throw OffloadFailure.missingTarget(mode: "\(mirred.mode)", target: mirred.device,
+                    throw OffloadError.missingTarget(mode: "\(mirred.mode)", target: mirred.device,
                                                        rule: "pref \(rule.prio) handle 0x\(String(rule.handle, radix: 16))",
                                                        device: device)
                 }

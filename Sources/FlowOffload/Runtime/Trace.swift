@@ -28,16 +28,13 @@ extension Datapath {
     /// Runs `frame` through the program once. The datapath must have been built with
     /// `recordMatches`.
     public func trace(_ frame: [UInt8]) throws(BPFError) -> TraceRecord {
-        guard let log = maps[FlowMaps.trace], let program else {
+        guard let log = views.trace, let program else {
             throw .missingMap(program: "xdpflow", map: FlowMaps.trace, instruction: nil)
         }
-        let zero = [UInt8](repeating: 0, count: TraceLog.size)
-        try log.update(UInt32(0).littleEndianBytes, zero)
+        try log.set(0, TraceLog())
         let result = try program.testRun(TestRun(packet: frame, context: XDPTestContext(),
                                                  outputCapacity: frame.count + 256))
-        let entry = try log.lookup(UInt32(0).littleEndianBytes) ?? zero
-        let count = min(Int(entry.littleEndian(at: 0) as UInt32), TraceLog.capacity)
-        let slots = (0 ..< count).map { entry.littleEndian(at: 4 + 4 * $0) as UInt32 }
+        let slots = try log.get(0)?.slots ?? []
         let ruleBySlot = Dictionary(uniqueKeysWithValues: plan.slots.indexes.map { ($0.value, $0.key) })
         let matched = slots.compactMap { ruleBySlot[$0] }
         let verdict = result.action ?? .aborted

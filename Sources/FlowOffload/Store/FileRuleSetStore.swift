@@ -29,7 +29,11 @@ public struct FileRuleSetStore: RuleSetStore {
             let journal = Journal(path: files.path.appending("\(device).journal"))
             for record in try journal.records(device: device)
             where record.finished && !record.aborted && record.sequence > sequence {
-                try rules.apply(record.change)
+                do {
+                    try rules.apply(record.change)
+                } catch {
+                    throw StoreError.badRecord(journal.path, sequence: record.sequence, reason: error)
+                }
             }
             return rules
         }
@@ -70,23 +74,20 @@ public struct FileRuleSetStore: RuleSetStore {
 
     /// The snapshot of `device`'s rules and the journal record it includes; the caller
     /// holds the lock.
-    func read(_ device: String) throws -> (RuleSet, UInt64) {
+    func read(_ device: String) throws(StoreError) -> (RuleSet, UInt64) {
         guard let bytes = try files.bytes(of: Self.file(of: device)) else { return (RuleSet(), 0) }
-        do {
-            return try Self.rules(String(decoding: bytes, as: UTF8.self), device: device)
-        } catch {
-            throw StoreError.corrupt(files.path.appending(Self.file(of: device)), line: 0, reason: "\(error)")
-        }
+        return try Self.rules(String(decoding: bytes, as: UTF8.self), device: device,
+                              file: files.path.appending(Self.file(of: device)))
     }
 
     /// Writes `device`'s snapshot; the caller holds the lock.
-    func write(_ set: RuleSet, sequence: UInt64, for device: String) throws {
+    func write(_ set: RuleSet, sequence: UInt64, for device: String) throws(StoreError) {
         try files.write(bytes: Data(Self.text(of: set, sequence: sequence, device: device).utf8),
                         to: Self.file(of: device))
     }
 
     /// Removes `device`'s snapshot; the caller holds the lock.
-    func remove(_ device: String) throws {
+    func remove(_ device: String) throws(StoreError) {
         try files.remove(Self.file(of: device))
     }
 
@@ -97,8 +98,8 @@ public struct FileRuleSetStore: RuleSetStore {
 
     /// The rules of `text`, added in order. Its words hold no white space (names are
     /// checked for it, the other words are numbers and keywords), so a line splits on
-    /// spaces, without `-batch`'s quoting and comments.
-    static func rules(_ text: String, device: String) throws -> (RuleSet, UInt64) {
+    /// spaces, without `-batch`'s quoting and comments. `file` is where `text` came from.
+    static func rules(_ text: String, device: String, file: FilePath) throws(StoreError) -> (RuleSet, UInt64) {
         var set = RuleSet()
         var sequence: UInt64 = 0
         for (index, line) in text.split(separator: "\n").enumerated() {
@@ -106,14 +107,19 @@ public struct FileRuleSetStore: RuleSetStore {
                 if line.hasPrefix(header) { sequence = UInt64(line.dropFirst(header.count)) ?? 0 }
                 continue
             }
+            let command: FilterCommand
             do {
-                let command = try FilterCommand.parse(line.split(separator: " ").map(String.init))
-                guard case .add(let rule) = command.operation, command.device == device else {
-                    throw FileRuleSetStoreError.notAnAdd(device: device)
-                }
+                command = try FilterCommand.parse(line.split(separator: " ").map(String.init))
+            } catch {
+                throw .badRule(file, line: index + 1, device: device, reason: error)
+            }
+            guard case .add(let rule) = command.operation, command.device == device else {
+                throw .badRule(file, line: index + 1, device: device, reason: nil)
+            }
+            do {
                 try set.add(rule)
             } catch {
-                throw FileRuleSetStoreError.line(index + 1, "\(error)")
+                throw .badRule(file, line: index + 1, device: device, reason: error)
             }
         }
         return (set, sequence)
@@ -126,17 +132,5 @@ public struct FileRuleSetStore: RuleSetStore {
         return Set(names.compactMap { name in
             suffixes.first { name.hasSuffix($0) && !name.hasPrefix(".") }.map { String(name.dropLast($0.count)) }
         }).sorted()
-    }
-}
-
-enum FileRuleSetStoreError: Error, CustomStringConvertible {
-    case notAnAdd(device: String)
-    case line(Int, String)
-
-    var description: String {
-        switch self {
-        case .notAnAdd(let device): "not a filter add on \(device)"
-        case .line(let number, let reason): "line \(number): \(reason)"
-        }
     }
 }

@@ -13,12 +13,12 @@ public struct NamespaceID: Hashable, Sendable, CustomStringConvertible {
     public init(inode: UInt64) { self.inode = inode }
 
     /// The namespace this thread runs in.
-    public static func current() throws(OffloadFailure) -> NamespaceID {
+    public static func current() throws(OffloadError) -> NamespaceID {
         try of("/proc/thread-self/ns/net")
     }
 
     /// The namespace of `path`: an nsfs file, or a name under /run/netns.
-    static func of(_ path: String) throws(OffloadFailure) -> NamespaceID {
+    static func of(_ path: String) throws(OffloadError) -> NamespaceID {
         var info = stat()
         guard stat(path, &info) == 0 else { throw .namespace(path, Errno(rawValue: errno)) }
         return NamespaceID(inode: UInt64(info.st_ino))
@@ -32,7 +32,7 @@ public struct NamespaceID: Hashable, Sendable, CustomStringConvertible {
     /// Moves this thread into the namespace `ip netns add NAME` made, as `ip -n NAME`
     /// does, but keeps the mounts: bpffs pins stay where every namespace's commands find
     /// them. The CLI calls it before anything else, on its only thread.
-    public static func enter(named name: String) throws(OffloadFailure) {
+    public static func enter(named name: String) throws(OffloadError) {
         let path = name.contains("/") ? name : "/run/netns/\(name)"
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .noSuchNamespace(name, Errno(rawValue: errno)) }

@@ -122,6 +122,11 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case remove(FilePath, Errno)
     /// A file that xdpflow wrote cannot be read back; `line` is 0 for a whole file.
     case corrupt(FilePath, line: Int, reason: String)
+    /// A line of a device's rules file that is not one of its rules: `reason` is why (a
+    /// `ParseError`, a `RuleSetError`); nil for a command other than a filter add on it.
+    case badRule(FilePath, line: Int, device: String, reason: (any Error)?)
+    /// A journal record whose change does not apply to the rules before it.
+    case badRecord(FilePath, sequence: UInt64, reason: any Error)
 
     public var description: String {
         switch self {
@@ -134,6 +139,10 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .remove(let path, let errno): "cannot remove \(path): \(Self.text(errno))"
         case .corrupt(let path, let line, let reason):
             "\(path)\(line > 0 ? " line \(line)" : "") cannot be read: \(reason)"
+        case .badRule(let path, let line, let device, let reason):
+            "\(path) cannot be read: line \(line): \(reason.map { "\($0)" } ?? "not a filter add on \(device)")"
+        case .badRecord(let path, let sequence, let reason):
+            "\(path) cannot be read: record \(sequence): \(reason)"
         }
     }
 
