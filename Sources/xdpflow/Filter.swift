@@ -141,8 +141,8 @@ struct FilterRunner {
         } else if !rules.isEmpty {
             print(show.text, terminator: "")
         }
-        // The device's own counters follow the rules (text only: the JSON stays an array
-        // of rules; `xdpflow -j show dev DEV` has them).
+        // The device's own counters follow the rules (text only: the JSON stays what
+        // `tc -j filter show` prints; `xdpflow -j show dev DEV` has them).
         if case .show = command.operation, !options.json, let counters {
             print((rules.isEmpty ? "" : "\n") + DeviceCounters.text(device: command.device, counters))
         }
@@ -209,7 +209,8 @@ let filterManual = """
     conform-exceed (whose exceed default is reclassify).
 
     OUTPUT
-      show and get print rules as tc does; -j prints JSON, -p indents it,
+      show and get print rules as tc does; -j prints JSON in the schema of
+      "tc -j filter show" (counters in each action's "stats"), -p indents it,
       -s adds each rule's counters, and after show on an attached device the
       device's own: frames no rule matched (miss) and frames the program could
       not classify (unparsed). In JSON these are in "xdpflow -j show dev DEV".
