@@ -7,13 +7,15 @@ import Packets
 /// what and why.
 extension RuleShow {
     /// An array: per (chain, prio) a head object without options, as tc prints one
-    /// before the rules of each prio, then one object per rule.
-    public func json(pretty: Bool) -> String {
+    /// before the rules of each prio of a dump, then one object per rule. `filter get`
+    /// passes `prioHeads: false`: the kernel answers a get with the one rule, so tc prints
+    /// no head.
+    public func json(pretty: Bool, prioHeads: Bool = true) -> String {
         var objects: [JSONValue] = []
         var previous: (UInt32, UInt16)?
         for rule in rules {
             let head = Self.head(rule)
-            if previous.map({ $0 != (rule.chain, rule.prio) }) ?? true { objects.append(.object(head)) }
+            if prioHeads, previous.map({ $0 != (rule.chain, rule.prio) }) ?? true { objects.append(.object(head)) }
             previous = (rule.chain, rule.prio)
             objects.append(.object(head + [("options", options(rule))]))
         }

@@ -137,7 +137,9 @@ struct FilterRunner {
         }
         let show = RuleShow(device: command.device, rules: rules, stats: stats)
         if options.json {
-            print(show.json(pretty: options.pretty))
+            var isGet = false
+            if case .get = command.operation { isGet = true }
+            print(show.json(pretty: options.pretty, prioHeads: !isGet))
         } else if !rules.isEmpty {
             print(show.text, terminator: "")
         }

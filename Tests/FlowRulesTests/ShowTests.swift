@@ -159,6 +159,13 @@ import Testing
             """)
     }
 
+    /// tc -j filter get: the kernel answers with the one rule, no prio head.
+    @Test func getPrintsTheRuleAlone() {
+        #expect(RuleShow(device: "eth0", rules: [rules[2]]).json(pretty: false, prioHeads: false)
+            == #"[{"parent":"ffff:","protocol":"all","pref":2,"kind":"flower","chain":0,"options":{"handle":1,"#
+            + #""classid":"1:2","keys":{},"not_in_hw":true}}]"#)
+    }
+
     @Test func noRulesIsAnEmptyArray() {
         #expect(RuleShow(device: "eth0", rules: []).json(pretty: false) == "[]")
     }
