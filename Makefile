@@ -20,7 +20,15 @@ BENCH_RUN    = $$($(BENCH_BUILD) --show-bin-path)/xdpflow-bench --commit $$(git 
 # make fuzz: the differential tests with FUZZ_SCALE times the cases of make test.
 FUZZ_SCALE  ?= 50
 
-.PHONY: all deps build test fuzz demo bench bench-quick clean
+.PHONY: all deps build test fuzz demo bench bench-quick clean install uninstall
+
+# make install: the release binary, the man page and a bash completion under PREFIX;
+# DESTDIR stages them elsewhere (packaging). make uninstall removes the three.
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+SBINDIR      = $(DESTDIR)$(PREFIX)/sbin
+MAN8DIR      = $(DESTDIR)$(PREFIX)/share/man/man8
+BASHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 
 all: build
 
@@ -55,3 +63,15 @@ bench-quick: deps
 
 clean:
 	rm -rf .build
+
+install: deps
+	$(SWIFT) build $(RELEASE) --product xdpflow
+	install -d $(SBINDIR) $(MAN8DIR) $(BASHCOMPDIR)
+	install -m 0755 $$($(SWIFT) build $(RELEASE) --show-bin-path)/xdpflow $(SBINDIR)/xdpflow
+	install -m 0644 docs/xdpflow.8 $(MAN8DIR)/xdpflow.8
+	$(SBINDIR)/xdpflow --generate-completion-script bash > $(BASHCOMPDIR)/xdpflow.tmp
+	chmod 0644 $(BASHCOMPDIR)/xdpflow.tmp
+	mv $(BASHCOMPDIR)/xdpflow.tmp $(BASHCOMPDIR)/xdpflow
+
+uninstall:
+	rm -f $(SBINDIR)/xdpflow $(MAN8DIR)/xdpflow.8 $(BASHCOMPDIR)/xdpflow

@@ -15,7 +15,8 @@ public struct RuleStats: Hashable, Sendable, Codable {
 }
 
 /// `filter show` output for the rules of one device, as text in the style of
-/// `tc filter show` or as JSON (the schema is in docs/flower.md). `stats` is given
+/// `tc filter show` or as JSON in the schema of `tc -j filter show` (RuleShowJSON.swift,
+/// docs/flower.md). `stats` is given
 /// with `-s`; a rule it has no counters for shows none.
 public struct RuleShow {
     public var device: String
@@ -56,33 +57,6 @@ public struct RuleShow {
         }
         return lines.joined(separator: "\n")
     }
-
-    /// An array with one object per rule.
-    public func json(pretty: Bool) -> String {
-        JSONValue.array(rules.map(jsonObject)).serialized(pretty: pretty)
-    }
-
-    private func jsonObject(_ rule: FlowRule) -> JSONValue {
-        var fields: [(String, JSONValue)] = [
-            ("dev", .string(device)),
-            ("chain", .number(UInt64(rule.chain))),
-            ("prio", .number(UInt64(rule.prio))),
-            ("handle", .number(UInt64(rule.handle))),
-            ("protocol", .string(rule.filterProtocol.name)),
-            ("match", .object(rule.flowerKeys.map { ($0.keyword, .string($0.value)) })),
-            ("skip_hw", .bool(rule.skipHardware)),
-        ]
-        if let classID = rule.classID { fields.append(("classid", .string(TCNames.classID(classID)))) }
-        fields.append(("actions", .array(rule.actions.enumerated().map { $0.element.json(order: $0.offset + 1) })))
-        if let stats, let counters = stats(rule) {
-            fields.append(("stats", .object([
-                ("packets", .number(counters.packets)),
-                ("bytes", .number(counters.bytes)),
-                ("last_used", counters.lastUsed.map(JSONValue.number) ?? .null),
-            ])))
-        }
-        return .object(fields)
-    }
 }
 
 extension FlowAction {
@@ -114,42 +88,6 @@ extension FlowAction {
             return "police rate \(Self.rateText(police.bytesPerSecond)) burst \(Self.sizeText(police.burstBytes))"
                 + " action \(police.exceed)/\(control)"
         }
-    }
-
-    func json(order: Int) -> JSONValue {
-        var fields: [(String, JSONValue)] = [("order", .number(UInt64(order)))]
-        switch kind {
-        case .gact:
-            fields.append(("kind", .string("gact")))
-        case .mirred(let mirred):
-            fields += [("kind", .string("mirred")), ("direction", .string(mirred.direction.rawValue)),
-                       ("mode", .string(mirred.mode.rawValue)), ("dev", .string(mirred.device))]
-        case .vlan(.pop):
-            fields += [("kind", .string("vlan")), ("vlan_action", .string("pop"))]
-        case .vlan(.push(let id, let priority, let tpid)):
-            fields += [("kind", .string("vlan")), ("vlan_action", .string("push")), ("id", .number(UInt64(id))),
-                       ("priority", .number(UInt64(priority))), ("protocol", .string(TCNames.protocolName(tpid)))]
-        case .vlan(.modify(let id, let priority, let tpid)):
-            fields += [("kind", .string("vlan")), ("vlan_action", .string("modify")), ("id", .number(UInt64(id))),
-                       ("priority", priority.map { .number(UInt64($0)) } ?? .null),
-                       ("protocol", .string(TCNames.protocolName(tpid)))]
-        case .pedit(let edits):
-            fields += [("kind", .string("pedit")), ("edits", .array(edits.map {
-                .object([("field", .string("eth \($0.field.rawValue)")), ("set", .string($0.address.description))])
-            }))]
-        case .skbmod(let edit):
-            fields.append(("kind", .string("skbmod")))
-            if let mac = edit.dstMAC { fields.append(("dmac", .string(mac.description))) }
-            if let mac = edit.srcMAC { fields.append(("smac", .string(mac.description))) }
-        case .skbeditMark(let mark):
-            fields += [("kind", .string("skbedit")), ("mark", .number(UInt64(mark.value))),
-                       ("mask", .number(UInt64(mark.mask)))]
-        case .police(let police):
-            fields += [("kind", .string("police")), ("rate_bytes_per_second", .number(police.bytesPerSecond)),
-                       ("burst_bytes", .number(UInt64(police.burstBytes))), ("exceed", .string(police.exceed.description))]
-        }
-        fields.append(("control", .string(control.description)))
-        return .object(fields)
     }
 }
 

@@ -86,10 +86,14 @@ final class XDPFlowPeer: LivePeer {
     /// The rules' counters, from `xdpflow -s -j filter show` (in classification order).
     func counted() throws -> (total: Int, lastRule: Int?)? {
         let shown = try Shell.run([xdpflow, "-s", "-j", "filter", "show", "dev", lab.device], environment: environment)
-        guard let rules = try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [[String: Any]] else {
-            throw BenchError("xdpflow -s -j filter show: not a JSON array of rules")
+        guard let objects = try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [[String: Any]] else {
+            throw BenchError("xdpflow -s -j filter show: not a JSON array")
         }
-        let packets = rules.map { (($0["stats"] as? [String: Any])?["packets"] as? Int) ?? 0 }
+        // tc's schema: a rule is an object with "options"; its counters are in each
+        // action's "stats" (the objects without options head a prio).
+        let packets = objects.compactMap { $0["options"] as? [String: Any] }.map { options in
+            (((options["actions"] as? [[String: Any]])?.first?["stats"] as? [String: Any])?["packets"] as? Int) ?? 0
+        }
         return (packets.reduce(0, +), packets.last)
     }
 

@@ -137,12 +137,14 @@ struct FilterRunner {
         }
         let show = RuleShow(device: command.device, rules: rules, stats: stats)
         if options.json {
-            print(show.json(pretty: options.pretty))
+            var isGet = false
+            if case .get = command.operation { isGet = true }
+            print(show.json(pretty: options.pretty, prioHeads: !isGet))
         } else if !rules.isEmpty {
             print(show.text, terminator: "")
         }
-        // The device's own counters follow the rules (text only: the JSON stays an array
-        // of rules; `xdpflow -j show dev DEV` has them).
+        // The device's own counters follow the rules (text only: the JSON stays what
+        // `tc -j filter show` prints; `xdpflow -j show dev DEV` has them).
         if case .show = command.operation, !options.json, let counters {
             print((rules.isEmpty ? "" : "\n") + DeviceCounters.text(device: command.device, counters))
         }
@@ -204,7 +206,8 @@ let filterManual = """
     conform-exceed (whose exceed default is reclassify).
 
     OUTPUT
-      show and get print rules as tc does; -j prints JSON, -p indents it,
+      show and get print rules as tc does; -j prints JSON in the schema of
+      "tc -j filter show" (counters in each action's "stats"), -p indents it,
       -s adds each rule's counters, and after show on an attached device the
       device's own: frames no rule matched (miss) and frames the program could
       not classify (unparsed). In JSON these are in "xdpflow -j show dev DEV".

@@ -105,12 +105,16 @@ struct SessionTests {
         #expect(counted.misses.packets == 0)
     }
 
-    /// Per prio: packets and bytes from `-s -j filter show`.
+    /// Per prio: packets and bytes from `-s -j filter show`, in tc's schema: the rule's
+    /// objects (those with "options"; the others head a prio) carry the counters in each
+    /// action's "stats".
     static func counters(_ json: String) throws -> [Int: (packets: Int, bytes: Int)] {
-        let rules = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]])
+        let objects = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]])
         var counters: [Int: (packets: Int, bytes: Int)] = [:]
-        for rule in rules {
-            guard let prio = rule["prio"] as? Int, let stats = rule["stats"] as? [String: Any] else { continue }
+        for object in objects {
+            guard let prio = object["pref"] as? Int, let options = object["options"] as? [String: Any],
+                  let actions = options["actions"] as? [[String: Any]],
+                  let stats = actions.first?["stats"] as? [String: Any] else { continue }
             counters[prio] = (stats["packets"] as? Int ?? -1, stats["bytes"] as? Int ?? -1)
         }
         return counters
