@@ -13,25 +13,21 @@ struct AddBreakdown {
     enum Step: String, CaseIterable {
         case command = "`xdpflow filter add` (as in the update table)"
         case start = "process start: `xdpflow --version`"
-        case library = "`Offload.update` in this process: the add without a process"
-        case readRules = "read and decode DEV's rules (FileRuleSetStore), without the checks below"
+        case library = "`Offload.run` in this process: the add without a process"
+        case readRules = "read DEV's snapshot and replay its journal (FileRuleSetStore), without the checks below"
         case ruleSet = "RuleSet(rules): add's checks, for every stored rule"
         case readState = "read DEV.offload.json, decode the plan's memory"
         case plan = "Plan(rules, memory:)"
-        case generate = "CodeGenerator.generate (is the program the same?)"
-        case writeRules = "encode DEV's rules, write, fsync file and directory (FileRuleSetStore)"
-        case writeState = "encode DEV.offload.json, write, fsync file and directory"
-        case fsync = "(of the writes: an empty file, written and fsync'd)"
+        case journal = "append the change's journal record and fsync it"
 
-        /// Times one add into an existing subtable takes the step inside `Offload.update`:
-        /// the state files read once, the old and the new rule set planned, both programs
-        /// generated to see whether the program changes, the rules written once and the
-        /// state twice (pending, then done). Nil for the rows that are not such a step.
+        /// Times one add into an existing subtable takes the step inside `Offload.run`:
+        /// snapshot, journal and state read once, the rules planned once (the change
+        /// then goes through `Plan.apply`), one synced journal record (the commit is
+        /// appended unsynced). Nil for the rows that are not such a step.
         var perAdd: Int? {
             switch self {
-            case .readRules, .ruleSet, .readState, .writeRules: 1
-            case .plan, .generate, .writeState: 2
-            case .command, .start, .library, .fsync: nil
+            case .readRules, .ruleSet, .readState, .plan, .journal: 1
+            case .command, .start, .library: nil
             }
         }
     }
@@ -64,13 +60,14 @@ struct AddBreakdown {
             method: """
                 The add of the update table's case (a), on the same device (\(CLICases.existing.grouped) rules), \
                 taken apart. Process start is `xdpflow --version` (the binary, the Swift runtime and \
-                Foundation loaded, arguments parsed), timed as the adds are. `Offload.update` is the same add \
-                made by this process through the library, which `filter add` calls: the lock, the state \
-                read, two plans, the map writes, the state written three times. The steps below it are the \
-                parts of that call, each timed in this process on the device's own state files (writes go to \
-                a scratch directory on the same ext4 file system), times the number of times one add takes \
-                it; what they leave out (lock, opening the pinned maps, the map writes themselves, the \
-                redirect check) is the rest. The four rows are measured in turn, \(rounds) rounds after a \
+                Foundation loaded, arguments parsed by ArgumentParser, which `filter` commands skip), timed \
+                as the adds are. `Offload.run` is the same add made by this process through the library, \
+                which `filter add` calls: the lock, snapshot and journal read, one plan, the change through \
+                `Plan.apply`, a synced journal record, the map writes, the commit. The steps below it are \
+                parts of that call, each timed in this process on the device's own state files (the journal \
+                record goes to a scratch file on the same file system); what they leave out (lock, opening \
+                the pinned maps, Plan.apply, the map writes themselves, the redirect check, the commit) is \
+                the rest. The four rows are measured in turn, \(rounds) rounds after a \
                 warm-up; medians (min-max). Wall time is what an operator waits; CPU time (user and system: \
                 wait4 for the commands, the thread's clock in process) is the work, which load on a shared \
                 machine disturbs much less, so the parts are added up and compared in CPU time; wall minus \
@@ -88,7 +85,7 @@ struct AddBreakdown {
         }
         var inSteps = 0.0
         for step in Step.allCases {
-            let times = step.perAdd ?? (step == .fsync ? nil : 1)
+            let times = step.perAdd ?? 1
             let total = cpu(step).median * Double(times ?? 1)
             if step.perAdd != nil { inSteps += total }
             row(step.rawValue, times: times, wall: wall(step), cpu: cpu(step), total)
@@ -97,7 +94,7 @@ struct AddBreakdown {
                     wall: nil, cpu: nil, command - cpu(.library).median)
             }
         }
-        row("library - steps: lock, pinned maps, map writes", times: nil, wall: nil, cpu: nil,
+        row("library - steps: lock, pinned maps, Plan.apply, map writes, commit", times: nil, wall: nil, cpu: nil,
             cpu(.library).median - inSteps)
         return section
     }
@@ -125,9 +122,11 @@ struct AddBreakdown {
     private func steps() -> Benchmark {
         let device = peers.xdp.device
         let state = StateDirectory.default
-        let scratch = StateDirectory(.init("\(peers.lab.stateDirectory)/breakdown"))
-        let stateFile = URL(fileURLWithPath: state.path.appending("\(device).offload.json").string)
-        let measured: [Step] = [.readRules, .ruleSet, .readState, .plan, .generate, .writeRules, .writeState, .fsync]
+        let scratch = "\(peers.lab.stateDirectory)/breakdown.journal"
+        let stateFile = URL(fileURLWithPath: Offload(device: device).files.path.appending("\(device).offload.json").string)
+        let record = "begin 1 change\n+ " + RuleWords.xdpflow(dev: device, prio: 1, handle: 1, FiveTuple(0))
+            .joined(separator: " ") + "\n"
+        let measured: [Step] = [.readRules, .ruleSet, .readState, .plan, .journal]
         return Benchmark("steps", metrics: measured.flatMap(Self.metrics)) {
             // The store checks the rules as it reads them: the checks are timed again alone.
             let (ruleSet, readRules) = try timedWithCPU { try FileRuleSetStore(state: state).rules(of: device) }
@@ -136,17 +135,16 @@ struct AddBreakdown {
                 try JSONDecoder().decode(StoredState.self, from: Data(contentsOf: stateFile))
             }
             let (plan, planning) = try timedWithCPU { try Plan(ruleSet, device: device, memory: stored.memory) }
-            let (_, generating) = try timedWithCPU { try CodeGenerator.generate(plan, options: CompileOptions()) }
-            // Into a store without DEV, so that the update writes every rule.
-            try? FileManager.default.removeItem(atPath: scratch.path.string)
-            let (_, writeRules) = try timedWithCPU {
-                try FileRuleSetStore(state: scratch).update(device: device) { $0 = ruleSet }
+            _ = plan
+            let (_, journal) = try timedWithCPU {
+                let fd = open(scratch, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw BenchError("cannot open \(scratch)") }
+                defer { close(fd) }
+                _ = record.withCString { write(fd, $0, strlen($0)) }
+                guard fsync(fd) == 0 else { throw BenchError("fsync \(scratch) failed") }
             }
-            let (_, writeState) = try timedWithCPU { try scratch.locked { try scratch.write(stored, to: "state.json") } }
-            let (_, fsync) = try timedWithCPU { try scratch.locked { try scratch.write([Int](), to: "empty.json") } }
             let reading = CommandTime(wall: readRules.wall - checks.wall, cpu: readRules.cpu - checks.cpu)
-            return [reading, checks, readState, planning, generating, writeRules, writeState, fsync]
-                .flatMap { [$0.wall, $0.cpu] }
+            return [reading, checks, readState, planning, journal].flatMap { [$0.wall, $0.cpu] }
         }
     }
 }
