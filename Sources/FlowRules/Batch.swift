@@ -73,15 +73,18 @@ public struct Batch {
     /// The words of each command with the number of its first line.
     static func commandWords(_ text: String) throws(BatchError) -> [(Int, [String])] {
         var commands: [(Int, [String])] = []
-        var pending: (start: Int, text: String)?
-        // "\r\n" is one Character, and a newline.
-        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+        var pending: (start: Int, text: String.UnicodeScalarView)?
+        for (index, line) in Self.lines(text).enumerated() {
             let start = pending?.start ?? index + 1
-            if line.hasSuffix("\\") {
-                pending = (start, (pending?.text ?? "") + line.dropLast() + " ")
+            if line.last == "\\" {
+                var joined = pending?.text ?? String.UnicodeScalarView()
+                joined.append(contentsOf: line.dropLast())
+                joined.append(" ")
+                pending = (start, joined)
                 continue
             }
-            let whole = (pending?.text ?? "") + line
+            var whole = pending?.text ?? String.UnicodeScalarView()
+            whole.append(contentsOf: line)
             pending = nil
             let words = try Self.words(whole, line: start)
             if !words.isEmpty { commands.append((start, words)) }
@@ -93,27 +96,65 @@ public struct Batch {
         return commands
     }
 
-    private static func words(_ text: String, line: Int) throws(BatchError) -> [String] {
+    /// The lines of `text`, split where `Character.isNewline` would split them ("\r\n" is
+    /// one newline), but scalar by scalar: a batch of 100,000 rules is read without
+    /// breaking it into grapheme clusters first.
+    static func lines(_ text: String) -> [Substring.UnicodeScalarView] {
+        var lines: [Substring.UnicodeScalarView] = []
+        let scalars = Substring(text).unicodeScalars
+        var start = scalars.startIndex, position = start
+        while position < scalars.endIndex {
+            let scalar = scalars[position]
+            guard Self.isNewline(scalar) else {
+                position = scalars.index(after: position)
+                continue
+            }
+            lines.append(scalars[start ..< position])
+            position = scalars.index(after: position)
+            if scalar == "\r", position < scalars.endIndex, scalars[position] == "\n" {
+                position = scalars.index(after: position)
+            }
+            start = position
+        }
+        lines.append(scalars[start...])
+        return lines
+    }
+
+    static func isNewline(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x0A ... 0x0D, 0x85, 0x2028, 0x2029: true
+        default: false
+        }
+    }
+
+    /// `Character.isWhitespace`, asked of a scalar, without Unicode's tables for ASCII.
+    static func isWhitespace(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.isASCII ? scalar == " " || (0x09 ... 0x0D).contains(scalar.value) : scalar.properties.isWhitespace
+    }
+
+    private static func words<Scalars: Collection<Unicode.Scalar>>(_ text: Scalars, line: Int) throws(BatchError)
+        -> [String] {
         var words: [String] = []
-        var current: String?
-        var quote: Character?
-        for character in text {
+        var current: String.UnicodeScalarView?
+        var quote: Unicode.Scalar?
+        for scalar in text {
             if let open = quote {
-                if character == open { quote = nil } else { current!.append(character) }
-            } else if character == "\"" || character == "'" {
-                quote = character
-                current = current ?? ""
-            } else if character.isWhitespace {
-                if let word = current { words.append(word) }
+                if scalar == open { quote = nil } else { current!.append(scalar) }
+            } else if scalar == "\"" || scalar == "'" {
+                quote = scalar
+                current = current ?? String.UnicodeScalarView()
+            } else if Self.isWhitespace(scalar) {
+                if let word = current { words.append(String(word)) }
                 current = nil
-            } else if character == "#", current == nil {
+            } else if scalar == "#", current == nil {
                 break
             } else {
-                current = (current ?? "") + String(character)
+                if current == nil { current = String.UnicodeScalarView() }
+                current!.append(scalar)
             }
         }
         guard quote == nil else { throw BatchError(line: line, reason: .unterminatedQuote) }
-        if let word = current { words.append(word) }
+        if let word = current { words.append(String(word)) }
         return words
     }
 }

@@ -102,14 +102,15 @@ public struct FileRuleSetStore: RuleSetStore {
     static func rules(_ text: String, device: String, file: FilePath) throws(StoreError) -> (RuleSet, UInt64) {
         var set = RuleSet()
         var sequence: UInt64 = 0
-        for (index, line) in text.split(separator: "\n").enumerated() {
-            if line.hasPrefix("#") {
-                if line.hasPrefix(header) { sequence = UInt64(line.dropFirst(header.count)) ?? 0 }
+        for (index, line) in text.utf8.split(separator: UInt8(ascii: "\n")).enumerated() {
+            if line.first == UInt8(ascii: "#") {
+                let comment = String(Substring(line))
+                if comment.hasPrefix(header) { sequence = UInt64(comment.dropFirst(header.count)) ?? 0 }
                 continue
             }
             let command: FilterCommand
             do {
-                command = try FilterCommand.parse(line.split(separator: " ").map(String.init))
+                command = try FilterCommand.parse(Self.words(line))
             } catch {
                 throw .badRule(file, line: index + 1, device: device, reason: error)
             }
@@ -123,6 +124,12 @@ public struct FileRuleSetStore: RuleSetStore {
             }
         }
         return (set, sequence)
+    }
+
+    /// The words of a line of ASCII separated by single spaces, split as bytes: a
+    /// String's own split would break the line into grapheme clusters first.
+    static func words(_ line: Substring.UTF8View) -> [String] {
+        line.split(separator: UInt8(ascii: " ")).map { String(Substring($0)) }
     }
 
     /// The devices with rules on disk, by name.

@@ -62,7 +62,7 @@ struct Journal {
         for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
             let start = offset
             offset += line.count + 1
-            let words = String(decoding: line, as: UTF8.self).split(separator: " ").map(String.init)
+            let words = FileRuleSetStore.words(Substring(decoding: line, as: UTF8.self).utf8)
             guard let first = words.first else { continue }
             switch first {
             case "begin":
