@@ -3,8 +3,9 @@ SWIFT       ?= swift
 CONFIG      ?= debug
 # Test targets that need the kernel (BPF, XDP, netns); the rest are pure Swift.
 KERNEL_TESTS ?= BPFKernelTests|FlowCompilerTests|FlowOffloadTests
-# Of those, the ones that kill commands and fill state directories: run on their own.
-FAULT_TESTS  ?= CrashTests|StateFaultTests
+# Of those, the ones that run alone, one after another: fault injection (kills, full
+# disks) and the live-traffic suite that accounts for every frame with captures.
+SOLO_TESTS   ?= CrashTests|StateFaultTests|LiveChangeTests
 
 # Extra arguments for xdpflow-bench, e.g. BENCH_ARGS='--only packets,live'; benchmarks are
 # only meaningful optimised, so they always use the release build (xdpflow-bench runs the
@@ -40,7 +41,7 @@ build: deps
 
 test: deps
 	$(SWIFT) build --build-tests
-	@KERNEL_TESTS='$(KERNEL_TESTS)' FAULT_TESTS='$(FAULT_TESTS)' scripts/run-tests
+	@KERNEL_TESTS='$(KERNEL_TESTS)' SOLO_TESTS='$(SOLO_TESTS)' scripts/run-tests
 
 fuzz: deps
 	$(SWIFT) build --build-tests
