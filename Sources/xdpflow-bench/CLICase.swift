@@ -219,6 +219,7 @@ struct CLIUpdateCases {
 /// many: a command's cost should not grow with the rules the device holds.
 struct CLIScaleCases {
     let peers: Peers
+    static let firstHandle = 1_000_000
 
     func measure(few: Int, many: Int, samples: Int) throws -> Section {
         var rows: [(rules: Int, samples: Samples, cpu: Samples, load: Double)] = []
@@ -263,7 +264,8 @@ struct CLIScaleCases {
         return Benchmark("xdpflow add", metrics: CLIUpdateCases.metrics) {
             defer { sample += 1 }
             let flow = FiveTuple(firstFlow + sample)
-            let handle = CLIUpdateCases.firstHandle + sample
+            // Past the handles the file's rules took (1 to `many`).
+            let handle = Self.firstHandle + sample
             let time = try timedCommand([peers.xdpflow] + RuleWords.xdpflow(
                 dev: peers.xdp.device, prio: 1, handle: handle, flow))
             guard try peers.xdpflowActs(flow, prio: 1, handle: handle) else {
