@@ -111,9 +111,9 @@ struct FilterRunner {
         if !lines.isEmpty { FileHandle.standardError.write(Data(lines.map { $0 + "\n" }.joined().utf8)) }
     }
 
-    /// Rules are only added for a device that exists, as tc ("Cannot find device").
+    /// Every filter command names a device that exists, as tc's ("Cannot find device"):
+    /// a show of a misspelt name says so instead of printing nothing.
     private func requireDevice(of command: FilterCommand) throws {
-        guard command.changesRules else { return }
         _ = try NetworkInterface(named: command.device)
     }
 

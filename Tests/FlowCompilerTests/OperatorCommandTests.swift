@@ -335,6 +335,7 @@ struct OperatorCommandTests {
                 try fails(command, 1, "needs root (CAP_BPF and CAP_NET_ADMIN", prefix: nobody)
             }
             try fails(["attach", "dev", "xft-none"], 1, "Error: device xft-none does not exist")
+            try fails(["filter", "show", "dev", "xft-none"], 1, "Error: device xft-none does not exist")
             try fails(["detach", "dev", device], 1, "Error: \(device) is not attached by xdpflow (xdpflow show lists what is)")
             try fails(["trace", "dev", device, "--pcap", "/dev/null"], 1, "Error: \(device) is not attached")
 
