@@ -72,7 +72,8 @@ public struct Offload {
     public var files: StateDirectory { StateDirectory(state.path.appending(namespace.directoryName)) }
     public var pins: FilePath { pinRoot.appending(namespace.directoryName).appending(device) }
     var store: FileRuleSetStore { FileRuleSetStore(state: state, namespace: namespace) }
-    var journal: Journal { Journal(path: files.path.appending("\(device).journal")) }
+    var journalFile: String { "\(device).journal" }
+    var journal: Journal { Journal(path: files.path.appending(journalFile)) }
     var offloadFile: String { "\(device).offload.json" }
     /// A pinned map that names the state directory of the attachment: another state
     /// directory that finds these pins knows whose they are and leaves them alone.
@@ -110,14 +111,13 @@ public struct Offload {
             try journal.begin(sequence, .attach, RuleChange(), device: device)
             let plan = try compile(stored.rules, memory: nil, ruleCapacity: ruleCapacity)
             let options = CompileOptions(unparsedVerdict: unparsedDrop ? .drop : .pass)
-            let live: LiveRuleSet
+            let datapath: Datapath, slot: ProgramSlot
             do {
-                let datapath = try Datapath(plan: plan, options: options, targetIndex: redirectIndex)
-                let slot = try ProgramSlot(running: datapath.program!, attachingTo: interface, mode: mode)
-                live = LiveRuleSet(adopting: stored.rules, datapath: datapath, slot: slot, targetIndex: redirectIndex)
+                datapath = try Datapath(plan: plan, options: options, targetIndex: redirectIndex)
+                slot = try ProgramSlot(running: datapath.program!, attachingTo: interface, mode: mode)
                 try BPFFS.makeDirectories(pins)
                 try pinOwner()
-                try pinMaps(datapath, replacing: nil)
+                try pinMaps(datapath)
                 try slot.pin(in: pins)
                 try files.write(OffloadState(mode: slot.link.mode.rawValue, memory: plan.memory, unparsedDrop: unparsedDrop,
                                              ruleCapacity: ruleCapacity, sequence: sequence,
@@ -130,7 +130,7 @@ public struct Offload {
             }
             let note = reattach ? "\(device) was attached before but its link was gone (a reboot, or bpffs "
                 + "remounted): its \(stored.rules.count) stored rules are loaded again" : nil
-            return Attachment(mode: live.slot!.link.mode, programID: live.datapath.program!.id, rules: plan.rules.count,
+            return Attachment(mode: slot.link.mode, programID: datapath.program!.id, rules: plan.rules.count,
                               subtables: plan.subtables.count, recovery: [recovery, note].compactMap { $0 }.first)
         }
     }
@@ -152,11 +152,17 @@ public struct Offload {
     /// The part of `detach` after its journal record, also what a detach that died
     /// halfway leaves for the next command to finish.
     private func finishDetach() throws {
+        try removeAttachment()
+        try store.remove(device)
+        try files.remove(journalFile)
+    }
+
+    /// The link detached, the pins and the attachment's state removed: what detach and
+    /// a rolled-back attach both take away.
+    private func removeAttachment() throws {
         if let link = try? XDPLink(pinnedAt: pins.appending(ProgramSlot.Pin.link)) { try? link.detach() }
         removePins()
         try files.remove(offloadFile)
-        try store.remove(device)
-        try files.remove(journal.path.lastComponent!.string)
     }
 
     public var isAttached: Bool {
@@ -199,12 +205,12 @@ public struct Offload {
                 return Update(result: outcome.result, recovery: recovery)
             }
             do {
-                if case .newProgram = change { try pinMaps(live.datapath, replacing: nil) }
+                if case .newProgram = change { try pinMaps(live.datapath) }
                 try journal.commit(sequence, programID: live.datapath.program?.id)
             } catch {
                 // The kernel holds a change the disk cannot say is done: it goes back.
                 if (try? live.apply(recorded.inverse)) != nil, case .newProgram = change {
-                    try? pinMaps(live.datapath, replacing: nil)
+                    try? pinMaps(live.datapath)
                 }
                 try? journal.abort(sequence, programID: live.slot?.programID)
                 throw error
@@ -244,7 +250,7 @@ public struct Offload {
         var planned: (rules: RuleSet, changes: [RuleChange])? = planSequence == rulesSequence ? (rules, []) : nil
         var stored = Stored(rules: rules, offload: offload, sequence: max(rulesSequence, planSequence ?? 0),
                             programID: offload?.programID)
-        for record in try journal.records(device: device) {
+        for record in try journal.records() {
             stored.sequence = max(stored.sequence, record.sequence)
             guard record.finished else {
                 stored.pending = record
@@ -328,9 +334,7 @@ public struct Offload {
     }
 
     private func rollBackAttach(_ sequence: UInt64) throws {
-        if let link = try? XDPLink(pinnedAt: pins.appending(ProgramSlot.Pin.link)) { try? link.detach() }
-        removePins()
-        try files.remove(offloadFile)
+        try removeAttachment()
         try journal.abort(sequence, programID: nil)
     }
 
@@ -348,11 +352,17 @@ public struct Offload {
         return plan
     }
 
-    /// The engine over the pinned kernel objects.
-    func adopt(_ stored: Stored, _ offload: OffloadState) throws -> LiveRuleSet {
+    /// The device's pinned slot; its link gone is the device's problem to say.
+    private func pinnedSlot(_ stored: Stored) throws -> ProgramSlot {
         guard let slot = try? ProgramSlot(pinnedIn: pins) else {
             throw OffloadError.linkGone(device, pins: pins, stored: stored.rules.count)
         }
+        return slot
+    }
+
+    /// The engine over the pinned kernel objects.
+    func adopt(_ stored: Stored, _ offload: OffloadState) throws -> LiveRuleSet {
+        let slot = try pinnedSlot(stored)
         let plan = try plan(stored, offload)
         let datapath = try Datapath(adopting: plan, options: offload.options, maps: try pinnedMaps(for: plan))
         return LiveRuleSet(adopting: stored.rules, datapath: datapath, slot: slot, targetIndex: redirectIndex)
@@ -361,16 +371,14 @@ public struct Offload {
     /// A new program and fresh maps for the stored rules, keeping only the counters: for
     /// when the maps' contents cannot be trusted. Returns the program's id.
     private func rebuild(_ stored: Stored, _ offload: OffloadState) throws -> UInt32 {
-        guard let slot = try? ProgramSlot(pinnedIn: pins) else {
-            throw OffloadError.linkGone(device, pins: pins, stored: stored.rules.count)
-        }
+        let slot = try pinnedSlot(stored)
         let plan = try plan(stored, offload)
         let counters = try pinnedMaps(for: plan).filter { $0.key == FlowMaps.counters }
         let adopted = try Datapath(adopting: plan, options: offload.options, maps: counters)
         let next = try Datapath(plan: plan, options: offload.options, targetIndex: redirectIndex, replacing: adopted,
                                 sharing: [FlowMaps.counters])
         try slot.run(next.program!)
-        try pinMaps(next, replacing: nil)
+        try pinMaps(next)
         return next.program!.id
     }
 
@@ -388,7 +396,7 @@ public struct Offload {
         do {
             try files.write(next, to: offloadFile)
             try store.write(live.rules, sequence: sequence, for: device)
-            try files.remove(journal.path.lastComponent!.string)
+            try files.remove(journalFile)
         } catch {
             // The journal still holds everything.
         }
@@ -421,7 +429,7 @@ public struct Offload {
 
     /// Pins the maps of `datapath` that are not pinned yet (or whose pin is another
     /// map), and removes the pins of maps it no longer uses.
-    private func pinMaps(_ datapath: Datapath, replacing previous: Datapath?) throws {
+    private func pinMaps(_ datapath: Datapath) throws {
         for (name, map) in datapath.maps {
             let path = pins.appending(name)
             if FileManager.default.fileExists(atPath: path.string) {
@@ -486,13 +494,5 @@ struct OwnerPath: MapCodable, Equatable {
 
     init(from reader: inout ByteReader) throws(ByteDecodingError) {
         path = String(decoding: try reader.read(byteCount: Self.byteCount).prefix { $0 != 0 }, as: UTF8.self)
-    }
-}
-
-extension Journal {
-    /// Closes a pending record as rolled back (or, for a detach, finished), with the
-    /// program the slot holds now.
-    func abort(_ sequence: UInt64, programID: UInt32?) throws(StoreError) {
-        try append("abort \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n", sync: false)
     }
 }

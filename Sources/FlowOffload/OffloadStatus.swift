@@ -36,7 +36,7 @@ extension Offload {
     /// rules are live.
     public func status(auditingEntries entries: Bool = true) throws -> Status? {
         try Privileges.require("show")
-        return try locked { stored, recovery in
+        return try locked { stored, recovery -> Status? in
             let hasPins = FileManager.default.fileExists(atPath: pins.string)
             guard stored.offload != nil || hasPins || recovery != nil else { return nil }
             var status = Status(device: device, mode: stored.offload?.mode,
@@ -48,17 +48,16 @@ extension Offload {
                     + "XDPFLOW_STATE_DIR=\(owner) xdpflow show dev \(device)")
                 return status
             }
-            if let slot = try? ProgramSlot(pinnedIn: pins), slot.isRunning {
-                status.programID = slot.programID
-            }
-            if let offload = stored.offload, let plan = try? plan(stored, offload) {
+            status.programID = programID
+            let planned = stored.offload.flatMap { try? self.plan(stored, $0) }
+            if let plan = planned {
                 status.subtables = plan.subtables.count
                 status.entries = plan.entryCount
                 let counters = try? statistics(of: plan)
                 status.misses = counters?.misses
                 status.unparsed = counters?.unparsed
             }
-            status.problems = try audit(stored, entries: entries)
+            status.problems = try audit(stored, planned: planned, entries: entries)
             return status
         }
     }
@@ -88,7 +87,8 @@ extension Offload {
     /// Compares the kernel objects with the plan of the stored rules: the link runs the
     /// entry program, the slot the recorded program, every map the plan needs is pinned
     /// with its spec and holds exactly the plan's entries, and nothing else is pinned.
-    func audit(_ stored: Stored, entries: Bool = true) throws -> [String] {
+    /// `planned` is the plan of `stored` when the caller made it already.
+    func audit(_ stored: Stored, planned: Plan? = nil, entries: Bool = true) throws -> [String] {
         let linkPin = pins.appending(ProgramSlot.Pin.link)
         guard let offload = stored.offload else {
             return ["pins at \(pins) but no state for \(device) in \(files.path) (an attach that did not finish "
@@ -120,7 +120,7 @@ extension Offload {
             found.append("the slot runs program \(slot.programID.map(String.init) ?? "none"), the journal recorded "
                 + "\(stored.programID.map(String.init) ?? "none"): \(repair)")
         }
-        let plan = try plan(stored, offload)
+        let plan = try planned ?? plan(stored, offload)
         let specs = Datapath.mapSpecs(for: plan)
         var maps: [String: BPFKernel.Map] = [:]
         for spec in specs {

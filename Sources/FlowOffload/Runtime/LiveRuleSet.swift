@@ -60,19 +60,22 @@ public final class LiveRuleSet {
     /// rule as stored.
     @discardableResult
     public func add(_ rule: FlowRule) throws -> (rule: FlowRule, change: Change) {
-        var recorded = RuleChange()
-        let stored = try FilterCommand(device: datapath.plan.device, operation: .add(rule))
-            .apply(to: &rules, recording: &recorded)[0]
-        return (stored, try carry(recorded))
+        let (stored, change) = try run(.add(rule))
+        return (stored[0], change)
     }
 
     /// Deletes the rules `selector` names, as `RuleSet.delete` does; returns them.
     @discardableResult
     public func delete(_ selector: RuleSelector) throws -> (rules: [FlowRule], change: Change) {
+        try run(.delete(selector))
+    }
+
+    /// One filter operation on the rules, recorded and carried; the rules it names.
+    private func run(_ operation: FilterCommand.Operation) throws -> ([FlowRule], Change) {
         var recorded = RuleChange()
-        let removed = try FilterCommand(device: datapath.plan.device, operation: .delete(selector))
+        let named = try FilterCommand(device: datapath.plan.device, operation: operation)
             .apply(to: &rules, recording: &recorded)
-        return (removed, try carry(recorded))
+        return (named, try carry(recorded))
     }
 
     /// Runs `body` on the rules, recording what it changes (see

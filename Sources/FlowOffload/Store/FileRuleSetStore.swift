@@ -27,7 +27,7 @@ public struct FileRuleSetStore: RuleSetStore {
         try state.locked {
             var (rules, sequence) = try read(device)
             let journal = Journal(path: files.path.appending("\(device).journal"))
-            for record in try journal.records(device: device)
+            for record in try journal.records()
             where record.finished && !record.aborted && record.sequence > sequence {
                 do {
                     try rules.apply(record.change)

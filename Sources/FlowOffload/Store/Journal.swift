@@ -44,68 +44,64 @@ struct Journal {
         var aborted = false
         /// The program in the device's slot once the record finished, when it changed.
         var programID: UInt32?
-        /// Where the record starts in the file: a pending record is cut off there.
-        var offset: Int
     }
 
     /// The records in the file, oldest first; none when there is no file. A record
     /// after a pending one cannot exist (every command recovers first).
-    func records(device: String) throws(StoreError) -> [Record] {
+    func records() throws(StoreError) -> [Record] {
         guard let data = FileManager.default.contents(atPath: path.string) else {
             if FileManager.default.fileExists(atPath: path.string) { throw .unreadable(path, Errno.ioError) }
             return []
         }
         var records: [Record] = []
-        var offset = 0
         var removed: [FlowRule] = [], added: [FlowRule] = []
         // Lines split by hand: only a line that ends in "\n" was written whole.
-        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
-            let start = offset
-            offset += line.count + 1
+        let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast()
+        for (index, line) in lines.enumerated() {
+            let number = index + 1
             let words = FileRuleSetStore.words(Substring(decoding: line, as: UTF8.self).utf8)
             guard let first = words.first else { continue }
             switch first {
             case "begin":
                 guard words.count == 3, let sequence = UInt64(words[1]), let kind = Kind(rawValue: words[2]) else {
-                    throw .corrupt(path, line: records.count, reason: "a begin line must be 'begin SEQ KIND'")
+                    throw .corrupt(path, line: number, reason: "a begin line must be 'begin SEQ KIND'")
                 }
                 removed = []
                 added = []
-                records.append(Record(sequence: sequence, kind: kind, change: RuleChange(), finished: false,
-                                      offset: start))
+                records.append(Record(sequence: sequence, kind: kind, change: RuleChange(), finished: false))
             case "-", "+":
                 guard records.last?.finished == false else {
-                    throw .corrupt(path, line: records.count, reason: "a rule outside a record")
+                    throw .corrupt(path, line: number, reason: "a rule outside a record")
                 }
                 if first == "-" {
                     guard words.count == 4, let chain = UInt32(words[1]), let prio = UInt16(words[2]),
                           let handle = UInt32(words[3]) else {
-                        throw .corrupt(path, line: records.count, reason: "a removal must be '- CHAIN PRIO HANDLE'")
+                        throw .corrupt(path, line: number, reason: "a removal must be '- CHAIN PRIO HANDLE'")
                     }
                     removed.append(FlowRule(chain: chain, prio: prio, handle: handle))
                 } else {
                     do {
                         guard case .add(let rule) = try FilterCommand.parse(Array(words.dropFirst())).operation else {
-                            throw StoreError.corrupt(path, line: records.count, reason: "not a filter add")
+                            throw StoreError.corrupt(path, line: number, reason: "not a filter add")
                         }
                         added.append(rule)
                     } catch let error as StoreError {
                         throw error
                     } catch {
-                        throw .corrupt(path, line: records.count, reason: "\(error)")
+                        throw .corrupt(path, line: number, reason: "\(error)")
                     }
                 }
                 records[records.count - 1].change = RuleChange(removed: removed, added: added)
             case "commit", "abort":
                 guard let last = records.last, !last.finished, words.count >= 2, UInt64(words[1]) == last.sequence
                 else {
-                    throw .corrupt(path, line: records.count, reason: "a \(first) without its begin")
+                    throw .corrupt(path, line: number, reason: "a \(first) without its begin")
                 }
                 records[records.count - 1].finished = true
                 records[records.count - 1].aborted = first == "abort"
                 if words.count == 4, words[2] == "prog" { records[records.count - 1].programID = UInt32(words[3]) }
             default:
-                throw .corrupt(path, line: records.count, reason: "unknown word '\(first)'")
+                throw .corrupt(path, line: number, reason: "unknown word '\(first)'")
             }
         }
         return records
@@ -121,7 +117,17 @@ struct Journal {
 
     /// The second: the kernel holds the change.
     func commit(_ sequence: UInt64, programID: UInt32?) throws(StoreError) {
-        try append("commit \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n", sync: false)
+        try finish("commit", sequence, programID: programID)
+    }
+
+    /// Closes a pending record as rolled back (or, for a detach, finished), with the
+    /// program the slot holds now.
+    func abort(_ sequence: UInt64, programID: UInt32?) throws(StoreError) {
+        try finish("abort", sequence, programID: programID)
+    }
+
+    private func finish(_ word: String, _ sequence: UInt64, programID: UInt32?) throws(StoreError) {
+        try append("\(word) \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n", sync: false)
     }
 
     /// Appends `text` (and syncs it); a failed append is cut off again, so the file never
@@ -144,18 +150,6 @@ struct Journal {
             throw .write(path, Errno(error))
         }
         if created { try StateDirectory.syncDirectory(path.removingLastComponent()) }
-    }
-
-    /// Cuts the file off at `offset`: a pending record goes.
-    func truncate(at offset: Int) throws(StoreError) {
-        do {
-            let fd = try FileDescriptor.open(path, .writeOnly)
-            defer { try? fd.close() }
-            guard ftruncate(fd.rawValue, off_t(offset)) == 0 else { throw Errno(rawValue: errno) }
-            try fd.sync()
-        } catch {
-            throw .write(path, Errno(error))
-        }
     }
 
     var size: Int {
