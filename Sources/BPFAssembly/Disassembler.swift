@@ -53,6 +53,8 @@ extension Instruction: CustomStringConvertible {
             case .kfunc: return "call kernel-function#\(immediate)"
             default: return "call \(Helper(rawValue: immediate).name)#\(immediate)"
             }
+        case .jcond:
+            return "may_goto pc\(signed(offset))"
         case .ja:
             return opcode.instructionClass == .jmp32 ? "gotol pc\(signed(immediate))" : "goto pc\(signed(offset))"
         default:

@@ -166,6 +166,13 @@ extension Instruction {
 
     public static let exit = Instruction(opcode: OpCode(.jmp, JumpOp.exit.rawValue))
 
+    /// `may_goto target`: the way out of a loop the verifier checks once, not once per
+    /// iteration (it looks for the loop's state to repeat). The kernel keeps a budget of
+    /// iterations per program run and jumps when it is spent.
+    public static func mayGoto(_ target: Label) -> Instruction {
+        Instruction(opcode: OpCode(.jmp, JumpOp.jcond.rawValue), reference: .label(target))
+    }
+
     /// `r0 = value; exit`.
     public static func `return`(_ value: Int32) -> [Instruction] {
         [.mov(.r0, value), .exit]

@@ -56,6 +56,9 @@ public enum JumpOp: UInt8, CaseIterable, Sendable {
     case jset = 0x40, jne = 0x50, jsgt = 0x60, jsge = 0x70
     case call = 0x80, exit = 0x90
     case jlt = 0xa0, jle = 0xb0, jslt = 0xc0, jsle = 0xd0
+    /// `may_goto` (BPF_JCOND, source 0): a loop's exit the kernel takes once the
+    /// program has looped too often (a budget of BPF_MAX_LOOPS per run).
+    case jcond = 0xe0
 }
 
 /// The comparisons of conditional jumps.

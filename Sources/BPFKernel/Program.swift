@@ -53,7 +53,7 @@ public final class Program: Pinnable, Sendable {
         let errno = Errno(rawValue: -fd)
         // E2BIG: too large or too complex for the verifier, which says which in its log.
         guard errno == .invalidArgument || errno == .permissionDenied || errno == .noSpace
-            || errno == .argListTooLong else {
+            || errno == .argListTooLong || errno == .badAddress else {
             throw .call("bpf_prog_load", subject: name, errno: errno)
         }
         // Verifier refusals come as EINVAL or EACCES; load again to get the reason.

@@ -106,7 +106,7 @@ extension ActionProgram: MapCodable {
 public enum CompileError: Error, Hashable, Sendable, CustomStringConvertible {
     case unsupported(UnsupportedRule)
     case tooManySteps(prio: UInt16, handle: UInt32, steps: Int)
-    case tooManySubtables(count: Int)
+    case tooManyBroadcastGroups(count: Int)
     case tooManyRules(count: Int, capacity: Int)
     case tooManyRedirectTargets(count: Int)
 
@@ -117,9 +117,8 @@ public enum CompileError: Error, Hashable, Sendable, CustomStringConvertible {
         case .tooManySteps(let prio, let handle, let steps):
             "prio \(prio) handle 0x\(String(handle, radix: 16)): its actions make \(steps) steps; "
                 + "a rule runs at most \(ActionProgram.maxSteps) (each pedit/skbmod address counts as one)"
-        case .tooManySubtables(let count):
-            "the rules need \(count) subtables (distinct prio and mask); one program looks up at most "
-                + "\(Plan.maxSubtables): merge masks or priorities"
+        case .tooManyBroadcastGroups(let count):
+            "\(count) broadcast groups (distinct lists of mirror devices); at most \(Plan.maxBroadcastGroups)"
         case .tooManyRules(let count, let capacity):
             "\(count) rules, the device's rule capacity is \(capacity)"
         case .tooManyRedirectTargets(let count):

@@ -16,6 +16,15 @@ public enum FlowMaps {
     public static let trace = "xf_trace"
     /// Devmap of one broadcast group's devices (mirrors and their redirect).
     public static func broadcast(_ index: UInt32) -> String { "xf_bcast_\(index)" }
+    /// The table classifier's maps (`TupleTables`). Array, u32 position -> `TableEntry`:
+    /// the tables list, two halves of `tableCapacity` entries, then at 2 x
+    /// `tableCapacity` the `TableListHead` (in the same map: a new list is a new head).
+    public static let tables = "xf_tables"
+    /// Hash, table index and masked words -> the first slot of the bucket's chain.
+    public static let buckets = "xf_buckets"
+    /// Array, u32 slot -> `RuleCheck`.
+    public static let rules = "xf_rules"
+    public static let tableMaps: Set<String> = [tables, buckets, rules]
 }
 
 /// What a program compiled with `recordMatches` writes for each frame: the counter
@@ -141,6 +150,20 @@ public struct CodeGenerator {
     /// The prefilter's bits for the frame, the subtables worth a lookup, while main looks
     /// them up (hit and parse save it or are done with the frame).
     static let prefilterBits = Register.r7
+    // Main's stack frame with tables, past the slots above: the search's state lives on
+    // the stack, where the calls in the loop leave it.
+    /// A bucket key: the table index (8 bytes) and up to 13 masked words.
+    static let tableKey: Int16 = -352
+    static let tablePosition: Int16 = -360
+    static let tableCount: Int16 = -368
+    /// The first position of the current half of the tables list.
+    static let tableBase: Int16 = -376
+    /// The slot of the next rule of a bucket's chain to check; 0: probe the next table.
+    static let candidate: Int16 = -384
+    static let bestRank: Int16 = -392
+    static let bestSlot: Int16 = -400
+    /// Ranks below it were decided before a `continue`.
+    static let floorRank: Int16 = -408
 
     let plan: Plan
     let options: CompileOptions
@@ -162,12 +185,8 @@ public struct CodeGenerator {
         -> (instructions: [Instruction], labels: [Label: Int]) {
         var generator = CodeGenerator(plan: plan, options: options)
         generator.main()
-        if generator.inline {
-            if !plan.subtables.isEmpty { generator.hitFunction() }
-        } else {
-            generator.parseFunction()
-            if !plan.subtables.isEmpty { generator.hitFunction() }
-        }
+        if !generator.inline { generator.parseFunction() }
+        if plan.classifies { generator.hitFunction() }
         if options.recordMatches { generator.logFunction() }
         return (try generator.asm.assemble(), generator.asm.labels)
     }
@@ -187,7 +206,11 @@ public struct CodeGenerator {
         } else {
             callParse()
         }
-        lookUp(Array(plan.prioGroups.enumerated())[...])
+        if let tables = plan.tables {
+            search(tables)
+        } else {
+            lookUp(Array(plan.prioGroups.enumerated())[...])
+        }
         asm.emit(.store(.word, to: .fp, Self.scratch, Int32(RuleSlots.miss)))
         count(slotAt: Self.scratch, lengthAt: Self.length, using: .r7, done: "miss_counted")
         asm.emit(Instruction.return(XDPAction.pass))
@@ -358,6 +381,133 @@ public struct CodeGenerator {
             callParse()
         }
         asm.label(end)
+    }
+
+    // MARK: - the table search
+
+    /// The tables in the order of the current list, one step per turn of a loop the
+    /// verifier checks once (`may_goto`): a step probes the next table's bucket, or checks
+    /// the next rule of a bucket's chain. The search ends when the tables run out or the
+    /// best rule found outranks the next table's best. Falls through on a miss.
+    private mutating func search(_ tables: TupleTables) {
+        let words = tables.words
+        asm.emit([.store(.word, to: .fp, Self.scratch, Int32(2 * tables.tableCapacity)), .loadMap(.r1, FlowMaps.tables),
+                  .mov(.r2, .fp),
+                  .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search_miss"),
+                  // Half `generation & 1` of the list is current: its base and length,
+                  // without a branch (each way would be verified on its own).
+                  .load(.r1, .word, from: .r0, Int16(TableListHead.generationOffset)), .alu(.and, .r1, 1),
+                  .load(.r2, .word, from: .r0, Int16(TableListHead.countsOffset)),
+                  .load(.r3, .word, from: .r0, Int16(TableListHead.countsOffset + 4)), .alu(.sub, .r3, .r2),
+                  .alu(.mul, .r3, .r1), .alu(.add, .r2, .r3), .store(.double, to: .fp, Self.tableCount, .r2),
+                  .alu(.mul, .r1, Int32(tables.tableCapacity)), .store(.double, to: .fp, Self.tableBase, .r1),
+                  // r9: a zero the verifier cannot tell from the values later turns leave
+                  // (0 ^ length ^ length), so that the turns meet in one state; it never
+                  // learns a constant to follow round the loop.
+                  .mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1), .alu(.xor, .r9, .r1)])
+        resetSearch()
+
+        asm.label("search")
+        asm.emit([.mayGoto("search_budget"), .load(.r1, .double, from: .fp, Self.candidate),
+                  .jump(.notEqual, .r1, 0, to: "search_check"),
+                  // Probe the next table.
+                  .load(.r1, .double, from: .fp, Self.tablePosition), .load(.r2, .double, from: .fp, Self.tableCount),
+                  .jump(.greaterOrEqual, .r1, .r2, to: "search_end"), .mov(.r2, .r1), .alu(.add, .r2, 1),
+                  .store(.double, to: .fp, Self.tablePosition, .r2), .load(.r2, .double, from: .fp, Self.tableBase),
+                  .alu(.add, .r1, .r2), .store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, FlowMaps.tables),
+                  .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem),
+                  .jump(.equal, .r0, 0, to: "search"), .mov(.r7, .r0),
+                  // The best so far outranks this table and every one after it.
+                  .load(.r1, .double, from: .r7, Int16(TableEntry.rankOffset)),
+                  .load(.r2, .double, from: .fp, Self.bestRank), .jump(.less, .r2, .r1, to: "search_end"),
+                  .load(.r1, .word, from: .r7, Int16(TableEntry.presenceOffset)),
+                  .load(.r2, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)), .alu(.and, .r2, .r1),
+                  .jump(.notEqual, .r2, .r1, to: "search"),
+                  .load(.r1, .word, from: .r7, Int16(TableEntry.indexOffset)),
+                  .store(.double, to: .fp, Self.tableKey, .r1)])
+        for (position, word) in words.enumerated() {
+            asm.emit([.load(.r1, .double, from: .fp, Self.record + Int16(word * 8)),
+                      .load(.r2, .double, from: .r7, Int16(TableEntry.masksOffset + 8 * position)), .alu(.and, .r1, .r2),
+                      .store(.double, to: .fp, Self.tableKey + Int16(8 + 8 * position), .r1)])
+        }
+        asm.emit([.loadMap(.r1, FlowMaps.buckets), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.tableKey)),
+                  .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search"), .load(.r1, .word, from: .r0, 0),
+                  .store(.double, to: .fp, Self.candidate, .r1), .jump(to: "search")])
+
+        // Check the next rule of the chain.
+        asm.label("search_check")
+        asm.emit([.store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, FlowMaps.rules), .mov(.r2, .fp),
+                  .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem),
+                  .jump(.equal, .r0, 0, to: "search_chain_end"), .mov(.r7, .r0),
+                  // The chain goes by rank: nothing after this rule beats the best.
+                  .load(.r1, .double, from: .r7, Int16(RuleCheck.rankOffset)),
+                  .load(.r2, .double, from: .fp, Self.bestRank), .jump(.greaterOrEqual, .r1, .r2, to: "search_chain_end"),
+                  .load(.r3, .word, from: .r7, Int16(RuleCheck.nextOffset)), .store(.double, to: .fp, Self.candidate, .r3),
+                  .load(.r2, .double, from: .fp, Self.floorRank), .jump(.less, .r1, .r2, to: "search"),
+                  .load(.r2, .word, from: .r7, Int16(RuleCheck.presenceOffset)),
+                  .load(.r3, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)), .alu(.and, .r3, .r2),
+                  .jump(.notEqual, .r3, .r2, to: "search")])
+        for (position, word) in words.enumerated() {
+            let value = Int16(RuleCheck.wordsOffset + 16 * position)
+            asm.emit([.load(.r2, .double, from: .fp, Self.record + Int16(word * 8)),
+                      .load(.r3, .double, from: .r7, value + 8), .alu(.and, .r2, .r3),
+                      .load(.r3, .double, from: .r7, value), .jump(.notEqual, .r2, .r3, to: "search")])
+        }
+        if tables.usesRanges {
+            for (field, minimum, maximum) in [(KeyField.srcPort, RuleCheck.srcMinOffset, RuleCheck.srcMaxOffset),
+                                              (.dstPort, RuleCheck.dstMinOffset, RuleCheck.dstMaxOffset)] {
+                asm.emit([.load(.r2, .half, from: .fp, Self.record + Int16(field.offset)), .endian(.big, .r2, bits: 16),
+                          .load(.r3, .half, from: .r7, Int16(minimum)), .jump(.less, .r2, .r3, to: "search"),
+                          .load(.r3, .half, from: .r7, Int16(maximum)), .jump(.greater, .r2, .r3, to: "search")])
+            }
+        }
+        // A match, the best so far: the rest of its chain ranks below it.
+        asm.emit([.store(.double, to: .fp, Self.bestRank, .r1), .load(.r2, .word, from: .fp, Self.scratch),
+                  .store(.double, to: .fp, Self.bestSlot, .r2), .load(.r2, .word, from: .r7, Int16(RuleCheck.actionOffset)),
+                  .store(.word, to: .fp, Self.bestAction, .r2)])
+        asm.label("search_chain_end")
+        storeZero(at: Self.candidate)
+        asm.emit(.jump(to: "search"))
+
+        // The best rule found decides, or goes on with the next prio (`continue`).
+        asm.label("search_end")
+        asm.emit([.load(.r8, .double, from: .fp, Self.bestSlot), .jump(.equal, .r8, 0, to: "search_miss"),
+                  .load(.r3, .word, from: .fp, Self.bestAction), .mov(.r1, .r6), .mov(.r2, .r8),
+                  .load(.r4, .double, from: .fp, Self.length)])
+        if inline {
+            asm.emit(.jump(to: "hit"))
+        } else {
+            asm.emit([.call(Label("hit")), .jump(.equal, .r0, Self.continueClassification, to: "search_continue"), .exit])
+            asm.label("search_continue")
+            asm.emit([.mov(.r1, .r6), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.record)), .call(Label("parse")),
+                      .jump(.notEqual, .r0, 0, to: "unparsed"),
+                      .load(.r8, .double, from: .fp, Self.bestRank)])
+            resetSearch()
+            asm.emit([.alu(.rsh, .r8, 32), .alu(.add, .r8, 1), .alu(.lsh, .r8, 32),
+                      .store(.double, to: .fp, Self.floorRank, .r8), .jump(to: "search")])
+        }
+        // Out of turns (a chain changing under the frame, at worst): the program cannot
+        // be sure, so the stack decides, and the frame counts as unparsed.
+        asm.label("search_budget")
+        asm.emit(.store(.word, to: .fp, Self.scratch, Int32(RuleSlots.unparsed)))
+        count(slotAt: Self.scratch, lengthAt: Self.length, using: .r7, done: "search_budget_counted")
+        asm.emit(Instruction.return(XDPAction.pass))
+        asm.label("search_miss")
+    }
+
+    /// The search from the first table, with nothing found.
+    private mutating func resetSearch() {
+        for slot in [Self.tablePosition, Self.candidate, Self.bestSlot, Self.floorRank] { storeZero(at: slot) }
+        storeZero(at: Self.bestRank, minus: 1)
+    }
+
+    /// Stores r9's zero (less `minus`) at `slot` as a value of its own: a copy would share
+    /// r9's identity, and what a branch learns of one copy the verifier applies to all
+    /// (`r1 |= 0` gives it a new one).
+    private mutating func storeZero(at slot: Int16, minus: Int32 = 0) {
+        asm.emit(.mov(.r1, .r9))
+        if minus != 0 { asm.emit(.alu(.sub, .r1, minus)) }
+        asm.emit([.alu(.or, .r1, 0), .store(.double, to: .fp, slot, .r1)])
     }
 
     /// r1 = the key of a direct subtable as an index: its bytes, big-endian.

@@ -305,11 +305,14 @@ public struct PolicerBucket: Hashable, Sendable, MapCodable {
 /// the change into the kernel. Either way the plan is the same: a plan changed rule by
 /// rule equals the plan built from its rules with its memory.
 public struct Plan: Equatable, Sendable {
-    /// The most subtables one program looks up (each is a map and a lookup per packet).
-    /// A program may use at most 64 maps (the kernel's MAX_USED_MAPS); the counters,
-    /// actions, redirect, policer and trace maps leave 59 for subtables (58 and the
-    /// prefilter's map, below the limit).
+    /// The most subtables one program looks up inline (each is a map and a lookup per
+    /// packet): a program may use at most 64 maps (the kernel's MAX_USED_MAPS), and the
+    /// counters, actions, redirect, policer and trace maps leave 59 for subtables,
+    /// broadcast groups and the prefilter. Rules that need more are classified by
+    /// `TupleTables`, whose maps do not grow in number with the rules.
     public static let maxSubtables = 59
+    /// The most broadcast groups of a plan classified by tables (four maps of its own).
+    public static let maxBroadcastGroups = 55
     public static let maxRedirectTargets = 64
     /// The rule capacity a device starts with; it doubles when the rules outgrow it.
     public static let defaultRuleCapacity = 65536
@@ -318,7 +321,11 @@ public struct Plan: Equatable, Sendable {
 
     public var device: String
     /// Lookup order: by prio; within a prio, all are looked up and the lowest handle wins.
+    /// Empty when the rules are classified by `tables`.
     public var subtables: [Subtable]
+    /// The table classifier, when the rules need more inline subtables than one program
+    /// looks up (`fitsInline`); nil while they fit.
+    public var tables: TupleTables?
     public var rules: PlannedRules { PlannedRules(list: rulesBySlot.list, slots: slots) }
     var rulesBySlot: RulesBySlot
     /// Rule -> counter slot.
@@ -355,8 +362,19 @@ public struct Plan: Equatable, Sendable {
     public var usesContinue: Bool { usage.traits.keys.contains(where: \.continues) }
     public var stepKinds: Set<ActionStep.Kind> { usage.traits.keys.reduce(into: []) { $0.formUnion($1.kinds) } }
     public var maxSteps: Int { usage.traits.keys.map(\.steps).max() ?? 0 }
-    /// Entries over all subtables (a port range counts once per block).
-    public var entryCount: Int { subtables.reduce(0) { $0 + $1.entries.count } }
+    /// Entries over all subtables (a port range counts once per block); with tables, the
+    /// rules they hold.
+    public var entryCount: Int { tables?.rules.count ?? subtables.reduce(0) { $0 + $1.entries.count } }
+    /// Whether some rule can match: the program has lookups and actions.
+    public var classifies: Bool { tables != nil || !subtables.isEmpty }
+
+    /// The most inline subtables (broadcast groups included) a plan looks up before it
+    /// turns to tables; by default as many as fit one program with the prefilter.
+    public let inlineLimit: Int
+    public static let defaultInlineLimit = maxSubtables - 1
+
+    /// Whether `subtables` inline subtables and `groups` broadcast groups stay inline.
+    func fitsInline(subtables: Int, groups: Int) -> Bool { subtables + groups <= inlineLimit }
     /// Room in the policers map: it holds at least 1024.
     public var policerCapacity: Int { max(policers.count, 1024) }
 
@@ -377,7 +395,8 @@ public struct Plan: Equatable, Sendable {
     /// device's `previous` plan.
     public init(_ ruleSet: RuleSet, device: String, after previous: Plan?,
                 ruleCapacity: Int = Plan.defaultRuleCapacity) throws(CompileError) {
-        try self.init(ruleSet, device: device, memory: previous?.memory, ruleCapacity: ruleCapacity)
+        try self.init(ruleSet, device: device, memory: previous?.memory, ruleCapacity: ruleCapacity,
+                      inlineLimit: previous?.inlineLimit ?? Plan.defaultInlineLimit)
     }
 
     /// What a plan passes on to the next plan of its device (and what the runtime keeps
@@ -392,6 +411,8 @@ public struct Plan: Equatable, Sendable {
         public var capacities: [String: Int]
         /// Nil in state written before rule capacities grew.
         public var ruleCapacity: Int?
+        /// The table classifier's indexes and sizes, while it classifies.
+        public var tables: TableMemory?
     }
 
     public var memory: Memory {
@@ -400,13 +421,17 @@ public struct Plan: Equatable, Sendable {
             if let capacity = subtable.capacity { capacities[subtable.mapName] = capacity }
         }
         return Memory(slots: slots, actionIndex: actionIndex, targetIndex: targetIndex, policerIndex: policerIndex,
-                      broadcastIndex: broadcastIndex, capacities: capacities, ruleCapacity: ruleCapacity)
+                      broadcastIndex: broadcastIndex, capacities: capacities, ruleCapacity: ruleCapacity,
+                      tables: tables?.memory)
     }
 
     /// Plans chain 0 of `ruleSet` for `device`, keeping the indexes and map sizes in
     /// `memory` (see `StableIndex`); a device without memory starts with `ruleCapacity`.
+    /// `inlineLimit` 0 classifies every rule set by tables (for tests and benchmarks).
     public init(_ ruleSet: RuleSet, device: String, memory previous: Memory? = nil,
-                ruleCapacity: Int = Plan.defaultRuleCapacity) throws(CompileError) {
+                ruleCapacity: Int = Plan.defaultRuleCapacity, inlineLimit: Int = Plan.defaultInlineLimit)
+        throws(CompileError) {
+        self.inlineLimit = inlineLimit
         // Rules of other chains have a limitation (only chain 0 runs): all are of chain 0.
         let rules = ruleSet.rules
         for rule in rules where !rule.xdpLimitations.isEmpty {
@@ -415,6 +440,7 @@ public struct Plan: Equatable, Sendable {
         self.device = device
         rulesBySlot = RulesBySlot([], slots: [], first: 0)
         subtables = []
+        tables = nil
         fields = []
         keyLayers = []
         policers = [:]
@@ -468,9 +494,8 @@ public struct Plan: Equatable, Sendable {
         for number in ruleProgram { usage.programs[programs[number], default: 0] += 1 }
         for program in programs { usage.traits.add(ProgramTraits(program)) }
 
-        var tables: [SubtableBuilder] = [], tableNumbers: [SubtableKey: Int] = [:]
-        // Rules come in runs of one shape: comparing with the last key spares the hashing.
-        var last: (key: SubtableKey, number: Int)?
+        var values: [SubtableValue] = []
+        values.reserveCapacity(rules.count)
         for (position, rule) in rules.enumerated() {
             let id = RuleID(rule)
             for (index, action) in rule.actions.enumerated() {
@@ -478,37 +503,77 @@ public struct Plan: Equatable, Sendable {
                 policers[policerIndex[PolicerKey(rule: id, action: index)]!] = PolicerConfig(
                     rule: id, action: index, police: police)
             }
-            let value = SubtableValue(slot: ruleSlots[position], handle: rule.handle,
-                                      action: programIndexes[ruleProgram[position]])
-            for pattern in RuleKey(rule, device: device).alternatives {
-                let table = SubtableKey(prio: rule.prio, pattern: pattern)
-                let number = last?.key == table ? last!.number : tableNumbers[table] ?? tables.count
-                if number == tables.count {
-                    tables.append(SubtableBuilder(table))
-                    tableNumbers[table] = number
-                }
-                last = (table, number)
-                tables[number].collect(pattern, value)
-            }
+            values.append(SubtableValue(slot: ruleSlots[position], handle: rule.handle,
+                                        action: programIndexes[ruleProgram[position]]))
         }
         guard targetIndex.count <= Self.maxRedirectTargets else {
             throw .tooManyRedirectTargets(count: targetIndex.count)
         }
-        // Broadcast groups take maps from the same budget.
-        guard tables.count + broadcastIndex.count <= Self.maxSubtables else {
-            throw .tooManySubtables(count: tables.count + broadcastIndex.count)
-        }
-        let kept = previous?.capacities ?? [:]
-        subtables = tables.map { table in
-            var subtable = table.built()
-            if let capacity = kept[subtable.mapName], capacity >= subtable.entries.count {
-                // Keep the map while it has room, so that a rule change stays a map update.
-                subtable.storage = .hash(capacity: capacity)
-            }
-            return subtable
-        }.sorted { ($0.prio, $0.mapName) < ($1.prio, $1.mapName) }
-        indexSubtables(keys: Dictionary(uniqueKeysWithValues: tables.map { ($0.subtable.mapName, $0.key) }))
+        try planClassifier(rules, values: values, memory: previous)
         try fitRuleCapacity()
+    }
+
+    /// Plans the lookups of `rules` (in rule order, with their entries' values): inline
+    /// subtables while they fit one program, tables past that.
+    mutating func planClassifier(_ rules: [FlowRule], values: [SubtableValue], memory: Memory?) throws(CompileError) {
+        var builders: [SubtableBuilder] = [], numbers: [SubtableKey: Int] = [:]
+        // Rules come in runs of one shape: comparing with the last key spares the hashing.
+        var last: (key: SubtableKey, number: Int)?
+        for (rule, value) in zip(rules, values) {
+            for pattern in RuleKey(rule, device: device).alternatives {
+                let table = SubtableKey(prio: rule.prio, pattern: pattern)
+                let number = last?.key == table ? last!.number : numbers[table] ?? builders.count
+                if number == builders.count {
+                    builders.append(SubtableBuilder(table))
+                    numbers[table] = number
+                }
+                last = (table, number)
+                builders[number].collect(pattern, value)
+            }
+        }
+        usage.subtableKeys = Dictionary(uniqueKeysWithValues: builders.map { ($0.key, $0.count) })
+        if fitsInline(subtables: builders.count, groups: broadcastIndex.count) {
+            tables = nil
+            let kept = memory?.capacities ?? [:]
+            subtables = builders.map { builder in
+                var subtable = builder.built()
+                if let capacity = kept[subtable.mapName], capacity >= subtable.entries.count {
+                    // Keep the map while it has room, so that a rule change stays a map update.
+                    subtable.storage = .hash(capacity: capacity)
+                }
+                return subtable
+            }.sorted { ($0.prio, $0.mapName) < ($1.prio, $1.mapName) }
+            indexSubtables(keys: Dictionary(uniqueKeysWithValues: builders.map { ($0.subtable.mapName, $0.key) }))
+        } else {
+            guard broadcastIndex.count <= Self.maxBroadcastGroups else {
+                throw .tooManyBroadcastGroups(count: broadcastIndex.count)
+            }
+            builders = []
+            subtables = []
+            tables = TupleTables(zip(rules, values).compactMap { rule, value in
+                TableRule(rule, key: RuleKey(rule, device: device), action: value.action).map { (value.slot, $0) }
+            }, memory: memory?.tables)
+            indexSubtables(keys: [:])
+        }
+    }
+
+    /// Plans the lookups again from the rules held, after a change that moved the plan
+    /// from inline subtables to tables or back.
+    mutating func replanClassifier() throws(CompileError) {
+        let held = rulesBySlot.list.filter { $0.prio != 0 }.sorted { RuleID($0) < RuleID($1) }
+        var byActions: [[FlowAction]: UInt32] = [:]
+        var values: [SubtableValue] = []
+        for rule in held {
+            let action: UInt32
+            if rule.policerKeys.isEmpty, let shared = byActions[rule.actions] {
+                action = shared
+            } else {
+                action = actionIndex[try program(for: rule)]!
+                if rule.policerKeys.isEmpty { byActions[rule.actions] = action }
+            }
+            values.append(SubtableValue(slot: slots[RuleID(rule)]!, handle: rule.handle, action: action))
+        }
+        try planClassifier(held, values: values, memory: memory)
     }
 
     /// Room for twice the entries, at least 1024: a subtable grows by a new map.
@@ -529,7 +594,7 @@ public struct Plan: Equatable, Sendable {
     /// After the subtables (or broadcast groups) changed: their fields, where each
     /// subtable's key is, and the prefilter over them.
     mutating func indexSubtables(keys: [String: SubtableKey]) {
-        fields = []
+        fields = tables?.fields ?? []
         usage.subtables = [:]
         usage.layouts = []
         for (position, subtable) in subtables.enumerated() {
@@ -538,9 +603,7 @@ public struct Plan: Equatable, Sendable {
             usage.subtables[keys[subtable.mapName]!] = position
             usage.layouts.append(SubtableLayout(mapName: subtable.mapName, keyOffsets: subtable.mask.keyBytes.map(\.offset)))
         }
-        // The prefilter takes a map from the subtables' budget: at the limit, none.
-        prefilter = subtables.count + broadcastIndex.count < Self.maxSubtables
-            ? Prefilter(subtables, reusing: prefilter) : nil
+        prefilter = tables == nil ? Prefilter(subtables, reusing: prefilter) : nil
     }
 
     /// Doubles the rule capacity until every slot and action index fits.
@@ -634,6 +697,7 @@ struct SubtableBuilder {
 
     /// The entries in rule order, collected before the dictionary is built at its size.
     private var collected: [(key: [UInt8], value: SubtableValue)] = []
+    var count: Int { collected.count }
 
     mutating func collect(_ pattern: KeyPattern, _ value: SubtableValue) {
         collected.append((keyBytes.map { pattern.value[$0.offset] }, value))
@@ -721,6 +785,9 @@ extension Plan {
         var traits = UseCounts<ProgramTraits>()
         /// Subtable key -> position in `subtables`.
         var subtables: [SubtableKey: Int] = [:]
+        /// Subtable key -> its entries: how many inline subtables the rules need, in
+        /// either classifier.
+        var subtableKeys: [SubtableKey: Int] = [:]
         /// By position in `subtables`.
         var layouts: [SubtableLayout] = []
     }

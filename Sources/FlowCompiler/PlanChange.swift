@@ -18,6 +18,8 @@ public struct MapWrites: Equatable, Sendable {
     /// never the old one with its stale entries (a change may empty a subtable and start
     /// it again).
     public var droppedMaps: Set<String> = []
+    /// The table classifier's rules, buckets and list.
+    public var tables = TableWrites()
 
     public init() {}
 
@@ -35,11 +37,13 @@ public struct MapWrites: Equatable, Sendable {
         droppedMaps.formUnion(later.droppedMaps)
         for (name, gone) in later.removedEntries { for key in gone { removeEntry(key, in: name) } }
         for (name, set) in later.entries { for (key, value) in set { setEntry(key, value, in: name) } }
+        tables.merge(later.tables)
     }
 
     public var count: Int {
         counters.count + actions.count + redirectTargets.count + policers.count + prefilter.count
             + entries.values.reduce(0) { $0 + $1.count } + removedEntries.values.reduce(0) { $0 + $1.count }
+            + tables.count
     }
 
     mutating func setEntry(_ key: [UInt8], _ value: SubtableValue, in map: String) {
@@ -97,6 +101,16 @@ extension Plan {
             if !changed.isEmpty { writes.entries[subtable.mapName] = changed }
             if !gone.isEmpty { writes.removedEntries[subtable.mapName] = Set(gone) }
         }
+        if tables == nil, previous?.tables != nil { writes.droppedMaps.formUnion(FlowMaps.tableMaps) }
+        if let tables {
+            // Everything, and what the earlier tables held that went: rewriting an entry
+            // with what it holds is harmless.
+            writes.tables = tables.everything
+            if let earlier = previous?.tables?.everything {
+                writes.tables.rules.formUnion(earlier.rules)
+                writes.tables.buckets.formUnion(earlier.buckets)
+            }
+        }
         return writes
     }
 
@@ -135,12 +149,14 @@ extension Plan {
         let targetCount = targetIndex.count + targets.filter { targetIndex[$0] == nil }.count
         guard targetCount <= Self.maxRedirectTargets else { throw .tooManyRedirectTargets(count: targetCount) }
         let group = rule.broadcastGroup
-        let patterns = RuleKey(rule, device: device).alternatives
+        let ruleKey = RuleKey(rule, device: device)
+        let patterns = ruleKey.alternatives
         let tables = patterns.map { SubtableKey(prio: rule.prio, pattern: $0) }
         let newTables = Set(tables.filter { usage.subtables[$0] == nil })
-        let maps = subtables.count + newTables.count + broadcastIndex.count
-            + (group.map { broadcastIndex[$0] == nil ? 1 : 0 } ?? 0)
-        guard maps <= Self.maxSubtables else { throw .tooManySubtables(count: maps) }
+        let groups = broadcastIndex.count + (group.map { broadcastIndex[$0] == nil ? 1 : 0 } ?? 0)
+        let newKeys = Set(tables).filter { usage.subtableKeys[$0] == nil }.count
+        let inline = fitsInline(subtables: usage.subtableKeys.count + newKeys, groups: groups)
+        guard inline || groups <= Self.maxBroadcastGroups else { throw .tooManyBroadcastGroups(count: groups) }
         guard Int(slots.lowestFree - slots.first) < Self.maxRuleCapacity else {
             throw .tooManyRules(count: rules.count + 1, capacity: Self.maxRuleCapacity)
         }
@@ -177,7 +193,21 @@ extension Plan {
         rulesBySlot.insert(rule, at: Int(slot - slots.first))
         change.writes.counters.insert(slot)
         try fitRuleCapacity()
-
+        for table in tables { usage.subtableKeys[table, default: 0] += 1 }
+        if inline != (self.tables == nil) {
+            try switchClassifier(&change.writes)
+            finish(&change, from: shape)
+            return change
+        }
+        if self.tables != nil {
+            if let entry = TableRule(rule, key: ruleKey, action: action) {
+                self.tables!.add(entry, slot: slot, &change.writes.tables)
+            }
+            if groupsChanged { indexSubtables(keys: [:]) }
+            fields = self.tables!.fields
+            finish(&change, from: shape)
+            return change
+        }
         if !newTables.isEmpty || groupsChanged {
             var keys = Dictionary(uniqueKeysWithValues: usage.subtables.map { (usage.layouts[$0.value].mapName, $0.key) })
             for table in newTables {
@@ -236,8 +266,28 @@ extension Plan {
         let value = SubtableValue(slot: slots[id]!, handle: rule.handle, action: 0)
         rulesBySlot.remove(at: Int(value.slot - slots.first))
         slots.remove(id)
+        let patterns = RuleKey(rule, device: device).alternatives
+        for pattern in patterns {
+            let key = SubtableKey(prio: rule.prio, pattern: pattern)
+            let left = usage.subtableKeys[key]! - 1
+            usage.subtableKeys[key] = left == 0 ? nil : left
+        }
+        let inline = fitsInline(subtables: usage.subtableKeys.count, groups: broadcastIndex.count)
+        if inline != (tables == nil) {
+            // Cannot throw: every rule left was planned before.
+            try! switchClassifier(&change.writes)
+            finish(&change, from: shape)
+            return change
+        }
+        if tables != nil {
+            if tables!.rules[value.slot] != nil { tables!.remove(slot: value.slot, &change.writes.tables) }
+            if groupsChanged { indexSubtables(keys: [:]) }
+            fields = tables!.fields
+            finish(&change, from: shape)
+            return change
+        }
 
-        for pattern in RuleKey(rule, device: device).alternatives {
+        for pattern in patterns {
             takeEntry(pattern, of: value.handle, from: usage.subtables[SubtableKey(prio: rule.prio, pattern: pattern)]!,
                       &change.writes)
         }
@@ -255,6 +305,21 @@ extension Plan {
         }
         finish(&change, from: shape)
         return change
+    }
+
+    /// After a change that moves the rules from inline subtables to tables or back: the
+    /// maps of the classifier left go (a new program; the new classifier's maps are new
+    /// and take everything).
+    private mutating func switchClassifier(_ writes: inout MapWrites) throws(CompileError) {
+        let left = tables == nil ? Set(subtables.map(\.mapName)) : FlowMaps.tableMaps
+        try replanClassifier()
+        for name in left {
+            writes.entries[name] = nil
+            writes.removedEntries[name] = nil
+        }
+        writes.droppedMaps.formUnion(left)
+        writes.tables = TableWrites()
+        writes.prefilter = prefilter?.table ?? [:]
     }
 
     /// Whether the program stays; a new prefilter map gets its whole table.
@@ -328,6 +393,7 @@ struct ProgramShape: Equatable {
     var usesContinue: Bool
     var ruleCapacity: Int
     var policerCapacity: Int
+    var tables: TableShape?
     /// Not compared: it follows from the above; kept to tell a new prefilter map (what
     /// names it, without the table a change writes to).
     var prefilter: (offset: Int, bits: [String: Int])?
@@ -342,6 +408,7 @@ struct ProgramShape: Equatable {
         usesContinue = plan.usesContinue
         ruleCapacity = plan.ruleCapacity
         policerCapacity = plan.policerCapacity
+        tables = plan.tables.map(TableShape.init)
         prefilter = plan.prefilter.map { ($0.offset, $0.bits) }
     }
 
@@ -349,7 +416,22 @@ struct ProgramShape: Equatable {
         a.layouts == b.layouts && a.storages == b.storages && a.keyLayers == b.keyLayers
             && a.broadcastGroups == b.broadcastGroups && a.stepKinds == b.stepKinds && a.maxSteps == b.maxSteps
             && a.usesContinue == b.usesContinue && a.ruleCapacity == b.ruleCapacity
-            && a.policerCapacity == b.policerCapacity
+            && a.policerCapacity == b.policerCapacity && a.tables == b.tables
+    }
+}
+
+/// What of the table classifier the program and its maps' sizes follow.
+struct TableShape: Equatable {
+    var words: [Int]
+    var usesRanges: Bool
+    var tableCapacity: Int
+    var bucketCapacity: Int
+
+    init(_ tables: TupleTables) {
+        words = tables.words
+        usesRanges = tables.usesRanges
+        tableCapacity = tables.tableCapacity
+        bucketCapacity = tables.bucketCapacity
     }
 }
 
@@ -359,9 +441,12 @@ extension Plan {
         var ruleCapacity: Int
         /// By subtable position.
         var storages: [Subtable.Storage]
+        var tables: TableMemory?
     }
 
-    public var sizes: Sizes { Sizes(ruleCapacity: ruleCapacity, storages: subtables.map(\.storage)) }
+    public var sizes: Sizes {
+        Sizes(ruleCapacity: ruleCapacity, storages: subtables.map(\.storage), tables: tables?.memory)
+    }
 
     /// Puts back `sizes`, taken before a change that was then undone (the same
     /// subtables): the plan describes the maps that are still running.
@@ -369,5 +454,6 @@ extension Plan {
         precondition(sizes.storages.count == subtables.count, "sizes of other subtables")
         ruleCapacity = sizes.ruleCapacity
         for position in subtables.indices { subtables[position].storage = sizes.storages[position] }
+        if let memory = sizes.tables { tables?.restore(memory) }
     }
 }

@@ -109,12 +109,15 @@ struct KeyPattern: Hashable, Sendable {
     func masked(_ field: KeyField) -> MaskedBytes { MaskedBytes(value: value.field(field), mask: mask.field(field)) }
 }
 
-/// What one rule asks of the key record, as one or more alternatives: a port range
-/// becomes several masked values, as a TCAM holds it.
+/// What one rule asks of the key record: a masked pattern, and the port ranges it
+/// matches as ranges. The inline classifier expands each range into prefix blocks, as a
+/// TCAM holds it (`alternatives`); the table classifier compares ranges as ranges.
 struct RuleKey {
-    /// Each alternative constrains the same fields; they differ in masks only where a
-    /// range was expanded. Empty when the rule can never match.
-    var alternatives: [KeyPattern]
+    /// A ranged port field is in the pattern's fields under an all-zero mask (the ports
+    /// must be present); nil when the rule can never match.
+    var pattern: KeyPattern?
+    var srcPorts: PortRange?
+    var dstPorts: PortRange?
 
     init(_ rule: FlowRule, device: String) {
         var pattern = KeyPattern()
@@ -156,21 +159,25 @@ struct RuleKey {
         constrain(.arpTargetIP, m.arpTargetIP)
         constrain(.arpSenderMAC, m.arpSenderMAC)
         constrain(.arpTargetMAC, m.arpTargetMAC)
-
-        guard satisfiable else {
-            alternatives = []
-            return
-        }
-        var alternatives = [pattern]
         for (field, port) in [(KeyField.srcPort, m.srcPort), (.dstPort, m.dstPort)] {
-            guard case .range(let range)? = port else {
-                if case .masked(let masked)? = port {
-                    for index in alternatives.indices {
-                        _ = alternatives[index].constrain(field, masked.value, mask: masked.mask)
-                    }
-                }
-                continue
+            switch port {
+            case .masked(let masked)?: constrain(field, masked)
+            case .range(let range)?:
+                constrain(field, Masked(UInt16(0), mask: 0))
+                if field == .srcPort { srcPorts = range } else { dstPorts = range }
+            case nil: break
             }
+        }
+        self.pattern = satisfiable ? pattern : nil
+    }
+
+    /// The pattern with each port range expanded into prefix blocks: several masked
+    /// values, as a TCAM holds them. Empty when the rule can never match.
+    var alternatives: [KeyPattern] {
+        guard let pattern else { return [] }
+        var alternatives = [pattern]
+        for (field, range) in [(KeyField.srcPort, srcPorts), (.dstPort, dstPorts)] {
+            guard let range else { continue }
             let blocks = Self.blocks(covering: range)
             alternatives = alternatives.flatMap { base in
                 blocks.map { block in
@@ -180,7 +187,7 @@ struct RuleKey {
                 }
             }
         }
-        self.alternatives = alternatives
+        return alternatives
     }
 
     /// The fewest prefix blocks whose union is exactly `range`.

@@ -147,6 +147,9 @@ extension Offload {
             guard let map = maps[subtable.mapName] else { continue }
             found += try audit(subtable, in: map, plan: plan)
         }
+        if let tables = plan.tables, entries {
+            found += try audit(tables, maps: maps, plan: plan)
+        }
         if let map = maps[FlowMaps.actions] {
             let actions = try ArrayMap<ActionProgram>(map)
             for (index, program) in plan.actions.sorted(by: { $0.key < $1.key })
@@ -185,6 +188,64 @@ extension Offload {
         for (key, value) in kernel.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
             found.append("\(subtable.mapName) holds an entry no stored rule has: \(rule(value)) "
                 + "(key \(TraceRecord.hex(key)))")
+        }
+        return found
+    }
+
+    /// The table classifier's maps against its tables: every rule's check (with its link
+    /// in its bucket's chain) and nothing at other slots, every bucket's first rule and no
+    /// other bucket, and the current half of the list.
+    private func audit(_ tables: TupleTables, maps: [String: BPFKernel.Map], plan: Plan) throws -> [String] {
+        let ruleBySlot = Dictionary(uniqueKeysWithValues: plan.slots.indexes.map { ($0.value, $0.key) })
+        func rule(_ slot: UInt32) -> String { ruleBySlot[slot].map(\.description) ?? "slot \(slot)" }
+        let words = tables.words
+        var found: [String] = []
+        if let map = maps[FlowMaps.rules] {
+            let vacant = RuleCheck.vacant(words: words.count).encodedBytes, zero = [UInt8](repeating: 0, count: vacant.count)
+            for (key, bytes) in try map.lookupBatch(batchSize: 65536) {
+                let slot = try UInt32(decoding: key)
+                if let held = tables.rules[slot] {
+                    if bytes != held.check(next: tables.next(after: slot), words: words).encodedBytes {
+                        found.append("\(FlowMaps.rules) holds another check for \(rule(slot)) than its rule's")
+                    }
+                } else if bytes != vacant && bytes != zero {
+                    found.append("\(FlowMaps.rules) holds a check at slot \(slot), which no stored rule has")
+                }
+            }
+        }
+        if let map = maps[FlowMaps.buckets] {
+            var kernel = Dictionary(try map.lookupBatch(batchSize: 65536).map { ($0.key, $0.value) }) { a, _ in a }
+            for bucket in tables.everything.buckets {
+                let key = bucket.mapKey(words: words), head = tables.head(of: bucket)!
+                switch kernel.removeValue(forKey: key) {
+                case nil: found.append("\(FlowMaps.buckets) lacks the bucket of \(rule(head)) (key \(TraceRecord.hex(key)))")
+                case let held? where held != head.encodedBytes:
+                    found.append("\(FlowMaps.buckets) starts a bucket elsewhere than at \(rule(head)) "
+                        + "(key \(TraceRecord.hex(key)))")
+                default: break
+                }
+            }
+            for key in kernel.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                found.append("\(FlowMaps.buckets) holds a bucket no stored rule has (key \(TraceRecord.hex(key)))")
+            }
+        }
+        if let map = maps[FlowMaps.tables] {
+            let capacity = UInt32(tables.tableCapacity)
+            let head = try map.lookup((2 * capacity).encodedBytes).map {
+                try TableListHead(decoding: Array($0.prefix(TableListHead.byteCount)))
+            }
+            let half = (head?.generation ?? 0) & 1
+            let count = half == 0 ? head?.counts.0 : head?.counts.1
+            let order = tables.lookupOrder
+            if count != UInt32(order.count) {
+                found.append("\(FlowMaps.tables) lists \(count ?? 0) tables, the rules have \(order.count)")
+            } else {
+                for (position, table) in order.enumerated()
+                where try map.lookup((half * capacity + UInt32(position)).encodedBytes)
+                    != TableEntry.encoded(table, words: words) {
+                    found.append("\(FlowMaps.tables) lists another table at \(position) than \(table.mask)")
+                }
+            }
         }
         return found
     }

@@ -199,7 +199,13 @@ struct PlanReport {
 
     var text: String {
         var lines: [String] = []
-        if plan.subtables.isEmpty {
+        if let tables = plan.tables {
+            let rows = [["table", "best rule", "rules", "buckets", "mask"]] + tables.lookupOrder.map { table in
+                [String(table.index), RuleID(prio: UInt16(table.rank >> 32), handle: UInt32(truncatingIfNeeded: table.rank)).description,
+                 String(table.ruleCount), String(table.bucketCount), table.mask.description]
+            }
+            lines += Table(rows: rows, rightAligned: [2, 3]).lines
+        } else if plan.subtables.isEmpty {
             lines.append("no subtables: every frame passes")
         } else {
             let rows = [["prio", "map", "storage", "entries", "key"]] + plan.subtables.map { subtable in
@@ -211,8 +217,9 @@ struct PlanReport {
             }
             lines += Table(rows: rows, rightAligned: [3]).lines
         }
+        let classifier = plan.tables.map { "tables \($0.tables.count)" } ?? "subtables \(plan.subtables.count)"
         lines.append("dev \(plan.device)  rules \(plan.rules.count)  entries \(plan.entryCount)  "
-            + "subtables \(plan.subtables.count)  instructions \(slotCount)")
+            + "\(classifier)  instructions \(slotCount)")
         let layers = plan.keyLayers.names
         lines.append("layers: " + (layers.isEmpty ? "none past Ethernet" : layers.joined(separator: " ")))
         if !redirectTargets.isEmpty {
@@ -242,6 +249,18 @@ struct PlanReport {
                     })),
                     ("fields", .array(subtable.mask.fields.keys.sorted().map { field in
                         .object([("field", .string(field.name)), ("mask", .string(hex(subtable.mask.fields[field]!)))])
+                    })),
+                ])
+            })),
+            ("tables", .array((plan.tables?.lookupOrder ?? []).map { table in
+                .object([
+                    ("index", .integer(table.index)),
+                    ("prio", .integer(UInt16(table.rank >> 32))),
+                    ("handle", .integer(UInt32(truncatingIfNeeded: table.rank))),
+                    ("rules", .integer(table.ruleCount)),
+                    ("buckets", .integer(table.bucketCount)),
+                    ("fields", .array(table.mask.fields.map { field in
+                        .object([("field", .string(field.name)), ("mask", .string(hex(table.mask.field(field))))])
                     })),
                 ])
             })),

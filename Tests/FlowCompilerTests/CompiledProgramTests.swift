@@ -172,14 +172,18 @@ struct CompiledProgramTests {
         try check(lines, [udp4(), udp4(dst: 54), ether().ipv4(src: server, dst: client)])
     }
 
-    @Test func theSubtableLimitIsStatedAndHeldToTheLetter() throws {
+    /// One subtable past the inline limit the plan turns to tables, which classify alike.
+    @Test func pastTheInlineLimitTheRulesGoToTables() throws {
         func rules(_ count: Int) -> [String] {
             (1 ... count).map { "filter add dev xft0 protocol ip prio \($0) flower ip_proto udp dst_port \($0) action drop" }
         }
-        try check(rules(Plan.maxSubtables), [udp4(dst: UInt16(Plan.maxSubtables)), udp4(dst: 1000)])
-        #expect(throws: CompileError.tooManySubtables(count: Plan.maxSubtables + 1)) {
-            try Plan(ruleSet(rules(Plan.maxSubtables + 1)), device: testDevice)
-        }
+        let limit = Plan.defaultInlineLimit
+        #expect(try Plan(ruleSet(rules(limit)), device: testDevice).tables == nil)
+        let past = try Plan(ruleSet(rules(limit + 1)), device: testDevice)
+        #expect(past.tables != nil && past.subtables.isEmpty && past.prefilter == nil)
+        let frames = [1, 2, limit, limit + 1, 1000].map { udp4(dst: UInt16($0)) }
+        try check(rules(limit), frames)
+        try check(rules(limit + 1), frames)
     }
 
     /// Hash subtables keyed on dst_ip are looked up only where the prefilter says they
@@ -206,7 +210,7 @@ struct CompiledProgramTests {
     }
 
     /// With 58 filtered subtables the bits go past 31, where jump immediates (sign-
-    /// extended) cannot reach; at 59 the prefilter has no map left and is left out.
+    /// extended) cannot reach; at 59 the rules go to tables, which have no prefilter.
     @Test func thePrefilterReachesEverySubtableBit() throws {
         func rules(_ count: Int) -> [String] {
             (1 ... count).map { "filter add dev xft0 protocol ip prio \($0) flower dst_ip 10.\($0).0.1 action drop" }

@@ -32,8 +32,9 @@ struct DifferentialFailure: Error, CustomStringConvertible {
 
 /// Compiles `rules`, loads the program, runs every frame through it and through the
 /// reference classifier; returns a description of each disagreement.
-func disagreements(_ rules: RuleSet, _ frames: [[UInt8]]) throws -> [String] {
-    let plan = try Plan(rules, device: testDevice)
+func disagreements(_ rules: RuleSet, _ frames: [[UInt8]], inlineLimit: Int = Plan.defaultInlineLimit) throws
+    -> [String] {
+    let plan = try Plan(rules, device: testDevice, inlineLimit: inlineLimit)
     if ProcessInfo.processInfo.environment["XDPFLOW_DUMP"] != nil {
         print(try CodeGenerator.generate(plan, options: CompileOptions(recordMatches: true)).disassembly())
     }

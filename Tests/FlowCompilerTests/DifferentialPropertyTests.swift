@@ -27,6 +27,16 @@ struct DifferentialPropertyTests {
         await check(.large)
     }
 
+    /// The same rule sets classified by tables (`Plan.inlineLimit` 0), as rule sets
+    /// past the inline limit are.
+    @Test func smallRuleSetsInTablesAgreeWithTheReference() async {
+        await check(.small.inTables)
+    }
+
+    @Test func largeRuleSetsInTablesAgreeWithTheReference() async {
+        await check(.large.inTables)
+    }
+
     private func check(_ profile: FuzzProfile) async {
         if let seed = FuzzSettings.seed {
             verify(FuzzCase(seed: seed, profile: profile))
@@ -40,12 +50,13 @@ struct DifferentialPropertyTests {
     /// Records an issue for a failing case, with its minimised reproduction.
     private func verify(_ fuzzCase: FuzzCase) {
         FuzzSettings.note("\(fuzzCase)")
-        guard let failure = Reproduction.failure(fuzzCase.rules.rules, fuzzCase.frames) else { return }
+        let limit = fuzzCase.profile.inlineLimit
+        guard let failure = Reproduction.failure(fuzzCase.rules.rules, fuzzCase.frames, inlineLimit: limit) else { return }
         Issue.record("""
             \(fuzzCase): \(failure.summary)
             Replay: XDPFLOW_FUZZ_SEED=\(fuzzCase.seedText) swift test --filter DifferentialPropertyTests/\(fuzzCase.profile.name)
             Minimised:
-            \(Reproduction.minimised(fuzzCase.rules.rules, fuzzCase.frames))
+            \(Reproduction.minimised(fuzzCase.rules.rules, fuzzCase.frames, inlineLimit: limit))
             """)
     }
 }
@@ -77,13 +88,21 @@ struct FuzzProfile: Sendable, CustomTestStringConvertible {
     var cases: Int
     var frames: Int
     var ruleCount: @Sendable (inout SeededRandom) -> Int
+    var inlineLimit = Plan.defaultInlineLimit
 
     var testDescription: String { name }
 
+    /// This profile with every rule set classified by tables.
+    var inTables: FuzzProfile {
+        var profile = self
+        profile.name += "-tables"
+        profile.inlineLimit = 0
+        return profile
+    }
+
     /// A few rules, most frames near them: exact edges and damage.
     static let small = FuzzProfile(name: "small", cases: 300, frames: 60) { $0.int(1 ... 8) }
-    /// Up to 200 rules over up to 59 subtables (larger plans are cut to fit): lookup order,
-    /// handles, shared masks.
+    /// Up to 200 rules: lookup order, handles, shared masks; past the inline limit, tables.
     static let large = FuzzProfile(name: "large", cases: 100, frames: 50) { rng in
         rng.chance(0.6) ? rng.int(9 ... 50) : rng.int(51 ... 200)
     }
@@ -101,30 +120,11 @@ struct FuzzCase: CustomStringConvertible {
         self.profile = profile
         var rng = SeededRandom(seed: seed)
         let pool = ValuePool(&rng)
-        rules = Self.fitted(RuleGenerator(pool: pool, &rng).ruleSet(count: profile.ruleCount(&rng), &rng))
+        rules = RuleGenerator(pool: pool, &rng).ruleSet(count: profile.ruleCount(&rng), &rng)
         frames = FrameGenerator(pool: pool).frames(count: profile.frames, for: rules.rules, &rng)
     }
 
     var seedText: String { "0x" + String(seed, radix: 16) }
-
-    /// The rule set less its last rules while it needs more subtables than a program
-    /// holds: that is a refusal with its own error (tested in CompiledProgramTests),
-    /// not a case to compare.
-    static func fitted(_ set: RuleSet) -> RuleSet {
-        var rules = set.rules
-        while case .tooManySubtables? = Self.planError(rules) { rules.removeLast() }
-        return (try? RuleSet(rules)) ?? set
-    }
-
-    private static func planError(_ rules: [FlowRule]) -> CompileError? {
-        guard let set = try? RuleSet(rules) else { return nil }
-        do {
-            _ = try Plan(set, device: testDevice)
-            return nil
-        } catch {
-            return error
-        }
-    }
 
     var description: String {
         "seed \(seedText) (\(profile.name): \(rules.rules.count) rules, \(frames.count) frames)"
@@ -166,10 +166,10 @@ struct Reproduction: CustomStringConvertible {
 
     /// What goes wrong with `rules` and `frames`; nil when the program agrees with the
     /// reference on every frame.
-    static func failure(_ rules: [FlowRule], _ frames: [[UInt8]]) -> Failure? {
+    static func failure(_ rules: [FlowRule], _ frames: [[UInt8]], inlineLimit: Int) -> Failure? {
         FuzzSettings.note("  trying \(rules.count) rules, \(frames.count) frames")
         do {
-            let found = try disagreements(RuleSet(rules), frames)
+            let found = try disagreements(RuleSet(rules), frames, inlineLimit: inlineLimit)
             return found.isEmpty ? nil : .disagreements(found)
         } catch {
             return .error("\(error)")
@@ -178,14 +178,14 @@ struct Reproduction: CustomStringConvertible {
 
     /// The fewest frames (one, unless police state needs the frames before it) and then
     /// the fewest rules that still fail the same way (`Failure.signature`), greedily.
-    static func minimised(_ rules: [FlowRule], _ frames: [[UInt8]]) -> Reproduction {
-        guard let original = failure(rules, frames) else {
+    static func minimised(_ rules: [FlowRule], _ frames: [[UInt8]], inlineLimit: Int) -> Reproduction {
+        guard let original = failure(rules, frames, inlineLimit: inlineLimit) else {
             return Reproduction(rules: rules, frames: frames, failure: .error("did not fail again"))
         }
         var current = Reproduction(rules: rules, frames: frames, failure: original)
         /// Takes `rules` and `frames` when they fail as the original did.
         func keep(_ rules: [FlowRule], _ frames: [[UInt8]]) -> Bool {
-            guard let found = failure(rules, frames), found.signature == original.signature else { return false }
+            guard let found = failure(rules, frames, inlineLimit: inlineLimit), found.signature == original.signature else { return false }
             current = Reproduction(rules: rules, frames: frames, failure: found)
             return true
         }

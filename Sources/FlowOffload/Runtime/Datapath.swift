@@ -104,7 +104,7 @@ public final class Datapath {
     public static func mapSpecs(for plan: Plan) -> [MapSpec] {
         var specs = [MapSpec(name: FlowMaps.counters, type: .perCPUArray, key: UInt32.self, value: RuleCounters.self,
                              maxEntries: plan.ruleCapacity + Int(RuleSlots.firstRule))]
-        guard !plan.subtables.isEmpty else { return specs }
+        guard plan.classifies else { return specs }
         specs.append(MapSpec(name: FlowMaps.actions, type: .array, key: UInt32.self, value: ActionProgram.self,
                              maxEntries: plan.ruleCapacity))
         if plan.stepKinds.contains(.redirect) {
@@ -122,6 +122,17 @@ public final class Datapath {
         if let prefilter = plan.prefilter {
             specs.append(MapSpec(name: prefilter.mapName, type: .array, key: UInt32.self, value: UInt64.self,
                                  maxEntries: Prefilter.entries))
+        }
+        if let tables = plan.tables {
+            let words = tables.words.count
+            specs += [
+                MapSpec(name: FlowMaps.tables, type: .array, keySize: 4, valueSize: TableEntry.byteCount(words: words),
+                        maxEntries: 2 * tables.tableCapacity + 1),
+                MapSpec(name: FlowMaps.buckets, type: .hash, keySize: 8 + 8 * words, valueSize: 4,
+                        maxEntries: tables.bucketCapacity, flags: .noPrealloc),
+                MapSpec(name: FlowMaps.rules, type: .array, keySize: 4, valueSize: RuleCheck.byteCount(words: words),
+                        maxEntries: plan.ruleCapacity + Int(RuleSlots.firstRule)),
+            ]
         }
         for subtable in plan.subtables {
             switch subtable.storage {
@@ -207,7 +218,89 @@ public final class Datapath {
             guard let map = maps[name] else { continue }
             count += try writeEntries(writes.entries[name] ?? [:], removing: writes.removedEntries[name] ?? [], into: map)
         }
+        if let tables = plan.tables {
+            count += try writeTables(tables, writes.tables, keptMaps: keptMaps, maps: maps.filter { names.contains($0.key) })
+        }
         return count
+    }
+
+    /// The table classifier's maps among `maps`, in the order that keeps every search
+    /// sound: the checks of present rules (a rule before the link that leads to it), the
+    /// buckets, the list, and last the checks of rules that went. A new map takes
+    /// everything; a kept one what `writes` names.
+    private static func writeTables(_ tables: TupleTables, _ writes: TableWrites, keptMaps: Set<String>,
+                                    maps: [String: BPFKernel.Map]) throws(BPFError) -> Int {
+        let words = tables.words
+        var count = 0
+        let rulesKept = keptMaps.contains(FlowMaps.rules)
+        let dirty = rulesKept ? writes.rules : Set(tables.rules.keys)
+        if let map = maps[FlowMaps.rules] {
+            let present = dirty.filter { tables.rules[$0] != nil }.sorted()
+            try updateInBatches(map, present.map { slot in
+                (slot.encodedBytes, tables.rules[slot]!.check(next: tables.next(after: slot), words: words).encodedBytes)
+            })
+            count += present.count
+        }
+        if let map = maps[FlowMaps.buckets] {
+            var buckets: [BucketID] = []
+            if keptMaps.contains(FlowMaps.buckets) {
+                for bucket in writes.buckets {
+                    if tables.head(of: bucket) != nil, tables.tableIndex[bucket.table] == bucket.index {
+                        buckets.append(bucket)
+                    } else {
+                        // Deleted before any is set: a new table may reuse the index.
+                        _ = try map.delete(bucket.mapKey(words: words))
+                        count += 1
+                    }
+                }
+            } else {
+                buckets = tables.everything.buckets.map { $0 }
+            }
+            try updateInBatches(map, buckets.map { ($0.mapKey(words: words), tables.head(of: $0)!.encodedBytes) })
+            count += buckets.count
+        }
+        if let map = maps[FlowMaps.tables], writes.list || !keptMaps.contains(FlowMaps.tables) {
+            count += try writeList(tables, into: map, kept: keptMaps.contains(FlowMaps.tables))
+        }
+        if let map = maps[FlowMaps.rules], rulesKept {
+            let vacant = RuleCheck.vacant(words: words.count).encodedBytes
+            for slot in dirty where tables.rules[slot] == nil {
+                try map.update(slot.encodedBytes, vacant)
+                count += 1
+            }
+        }
+        return count
+    }
+
+    /// Writes the tables list into the half the program does not read, then that half's
+    /// length, then the generation that makes it current: a frame reads one whole list,
+    /// the old or the new. A new map starts with half 0.
+    private static func writeList(_ tables: TupleTables, into map: BPFKernel.Map, kept: Bool) throws(BPFError) -> Int {
+        let capacity = UInt32(tables.tableCapacity), words = tables.words
+        let headKey = (2 * capacity).encodedBytes
+        var head = TableListHead(generation: 0, counts: (0, 0))
+        if kept, let bytes = try map.lookup(headKey) {
+            do {
+                head = try TableListHead(decoding: Array(bytes.prefix(TableListHead.byteCount)))
+            } catch {
+                throw .undecodable(map: map.spec.name, error)
+            }
+        }
+        let half: UInt32 = kept ? (head.generation &+ 1) & 1 : 0
+        let order = tables.lookupOrder
+        try updateInBatches(map, order.enumerated().map { position, table in
+            ((half * capacity + UInt32(position)).encodedBytes, TableEntry.encoded(table, words: words))
+        })
+        func putHead() throws(BPFError) {
+            try map.update(headKey, head.encodedBytes + Array(repeating: 0, count: map.spec.valueSize - TableListHead.byteCount))
+        }
+        if half == 0 { head.counts.0 = UInt32(order.count) } else { head.counts.1 = UInt32(order.count) }
+        try putHead()
+        if kept {
+            head.generation &+= 1
+            try putHead()
+        }
+        return order.count + (kept ? 2 : 1)
     }
 
     /// Every subtable entry the kernel gets goes through here. A direct subtable is an

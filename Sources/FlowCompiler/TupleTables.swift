@@ -1,0 +1,473 @@
+import BPFAssembly
+import FlowRules
+
+/// The classifier for rule sets too large for one lookup per (prio, mask): tuple space
+/// search in the manner of OVS and TupleMerge, with the tables in maps the program
+/// walks in a loop, so that a new mask or prio is a map write and no count of them is a
+/// limit of the program.
+///
+/// A rule goes into the table of its coarse mask: its own mask with each address prefix
+/// shortened to a multiple of `prefixStep` bits and its port ranges left out (ranges
+/// are compared as ranges, never as prefix blocks). In the table it sits in the bucket
+/// of its value under that mask, in a chain of the bucket's rules by rank (prio, then
+/// handle). The program visits the tables by their best rank and stops once the best
+/// rule found outranks every table left; in a bucket it checks the chain's rules in
+/// full (every masked word, the port ranges, the headers present) until one matches.
+///
+/// The table a rule goes to depends on the rule alone: a set built rule by rule is the
+/// set built at once.
+public struct TupleTables: Equatable, Sendable {
+    /// Prefix lengths of IPv4 and IPv6 addresses are rounded down to multiples of these
+    /// in a table's mask: fewer tables (probes) against longer chains (checks). Chosen on
+    /// the ClassBench sets (docs/compiler.md).
+    static let prefixStep: [KeyField: Int] = [.srcIPv4: 8, .dstIPv4: 8, .srcIPv6: 16, .dstIPv6: 16]
+
+    /// By coarse mask.
+    public private(set) var tables: [TableMask: Table] = [:]
+    /// Table -> its key in the buckets map and its place in the outer lists; stable.
+    public private(set) var tableIndex: StableIndex<TableMask>
+    /// By counter slot.
+    public private(set) var rules: [UInt32: TableRule] = [:]
+    /// Rules reading each field (a ranged port counts: the program compares it).
+    private var fieldUsers = UseCounts<KeyField>()
+    private var rangeUsers = 0
+    public private(set) var bucketCount = 0
+    /// The buckets map's room (kept while the buckets fit; doubled past it: a new map).
+    public private(set) var bucketCapacity: Int
+    /// Room in each half of the tables list.
+    public private(set) var tableCapacity: Int
+
+    public var fields: Set<KeyField> { Set(fieldUsers.keys) }
+    /// The record's 8-byte words the rules read: a bucket key and a rule's check are these
+    /// words, masked, in this order.
+    public var words: [Int] {
+        Set(fieldUsers.keys.flatMap { $0.offset / 8 ... ($0.offset + $0.width - 1) / 8 }).sorted()
+    }
+    public var usesRanges: Bool { rangeUsers > 0 }
+
+    /// Tables in lookup order: by best rank, then index.
+    public var lookupOrder: [Table] {
+        tables.values.sorted { ($0.rank, $0.index) < ($1.rank, $1.index) }
+    }
+
+    /// The rules of `entries` (slot, and the rest of what a table holds of them) in
+    /// tables, keeping the indexes and sizes of `memory`.
+    init(_ entries: [(slot: UInt32, rule: TableRule)], memory: TableMemory?) {
+        tableIndex = memory?.tableIndex ?? StableIndex()
+        bucketCapacity = memory?.bucketCapacity ?? Plan.capacity(for: 0)
+        tableCapacity = memory?.tableCapacity ?? Self.minimumTableCapacity
+        var masks: [TableMask] = []
+        for (slot, rule) in entries {
+            rules[slot] = rule
+            count(rule, +1)
+            if tables[rule.table] == nil {
+                tables[rule.table] = Table(mask: rule.table, index: 0)
+                masks.append(rule.table)
+            }
+            tables[rule.table]!.ranks.append(rule.rank)
+            tables[rule.table]!.buckets[rule.key, default: []].append(slot)
+        }
+        let indexes = tableIndex.assign(masks)
+        for (mask, index) in zip(masks, indexes) {
+            tables[mask]!.index = index
+            tables[mask]!.ranks.sort()
+            for key in tables[mask]!.buckets.keys {
+                tables[mask]!.buckets[key]!.sort { rules[$0]!.rank < rules[$1]!.rank }
+            }
+            bucketCount += tables[mask]!.buckets.count
+        }
+        fitCapacities()
+    }
+
+    public static let minimumTableCapacity = 64
+
+    var memory: TableMemory {
+        TableMemory(tableIndex: tableIndex, bucketCapacity: bucketCapacity, tableCapacity: tableCapacity)
+    }
+
+    /// Adds the rule at `slot`; `writes` learns what the kernel's maps need.
+    mutating func add(_ rule: TableRule, slot: UInt32, _ writes: inout TableWrites) {
+        rules[slot] = rule
+        count(rule, +1)
+        let (index, isNew) = tableIndex.insert(rule.table)
+        if isNew { tables[rule.table] = Table(mask: rule.table, index: index) }
+        let before = tables[rule.table]!.rank
+        tables[rule.table]!.ranks.insert(rule.rank, at: tables[rule.table]!.ranks.partitioningIndex { $0 >= rule.rank })
+        if isNew || before != rule.rank && tables[rule.table]!.rank == rule.rank { writes.list = true }
+        var chain = tables[rule.table]!.buckets[rule.key] ?? []
+        if chain.isEmpty { bucketCount += 1 }
+        let position = chain.partitioningIndex { rules[$0]!.rank > rule.rank }
+        chain.insert(slot, at: position)
+        tables[rule.table]!.buckets[rule.key] = chain
+        // The rule first (its link to the next), then what leads to it.
+        writes.rules.insert(slot)
+        if position == 0 {
+            writes.buckets.insert(BucketID(table: rule.table, index: index, key: rule.key))
+        } else {
+            writes.rules.insert(chain[position - 1])
+        }
+        fitCapacities()
+    }
+
+    /// Removes the rule at `slot`, which the tables must hold.
+    mutating func remove(slot: UInt32, _ writes: inout TableWrites) {
+        guard let rule = rules.removeValue(forKey: slot), var table = tables[rule.table] else {
+            preconditionFailure("slot \(slot) is in no table")
+        }
+        count(rule, -1)
+        let before = table.rank
+        table.ranks.remove(at: table.ranks.firstIndex(of: rule.rank)!)
+        var chain = table.buckets[rule.key]!
+        let position = chain.firstIndex(of: slot)!
+        chain.remove(at: position)
+        if position == 0 {
+            writes.buckets.insert(BucketID(table: rule.table, index: table.index, key: rule.key))
+        } else {
+            writes.rules.insert(chain[position - 1])
+        }
+        // Its check goes too, once nothing leads to it.
+        writes.rules.insert(slot)
+        if chain.isEmpty { bucketCount -= 1 }
+        table.buckets[rule.key] = chain.isEmpty ? nil : chain
+        if table.ranks.isEmpty {
+            tables[rule.table] = nil
+            tableIndex.remove(rule.table)
+            writes.list = true
+        } else {
+            if table.rank != before { writes.list = true }
+            tables[rule.table] = table
+        }
+    }
+
+    /// What maps made afresh need: every rule, bucket and the list.
+    public var everything: TableWrites {
+        var writes = TableWrites()
+        writes.rules = Set(rules.keys)
+        for table in tables.values {
+            for key in table.buckets.keys { writes.buckets.insert(BucketID(table: table.mask, index: table.index, key: key)) }
+        }
+        writes.list = true
+        return writes
+    }
+
+    /// The slot after `slot` in its bucket's chain; 0 at the end.
+    public func next(after slot: UInt32) -> UInt32 {
+        guard let rule = rules[slot], let chain = tables[rule.table]?.buckets[rule.key],
+              let position = chain.firstIndex(of: slot), position + 1 < chain.count
+        else { return 0 }
+        return chain[position + 1]
+    }
+
+    /// The first slot of a bucket's chain; nil when the bucket is empty.
+    public func head(of bucket: BucketID) -> UInt32? { tables[bucket.table]?.buckets[bucket.key]?.first }
+
+
+    private mutating func count(_ rule: TableRule, _ sign: Int) {
+        for field in rule.fields {
+            if sign > 0 { fieldUsers.add(field) } else { fieldUsers.remove(field) }
+        }
+        if rule.srcPorts != nil || rule.dstPorts != nil { rangeUsers += sign }
+    }
+
+    /// Puts back the sizes of `memory` (a change the kernel refused was undone).
+    mutating func restore(_ memory: TableMemory) {
+        bucketCapacity = memory.bucketCapacity
+        tableCapacity = memory.tableCapacity
+    }
+
+    /// Room for twice the buckets and tables; kept while they fit, as subtables' are.
+    private mutating func fitCapacities() {
+        if bucketCount > bucketCapacity { bucketCapacity = Plan.capacity(for: bucketCount) }
+        while tables.count > tableCapacity { tableCapacity *= 2 }
+    }
+}
+
+/// A table's mask: record bytes, coarser than (or as fine as) the masks of its rules.
+public struct TableMask: Hashable, Sendable, Codable, CustomStringConvertible {
+    var bytes: RecordBytes
+
+    /// `pattern`'s mask with each address prefix shortened to a multiple of its step; a
+    /// mask that is not a prefix keeps its longest leading prefix.
+    init(_ pattern: KeyPattern) {
+        bytes = pattern.mask
+        for (field, step) in TupleTables.prefixStep where pattern.fields.contains(FieldSet(field)) {
+            var length = 0
+            while length < field.width * 8, bytes[field.offset + length / 8] & (0x80 >> UInt8(length % 8)) != 0 {
+                length += 1
+            }
+            length -= length % step
+            for index in 0 ..< field.width {
+                let bits = min(max(length - index * 8, 0), 8)
+                bytes[field.offset + index] = bits == 0 ? 0 : UInt8(0xff << (8 - bits) & 0xff)
+            }
+        }
+    }
+
+    /// The fields with mask bits, and the headers a frame must have to be looked up.
+    public var fields: [KeyField] {
+        KeyField.allCases.filter { field in (field.offset ..< field.offset + field.width).contains { bytes[$0] != 0 } }
+    }
+
+    public var presence: Presence { fields.reduce(into: []) { $0.formUnion($1.presence) } }
+
+    /// The mask's bytes of `field`.
+    public func field(_ field: KeyField) -> [UInt8] { bytes.field(field) }
+
+    /// The mask's word `word` as the program loads it (little-endian).
+    public func word(_ word: Int) -> UInt64 { bytes.word(word) }
+
+    /// `field/mask` for each field with mask bits, as `compile` prints subtables' masks.
+    public var description: String {
+        fields.map { field in
+            field.name + "/" + bytes.field(field).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        }.joined(separator: " ")
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let hex = try decoder.singleValueContainer().decode(String.self)
+        guard hex.count == 2 * KeyField.recordSize else {
+            throw Swift.DecodingError.dataCorrupted(Swift.DecodingError.Context(codingPath: decoder.codingPath, debugDescription: "table mask \(hex)"))
+        }
+        bytes = RecordBytes()
+        var index = hex.startIndex
+        for offset in 0 ..< KeyField.recordSize {
+            let next = hex.index(index, offsetBy: 2)
+            guard let byte = UInt8(hex[index ..< next], radix: 16) else {
+                throw Swift.DecodingError.dataCorrupted(Swift.DecodingError.Context(codingPath: decoder.codingPath, debugDescription: "table mask \(hex)"))
+            }
+            bytes[offset] = byte
+            index = next
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode((0 ..< KeyField.recordSize).map { String(bytes[$0], radix: 16).leftPadded(to: 2) }.joined())
+    }
+}
+
+/// One table: its rules by bucket, each bucket's chain best rank first.
+public struct Table: Equatable, Sendable {
+    public let mask: TableMask
+    public internal(set) var index: UInt32
+    /// Its rules' ranks, ascending.
+    var ranks: [UInt64] = []
+    /// Key (value under the table's mask) -> the slots of its rules, by rank.
+    var buckets: [RecordBytes: [UInt32]] = [:]
+
+    init(mask: TableMask, index: UInt32) {
+        self.mask = mask
+        self.index = index
+    }
+
+    /// The best rank of its rules: no frame finds a better one here.
+    public var rank: UInt64 { ranks.first ?? .max }
+    public var ruleCount: Int { ranks.count }
+    public var bucketCount: Int { buckets.count }
+}
+
+/// A rule as the table classifier holds it.
+public struct TableRule: Equatable, Sendable {
+    /// prio << 32 | handle: lower is better.
+    public var rank: UInt64
+    public var action: UInt32
+    /// Every header its fields come from (a field may be required under no mask bits).
+    public var presence: Presence
+    var value: RecordBytes
+    var mask: RecordBytes
+    public var srcPorts: PortRange?
+    public var dstPorts: PortRange?
+    let table: TableMask
+    /// The rule's value under its table's mask.
+    let key: RecordBytes
+    let fields: [KeyField]
+
+    /// Nil for a rule that can never match (it keeps its counter slot, in no table).
+    init?(_ rule: FlowRule, key ruleKey: RuleKey, action: UInt32) {
+        guard let pattern = ruleKey.pattern else { return nil }
+        rank = Self.rank(prio: rule.prio, handle: rule.handle)
+        self.action = action
+        value = pattern.value
+        mask = pattern.mask
+        srcPorts = ruleKey.srcPorts
+        dstPorts = ruleKey.dstPorts
+        table = TableMask(pattern)
+        var key = RecordBytes()
+        for offset in 0 ..< KeyField.recordSize { key[offset] = value[offset] & table.bytes[offset] }
+        self.key = key
+        fields = pattern.fields.fields
+        presence = fields.reduce(into: []) { $0.formUnion($1.presence) }
+    }
+
+    static func rank(prio: UInt16, handle: UInt32) -> UInt64 { UInt64(prio) << 32 | UInt64(handle) }
+
+    public var prio: UInt16 { UInt16(rank >> 32) }
+    public var handle: UInt32 { UInt32(truncatingIfNeeded: rank) }
+
+    /// The rule's check as the program reads it from the rules map.
+    public func check(next: UInt32, words: [Int]) -> RuleCheck {
+        RuleCheck(rank: rank, next: next, action: action, presence: presence.rawValue,
+                  srcPorts: srcPorts.map { ($0.min, $0.max) } ?? (0, .max),
+                  dstPorts: dstPorts.map { ($0.min, $0.max) } ?? (0, .max),
+                  words: words.map { (value.word($0), mask.word($0)) })
+    }
+}
+
+/// A bucket: its table (with the index the table had: a table that went leaves its
+/// buckets to delete) and the key under the table's mask.
+public struct BucketID: Hashable, Sendable {
+    public var table: TableMask
+    public var index: UInt32
+    var key: RecordBytes
+
+    /// The buckets map's key: the table's index (8 bytes) and the key's words.
+    public func mapKey(words: [Int]) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8 + 8 * words.count)
+        writer.write(UInt64(index))
+        for word in words { writer.write(key.word(word)) }
+        return writer.bytes
+    }
+}
+
+/// What of the tables a change leaves for the kernel's maps, by name: the values follow
+/// from the plan when they are written. The checks of present rules are written before
+/// the buckets, the buckets before the list, and the checks of rules that went last
+/// (a check that can never match), so that a frame only finds what is in place.
+public struct TableWrites: Equatable, Sendable {
+    /// Slots whose check (or link to the next rule) changed, or whose rule went.
+    public var rules: Set<UInt32> = []
+    /// Buckets whose first rule changed, or that went.
+    public var buckets: Set<BucketID> = []
+    /// The list changed (a table came or went, or its best rank moved).
+    public var list = false
+
+    public init() {}
+
+    mutating func merge(_ later: TableWrites) {
+        rules.formUnion(later.rules)
+        buckets.formUnion(later.buckets)
+        list = list || later.list
+    }
+
+    var count: Int { rules.count + buckets.count + (list ? 1 : 0) }
+}
+
+/// What one plan of the table classifier hands to the next.
+public struct TableMemory: Hashable, Sendable, Codable {
+    public var tableIndex: StableIndex<TableMask>
+    public var bucketCapacity: Int
+    public var tableCapacity: Int
+}
+
+/// The value of a rule in the rules map: rank, next slot in the bucket, action index,
+/// required headers, port ranges (host order), then (value, mask) per word.
+public struct RuleCheck: Equatable, Sendable {
+    public var rank: UInt64
+    public var next: UInt32
+    public var action: UInt32
+    public var presence: UInt32
+    public var srcPorts: (min: UInt16, max: UInt16)
+    public var dstPorts: (min: UInt16, max: UInt16)
+    public var words: [(value: UInt64, mask: UInt64)]
+
+    /// What the rules map holds at a slot no rule has: a check no frame passes (it asks
+    /// for every header at once).
+    public static func vacant(words: Int) -> RuleCheck {
+        RuleCheck(rank: .max, next: 0, action: 0, presence: .max, srcPorts: (0, .max), dstPorts: (0, .max),
+                  words: Array(repeating: (0, 0), count: words))
+    }
+
+    public static let rankOffset = 0, nextOffset = 8, actionOffset = 12, presenceOffset = 16
+    public static let srcMinOffset = 20, srcMaxOffset = 22, dstMinOffset = 24, dstMaxOffset = 26, wordsOffset = 32
+    public static func byteCount(words: Int) -> Int { wordsOffset + 16 * words }
+
+    public var encodedBytes: [UInt8] {
+        var writer = ByteWriter(capacity: Self.byteCount(words: words.count))
+        writer.write(rank)
+        writer.write(next)
+        writer.write(action)
+        writer.write(presence)
+        for port in [srcPorts.min, srcPorts.max, dstPorts.min, dstPorts.max] { writer.write(port) }
+        writer.write(UInt32(0))
+        for word in words {
+            writer.write(word.value)
+            writer.write(word.mask)
+        }
+        return writer.bytes
+    }
+
+    public static func == (a: Self, b: Self) -> Bool { a.encodedBytes == b.encodedBytes }
+}
+
+/// An entry of the tables list: the table's best rank, index, required headers and mask
+/// words, in the order of the plan's words.
+public enum TableEntry {
+    public static let rankOffset = 0, indexOffset = 8, presenceOffset = 12, masksOffset = 16
+    public static func byteCount(words: Int) -> Int { masksOffset + 8 * words }
+
+    public static func encoded(_ table: Table, words: [Int]) -> [UInt8] {
+        var writer = ByteWriter(capacity: byteCount(words: words.count))
+        writer.write(table.rank)
+        writer.write(table.index)
+        writer.write(table.mask.presence.rawValue)
+        for word in words { writer.write(table.mask.word(word)) }
+        return writer.bytes
+    }
+}
+
+/// The tables list's head: which half of the list the program reads (`generation & 1`),
+/// and how many tables each half holds. A change writes the other half, then its count,
+/// then the generation: a frame reads one whole list, old or new.
+public struct TableListHead: Equatable, Sendable, MapCodable {
+    public var generation: UInt32
+    public var counts: (UInt32, UInt32)
+
+    public init(generation: UInt32, counts: (UInt32, UInt32)) {
+        self.generation = generation
+        self.counts = counts
+    }
+
+    public static let byteCount = 16
+    public static let generationOffset = 0, countsOffset = 4
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(generation)
+        writer.write(counts.0)
+        writer.write(counts.1)
+        writer.write(UInt32(0))
+    }
+
+    public init(from reader: inout ByteReader) throws(ByteDecodingError) {
+        generation = try reader.read()
+        counts = (try reader.read(), try reader.read())
+        let _: UInt32 = try reader.read()
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.generation == b.generation && a.counts == b.counts
+    }
+}
+
+extension RecordBytes {
+    /// Word `word` (8 bytes from `8 * word`) as a little-endian load reads it.
+    func word(_ word: Int) -> UInt64 {
+        (0 ..< 8).reduce(UInt64(0)) { $0 | UInt64(self[8 * word + $1]) << (8 * $1) }
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}
+
+extension Array {
+    /// The first index whose element satisfies `belongs` (which must be false, then true
+    /// along the array): a binary search.
+    func partitioningIndex(where belongs: (Element) -> Bool) -> Int {
+        var low = 0, high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if belongs(self[middle]) { high = middle } else { low = middle + 1 }
+        }
+        return low
+    }
+}
