@@ -45,11 +45,13 @@ public struct ACLGenerator: Sendable {
         while lines.count < ruleCount {
             prio += 1
             let vlan = rng.chance(0.04)
+            let prioOnIPv6 = rng.chance(ipv6Share)
             let size = min(rng.int(rulesPerPrio), ruleCount - lines.count)
             // Rules of one prio need distinct matches (tc refuses a second equal one).
             var matches: Set<String> = []
             while matches.count < size {
-                let v6 = rng.chance(ipv6Share)
+                // A prio holds one protocol; under 802.1Q each rule's vlan_ethtype is its own.
+                let v6 = vlan ? rng.chance(ipv6Share) : prioOnIPv6
                 let match = (vlan ? draw.vlanWords(v6: v6, &rng) : "") + draw.ipWords(v6: v6, &rng)
                 guard matches.insert(match).inserted else { continue }
                 let filterProtocol = vlan ? "802.1Q" : v6 ? "ipv6" : "ip"
@@ -86,8 +88,12 @@ private struct RuleDraw {
     /// Words ending in a space, in the order the grammar needs (ip_proto before ports).
     mutating func ipWords(v6: Bool, _ rng: inout SplitMix64) -> String {
         var words = ""
-        if rng.chance(0.8) { words += "src_ip \(prefix(v6: v6, &rng)) " }
-        if rng.chance(0.9) { words += "dst_ip \(prefix(v6: v6, &rng)) " }
+        // As in ClassBench's sets, few rules name neither end: such a rule hides much of
+        // the set below it, and matches most random frames.
+        let (source, destination) = rng.weighted([(750, (true, true)), (150, (false, true)), (97, (true, false)),
+                                                  (3, (false, false))])
+        if source { words += "src_ip \(prefix(v6: v6, &rng)) " }
+        if destination { words += "dst_ip \(prefix(v6: v6, &rng)) " }
         let proto: String? = rng.weighted([(6, "tcp"), (3, "udp"), (2, nil)])
         if let proto { words += "ip_proto \(proto) " }
         if rng.chance(0.04) { words += "ip_tos \(rng.pick(["0xb8/0xfc", "0x28/0xfc", "0x10/0x1c"])) " }
