@@ -63,6 +63,8 @@ let package = Package(
                 "FlowCompiler", "FlowOffload", "FlowRules", "Packets", "BPFKernel", "BPFAssembly",
                 // NetworkNamespace (frames sent from a peer namespace) and settled, for suite cli.
                 "KernelTestSupport",
+                // ClassBench and generated ACL rule sets, and frames that hit them.
+                "RuleSetWorkloads",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -72,6 +74,9 @@ let package = Package(
         ),
         // Shared by the kernel and integration tests: capability checks, veth labs.
         .target(name: "KernelTestSupport", dependencies: ["BPFKernel"], path: "Tests/KernelTestSupport"),
+        // Shared by the classifier's tests and the benchmarks: ClassBench rule sets, a seeded
+        // ACL generator, and traces of frames that hit a rule set's rules.
+        .target(name: "RuleSetWorkloads", dependencies: ["FlowRules", "Packets"], path: "Tests/RuleSetWorkloads"),
         .testTarget(name: "BPFKernelTests", dependencies: ["BPFKernel", "BPFAssembly", "KernelTestSupport"]),
         .testTarget(
             name: "PacketsTests",
@@ -86,6 +91,7 @@ let package = Package(
             name: "FlowCompilerTests",
             dependencies: [
                 "FlowCompiler", "FlowOffload", "FlowRules", "Packets", "BPFAssembly", "BPFKernel", "KernelTestSupport",
+                "RuleSetWorkloads",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

@@ -1,0 +1,31 @@
+/// SplitMix64, as the tests' `SeededRandom`: a workload is a function of its seed, on
+/// every platform and Swift version (the system generator cannot be seeded).
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ z >> 30) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ z >> 27) &* 0x94d0_49bb_1331_11eb
+        return z ^ z >> 31
+    }
+
+    mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
+
+    mutating func chance(_ probability: Double) -> Bool { Double.random(in: 0 ..< 1, using: &self) < probability }
+
+    mutating func pick<C: Collection>(_ choices: C) -> C.Element { choices.randomElement(using: &self)! }
+
+    /// One of the values, each as likely as its weight.
+    mutating func weighted<T>(_ choices: [(Int, T)]) -> T {
+        var roll = int(0 ... choices.reduce(0) { $0 + $1.0 } - 1)
+        for (weight, value) in choices {
+            if roll < weight { return value }
+            roll -= weight
+        }
+        preconditionFailure("weights are positive")
+    }
+}
