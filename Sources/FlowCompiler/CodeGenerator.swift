@@ -24,7 +24,9 @@ public enum FlowMaps {
     public static let buckets = "xf_buckets"
     /// Array, u32 slot -> `RuleCheck`.
     public static let rules = "xf_rules"
-    public static let tableMaps: Set<String> = [tables, buckets, rules]
+    /// Array, u32 `TableFilter` key -> u64 table bits.
+    public static let tableFilter = "xf_table_filter"
+    public static let tableMaps: Set<String> = [tables, buckets, rules, tableFilter]
 }
 
 /// What a program compiled with `recordMatches` writes for each frame: the counter
@@ -152,7 +154,7 @@ public struct CodeGenerator {
     static let prefilterBits = Register.r7
     // Main's stack frame with tables, past the slots above: the search's state lives on
     // the stack, where the calls in the loop leave it.
-    /// A bucket key: the table index (8 bytes) and up to 13 masked words.
+    /// A bucket key: up to 13 masked words, the table index in word 0's presence bytes.
     static let tableKey: Int16 = -352
     static let tablePosition: Int16 = -360
     static let tableCount: Int16 = -368
@@ -164,6 +166,12 @@ public struct CodeGenerator {
     static let bestSlot: Int16 = -400
     /// Ranks below it were decided before a `continue`.
     static let floorRank: Int16 = -408
+    /// The filtered tables a search starts with (the frame's `TableFilter` bits), and
+    /// those still to visit.
+    static let initialCandidates: Int16 = -416
+    static let candidates: Int16 = -424
+    /// Scratch: the head's unfiltered bits, one word per address field.
+    static let unfilteredBits: Int16 = -440
 
     let plan: Plan
     let options: CompileOptions
@@ -391,7 +399,8 @@ public struct CodeGenerator {
     /// best rule found outranks the next table's best. Falls through on a miss.
     private mutating func search(_ tables: TupleTables) {
         let words = tables.words
-        asm.emit([.store(.word, to: .fp, Self.scratch, Int32(2 * tables.tableCapacity)), .loadMap(.r1, FlowMaps.tables),
+        asm.emit([.store(.word, to: .fp, Self.scratch, Int32(TableEntry.headKey(tableCapacity: tables.tableCapacity))),
+                  .loadMap(.r1, FlowMaps.tables),
                   .mov(.r2, .fp),
                   .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search_miss"),
                   // Half `generation & 1` of the list is current: its base and length,
@@ -401,16 +410,34 @@ public struct CodeGenerator {
                   .load(.r3, .word, from: .r0, Int16(TableListHead.countsOffset + 4)), .alu(.sub, .r3, .r2),
                   .alu(.mul, .r3, .r1), .alu(.add, .r2, .r3), .store(.double, to: .fp, Self.tableCount, .r2),
                   .alu(.mul, .r1, Int32(tables.tableCapacity)), .store(.double, to: .fp, Self.tableBase, .r1),
+                  .load(.r1, .double, from: .r0, Int16(TableListHead.unfilteredOffset)),
+                  .store(.double, to: .fp, Self.unfilteredBits, .r1),
+                  .load(.r1, .double, from: .r0, Int16(TableListHead.unfilteredOffset + 8)),
+                  .store(.double, to: .fp, Self.unfilteredBits + 8, .r1),
                   // r9: a zero the verifier cannot tell from the values later turns leave
                   // (0 ^ length ^ length), so that the turns meet in one state; it never
                   // learns a constant to follow round the loop.
                   .mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1), .alu(.xor, .r9, .r1)])
+        // The filtered tables worth a visit: those with a bucket under the top 16 bits of
+        // both addresses (an absent header reads as zero; a filtered table needs it anyway).
+        for (position, field) in TableFilter.fields.enumerated() {
+            let bits = Self.unfilteredBits + Int16(8 * position)
+            asm.emit([.load(.r1, .half, from: .fp, Self.record + Int16(field.offset)), .endian(.big, .r1, bits: 16)])
+            if position > 0 { asm.emit(.alu(.add, .r1, Int32(position * TableFilter.entries))) }
+            asm.emit([.store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, FlowMaps.tableFilter), .mov(.r2, .fp),
+                      .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem),
+                      .jump(.equal, .r0, 0, to: "search_budget"), .load(.r1, .double, from: .r0, 0),
+                      .load(.r2, .double, from: .fp, bits), .alu(.or, .r1, .r2), .store(.double, to: .fp, bits, .r1)])
+        }
+        asm.emit([.load(.r1, .double, from: .fp, Self.unfilteredBits), .load(.r2, .double, from: .fp, Self.unfilteredBits + 8),
+                  .alu(.and, .r1, .r2), .store(.double, to: .fp, Self.initialCandidates, .r1)])
         resetSearch()
 
         asm.label("search")
         asm.emit([.mayGoto("search_budget"), .load(.r1, .double, from: .fp, Self.candidate),
                   .jump(.notEqual, .r1, 0, to: "search_check"),
-                  // Probe the next table.
+                  .load(.r1, .double, from: .fp, Self.candidates), .jump(.notEqual, .r1, 0, to: "search_filtered"),
+                  // Visit the next table of the list.
                   .load(.r1, .double, from: .fp, Self.tablePosition), .load(.r2, .double, from: .fp, Self.tableCount),
                   .jump(.greaterOrEqual, .r1, .r2, to: "search_end"), .mov(.r2, .r1), .alu(.add, .r2, 1),
                   .store(.double, to: .fp, Self.tablePosition, .r2), .load(.r2, .double, from: .fp, Self.tableBase),
@@ -420,15 +447,33 @@ public struct CodeGenerator {
                   // The best so far outranks this table and every one after it.
                   .load(.r1, .double, from: .r7, Int16(TableEntry.rankOffset)),
                   .load(.r2, .double, from: .fp, Self.bestRank), .jump(.less, .r2, .r1, to: "search_end"),
-                  .load(.r1, .word, from: .r7, Int16(TableEntry.presenceOffset)),
+                  .jump(to: "search_visit")])
+
+        // Visit the filtered table of the lowest candidate bit (its index: the bits below
+        // it, counted), unless the best so far outranks it.
+        asm.label("search_filtered")
+        asm.emit([.mov(.r2, 0), .alu(.sub, .r2, .r1), .alu(.and, .r2, .r1), .alu(.xor, .r1, .r2),
+                  .store(.double, to: .fp, Self.candidates, .r1), .alu(.sub, .r2, 1)])
+        populationCount(.r2)
+        asm.emit([.alu(.add, .r2, Int32(TableEntry.key(filtered: 0, tableCapacity: tables.tableCapacity))),
+                  .store(.word, to: .fp, Self.scratch, .r2), .loadMap(.r1, FlowMaps.tables), .mov(.r2, .fp),
+                  .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search"),
+                  .mov(.r7, .r0), .load(.r1, .double, from: .r7, Int16(TableEntry.rankOffset)),
+                  .load(.r2, .double, from: .fp, Self.bestRank), .jump(.less, .r2, .r1, to: "search")])
+
+        // r7: a table worth a probe.
+        asm.label("search_visit")
+        asm.emit([.load(.r1, .word, from: .r7, Int16(TableEntry.presenceOffset)),
                   .load(.r2, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)), .alu(.and, .r2, .r1),
-                  .jump(.notEqual, .r2, .r1, to: "search"),
-                  .load(.r1, .word, from: .r7, Int16(TableEntry.indexOffset)),
-                  .store(.double, to: .fp, Self.tableKey, .r1)])
+                  .jump(.notEqual, .r2, .r1, to: "search")])
         for (position, word) in words.enumerated() {
             asm.emit([.load(.r1, .double, from: .fp, Self.record + Int16(word * 8)),
-                      .load(.r2, .double, from: .r7, Int16(TableEntry.masksOffset + 8 * position)), .alu(.and, .r1, .r2),
-                      .store(.double, to: .fp, Self.tableKey + Int16(8 + 8 * position), .r1)])
+                      .load(.r2, .double, from: .r7, Int16(TableEntry.masksOffset + 8 * position)), .alu(.and, .r1, .r2)])
+            if word == 0 {
+                // The presence bytes, masked to zero, take the table's index.
+                asm.emit([.load(.r2, .word, from: .r7, Int16(TableEntry.indexOffset)), .alu(.or, .r1, .r2)])
+            }
+            asm.emit(.store(.double, to: .fp, Self.tableKey + Int16(8 * position), .r1))
         }
         asm.emit([.loadMap(.r1, FlowMaps.buckets), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.tableKey)),
                   .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search"), .load(.r1, .word, from: .r0, 0),
@@ -499,6 +544,20 @@ public struct CodeGenerator {
     private mutating func resetSearch() {
         for slot in [Self.tablePosition, Self.candidate, Self.bestSlot, Self.floorRank] { storeZero(at: slot) }
         storeZero(at: Self.bestRank, minus: 1)
+        asm.emit([.load(.r1, .double, from: .fp, Self.initialCandidates), .alu(.or, .r1, 0),
+                  .store(.double, to: .fp, Self.candidates, .r1)])
+    }
+
+    /// `register` = the number of its bits set (SWAR: no branches, so no ways for the
+    /// verifier to follow); clobbers r3 and r4.
+    private mutating func populationCount(_ register: Register) {
+        asm.emit([.mov(.r3, register), .alu(.rsh, .r3, 1), .loadImmediate(.r4, 0x5555_5555_5555_5555),
+                  .alu(.and, .r3, .r4), .alu(.sub, register, .r3),
+                  .mov(.r3, register), .loadImmediate(.r4, 0x3333_3333_3333_3333), .alu(.and, .r3, .r4),
+                  .alu(.rsh, register, 2), .alu(.and, register, .r4), .alu(.add, register, .r3),
+                  .mov(.r3, register), .alu(.rsh, .r3, 4), .alu(.add, register, .r3),
+                  .loadImmediate(.r4, 0x0f0f_0f0f_0f0f_0f0f), .alu(.and, register, .r4),
+                  .loadImmediate(.r4, 0x0101_0101_0101_0101), .alu(.mul, register, .r4), .alu(.rsh, register, 56)])
     }
 
     /// Stores r9's zero (less `minus`) at `slot` as a value of its own: a copy would share

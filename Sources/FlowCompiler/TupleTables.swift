@@ -32,6 +32,8 @@ public struct TupleTables: Equatable, Sendable {
     private var fieldUsers = UseCounts<KeyField>()
     private var rangeUsers = 0
     public private(set) var bucketCount = 0
+    /// Which tables can hold a frame's rule, by the top 16 bits of its IPv4 addresses.
+    public private(set) var filter = TableFilter()
     /// The buckets map's room (kept while the buckets fit; doubled past it: a new map).
     public private(set) var bucketCapacity: Int
     /// Room in each half of the tables list.
@@ -39,9 +41,10 @@ public struct TupleTables: Equatable, Sendable {
 
     public var fields: Set<KeyField> { Set(fieldUsers.keys) }
     /// The record's 8-byte words the rules read: a bucket key and a rule's check are these
-    /// words, masked, in this order.
+    /// words, masked, in this order. Word 0 is always one: its first four bytes (the
+    /// presence word, never masked) carry a bucket key's table index.
     public var words: [Int] {
-        Set(fieldUsers.keys.flatMap { $0.offset / 8 ... ($0.offset + $0.width - 1) / 8 }).sorted()
+        Set([0] + fieldUsers.keys.flatMap { $0.offset / 8 ... ($0.offset + $0.width - 1) / 8 }).sorted()
     }
     public var usesRanges: Bool { rangeUsers > 0 }
 
@@ -49,6 +52,13 @@ public struct TupleTables: Equatable, Sendable {
     public var lookupOrder: [Table] {
         tables.values.sorted { ($0.rank, $0.index) < ($1.rank, $1.index) }
     }
+
+    /// The tables the program walks in order (by best rank), the ones the filter does
+    /// not pick: the filter's tables it finds by their bits.
+    public var list: [Table] { lookupOrder.filter { !TableFilter.filters($0) } }
+
+    /// The filter's tables, by index.
+    public var filtered: [Table] { tables.values.filter(TableFilter.filters).sorted { $0.index < $1.index } }
 
     /// The rules of `entries` (slot, and the rest of what a table holds of them) in
     /// tables, keeping the indexes and sizes of `memory`.
@@ -75,6 +85,8 @@ public struct TupleTables: Equatable, Sendable {
                 tables[mask]!.buckets[key]!.sort { rules[$0]!.rank < rules[$1]!.rank }
             }
             bucketCount += tables[mask]!.buckets.count
+            var ignored = Set<UInt32>()
+            for key in tables[mask]!.buckets.keys { filter.count(key, in: tables[mask]!, +1, &ignored) }
         }
         fitCapacities()
     }
@@ -93,9 +105,14 @@ public struct TupleTables: Equatable, Sendable {
         if isNew { tables[rule.table] = Table(mask: rule.table, index: index) }
         let before = tables[rule.table]!.rank
         tables[rule.table]!.ranks.insert(rule.rank, at: tables[rule.table]!.ranks.partitioningIndex { $0 >= rule.rank })
-        if isNew || before != rule.rank && tables[rule.table]!.rank == rule.rank { writes.list = true }
+        if isNew || before != rule.rank && tables[rule.table]!.rank == rule.rank {
+            writes.changed(tables[rule.table]!)
+        }
         var chain = tables[rule.table]!.buckets[rule.key] ?? []
-        if chain.isEmpty { bucketCount += 1 }
+        if chain.isEmpty {
+            bucketCount += 1
+            filter.count(rule.key, in: tables[rule.table]!, +1, &writes.filter)
+        }
         let position = chain.partitioningIndex { rules[$0]!.rank > rule.rank }
         chain.insert(slot, at: position)
         tables[rule.table]!.buckets[rule.key] = chain
@@ -127,14 +144,17 @@ public struct TupleTables: Equatable, Sendable {
         }
         // Its check goes too, once nothing leads to it.
         writes.rules.insert(slot)
-        if chain.isEmpty { bucketCount -= 1 }
+        if chain.isEmpty {
+            bucketCount -= 1
+            filter.count(rule.key, in: table, -1, &writes.filter)
+        }
         table.buckets[rule.key] = chain.isEmpty ? nil : chain
         if table.ranks.isEmpty {
             tables[rule.table] = nil
             tableIndex.remove(rule.table)
-            writes.list = true
+            writes.changed(table)
         } else {
-            if table.rank != before { writes.list = true }
+            if table.rank != before { writes.changed(table) }
             tables[rule.table] = table
         }
     }
@@ -147,6 +167,8 @@ public struct TupleTables: Equatable, Sendable {
             for key in table.buckets.keys { writes.buckets.insert(BucketID(table: table.mask, index: table.index, key: key)) }
         }
         writes.list = true
+        writes.filter = filter.indexes
+        writes.entries = Set(filtered.map(\.index))
         return writes
     }
 
@@ -320,11 +342,11 @@ public struct BucketID: Hashable, Sendable {
     public var index: UInt32
     var key: RecordBytes
 
-    /// The buckets map's key: the table's index (8 bytes) and the key's words.
+    /// The buckets map's key: the key's words, the table's index in word 0's presence
+    /// bytes (a shorter key hashes faster than one with the index apart).
     public func mapKey(words: [Int]) -> [UInt8] {
-        var writer = ByteWriter(capacity: 8 + 8 * words.count)
-        writer.write(UInt64(index))
-        for word in words { writer.write(key.word(word)) }
+        var writer = ByteWriter(capacity: 8 * words.count)
+        for word in words { writer.write(key.word(word) | (word == 0 ? UInt64(index) : 0)) }
         return writer.bytes
     }
 }
@@ -338,8 +360,17 @@ public struct TableWrites: Equatable, Sendable {
     public var rules: Set<UInt32> = []
     /// Buckets whose first rule changed, or that went.
     public var buckets: Set<BucketID> = []
-    /// The list changed (a table came or went, or its best rank moved).
+    /// The list changed (a table of it came or went, or its best rank moved).
     public var list = false
+    /// Filtered tables (by index) that came or went or whose best rank moved.
+    public var entries: Set<UInt32> = []
+    /// Filter entries (`TableFilter` keys) whose bits changed.
+    public var filter: Set<UInt32> = []
+
+    /// Notes that `table` came, went or changed its best rank.
+    mutating func changed(_ table: Table) {
+        if TableFilter.filters(table) { entries.insert(table.index) } else { list = true }
+    }
 
     public init() {}
 
@@ -347,9 +378,11 @@ public struct TableWrites: Equatable, Sendable {
         rules.formUnion(later.rules)
         buckets.formUnion(later.buckets)
         list = list || later.list
+        entries.formUnion(later.entries)
+        filter.formUnion(later.filter)
     }
 
-    var count: Int { rules.count + buckets.count + (list ? 1 : 0) }
+    var count: Int { rules.count + buckets.count + (list ? 1 : 0) + entries.count + filter.count }
 }
 
 /// What one plan of the table classifier hands to the next.
@@ -399,11 +432,12 @@ public struct RuleCheck: Equatable, Sendable {
     public static func == (a: Self, b: Self) -> Bool { a.encodedBytes == b.encodedBytes }
 }
 
-/// An entry of the tables list: the table's best rank, index, required headers and mask
-/// words, in the order of the plan's words.
+/// A table as the program reads it from the tables map (in the list, or at its index
+/// past the head): its best rank, index, required headers and mask words, in the order
+/// of the plan's words. An entry is at least as large as the head, which shares its map.
 public enum TableEntry {
     public static let rankOffset = 0, indexOffset = 8, presenceOffset = 12, masksOffset = 16
-    public static func byteCount(words: Int) -> Int { masksOffset + 8 * words }
+    public static func byteCount(words: Int) -> Int { max(masksOffset + 8 * words, TableListHead.byteCount) }
 
     public static func encoded(_ table: Table, words: [Int]) -> [UInt8] {
         var writer = ByteWriter(capacity: byteCount(words: words.count))
@@ -411,40 +445,121 @@ public enum TableEntry {
         writer.write(table.index)
         writer.write(table.mask.presence.rawValue)
         for word in words { writer.write(table.mask.word(word)) }
-        return writer.bytes
+        return writer.bytes + Array(repeating: 0, count: byteCount(words: words.count) - writer.bytes.count)
+    }
+
+    /// What the map holds at the index of a filtered table that went: one no frame's
+    /// headers satisfy.
+    public static func vacant(words: Int) -> [UInt8] {
+        var writer = ByteWriter(capacity: byteCount(words: words))
+        writer.write(UInt64.max)
+        writer.write(UInt32(0))
+        writer.write(UInt32.max)
+        return writer.bytes + Array(repeating: 0, count: byteCount(words: words) - writer.bytes.count)
+    }
+
+    /// The tables map's keys: the list's two halves, the head, then the filtered tables.
+    public static func headKey(tableCapacity: Int) -> UInt32 { UInt32(2 * tableCapacity) }
+    public static func key(filtered index: UInt32, tableCapacity: Int) -> UInt32 {
+        headKey(tableCapacity: tableCapacity) + 1 + index
+    }
+    public static func mapEntries(tableCapacity: Int) -> Int { 2 * tableCapacity + 1 + Int(TableFilter.filteredTables) }
+}
+
+/// Which tables may hold a frame's rule, by the top 16 bits of each IPv4 address: for
+/// each address and each value of those bits, a bit per table (the first 64 by index)
+/// with a bucket there. The program reads the two words once per search and probes a
+/// table only where both have its bit: a table whose buckets are all elsewhere costs no
+/// hashing. Tables that mask an address by fewer than 8 bits, or that come past the
+/// first 64, are not filtered by it. Exact: each bit counts the buckets behind it.
+public struct TableFilter: Equatable, Sendable {
+    public static let fields: [KeyField] = [.srcIPv4, .dstIPv4]
+    /// Per field.
+    public static let entries = 1 << 16
+    static let filteredTables: UInt32 = 64
+
+    /// Filter key (`field position x entries + top 16 bits`) -> table index -> buckets.
+    private var counts: [UInt32: [UInt32: Int]] = [:]
+
+    /// The tables' bits at `key`.
+    public func bits(at key: UInt32) -> UInt64 {
+        counts[key]?.keys.reduce(UInt64(0)) { $0 | 1 << UInt64($1) } ?? 0
+    }
+
+    /// Every key with a bit.
+    public var indexes: Set<UInt32> { Set(counts.keys) }
+
+    /// `table`'s bit for `field`, 0 when the field does not filter it.
+    public static func bit(of table: Table, _ field: KeyField) -> UInt64 {
+        table.index < filteredTables && table.mask.bytes[field.offset] == 0xff ? 1 << UInt64(table.index) : 0
+    }
+
+    /// Whether the program finds `table` by its bits rather than in the list.
+    public static func filters(_ table: Table) -> Bool { fields.contains { bit(of: table, $0) != 0 } }
+
+    /// Per field, the bits of the filtered tables that field does not filter.
+    public static func unfiltered(_ tables: [Table]) -> (UInt64, UInt64) {
+        func bits(_ field: KeyField) -> UInt64 {
+            tables.reduce(0) { $0 | (bit(of: $1, field) == 0 ? 1 << UInt64($1.index) : 0) }
+        }
+        return (bits(fields[0]), bits(fields[1]))
+    }
+
+    /// Counts the bucket with `key` in `table` in (or out of) the entries it covers;
+    /// `changed` learns the keys whose bits change.
+    mutating func count(_ key: RecordBytes, in table: Table, _ sign: Int, _ changed: inout Set<UInt32>) {
+        for (position, field) in Self.fields.enumerated() where Self.bit(of: table, field) != 0 {
+            // A mask of 16 bits or more: one value; of 8 to 15 (coarse masks have 8): all 256.
+            let high = UInt32(key[field.offset]) << 8
+            let low = UInt32(key[field.offset + 1])
+            let values = table.mask.bytes[field.offset + 1] == 0xff ? high | low ... high | low : high ... high | 0xff
+            for value in values {
+                let filterKey = UInt32(position) << 16 | value
+                let left = (counts[filterKey]?[table.index] ?? 0) + sign
+                if left == 0 || left == sign { changed.insert(filterKey) }
+                counts[filterKey, default: [:]][table.index] = left == 0 ? nil : left
+                if counts[filterKey]!.isEmpty { counts[filterKey] = nil }
+            }
+        }
     }
 }
 
 /// The tables list's head: which half of the list the program reads (`generation & 1`),
-/// and how many tables each half holds. A change writes the other half, then its count,
-/// then the generation: a frame reads one whole list, old or new.
+/// how many tables each half holds, and per address field the filtered tables' bits that
+/// field does not filter (they hold for every frame). A change writes the other half,
+/// then its count, then the generation: a frame reads one whole list, old or new.
 public struct TableListHead: Equatable, Sendable, MapCodable {
     public var generation: UInt32
     public var counts: (UInt32, UInt32)
+    public var unfiltered: (UInt64, UInt64)
 
-    public init(generation: UInt32, counts: (UInt32, UInt32)) {
+    public init(generation: UInt32, counts: (UInt32, UInt32), unfiltered: (UInt64, UInt64)) {
         self.generation = generation
         self.counts = counts
+        self.unfiltered = unfiltered
     }
 
-    public static let byteCount = 16
-    public static let generationOffset = 0, countsOffset = 4
+    public static let byteCount = 32
+    public static let generationOffset = 0, countsOffset = 4, unfilteredOffset = 16
 
     public func encode(into writer: inout ByteWriter) {
         writer.write(generation)
         writer.write(counts.0)
         writer.write(counts.1)
         writer.write(UInt32(0))
+        writer.write(unfiltered.0)
+        writer.write(unfiltered.1)
     }
 
     public init(from reader: inout ByteReader) throws(ByteDecodingError) {
         generation = try reader.read()
         counts = (try reader.read(), try reader.read())
         let _: UInt32 = try reader.read()
+        unfiltered = (try reader.read(), try reader.read())
     }
 
     public static func == (a: Self, b: Self) -> Bool {
-        a.generation == b.generation && a.counts == b.counts
+        a.generation == b.generation && a.counts == b.counts && a.unfiltered == b.unfiltered
     }
 }
 

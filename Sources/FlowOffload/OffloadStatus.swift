@@ -230,20 +230,36 @@ extension Offload {
             }
         }
         if let map = maps[FlowMaps.tables] {
-            let capacity = UInt32(tables.tableCapacity)
-            let head = try map.lookup((2 * capacity).encodedBytes).map {
+            let capacity = tables.tableCapacity
+            let head = try map.lookup(TableEntry.headKey(tableCapacity: capacity).encodedBytes).map {
                 try TableListHead(decoding: Array($0.prefix(TableListHead.byteCount)))
             }
             let half = (head?.generation ?? 0) & 1
             let count = half == 0 ? head?.counts.0 : head?.counts.1
-            let order = tables.lookupOrder
+            let order = tables.list
             if count != UInt32(order.count) {
                 found.append("\(FlowMaps.tables) lists \(count ?? 0) tables, the rules have \(order.count)")
             } else {
                 for (position, table) in order.enumerated()
-                where try map.lookup((half * capacity + UInt32(position)).encodedBytes)
+                where try map.lookup((half * UInt32(capacity) + UInt32(position)).encodedBytes)
                     != TableEntry.encoded(table, words: words) {
                     found.append("\(FlowMaps.tables) lists another table at \(position) than \(table.mask)")
+                }
+            }
+            for table in tables.filtered
+            where try map.lookup(TableEntry.key(filtered: table.index, tableCapacity: capacity).encodedBytes)
+                != TableEntry.encoded(table, words: words) {
+                found.append("\(FlowMaps.tables) holds another entry for table \(table.index) than \(table.mask)")
+            }
+            if let head, head.unfiltered != TableFilter.unfiltered(tables.filtered) {
+                found.append("\(FlowMaps.tables) does not say which tables each address leaves unfiltered")
+            }
+        }
+        if let map = maps[FlowMaps.tableFilter] {
+            for (key, bytes) in try map.lookupBatch(batchSize: 65536) {
+                let index = try UInt32(decoding: key)
+                if bytes != tables.filter.bits(at: index).encodedBytes {
+                    found.append("\(FlowMaps.tableFilter) holds other bits at \(index) than the rules' buckets give")
                 }
             }
         }

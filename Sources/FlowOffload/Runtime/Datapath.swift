@@ -127,11 +127,13 @@ public final class Datapath {
             let words = tables.words.count
             specs += [
                 MapSpec(name: FlowMaps.tables, type: .array, keySize: 4, valueSize: TableEntry.byteCount(words: words),
-                        maxEntries: 2 * tables.tableCapacity + 1),
-                MapSpec(name: FlowMaps.buckets, type: .hash, keySize: 8 + 8 * words, valueSize: 4,
+                        maxEntries: TableEntry.mapEntries(tableCapacity: tables.tableCapacity)),
+                MapSpec(name: FlowMaps.buckets, type: .hash, keySize: 8 * words, valueSize: 4,
                         maxEntries: tables.bucketCapacity, flags: .noPrealloc),
                 MapSpec(name: FlowMaps.rules, type: .array, keySize: 4, valueSize: RuleCheck.byteCount(words: words),
                         maxEntries: plan.ruleCapacity + Int(RuleSlots.firstRule)),
+                MapSpec(name: FlowMaps.tableFilter, type: .array, key: UInt32.self, value: UInt64.self,
+                        maxEntries: TableFilter.fields.count * TableFilter.entries),
             ]
         }
         for subtable in plan.subtables {
@@ -225,25 +227,37 @@ public final class Datapath {
     }
 
     /// The table classifier's maps among `maps`, in the order that keeps every search
-    /// sound: the checks of present rules (a rule before the link that leads to it), the
-    /// buckets, the list, and last the checks of rules that went. A new map takes
-    /// everything; a kept one what `writes` names.
+    /// sound: first what is present (a rule's check before the link that leads to it, a
+    /// filtered table's entry before the bits that lead to it: checks, entries, buckets,
+    /// filter, list), then the vacant places of what went (entries, checks). A new map
+    /// takes everything; a kept one what `writes` names.
     private static func writeTables(_ tables: TupleTables, _ writes: TableWrites, keptMaps: Set<String>,
                                     maps: [String: BPFKernel.Map]) throws(BPFError) -> Int {
         let words = tables.words
         var count = 0
-        let rulesKept = keptMaps.contains(FlowMaps.rules)
-        let dirty = rulesKept ? writes.rules : Set(tables.rules.keys)
-        if let map = maps[FlowMaps.rules] {
-            let present = dirty.filter { tables.rules[$0] != nil }.sorted()
-            try updateInBatches(map, present.map { slot in
+        func kept(_ name: String) -> Bool { keptMaps.contains(name) }
+        let slots = kept(FlowMaps.rules) ? writes.rules : Set(tables.rules.keys)
+        let filteredByIndex = Dictionary(uniqueKeysWithValues: tables.filtered.map { ($0.index, $0) })
+        let indexes = kept(FlowMaps.tables) ? writes.entries : Set(filteredByIndex.keys)
+        func entryKey(_ index: UInt32) -> [UInt8] {
+            TableEntry.key(filtered: index, tableCapacity: tables.tableCapacity).encodedBytes
+        }
+        let rules = maps[FlowMaps.rules], list = maps[FlowMaps.tables]
+        if let rules {
+            let present = slots.filter { tables.rules[$0] != nil }.sorted()
+            try updateInBatches(rules, present.map { slot in
                 (slot.encodedBytes, tables.rules[slot]!.check(next: tables.next(after: slot), words: words).encodedBytes)
             })
             count += present.count
         }
+        if let list {
+            let present = indexes.compactMap { filteredByIndex[$0] }.sorted { $0.index < $1.index }
+            try updateInBatches(list, present.map { (entryKey($0.index), TableEntry.encoded($0, words: words)) })
+            count += present.count
+        }
         if let map = maps[FlowMaps.buckets] {
             var buckets: [BucketID] = []
-            if keptMaps.contains(FlowMaps.buckets) {
+            if kept(FlowMaps.buckets) {
                 for bucket in writes.buckets {
                     if tables.head(of: bucket) != nil, tables.tableIndex[bucket.table] == bucket.index {
                         buckets.append(bucket)
@@ -259,48 +273,75 @@ public final class Datapath {
             try updateInBatches(map, buckets.map { ($0.mapKey(words: words), tables.head(of: $0)!.encodedBytes) })
             count += buckets.count
         }
-        if let map = maps[FlowMaps.tables], writes.list || !keptMaps.contains(FlowMaps.tables) {
-            count += try writeList(tables, into: map, kept: keptMaps.contains(FlowMaps.tables))
+        if let map = maps[FlowMaps.tableFilter] {
+            let keys = kept(FlowMaps.tableFilter) ? writes.filter : tables.filter.indexes
+            try updateInBatches(map, keys.sorted().map { ($0.encodedBytes, tables.filter.bits(at: $0).encodedBytes) })
+            count += keys.count
         }
-        if let map = maps[FlowMaps.rules], rulesKept {
+        if let list {
+            if writes.list || !kept(FlowMaps.tables) {
+                count += try writeList(tables, into: list, kept: kept(FlowMaps.tables))
+            } else if !writes.entries.isEmpty {
+                count += try writeHead(tables, into: list, flipping: false)
+            }
+            let vacant = TableEntry.vacant(words: words.count)
+            for index in indexes where filteredByIndex[index] == nil {
+                try list.update(entryKey(index), vacant)
+                count += 1
+            }
+        }
+        if let rules, kept(FlowMaps.rules) {
             let vacant = RuleCheck.vacant(words: words.count).encodedBytes
-            for slot in dirty where tables.rules[slot] == nil {
-                try map.update(slot.encodedBytes, vacant)
+            for slot in slots where tables.rules[slot] == nil {
+                try rules.update(slot.encodedBytes, vacant)
                 count += 1
             }
         }
         return count
     }
 
-    /// Writes the tables list into the half the program does not read, then that half's
-    /// length, then the generation that makes it current: a frame reads one whole list,
-    /// the old or the new. A new map starts with half 0.
+    /// Writes the tables list into the half the program does not read, then the head with
+    /// that half's length, then the head with the generation that makes it current: a
+    /// frame reads one whole list, the old or the new. A new map starts with half 0.
     private static func writeList(_ tables: TupleTables, into map: BPFKernel.Map, kept: Bool) throws(BPFError) -> Int {
         let capacity = UInt32(tables.tableCapacity), words = tables.words
-        let headKey = (2 * capacity).encodedBytes
-        var head = TableListHead(generation: 0, counts: (0, 0))
-        if kept, let bytes = try map.lookup(headKey) {
-            do {
-                head = try TableListHead(decoding: Array(bytes.prefix(TableListHead.byteCount)))
-            } catch {
-                throw .undecodable(map: map.spec.name, error)
-            }
-        }
-        let half: UInt32 = kept ? (head.generation &+ 1) & 1 : 0
-        let order = tables.lookupOrder
+        let half: UInt32 = kept ? (try readHead(tables, from: map).generation &+ 1) & 1 : 0
+        let order = tables.list
         try updateInBatches(map, order.enumerated().map { position, table in
             ((half * capacity + UInt32(position)).encodedBytes, TableEntry.encoded(table, words: words))
         })
-        func putHead() throws(BPFError) {
-            try map.update(headKey, head.encodedBytes + Array(repeating: 0, count: map.spec.valueSize - TableListHead.byteCount))
+        return order.count + (try writeHead(tables, into: map, flipping: kept, listIn: half))
+    }
+
+    /// Writes the head: the unfiltered bits and, for `listIn`, that half's length; with
+    /// `flipping`, then again with the next generation. Returns the writes.
+    private static func writeHead(_ tables: TupleTables, into map: BPFKernel.Map, flipping: Bool,
+                                  listIn half: UInt32? = nil) throws(BPFError) -> Int {
+        var head = try readHead(tables, from: map)
+        let length = UInt32(tables.list.count)
+        switch half {
+        case 0?: head.counts.0 = length
+        case 1?: head.counts.1 = length
+        default: break
         }
-        if half == 0 { head.counts.0 = UInt32(order.count) } else { head.counts.1 = UInt32(order.count) }
-        try putHead()
-        if kept {
-            head.generation &+= 1
-            try putHead()
+        head.unfiltered = TableFilter.unfiltered(tables.filtered)
+        let key = TableEntry.headKey(tableCapacity: tables.tableCapacity).encodedBytes
+        let padding = [UInt8](repeating: 0, count: map.spec.valueSize - TableListHead.byteCount)
+        try map.update(key, head.encodedBytes + padding)
+        guard flipping else { return 1 }
+        head.generation &+= 1
+        try map.update(key, head.encodedBytes + padding)
+        return 2
+    }
+
+    private static func readHead(_ tables: TupleTables, from map: BPFKernel.Map) throws(BPFError) -> TableListHead {
+        let key = TableEntry.headKey(tableCapacity: tables.tableCapacity).encodedBytes
+        guard let bytes = try map.lookup(key) else { return TableListHead(generation: 0, counts: (0, 0), unfiltered: (0, 0)) }
+        do {
+            return try TableListHead(decoding: Array(bytes.prefix(TableListHead.byteCount)))
+        } catch {
+            throw .undecodable(map: map.spec.name, error)
         }
-        return order.count + (kept ? 2 : 1)
     }
 
     /// Every subtable entry the kernel gets goes through here. A direct subtable is an
