@@ -516,23 +516,30 @@ public struct Plan: Equatable, Sendable {
     /// Plans the lookups of `rules` (in rule order, with their entries' values): inline
     /// subtables while they fit one program, tables past that.
     mutating func planClassifier(_ rules: [FlowRule], values: [SubtableValue], memory: Memory?) throws(CompileError) {
-        var builders: [SubtableBuilder] = [], numbers: [SubtableKey: Int] = [:]
+        var builders: [SubtableBuilder] = [], numbers: [SubtableKey: Int] = [:], counts: [SubtableKey: Int] = [:]
+        // Entries are collected only while the subtables fit; past that only counted.
+        var inline = true
         // Rules come in runs of one shape: comparing with the last key spares the hashing.
         var last: (key: SubtableKey, number: Int)?
         for (rule, value) in zip(rules, values) {
             for pattern in RuleKey(rule, device: device).alternatives {
                 let table = SubtableKey(prio: rule.prio, pattern: pattern)
-                let number = last?.key == table ? last!.number : numbers[table] ?? builders.count
-                if number == builders.count {
-                    builders.append(SubtableBuilder(table))
-                    numbers[table] = number
+                if last?.key == table {
+                    counts[table]! += 1
+                } else {
+                    counts[table, default: 0] += 1
+                    inline = inline && fitsInline(subtables: counts.count, groups: broadcastIndex.count)
+                    if inline, counts[table] == 1 {
+                        numbers[table] = builders.count
+                        builders.append(SubtableBuilder(table))
+                    }
+                    last = (table, inline ? numbers[table]! : 0)
                 }
-                last = (table, number)
-                builders[number].collect(pattern, value)
+                if inline { builders[last!.number].collect(pattern, value) }
             }
         }
-        usage.subtableKeys = Dictionary(uniqueKeysWithValues: builders.map { ($0.key, $0.count) })
-        if fitsInline(subtables: builders.count, groups: broadcastIndex.count) {
+        usage.subtableKeys = counts
+        if inline {
             tables = nil
             let kept = memory?.capacities ?? [:]
             subtables = builders.map { builder in
@@ -697,7 +704,6 @@ struct SubtableBuilder {
 
     /// The entries in rule order, collected before the dictionary is built at its size.
     private var collected: [(key: [UInt8], value: SubtableValue)] = []
-    var count: Int { collected.count }
 
     mutating func collect(_ pattern: KeyPattern, _ value: SubtableValue) {
         collected.append((keyBytes.map { pattern.value[$0.offset] }, value))

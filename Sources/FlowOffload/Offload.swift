@@ -85,6 +85,7 @@ public struct Offload {
         public var programID: UInt32
         public var rules: Int
         public var subtables: Int
+        public var tables: Int
         /// What the command found left pending and finished or rolled back first.
         public var recovery: String?
     }
@@ -131,7 +132,7 @@ public struct Offload {
             let note = reattach ? "\(device) was attached before but its link was gone (a reboot, or bpffs "
                 + "remounted): its \(stored.rules.count) stored rules are loaded again" : nil
             return Attachment(mode: slot.link.mode, programID: datapath.program!.id, rules: plan.rules.count,
-                              subtables: plan.subtables.count, recovery: [recovery, note].compactMap { $0 }.first)
+                              subtables: plan.subtables.count, tables: plan.tables?.tables.count ?? 0, recovery: [recovery, note].compactMap { $0 }.first)
         }
     }
 

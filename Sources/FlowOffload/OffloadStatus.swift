@@ -18,6 +18,8 @@ extension Offload {
         public var unparsedDrop: Bool
         public var rules: Int
         public var subtables: Int
+        /// Tables, when the rules are classified by them (`Plan.tables`).
+        public var tables: Int
         public var entries: Int
         /// Nil when the device's counters cannot be read (no pinned counters map).
         public var misses: RuleStatistics?
@@ -41,7 +43,7 @@ extension Offload {
             guard stored.offload != nil || hasPins || recovery != nil else { return nil }
             var status = Status(device: device, mode: stored.offload?.mode,
                                 unparsedDrop: stored.offload?.unparsedDrop ?? false, rules: stored.rules.count,
-                                subtables: 0, entries: 0, recovery: recovery, problems: [])
+                                subtables: 0, tables: 0, entries: 0, recovery: recovery, problems: [])
             guard stored.offload != nil || hasPins else { return status }
             if let owner = try foreignOwner() {
                 status.problems.append("attached by the xdpflow state in \(owner), not this one: "
@@ -52,6 +54,7 @@ extension Offload {
             let planned = stored.offload.flatMap { try? self.plan(stored, $0) }
             if let plan = planned {
                 status.subtables = plan.subtables.count
+                status.tables = plan.tables?.tables.count ?? 0
                 status.entries = plan.entryCount
                 let counters = try? statistics(of: plan)
                 status.misses = counters?.misses

@@ -49,7 +49,8 @@ struct Attach: ParsableCommand {
         let attached = try Offload(device: device).attach(mode: mode, unparsedDrop: unparsedDrop)
         if let recovery = attached.recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }
         print("\(device): attached in \(attached.mode) mode, program id \(attached.programID), "
-            + "\(attached.rules) rules in \(attached.subtables) subtables")
+            + "\(attached.rules) rules in "
+            + (attached.tables > 0 ? "\(attached.tables) tables" : "\(attached.subtables) subtables"))
     }
 }
 

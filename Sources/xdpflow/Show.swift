@@ -43,7 +43,8 @@ struct DeviceReport {
             return "\(device): not attached\(stored)\n"
         }
         var lines: [String] = []
-        let what = "\(status.rules) rules in \(status.subtables) subtables, \(status.entries) entries"
+        let lookups = status.tables > 0 ? "\(status.tables) tables" : "\(status.subtables) subtables"
+        let what = "\(status.rules) rules in \(lookups), \(status.entries) entries"
         switch (status.mode, status.programID) {
         case (let mode?, let id?): lines.append("\(device): attached in \(mode) mode, program id \(id), \(what)")
         case (nil, let id?): lines.append("\(device): program id \(id) behind a pinned link, \(what)")
@@ -73,6 +74,7 @@ struct DeviceReport {
             ("unparsed", status.map { .string($0.unparsedDrop ? "drop" : "pass") } ?? .null),
             ("rules", .integer(status?.rules ?? storedRules)),
             ("subtables", .integer(status?.subtables ?? 0)),
+            ("tables", .integer(status?.tables ?? 0)),
             ("entries", .integer(status?.entries ?? 0)),
             ("stats", stats),
             ("needs_repair", .bool(status?.needsRepair ?? false)),
@@ -114,7 +116,7 @@ let showManual = """
     under the pin directory (XDPFLOW_PIN_DIR, default /sys/fs/bpf/xdpflow). Needs root.
 
     OUTPUT
-      DEV: attached in MODE mode, program id ID, R rules in S subtables, E entries
+      DEV: attached in MODE mode, program id ID, R rules in S subtables (or T tables), E entries
         miss: Sent B bytes P pkt, last used T sec
         unparsed (passed|dropped): Sent B bytes P pkt, never used
         needs repair: WHAT, and the command that repairs it
