@@ -101,7 +101,9 @@ extension Plan {
             if !changed.isEmpty { writes.entries[subtable.mapName] = changed }
             if !gone.isEmpty { writes.removedEntries[subtable.mapName] = Set(gone) }
         }
-        if tables == nil, previous?.tables != nil { writes.droppedMaps.formUnion(FlowMaps.tableMaps) }
+        if let earlier = previous?.tables, tables == nil || tables!.words != earlier.words {
+            writes.droppedMaps.formUnion(FlowMaps.tableMaps)
+        }
         if let tables {
             // Everything, and what the earlier tables held that went: rewriting an entry
             // with what it holds is harmless.
@@ -326,6 +328,11 @@ extension Plan {
     private func finish(_ change: inout PlanChange, from shape: ProgramShape) {
         let now = ProgramShape(self)
         change.keepsProgram = now == shape
+        if let before = shape.tables?.words, let after = now.tables?.words, before != after {
+            // Every check, bucket key and list entry is laid out by the words: maps made
+            // afresh, not kept ones of the same size holding the old layout.
+            change.writes.droppedMaps.formUnion(FlowMaps.tableMaps)
+        }
         if now.layouts != shape.layouts || now.broadcastGroups != shape.broadcastGroups,
            prefilter?.offset != shape.prefilter?.offset || prefilter?.bits != shape.prefilter?.bits {
             change.writes.prefilter = prefilter?.table ?? [:]
@@ -422,12 +429,16 @@ struct ProgramShape: Equatable {
 
 /// What of the table classifier the program and its maps' sizes follow.
 struct TableShape: Equatable {
+    /// The parser extracts these.
+    var fields: Set<KeyField>
+    /// The layout of every check, bucket key and list entry.
     var words: [Int]
     var usesRanges: Bool
     var tableCapacity: Int
     var bucketCapacity: Int
 
     init(_ tables: TupleTables) {
+        fields = tables.fields
         words = tables.words
         usesRanges = tables.usesRanges
         tableCapacity = tables.tableCapacity

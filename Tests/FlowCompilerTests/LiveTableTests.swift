@@ -114,22 +114,20 @@ struct LiveTableTests {
         #expect(live.rules.count == base.count - 2)
     }
 
-    /// `KnownIssues.tableFields` in the kernel: a rule reading ip_tos, which the tables'
-    /// rules do not, in the word ip_proto is in, is carried as map writes into a program
-    /// that never extracts the TOS; a frame it matches finds the rule below instead.
+    /// A rule reading ip_tos, which the tables' rules do not, in the word ip_proto is in:
+    /// the program must extract the TOS (a new program), or frames it matches find the
+    /// rule below instead.
     @Test func aRuleWithANewFieldInAReadWordClassifiesAsTheReference() throws {
         let live = try adopted(["filter add dev xft0 protocol ip prio 2 handle 1 flower ip_proto udp action drop"])
         let tos = try ruleSet(["filter add dev xft0 protocol ip prio 1 handle 1 flower ip_proto udp ip_tos 0x28/0xfc action pass"]).rules
         try live.apply(RuleChange(removed: [], added: tos))
         var draw = TraceGenerator(rules: RuleSet(), seed: 1)
-        withKnownIssue(KnownIssues.tableFields) {
-            try agree(live, "ip_tos added", extra: (0 ..< 4).map { _ in draw.frame(matching: tos[0]) })
-        }
+        try agree(live, "ip_tos added", extra: (0 ..< 4).map { _ in draw.frame(matching: tos[0]) })
     }
 
-    /// `KnownIssues.tableWords` in the kernel: replacing the only rule that reads one word
-    /// (dst_mac) by one that reads another (dst_port) keeps the number of words and so the
-    /// table maps, laid out in the old words; the new program misses the rule that did not
+    /// Replacing the only rule that reads one word (dst_mac) by one that reads another
+    /// (dst_port) keeps the number of words, and so the maps' sizes, but not their layout:
+    /// the table maps are made afresh, or the new program misses the rule that did not
     /// change.
     @Test func aChangeThatTradesAWordClassifiesAsTheReference() throws {
         let kept = "filter add dev xft0 protocol ip prio 1 handle 1 flower ip_proto udp src_ip 10.0.0.1 action drop"
@@ -141,9 +139,7 @@ struct LiveTableTests {
         #expect(live.datapath.plan.tables?.words.count == words?.count && live.datapath.plan.tables?.words != words)
         var draw = TraceGenerator(rules: RuleSet(), seed: 2)
         let frames = try (0 ..< 4).map { _ in draw.frame(matching: try #require(live.rules.rule(prio: 1, handle: 1))) }
-        withKnownIssue(KnownIssues.tableWords) {
-            try agree(live, "dst_mac traded for dst_port", extra: frames)
-        }
+        try agree(live, "dst_mac traded for dst_port", extra: frames)
     }
 
     /// A live rule set of `lines` classified by tables however few they are: a datapath

@@ -16,7 +16,7 @@ import Testing
 /// maps filled afresh for the plan after; a change that says the program stays must
 /// keep it (same instructions, same map specs); and a rule between table plans of the
 /// same words, capacities, layers and action code must say so: a new mask or a new prio
-/// is map writes. Two bugs the property found are known issues (`KnownIssues`). Pure:
+/// is map writes. Pure:
 /// no kernel.
 @Suite struct TablePlanChangeTests {
     static let seeds: [UInt64] = (0 ..< UInt64(FuzzSettings.cases(4))).map { 0x7ab1e5 + $0 &* 0x9e37_79b9 }
@@ -116,13 +116,13 @@ import Testing
         count = tableCount()
         change = try add("filter add dev xft0 protocol ip prio 2001 flower dst_ip 10.1.0.0/16 action drop",
                          "new prio, new mask")
-        #expect(change.keepsProgram && tableCount() == count + 1 && change.writes.tables.list)
+        #expect(change.keepsProgram && tableCount() == count + 1 && change.changesTables)
 
         // A new mask at the best prio: a new table second in the list, after prio 1 handle 1's.
         count = tableCount()
         change = try add("filter add dev xft0 protocol ip prio 1 flower src_ip 10.1.2.0/24 ip_proto udp dst_port 53 action pass",
                          "existing prio, new mask, best rank")
-        #expect(change.keepsProgram && tableCount() == count + 1 && change.writes.tables.list)
+        #expect(change.keepsProgram && tableCount() == count + 1 && change.changesTables)
         let added = try #require(walk.rules.rules.first { $0.prio == 1 && $0.handle != 1 })
         #expect(walk.plan.tables?.lookupOrder.first?.rank == UInt64(1) << 32 | 1)
         #expect(walk.plan.tables?.lookupOrder.dropFirst().first?.rank == UInt64(1) << 32 | UInt64(added.handle))
@@ -132,7 +132,7 @@ import Testing
         for rule in [added, try #require(walk.rules.rules.first { $0.prio == 2001 })] {
             count = tableCount()
             change = try walk.remove(rule, "a new mask's only rule goes")
-            #expect(change.keepsProgram && tableCount() == count - 1 && change.writes.tables.list)
+            #expect(change.keepsProgram && tableCount() == count - 1 && change.changesTables)
         }
 
         // Words the plan does not read need a new program.
@@ -145,8 +145,7 @@ import Testing
 
     /// A rule with a field no rule of the tables reads, in a word they read (ip_tos beside
     /// ip_proto), needs a program that extracts it: either the change says so, or the
-    /// program is the same. Known issue: the change keeps a program that does not
-    /// (`KnownIssues.tableFields`; `LiveTableTests` shows the frames it misclassifies).
+    /// program is the same (`TableShape` holds the fields; `LiveTableTests` has the frames).
     @Test func aNewFieldInAWordTheTablesReadIsInTheProgram() throws {
         var plan = try Plan(ruleSet(["filter add dev xft0 protocol ip prio 2 handle 1 flower ip_proto udp action drop"]),
                             device: testDevice, inlineLimit: 0)
@@ -155,9 +154,7 @@ import Testing
             ["filter add dev xft0 protocol ip prio 1 handle 1 flower ip_proto udp ip_tos 0x28/0xfc action pass"]).rules.first))
         #expect(plan.tables?.words == before.tables?.words, "ip_tos is in ip_proto's word")
         let sameProgram = try CodeGenerator.generate(plan) == CodeGenerator.generate(before)
-        withKnownIssue(KnownIssues.tableFields) {
-            #expect(!change.keepsProgram || sameProgram, "the change keeps a program that does not read ip_tos")
-        }
+        #expect(!change.keepsProgram || sameProgram, "the change keeps a program that does not read ip_tos")
     }
 }
 
@@ -343,14 +340,12 @@ struct ChangeWalk {
                         "\(context): the rules map after the writes is not the plan's (words \(earlier.words) -> \(after.words))")
                 #expect(!kept.contains(FlowMaps.buckets) || model.buckets == fresh.buckets,
                         "\(context): the buckets map after the writes is not the plan's (words \(earlier.words) -> \(after.words))")
-                #expect(!kept.contains(FlowMaps.tables) || model.list == fresh.list,
+                #expect(!kept.contains(FlowMaps.tables) || (model.list == fresh.list && model.entries == fresh.entries),
                         "\(context): the tables list after the writes is not the plan's (words \(earlier.words) -> \(after.words))")
+                #expect(!kept.contains(FlowMaps.tableFilter) || model.filter == fresh.filter,
+                        "\(context): the table filter after the writes is not the plan's")
             }
-            if earlier.words != after.words {
-                withKnownIssue(KnownIssues.tableWords, isIntermittent: true, expectations)
-            } else {
-                expectations()
-            }
+            expectations()
         }
         if single, !switched {
             // One rule within one classifier: outside the tables, exactly the difference
@@ -365,11 +360,7 @@ struct ChangeWalk {
         let sameMaps = Datapath.mapSpecs(for: plan) == Datapath.mapSpecs(for: before)
         if change.keepsProgram {
             let message: Comment = "\(context): the program changed but the change says it stays (\(before.classifierText) -> \(plan.classifierText), fields \(before.fields.map(\.name).sorted()) -> \(plan.fields.map(\.name).sorted()))"
-            if before.tables != nil, plan.tables != nil, before.fields != plan.fields {
-                withKnownIssue(KnownIssues.tableFields, isIntermittent: true) { #expect(sameProgram, message) }
-            } else {
-                #expect(sameProgram, message)
-            }
+            #expect(sameProgram, message)
             #expect(sameMaps, "\(context): a map changed but the change says the program stays")
         } else {
             stats.newPrograms += 1
@@ -392,6 +383,7 @@ struct ChangeWalk {
 /// What of a table plan its program and maps follow, as far as the plan shows it: equal
 /// for two plans, a change between them is map writes.
 struct TableProgramShape: Equatable, CustomStringConvertible {
+    var fields: Set<KeyField>
     var words: [Int]
     var usesRanges: Bool
     var tableCapacity: Int
@@ -405,6 +397,7 @@ struct TableProgramShape: Equatable, CustomStringConvertible {
     var broadcastGroups: Int
 
     init(_ plan: Plan) {
+        fields = plan.fields
         words = plan.tables?.words ?? []
         usesRanges = plan.tables?.usesRanges ?? false
         tableCapacity = plan.tables?.tableCapacity ?? 0
@@ -424,39 +417,25 @@ struct TableProgramShape: Equatable, CustomStringConvertible {
     }
 }
 
-/// Bugs these tests found, recorded as known issues until they are fixed (an
-/// intermittent known issue: the random walks meet it now and then).
-enum KnownIssues {
-    /// A rule that brings a field the tables read in none of their rules, in a word they
-    /// read already (ip_tos, ip_ttl beside ip_proto; an exact src_port beside dst_port),
-    /// is planned as map writes (`keepsProgram`), but the program's parser only extracts
-    /// the fields some rule reads: the running program never fills the new field into the
-    /// key record, and frames the rule matches miss it. `TableShape` compares the words,
-    /// not the fields.
-    static let tableFields: Comment = "a new field in a word the tables read keeps a program that does not extract it"
-
-    /// A change that ends the last use of one record word and brings the first of another
-    /// (a batch, or `filter replace`) leaves the tables as many words as before: the three
-    /// table maps keep their specs and are kept under the new program, but only the
-    /// changed rules are written, so every other check and bucket key stays in the old
-    /// words' layout, and the new program misses those rules.
-    static let tableWords: Comment = "a change that trades one word for another keeps table maps laid out in the old words"
-}
-
 /// What the table classifier's three maps hold, as `Datapath` writes them: checks by
 /// slot (a slot without one holds the vacant check, here: nothing), bucket heads by map
 /// key, and the current list.
 struct TableMapsModel: Equatable {
     var rules: [UInt32: [UInt8]] = [:]
     var buckets: [[UInt8]: UInt32] = [:]
+    /// The current list, then the filtered tables' entries by index and the filter.
     var list: [[UInt8]] = []
+    var entries: [UInt32: [UInt8]] = [:]
+    var filter: [UInt32: UInt64] = [:]
 
     /// Maps filled afresh for `tables`.
     init(_ tables: TupleTables) {
         let words = tables.words
         for (slot, rule) in tables.rules { rules[slot] = rule.check(next: tables.next(after: slot), words: words).encodedBytes }
         for bucket in tables.everything.buckets { buckets[bucket.mapKey(words: words)] = tables.head(of: bucket)! }
-        list = tables.lookupOrder.map { TableEntry.encoded($0, words: words) }
+        list = tables.list.map { TableEntry.encoded($0, words: words) }
+        for table in tables.filtered { entries[table.index] = TableEntry.encoded(table, words: words) }
+        for key in tables.filter.indexes { filter[key] = tables.filter.bits(at: key) }
     }
 
     /// `writes` for `tables` (the plan after the change) into maps kept: the checks of
@@ -476,7 +455,13 @@ struct TableMapsModel: Equatable {
             }
         }
         for bucket in set { buckets[bucket.mapKey(words: words)] = tables.head(of: bucket)! }
-        if writes.list { list = tables.lookupOrder.map { TableEntry.encoded($0, words: words) } }
+        if writes.list { list = tables.list.map { TableEntry.encoded($0, words: words) } }
+        let filtered = Dictionary(uniqueKeysWithValues: tables.filtered.map { ($0.index, $0) })
+        for index in writes.entries { entries[index] = filtered[index].map { TableEntry.encoded($0, words: words) } }
+        for key in writes.filter {
+            let bits = tables.filter.bits(at: key)
+            filter[key] = bits == 0 ? nil : bits
+        }
     }
 }
 
@@ -499,6 +484,11 @@ extension MapWrites {
         }
         return found.joined(separator: "; ")
     }
+}
+
+extension PlanChange {
+    /// The list or a filtered table's entry changed: a table came, went or moved.
+    var changesTables: Bool { writes.tables.list || !writes.tables.entries.isEmpty }
 }
 
 extension Plan {
