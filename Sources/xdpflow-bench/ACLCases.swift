@@ -21,9 +21,11 @@ enum ACLCases {
     /// How big each trial is; quick runs (`make bench-quick`) take fewer frames, repeats,
     /// rules and updates.
     struct Sizes {
-        /// Frames in each trace, and test runs of each frame per sample.
+        /// Frames in each trace; test runs of each frame per sample: about a budget's
+        /// worth, at most `repeatCount`.
         var frames: Int
         var repeatCount: Int
+        var frameBudget: Double
         /// Plan + Datapath loads of each ClassBench set (the last one is timed per packet).
         var loadRounds: Int
         /// Rules of the generated ACL loaded from a file (the goal is for 100,000).
@@ -35,10 +37,22 @@ enum ACLCases {
         init(quick: Bool) {
             frames = quick ? 100 : 300
             repeatCount = quick ? 2_000 : 10_000
+            frameBudget = quick ? 200_000 : 1_000_000
             loadRounds = quick ? 1 : 3
             largeRules = quick ? 20_000 : 100_000
             fileRounds = quick ? 1 : 2
             updates = quick ? 25 : 200
+        }
+
+        func timing(_ name: String, _ program: Program, _ trace: Trace) throws -> TraceTiming {
+            try TraceTiming(name, program: program, trace: trace, maxRepeats: repeatCount, budgetNanoseconds: frameBudget)
+        }
+
+        /// How the runs per frame were chosen, for the methods.
+        var repeatsText: String {
+            "as many BPF_PROG_TEST_RUN repeats of each frame as take about \((frameBudget / 1e6).formatted(1)) ms "
+                + "(from a calibration pass of \(TraceTiming.fewestRepeats) each), \(TraceTiming.fewestRepeats) to "
+                + "\(repeatCount.grouped)"
         }
     }
 
@@ -76,10 +90,10 @@ enum ACLCases {
                                datapath: datapath, trace: trace))
         }
         let floor = try PacketCase.floor()
-        let timings = [TraceTiming("floor", program: floor.program, trace: sets[0].trace, repeatCount: sizes.repeatCount)]
-            + sets.map { TraceTiming($0.name, program: $0.datapath.program!, trace: $0.trace, repeatCount: sizes.repeatCount) }
+        let timings = try [sizes.timing("floor", floor.program, sets[0].trace)]
+            + sets.map { try sizes.timing($0.name, $0.datapath.program!, $0.trace) }
         progress("acl: timing \(sets.count) traces and the floor, \(options.rounds) rounds of \(sizes.frames) frames "
-            + "x \(sizes.repeatCount.grouped) runs...")
+            + "x \(timings.map { $0.repeatCount.grouped }.joined(separator: "/")) runs...")
         let results = try Benchmark.alternate(timings.map(\.benchmark), rounds: options.rounds)
 
         var section = Section(
@@ -94,20 +108,21 @@ enum ACLCases {
                 median (min-max). Trace: \(sizes.frames) frames from `TraceGenerator` (each hits a rule \
                 drawn from the set, ~\(Int(Trace.missShare * 100))% random frames instead, which the sets' \
                 final catch-all rules still match), each checked against the reference classifier, then each \
-                timed with BPF_PROG_TEST_RUN and \(sizes.repeatCount.grouped) repeats; a sample is the mean \
-                over the frames. The floor (XDP_DROP only) runs the same frames the same way, alternated with \
-                the sets round by round, \(options.rounds) rounds after a warm-up; median (min-max), ratios \
+                timed with \(sizes.repeatsText) (runs/frame); a sample is the mean over the frames. The \
+                floor (XDP_DROP only) runs the same frames the same way, alternated with the sets round by round, \(options.rounds) rounds after a warm-up; median (min-max), ratios \
                 per round. Slowest frame: the frame with the highest median over the rounds.
                 """,
             columns: [Column("set", key: "set", .left), Column("rules", key: "rules"), Column("tables", key: "tables"),
                       Column("load ms", key: "load_ms"), Column("plan ms", key: "plan_ms"),
                       Column("datapath ms", key: "datapath_ms"), Column("ns/packet", key: "ns_per_packet"),
                       Column("x floor", key: "ratio_to_floor"), Column("goal", key: "goal_ratio_to_floor"),
+                      Column("runs/frame", key: "runs_per_frame"),
                       Column("slowest ns", key: "slowest_ns"), Column("slowest x floor", key: "slowest_ratio_to_floor"),
                       Column("slowest ends in", key: "slowest_prio", .left)])
         let floorMean = results[0][TraceTiming.mean]
         section.append([.text("floor: XDP_DROP only"), .count(0), .absent(""), .absent(""), .absent(""), .absent(""),
                         .samples(floorMean, digits: 1), .number(1, digits: 2), .absent(""),
+                        .count(timings[0].repeatCount),
                         .samples(timings[0].slowestFrame.samples, digits: 0), .absent(""), .absent("")])
         for (index, set) in sets.enumerated() {
             let timing = timings[index + 1], result = results[index + 1]
@@ -116,7 +131,8 @@ enum ACLCases {
             section.append([.text(set.name), .count(set.rules), set.tables.map(Cell.count) ?? .absent("inline"),
                             .samples(set.total, digits: 0), .samples(set.plan, digits: 0), .samples(set.load, digits: 0),
                             .samples(result[TraceTiming.mean], digits: 1), .samples(ratio, digits: 2),
-                            .text("<= \(limit(set.name).formatted(0))x"), .samples(slowest.samples, digits: 0),
+                            .text("<= \(limit(set.name).formatted(0))x"), .count(timing.repeatCount),
+                            .samples(slowest.samples, digits: 0),
                             .number(slowest.samples.median / floorMean.median, digits: 2),
                             .text(set.trace.prios[slowest.index].map { "prio \($0)" } ?? "no rule")])
             section.targets.append(Target("ClassBench \(set.name) (\(set.rules.grouped) rules): mean ns/packet over a trace",
@@ -149,8 +165,8 @@ enum ACLCases {
         let trace = try Trace(workload.rules, device: RuleLines.device, count: sizes.frames, seed: 100)
         try trace.check(datapath.program!, "\(count.grouped) ACL rules")
         let floor = try PacketCase.floor()
-        let timings = [TraceTiming("floor", program: floor.program, trace: trace, repeatCount: sizes.repeatCount),
-                       TraceTiming("acl\(count)", program: datapath.program!, trace: trace, repeatCount: sizes.repeatCount)]
+        let timings = [try sizes.timing("floor", floor.program, trace),
+                       try sizes.timing("acl\(count)", datapath.program!, trace)]
         progress("acl: timing the trace and the floor, \(options.rounds) rounds...")
         let results = try Benchmark.alternate(timings.map(\.benchmark), rounds: options.rounds)
         let floorMean = results[0][TraceTiming.mean], mean = results[1][TraceTiming.mean]
@@ -170,8 +186,8 @@ enum ACLCases {
                 device must then hold all \(count.grouped) rules (`Offload.status`). \(sizes.fileRounds) \
                 round\(sizes.fileRounds == 1 ? "" : "s"), detached and attached again between them. *In \
                 process*: `Plan` and `Datapath` of the parsed rules (one round), whose program is timed on a \
-                trace of \(sizes.frames) frames (as in acl-classbench, ~10% random) against the floor, \
-                \(options.rounds) rounds after a warm-up; median (min-max).\(options.quick ? " Quick run: 20,000 rules (the goals are for 100,000)." : "")
+                trace of \(sizes.frames) frames (as in acl-classbench, ~10% random; \(sizes.repeatsText)) against \
+                the floor, \(options.rounds) rounds after a warm-up; median (min-max).\(options.quick ? " Quick run: 20,000 rules (the goals are for 100,000)." : "")
                 """,
             columns: [Column("what", key: "what", .left), Column("value", key: "value"), Column("unit", key: "unit", .left)])
         section.append([.text("xdpflow -batch FILE (wall)"), .samples(file.wall, digits: 2), .text("s")])
@@ -182,7 +198,8 @@ enum ACLCases {
         section.append([.text("tables"), datapath.plan.tables.map { .count($0.tables.count) } ?? .absent("inline"),
                         .text("")])
         section.append([.text("floor, mean over the trace"), .samples(floorMean, digits: 1), .text("ns/packet")])
-        section.append([.text("mean over the trace"), .samples(mean, digits: 1), .text("ns/packet")])
+        section.append([.text("mean over the trace (\(timings[1].repeatCount.grouped) runs/frame; floor \(timings[0].repeatCount.grouped))"),
+                        .samples(mean, digits: 1), .text("ns/packet")])
         section.append([.text("mean over the trace / floor"), .samples(ratio, digits: 2), .text("x floor")])
         section.append([.text("slowest frame (ends in \(trace.prios[slowest.index].map { "prio \($0)" } ?? "no rule"))"),
                         .samples(slowest.samples, digits: 0), .text("ns/packet")])

@@ -56,13 +56,24 @@ final class TraceTiming {
     let name: String
     let program: Program
     let runs: [TestRun]
+    /// Runs per frame and sample: as many as take about the budget, within bounds, so
+    /// that a trace costing microseconds a frame takes no longer than one costing tens
+    /// of nanoseconds.
+    let repeatCount: Int
+    static let fewestRepeats = 50
     /// Per round (the warm-up round first), per frame: ns.
     private(set) var rounds: [[Double]] = []
 
-    init(_ name: String, program: Program, trace: Trace, repeatCount: Int) {
+    /// Calibrates the runs per frame on one pass over the frames (`fewestRepeats` each).
+    init(_ name: String, program: Program, trace: Trace, maxRepeats: Int, budgetNanoseconds: Double) throws {
         self.name = name
         self.program = program
-        runs = trace.frames.map { TestRun(packet: $0, repeatCount: repeatCount) }
+        let calibration = try trace.frames.map { frame in
+            Double(try program.testRun(TestRun(packet: frame, repeatCount: Self.fewestRepeats)).duration)
+        }
+        let mean = max(1, calibration.reduce(0, +) / Double(calibration.count))
+        repeatCount = min(maxRepeats, max(Self.fewestRepeats, Int(budgetNanoseconds / mean)))
+        runs = trace.frames.map { [repeatCount] in TestRun(packet: $0, repeatCount: repeatCount) }
     }
 
     static let mean = "mean ns/packet", slowest = "slowest frame ns"
