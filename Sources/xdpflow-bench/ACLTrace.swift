@@ -3,6 +3,7 @@ import BPFKernel
 import FlowCompiler
 import FlowOffload
 import FlowRules
+import Foundation
 import Packets
 import RuleSetWorkloads
 
@@ -114,4 +115,41 @@ extension Datapath {
         }
         return (datapath!, Samples(times.map(\.plan)), Samples(times.map(\.load)), Samples(times.map { $0.plan + $0.load }))
     }
+}
+
+/// Keeps the programs being timed in the kernel's XDP dispatcher, each attached in native
+/// mode to a veth of its own (`xfbd` + the process id + its index). Every XDP
+/// BPF_PROG_TEST_RUN adds the program it runs to the dispatcher and takes it out again,
+/// and each of those changes waits for an RCU grace period (10-20 ms on this VM); for a
+/// program already there (attached) both are no-ops. Without this a trace of hundreds of
+/// frames would cost hundreds of grace periods a round, not the test runs themselves.
+final class DispatcherPins {
+    private var links: [XDPLink] = []
+    private var devices: [String] = []
+    private var token: Undo.Token?
+
+    init(_ programs: [Program]) throws {
+        let base = "xfbd\(getpid() % 100_000)x"
+        let names = programs.indices.map { "\(base)\($0)" }
+        token = Undo.shared.push("the dispatcher veths \(base)*") {
+            for name in names { Shell.attempt(["ip", "link", "del", name]) }
+        }
+        for (name, program) in zip(names, programs) {
+            try Shell.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"])
+            devices.append(name)
+            links.append(try XDPLink(attaching: program, to: NetworkInterface(named: name), mode: .native))
+        }
+    }
+
+    /// Detaches the programs and deletes the veths.
+    func remove() {
+        for link in links { try? link.detach() }
+        links = []
+        for device in devices { Shell.attempt(["ip", "link", "del", device]) }
+        devices = []
+        if let token { Undo.shared.forget(token) }
+        token = nil
+    }
+
+    deinit { remove() }
 }
