@@ -75,10 +75,25 @@ enum ACLUpdates {
     }
 
     struct Latencies {
-        var adds: [Double] = []
-        var deletes: [Double] = []
+        /// Wall and thread CPU time of each call, us.
+        var adds: [(wall: Double, cpu: Double)] = []
+        var deletes: [(wall: Double, cpu: Double)] = []
         var newPrograms = 0
         var tablesAdded = 0
+    }
+
+    /// Wall time and this thread's CPU time (user and system) of `body`, in us: on a
+    /// machine others load, a call preempted for a time slice costs milliseconds of wall
+    /// time and no more CPU time.
+    static func timedCall<T>(_ body: () throws -> T) rethrows -> (T, (wall: Double, cpu: Double)) {
+        func cpuNanoseconds() -> Double {
+            var now = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+            return Double(now.tv_sec) * 1e9 + Double(now.tv_nsec)
+        }
+        let cpu = cpuNanoseconds()
+        let (result, wall) = try timed(body)
+        return (result, (wall / 1e3, (cpuNanoseconds() - cpu) / 1e3))
     }
 
     static func section(_ sizes: ACLCases.Sizes) throws -> Section {
@@ -150,18 +165,18 @@ enum ACLUpdates {
             let rule = try RuleLines.rules([line(target.fields, shape, prio: prio, handle: kind.newPrio ? 1 : 2,
                                                  action: verdict == .drop ? "drop" : "pass")])[0]
             let before = live.datapath.plan.tables?.tables.count ?? 0
-            let (added, addTime) = try timed { try live.add(rule) }
+            let (added, addTime) = try timedCall { try live.add(rule) }
             let after = live.datapath.plan.tables?.tables.count ?? 0
             try UpdateCases.expect(live, target.frame, verdict)
-            let (deleted, deleteTime) = try timed {
+            let (deleted, deleteTime) = try timedCall {
                 try live.delete(RuleSelector(prio: added.rule.prio, handle: added.rule.handle))
             }
             try UpdateCases.expect(live, target.frame, target.verdict)
             guard (after - before == 1) == kind.newMask else {
                 throw BenchError("acl update: a rule of shape \(shape) (\(kind.name)) took the tables from \(before) to \(after)")
             }
-            latencies[kind]!.adds.append(addTime / 1e3)
-            latencies[kind]!.deletes.append(deleteTime / 1e3)
+            latencies[kind]!.adds.append(addTime)
+            latencies[kind]!.deletes.append(deleteTime)
             if case .newProgram = added.change { latencies[kind]!.newPrograms += 1 }
             if case .newProgram = deleted.change { latencies[kind]!.newPrograms += 1 }
             latencies[kind]!.tablesAdded += after - before
@@ -182,30 +197,39 @@ enum ACLUpdates {
                 lengths in steps of 8, ip_proto, exact ports) whose table the set has, most populated first, \
                 or one of the \(newShapes.count) whose table it lacks, which must then add a table. Wall time \
                 of each `add` and `delete` call (RuleSet, plan, map writes; a new program only if the change \
-                needs one, counted). p50, p99 and max over the calls.
+                needs one, counted), and the CPU time of the calling thread in it (user and system: \
+                CLOCK_THREAD_CPUTIME_ID), which time slices lost to other load on the machine leave out. \
+                p50, p99 and max over the calls; the goals are read from the wall times.
                 """,
             columns: [Column("update", key: "update", .left), Column("calls", key: "calls"),
                       Column("p50 us", key: "p50_us"), Column("p99 us", key: "p99_us"), Column("max us", key: "max_us"),
-                      Column("tables added", key: "tables_added"), Column("new programs", key: "new_programs")])
-        var all: [Double] = []
+                      Column("CPU p50 us", key: "cpu_p50_us"), Column("CPU p99 us", key: "cpu_p99_us"),
+                      Column("CPU max us", key: "cpu_max_us"), Column("tables added", key: "tables_added"),
+                      Column("new programs", key: "new_programs")])
+        func cells(_ calls: [(wall: Double, cpu: Double)]) -> [Cell] {
+            let wall = calls.map(\.wall), cpu = calls.map(\.cpu)
+            return [.count(calls.count), .number(percentile(wall, 50), digits: 1), .number(percentile(wall, 99), digits: 1),
+                    .number(wall.max()!, digits: 1), .number(percentile(cpu, 50), digits: 1),
+                    .number(percentile(cpu, 99), digits: 1), .number(cpu.max()!, digits: 1)]
+        }
+        var all: [(wall: Double, cpu: Double)] = []
         for kind in Kind.allCases {
             let latency = latencies[kind]!
-            for (verb, values) in [("add", latency.adds), ("delete", latency.deletes)] {
-                section.append([.text("\(verb), \(kind.name)"), .count(values.count),
-                                .number(percentile(values, 50), digits: 1), .number(percentile(values, 99), digits: 1),
-                                .number(values.max()!, digits: 1), verb == "add" ? .count(latency.tablesAdded) : .text(""),
-                                verb == "add" ? .count(latency.newPrograms) : .text("")])
+            for (verb, calls) in [("add", latency.adds), ("delete", latency.deletes)] {
+                section.append([.text("\(verb), \(kind.name)")] + cells(calls)
+                    + [verb == "add" ? .count(latency.tablesAdded) : .text(""),
+                       verb == "add" ? .count(latency.newPrograms) : .text("")])
             }
             all += latency.adds + latency.deletes
         }
         let programs = latencies.values.map(\.newPrograms).reduce(0, +)
-        section.append([.text("all updates"), .count(all.count), .number(percentile(all, 50), digits: 1),
-                        .number(percentile(all, 99), digits: 1), .number(all.max()!, digits: 1),
-                        .count(latencies.values.map(\.tablesAdded).reduce(0, +)), .count(programs)])
+        section.append([.text("all updates")] + cells(all)
+            + [.count(latencies.values.map(\.tablesAdded).reduce(0, +)), .count(programs)])
+        let wall = all.map(\.wall)
         section.targets = [
-            Target("update in a 10,000-rule ACL (library, add and delete): p50", measured: percentile(all, 50),
+            Target("update in a 10,000-rule ACL (library, add and delete): p50", measured: percentile(wall, 50),
                    .atMost, 100, unit: "us"),
-            Target("update in a 10,000-rule ACL (library, add and delete): p99", measured: percentile(all, 99),
+            Target("update in a 10,000-rule ACL (library, add and delete): p99", measured: percentile(wall, 99),
                    .atMost, 1_000, unit: "us"),
         ]
         progress("acl: \(programs) of \(all.count) updates loaded a program")
