@@ -1,5 +1,6 @@
 import BPFAssembly
 import BPFKernel
+import FlowRules
 import Foundation
 
 /// One way of dropping the live rule set's frames on the lab's device. Peers take turns
@@ -202,10 +203,13 @@ final class NFTablesPeer: LivePeer {
     private let lab: LiveLab
     private let table: String
     private var token: Undo.Token?
+    /// One flower rule as an nftables rule (the live rule sets' `DropRule` by default).
+    private let translate: (FlowRule) throws -> String
 
-    init(_ lab: LiveLab) {
+    init(_ lab: LiveLab, translate: @escaping (FlowRule) throws -> String = { try DropRule($0).nftables }) {
         self.lab = lab
         table = "xfb-\(lab.tag)"
+        self.translate = translate
     }
 
     func cannot(_ ruleSet: LiveWorkload) -> String? {
@@ -213,7 +217,7 @@ final class NFTablesPeer: LivePeer {
     }
 
     func attach(_ ruleSet: LiveWorkload) throws {
-        let rules = try ruleSet.rules.map { "        " + (try DropRule($0).nftables) }
+        let rules = try ruleSet.rules.map { "        " + (try translate($0)) }
         let file = "\(lab.scratch)/rules.nft"
         try """
             table netdev \(table) {

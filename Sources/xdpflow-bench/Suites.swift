@@ -12,5 +12,6 @@ struct Suite: Sendable {
         Suite(name: "live", run: LiveCases.sections),
         Suite(name: "cli", run: CLICases.sections),
         Suite(name: "memory", run: MemoryCases.sections),
+        Suite(name: "acl", run: ACLCases.sections),
     ]
 }
