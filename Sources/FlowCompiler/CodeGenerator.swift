@@ -420,9 +420,15 @@ public struct CodeGenerator {
                   .mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1), .alu(.xor, .r9, .r1)])
         // The filtered tables worth a visit: those with a bucket under the top 16 bits of
         // both addresses (an absent header reads as zero; a filtered table needs it anyway).
-        for (position, field) in TableFilter.fields.enumerated() {
+        for (position, fields) in TableFilter.addresses.enumerated() {
             let bits = Self.unfilteredBits + Int16(8 * position)
-            asm.emit([.load(.r1, .half, from: .fp, Self.record + Int16(field.offset)), .endian(.big, .r1, bits: 16)])
+            // The address's top 16 bits, from the field the frame has (the record holds
+            // zero in the other, when the rules read it at all).
+            asm.emit(.mov(.r1, 0))
+            for field in fields where plan.fields.contains(field) {
+                asm.emit([.load(.r2, .half, from: .fp, Self.record + Int16(field.offset)), .endian(.big, .r2, bits: 16),
+                          .alu(.or, .r1, .r2)])
+            }
             if position > 0 { asm.emit(.alu(.add, .r1, Int32(position * TableFilter.entries))) }
             asm.emit([.store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, FlowMaps.tableFilter), .mov(.r2, .fp),
                       .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem),

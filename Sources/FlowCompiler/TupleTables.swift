@@ -18,9 +18,9 @@ import FlowRules
 /// set built at once.
 public struct TupleTables: Equatable, Sendable {
     /// Prefix lengths of IPv4 and IPv6 addresses are rounded down to multiples of these
-    /// in a table's mask: fewer tables (probes) against longer chains (checks). Chosen on
-    /// the ClassBench sets (docs/compiler.md).
-    static let prefixStep: [KeyField: Int] = [.srcIPv4: 8, .dstIPv4: 8, .srcIPv6: 16, .dstIPv6: 16]
+    /// in a table's mask: fewer tables (visits, probes) against longer chains (checks).
+    /// Chosen on the ClassBench sets and generated ACLs (docs/compiler.md).
+    static let prefixStep: [KeyField: Int] = [.srcIPv4: 8, .dstIPv4: 8, .srcIPv6: 32, .dstIPv6: 32]
 
     /// By coarse mask.
     public private(set) var tables: [TableMask: Table] = [:]
@@ -39,7 +39,15 @@ public struct TupleTables: Equatable, Sendable {
     /// Room in each half of the tables list.
     public private(set) var tableCapacity: Int
 
-    public var fields: Set<KeyField> { Set(fieldUsers.keys) }
+    /// The fields the parser extracts: every field in the words the rules read, so that a
+    /// rule reading another field of a word already read (ip_tos beside ip_proto, a
+    /// source port beside a destination port) is map writes, not a new program.
+    public var fields: Set<KeyField> {
+        let words = Set(words)
+        return Set(KeyField.allCases.filter { field in
+            (field.offset / 8 ... (field.offset + field.width - 1) / 8).contains(where: words.contains)
+        })
+    }
     /// The record's 8-byte words the rules read: a bucket key and a rule's check are these
     /// words, masked, in this order. Word 0 is always one: its first four bytes (the
     /// presence word, never masked) carry a bucket key's table index.
@@ -466,19 +474,21 @@ public enum TableEntry {
     public static func mapEntries(tableCapacity: Int) -> Int { 2 * tableCapacity + 1 + Int(TableFilter.filteredTables) }
 }
 
-/// Which tables may hold a frame's rule, by the top 16 bits of each IPv4 address: for
+/// Which tables may hold a frame's rule, by the top 16 bits of each address (source,
+/// destination; IPv4 or IPv6, whichever the frame has: the other reads as zero): for
 /// each address and each value of those bits, a bit per table (the first 64 by index)
-/// with a bucket there. The program reads the two words once per search and probes a
-/// table only where both have its bit: a table whose buckets are all elsewhere costs no
-/// hashing. Tables that mask an address by fewer than 8 bits, or that come past the
-/// first 64, are not filtered by it. Exact: each bit counts the buckets behind it.
+/// with a bucket there. The program reads the two words once per search and visits a
+/// filtered table only where both have its bit: a table whose buckets are all elsewhere
+/// costs nothing. Tables that mask neither address by 8 bits or more, or that come past
+/// the first 64, are in the list instead. Exact: each bit counts the buckets behind it.
 public struct TableFilter: Equatable, Sendable {
-    public static let fields: [KeyField] = [.srcIPv4, .dstIPv4]
-    /// Per field.
+    /// Per address, the fields that hold it.
+    public static let addresses: [[KeyField]] = [[.srcIPv4, .srcIPv6], [.dstIPv4, .dstIPv6]]
+    /// Per address.
     public static let entries = 1 << 16
     static let filteredTables: UInt32 = 64
 
-    /// Filter key (`field position x entries + top 16 bits`) -> table index -> buckets.
+    /// Filter key (`address x entries + top 16 bits`) -> table index -> buckets.
     private var counts: [UInt32: [UInt32: Int]] = [:]
 
     /// The tables' bits at `key`.
@@ -489,26 +499,29 @@ public struct TableFilter: Equatable, Sendable {
     /// Every key with a bit.
     public var indexes: Set<UInt32> { Set(counts.keys) }
 
-    /// `table`'s bit for `field`, 0 when the field does not filter it.
-    public static func bit(of table: Table, _ field: KeyField) -> UInt64 {
-        table.index < filteredTables && table.mask.bytes[field.offset] == 0xff ? 1 << UInt64(table.index) : 0
+    /// The field of address `position` that filters `table`: one whose first byte the
+    /// table masks whole.
+    static func field(of table: Table, _ position: Int) -> KeyField? {
+        guard table.index < filteredTables else { return nil }
+        return addresses[position].first { table.mask.bytes[$0.offset] == 0xff }
     }
 
     /// Whether the program finds `table` by its bits rather than in the list.
-    public static func filters(_ table: Table) -> Bool { fields.contains { bit(of: table, $0) != 0 } }
+    public static func filters(_ table: Table) -> Bool { addresses.indices.contains { field(of: table, $0) != nil } }
 
-    /// Per field, the bits of the filtered tables that field does not filter.
+    /// Per address, the bits of the filtered tables it does not filter.
     public static func unfiltered(_ tables: [Table]) -> (UInt64, UInt64) {
-        func bits(_ field: KeyField) -> UInt64 {
-            tables.reduce(0) { $0 | (bit(of: $1, field) == 0 ? 1 << UInt64($1.index) : 0) }
+        func bits(_ position: Int) -> UInt64 {
+            tables.reduce(0) { $0 | (field(of: $1, position) == nil ? 1 << UInt64($1.index) : 0) }
         }
-        return (bits(fields[0]), bits(fields[1]))
+        return (bits(0), bits(1))
     }
 
     /// Counts the bucket with `key` in `table` in (or out of) the entries it covers;
     /// `changed` learns the keys whose bits change.
     mutating func count(_ key: RecordBytes, in table: Table, _ sign: Int, _ changed: inout Set<UInt32>) {
-        for (position, field) in Self.fields.enumerated() where Self.bit(of: table, field) != 0 {
+        for position in Self.addresses.indices {
+            guard let field = Self.field(of: table, position) else { continue }
             // A mask of 16 bits or more: one value; of 8 to 15 (coarse masks have 8): all 256.
             let high = UInt32(key[field.offset]) << 8
             let low = UInt32(key[field.offset + 1])

@@ -133,7 +133,7 @@ public final class Datapath {
                 MapSpec(name: FlowMaps.rules, type: .array, keySize: 4, valueSize: RuleCheck.byteCount(words: words),
                         maxEntries: plan.ruleCapacity + Int(RuleSlots.firstRule)),
                 MapSpec(name: FlowMaps.tableFilter, type: .array, key: UInt32.self, value: UInt64.self,
-                        maxEntries: TableFilter.fields.count * TableFilter.entries),
+                        maxEntries: TableFilter.addresses.count * TableFilter.entries),
             ]
         }
         for subtable in plan.subtables {
