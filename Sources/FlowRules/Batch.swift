@@ -171,7 +171,7 @@ public struct BatchError: Error, CustomStringConvertible {
     public var line: Int
     public var reason: Reason
 
-    /// Parse errors are usage errors (exit 2); the others are runtime errors (exit 1).
+    /// Parse errors are usage errors (exit 1, as tc); the others are refusals (exit 2).
     public var isUsageError: Bool {
         switch reason {
         case .parse, .unterminatedQuote: true

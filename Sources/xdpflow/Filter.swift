@@ -35,8 +35,8 @@ struct Filter: ParsableCommand {
     }
 }
 
-/// Runs filter commands on a rule set store and prints what they show. Exit codes as
-/// iproute2: 2 for a command that cannot be read, 1 for one that fails.
+/// Runs filter commands on a rule set store and prints what they show. Exit statuses as
+/// tc's: 1 for a command that cannot be read, 2 for one that is refused (`CommandError`).
 struct FilterRunner {
     let options: OutputOptions
     /// Rules persist per device in the state directory (XDPFLOW_STATE_DIR); on an
@@ -66,7 +66,7 @@ struct FilterRunner {
             }
             emit(command, rules)
         } catch {
-            throw CommandError.failed(error)
+            throw CommandError.refused(error)
         }
     }
 
@@ -83,19 +83,19 @@ struct FilterRunner {
         do {
             batch = try Batch(text: text)
         } catch {
-            throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .failed(error))
+            throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .refused(error))
         }
         for line in batch.lines {
             do {
                 try requireDevice(of: line.command)
             } catch {
-                throw CommandError.at("\(path): line \(line.number)", .failed(error))
+                throw CommandError.at("\(path): line \(line.number)", .refused(error))
             }
         }
         do {
             try batch.run(on: store) { line, rules in emit(line.command, rules) }
         } catch {
-            throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .failed(error))
+            throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .refused(error))
         }
     }
 
@@ -212,10 +212,11 @@ let filterManual = """
       device's own: frames no rule matched (miss) and frames the program could
       not classify (unparsed). In JSON these are in "xdpflow -j show dev DEV".
 
-    EXIT STATUS
-      0 done; 1 the command failed (for example, the rule already exists);
-      2 the command could not be read (the message names the word and its
-      position).
+    EXIT STATUS (as tc's)
+      0 done; 1 the command could not be read (the message names the word
+      and its position) or names a device that does not exist; 2 the command
+      was refused (the rule already exists, XDP cannot run it, the kernel or
+      the state directory refused it).
 
     See docs/flower.md for the full reference.
     """
