@@ -84,6 +84,14 @@ enum CommandError: Error, CustomStringConvertible {
     }
 }
 
+/// A command's notes (`FilterCommand.notes`) as `Warning: ...` lines on standard error,
+/// each after `place` (a file's line) when there is one.
+func warn(_ notes: [ParseError], at place: String? = nil) {
+    guard !notes.isEmpty else { return }
+    let prefix = place.map { "Warning: \($0): " } ?? "Warning: "
+    FileHandle.standardError.write(Data(notes.map { prefix + "\($0)\n" }.joined().utf8))
+}
+
 /// The one way a subcommand's failure reaches the operator: `Error: DESCRIPTION` on
 /// standard error, and the exit status of its case.
 func fail(_ error: CommandError) -> Never {

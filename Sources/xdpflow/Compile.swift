@@ -120,6 +120,7 @@ struct RuleFile {
         var lines: [String: [RuleID: Int]] = [:]
         var devices: [String] = []
         for line in batch.lines {
+            warn(line.command.notes, at: "\(path): line \(line.number)")
             let name = line.command.device
             if !devices.contains(name) { devices.append(name) }
             do {

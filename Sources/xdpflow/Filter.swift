@@ -53,6 +53,7 @@ struct FilterRunner {
             // Word 1 is `filter`, as in a batch line.
             throw CommandError.unreadable(error)
         }
+        warn(command.notes)
         do {
             try requireDevice(of: command)
             guard command.changesRules else {
@@ -86,6 +87,7 @@ struct FilterRunner {
             throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .refused(error))
         }
         for line in batch.lines {
+            warn(line.command.notes, at: "\(path): line \(line.number)")
             do {
                 try requireDevice(of: line.command)
             } catch {
@@ -174,6 +176,8 @@ let filterManual = """
       cvlan_id | cvlan_prio | cvlan_ethtype
                          needs vlan_ethtype 802.1Q or 802.1ad
       ip_proto tcp|udp|sctp|icmp|icmpv6|l2tp|esp|ah|HEX
+                         hex as in tc: ip_proto 17 is 0x17 (a warning
+                         says so); udp is 0x11
       ip_tos|ip_ttl VALUE[/HEXMASK]    value decimal, else hex
       dst_ip|src_ip ADDRESS[/LEN|/MASK]
       ip_flags [no]frag[/[no]firstfrag]
@@ -185,6 +189,8 @@ let filterManual = """
       arp_op request|reply|0-2[/MASK] | arp_sip|arp_tip ADDRESS[/LEN]
       arp_sha|arp_tha MAC[/MAC|/0-48]  need protocol arp or rarp
       skip_hw            kept and shown (no hardware path)
+      skip_sw | verbose  accepted: every rule is offloaded to XDP only, and
+                         refusals are always in full
       classid|flowid MAJ:MIN           kept and shown; steers nothing
 
     ACTIONS ("action" before each; a control word may follow, as in tc)
