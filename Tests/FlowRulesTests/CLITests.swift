@@ -74,4 +74,10 @@ import Testing
         let usage = try run(["compile", "-batch", file.path, "dev"])
         #expect(usage.status == 1, "\(usage.errors)")
     }
+
+    @Test func attachWithoutDevSaysWhatItExpected() throws {
+        let result = try run(["attach", "xop2"])
+        #expect(result.status == 1)
+        #expect(result.errors == "Error: attach: unknown word 'xop2'; expected dev DEV, mode or unparsed\n")
+    }
 }
