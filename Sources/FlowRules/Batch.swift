@@ -74,7 +74,10 @@ public struct Batch {
     static func commandWords(_ text: String) throws(BatchError) -> [(Int, [String])] {
         var commands: [(Int, [String])] = []
         var pending: (start: Int, text: String.UnicodeScalarView)?
-        for (index, line) in Self.lines(text).enumerated() {
+        var lines = Self.lines(text)
+        // The file's last newline ends its last line; it starts no line a `\` continues into.
+        if lines.count > 1, lines.last!.isEmpty { lines.removeLast() }
+        for (index, line) in lines.enumerated() {
             let start = pending?.start ?? index + 1
             if line.last == "\\" {
                 var joined = pending?.text ?? String.UnicodeScalarView()
@@ -90,8 +93,8 @@ public struct Batch {
             if !words.isEmpty { commands.append((start, words)) }
         }
         if let pending {
-            let words = try Self.words(pending.text, line: pending.start)
-            if !words.isEmpty { commands.append((pending.start, words)) }
+            // Applying the command cut short would apply another rule than the one written.
+            throw BatchError(line: pending.start, reason: .trailingBackslash)
         }
         return commands
     }
@@ -166,15 +169,17 @@ public struct BatchError: Error, CustomStringConvertible {
         /// What the store threw (it cannot be read or written, the device is not attached...).
         case store(any Error)
         case unterminatedQuote
+        /// The last line ends in `\`: the command continues into nothing.
+        case trailingBackslash
     }
 
     public var line: Int
     public var reason: Reason
 
-    /// Parse errors are usage errors (exit 2); the others are runtime errors (exit 1).
+    /// Parse errors are usage errors (exit 1, as tc); the others are refusals (exit 2).
     public var isUsageError: Bool {
         switch reason {
-        case .parse, .unterminatedQuote: true
+        case .parse, .unterminatedQuote, .trailingBackslash: true
         case .rules, .store: false
         }
     }
@@ -185,6 +190,7 @@ public struct BatchError: Error, CustomStringConvertible {
         case .rules(let error): "line \(line): \(error)"
         case .store(let error): "line \(line): \(error)"
         case .unterminatedQuote: "line \(line): unterminated quote"
+        case .trailingBackslash: "line \(line): the command ends in '\\' at the end of the file; is a line missing?"
         }
     }
 }

@@ -5,6 +5,9 @@
 public struct FilterCommand: Hashable, Sendable {
     public var device: String
     public var operation: Operation
+    /// What the command means that its writer may not have meant (`ip_proto 17` is
+    /// 0x17, as in tc): the command line prints each as a warning.
+    public var notes: [ParseError] = []
 
     public enum Operation: Hashable, Sendable {
         case add(FlowRule)
@@ -134,6 +137,7 @@ private struct FilterLineParser {
             case .protocol:
                 let text = try words.value(of: "protocol")
                 guard filterProtocol == nil else { throw words.errorAtPrevious("duplicate protocol") }
+                if let refusal = TCNames.unsupportedEtherType(text) { throw words.errorAtPrevious("protocol \(text): \(refusal)") }
                 guard let value = TCNames.etherType(text) else {
                     throw words.errorAtPrevious(
                         "protocol \(text): expected ip, ipv6, 802.1Q, 802.1ad, arp, rarp, all or a number 0-0xffff")
@@ -183,11 +187,13 @@ private struct FilterLineParser {
         var flower = FlowerParser(words: words, rule: rule)
         try flower.parse()
         rule = flower.rule
-        switch verb {
-        case .add: return FilterCommand(device: device, operation: .add(rule))
-        case .replace: return FilterCommand(device: device, operation: .replace(rule))
-        default: return FilterCommand(device: device, operation: .change(rule))
+        var command = switch verb {
+        case .add: FilterCommand(device: device, operation: .add(rule))
+        case .replace: FilterCommand(device: device, operation: .replace(rule))
+        default: FilterCommand(device: device, operation: .change(rule))
         }
+        command.notes = flower.notes
+        return command
     }
 }
 

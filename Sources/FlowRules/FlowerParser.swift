@@ -1,7 +1,7 @@
 import Packets
 
 enum FlowerKey: Hashable, Sendable {
-    case indev, skipHW, skipSW
+    case indev, skipHW, skipSW, verbose
     case dstMAC, srcMAC
     case vlanID, vlanPrio, vlanEthType, cvlanID, cvlanPrio, cvlanEthType
     case ipProto, ipTOS, ipTTL, dstIP, srcIP, dstPort, srcPort, tcpFlags, icmpType, icmpCode
@@ -17,6 +17,8 @@ struct FlowerParser {
     var words: Words
     var rule: FlowRule
     private var seen: Set<FlowerKey> = []
+    /// Warnings about what was read (see `FilterCommand.notes`).
+    private(set) var notes: [ParseError] = []
 
     init(words: Words, rule: FlowRule) {
         self.words = words
@@ -25,7 +27,7 @@ struct FlowerParser {
 
     static let keys = Keywords<FlowerKey>(
         [
-            ("indev", .indev), ("skip_hw", .skipHW), ("skip_sw", .skipSW),
+            ("indev", .indev), ("skip_hw", .skipHW), ("skip_sw", .skipSW), ("verbose", .verbose),
             ("dst_mac", .dstMAC), ("src_mac", .srcMAC),
             ("vlan_id", .vlanID), ("vlan_prio", .vlanPrio), ("vlan_ethtype", .vlanEthType),
             ("cvlan_id", .cvlanID), ("cvlan_prio", .cvlanPrio), ("cvlan_ethtype", .cvlanEthType),
@@ -40,7 +42,7 @@ struct FlowerParser {
                     "pfcp_opts", "enc_flags", "cfm"])
 
     static let unsupportedKeys = [
-        "hw_tc", "verbose", "num_of_vlans", "l2_miss", "pppoe_sid", "ppp_proto", "mpls", "mpls_label", "mpls_tc",
+        "hw_tc", "num_of_vlans", "l2_miss", "pppoe_sid", "ppp_proto", "mpls", "mpls_label", "mpls_tc",
         "mpls_bos", "mpls_ttl", "l2tpv3_sid", "spi", "ct_state", "ct_zone", "ct_mark", "ct_label", "enc_key_id",
         "enc_dst_ip", "enc_src_ip", "enc_dst_port", "enc_tos", "enc_ttl", "geneve_opts", "vxlan_opts",
         "erspan_opts", "gtp_opts", "pfcp_opts", "enc_flags", "cfm",
@@ -81,12 +83,17 @@ struct FlowerParser {
     private mutating func parseKey(_ key: FlowerKey, keyIndex: Int) throws(ParseError) {
         let name = Self.name(of: key)
         switch key {
-        case .skipHW:
-            rule.skipHardware = true
+        case .skipHW, .skipSW:
+            // tc's kernel refuses both: the rule would run nowhere.
+            guard !seen.contains(key == .skipHW ? .skipSW : .skipHW) else {
+                throw words.errorAtPrevious("skip_sw and skip_hw together: the rule would run nowhere")
+            }
+            // skip_sw (offload only) is what every xdpflow rule is: kept in neither form.
+            if key == .skipHW { rule.skipHardware = true }
             return
-        case .skipSW:
-            throw words.errorAtPrevious(
-                "skip_sw: xdpflow runs rules in software (XDP) only; a rule that skips software would never run")
+        case .verbose:
+            // tc's: report offload errors in full; xdpflow's refusals always are.
+            return
         default:
             break
         }
@@ -115,12 +122,15 @@ struct FlowerParser {
             guard let priority = UInt8(tcText: text, base: .decimal), priority <= 7 else { throw invalid("expected 0-7") }
             if key == .vlanPrio { match.vlanPriority = priority } else { match.cvlanPriority = priority }
         case .vlanEthType, .cvlanEthType:
+            if let refusal = TCNames.unsupportedEtherType(text) { throw invalid(refusal) }
             guard let type = TCNames.etherType(text) else {
                 throw invalid("expected ipv4, ipv6, 802.1Q, 802.1ad, arp, rarp or a number 0-0xffff")
             }
             if key == .vlanEthType { match.vlanEtherType = type } else { match.cvlanEtherType = type }
         case .ipProto:
-            match.ipProto = try ipProtocol(text, invalid: invalid)
+            let number = try ipProtocol(text, invalid: invalid)
+            match.ipProto = number
+            if let note = Self.hexNote(ipProtocol: text, read: number) { notes.append(words.errorAtPrevious(note)) }
         case .ipTOS, .ipTTL:
             guard let masked = Self.maskedTOSOrTTL(text) else {
                 throw invalid("expected 0-255 (decimal, else hex) with an optional /MASK (hex)")
@@ -157,7 +167,7 @@ struct FlowerParser {
         case .classID:
             guard let id = Self.classID(text) else { throw invalid("expected MAJ:MIN, each hex 0-ffff") }
             rule.classID = id
-        case .skipHW, .skipSW, .action, .unsupported:
+        case .skipHW, .skipSW, .verbose, .action, .unsupported:
             preconditionFailure("handled by the caller")
         }
         rule.match = match
@@ -209,6 +219,16 @@ struct FlowerParser {
             throw invalid("expected tcp, udp, sctp, icmp, icmpv6, l2tp, esp, ah or a hex number 0-ff")
         }
         return number
+    }
+
+    /// tc reads IP-PROTO as hex: a bare number whose decimal reading names a protocol
+    /// (17, udp) most likely meant that one. What to say, or nil.
+    static func hexNote(ipProtocol text: String, read number: UInt8) -> String? {
+        guard text.allSatisfy({ $0.isASCII && $0.isNumber }), let decimal = UInt8(text), decimal != number,
+              let named = TCNames.ipProtocols.first(where: { $0.value == decimal })
+        else { return nil }
+        return "ip_proto \(text) is read as hex, 0x\(text) (\(number) decimal), as tc reads it; "
+            + "for \(named.name) (\(decimal)) write ip_proto \(named.name) or 0x\(String(decimal, radix: 16))"
     }
 
     private func ipMatch(_ text: String, name: String, invalid: (String) -> ParseError) throws(ParseError) -> IPMatch {

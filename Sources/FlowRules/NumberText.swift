@@ -51,6 +51,12 @@ enum TCNames {
         etherTypes.first { $0.name.lowercased() == text.lowercased() }?.value ?? UInt16(tcText: text, base: .automatic)
     }
 
+    /// Why a protocol name tc knows is refused here; nil for the others.
+    static func unsupportedEtherType(_ text: String) -> String? {
+        ["mpls_uc", "mpls_mc"].contains(text.lowercased())
+            ? "MPLS is not supported by xdpflow (its programs parse no MPLS label stack)" : nil
+    }
+
     /// How `protocol` prints: a name, else hex.
     static func protocolName(_ value: UInt16) -> String {
         etherTypes.first { $0.value == value }?.name ?? "0x" + hex(value, width: 4)

@@ -6,6 +6,9 @@ public enum XDPLimitation: Hashable, Sendable, CustomStringConvertible {
     case chain(UInt32)
     /// `reclassify`, `trap`, `goto chain` and `jump` need tc's classifier state.
     case control(ActionControl, action: Int)
+    /// A police exceed control that needs tc's classifier: `reclassify`, tc's default
+    /// when `conform-exceed` is not given, or one written.
+    case policeExceed(ActionControl, action: Int)
     /// XDP cannot inject a frame into a device's receive path.
     case mirredIngress(action: Int)
     /// XDP sends copies only by broadcasting the frame as it is to several devices: a
@@ -18,6 +21,12 @@ public enum XDPLimitation: Hashable, Sendable, CustomStringConvertible {
             "chain \(chain): only chain 0 runs at XDP (other chains are reached by goto chain)"
         case .control(let control, let action):
             "action \(action): control '\(control)' needs tc's classifier; XDP runs drop, pass, pipe and continue"
+        case .policeExceed(.reclassify, let action):
+            "action \(action): police exceeds with 'reclassify' (tc's default exceed action when conform-exceed "
+                + "is not given), which needs tc's classifier; add conform-exceed drop (or pass, pipe, continue), "
+                + "as in: police rate 1mbit burst 10k conform-exceed drop"
+        case .policeExceed(let control, let action):
+            "action \(action): police conform-exceed '\(control)' needs tc's classifier; write drop, pass, pipe or continue"
         case .mirredIngress(let action):
             "action \(action): mirred ingress cannot be done at XDP (no way into another device's receive path)"
         case .mirror(let action):
@@ -40,7 +49,11 @@ extension FlowRule {
             var controls = [action.control]
             switch action.kind {
             case .police(let police):
-                controls.append(police.exceed)
+                switch police.exceed {
+                case .reclassify, .trap, .gotoChain, .jump, .stolen:
+                    limitations.append(.policeExceed(police.exceed, action: order))
+                case .continue, .drop, .pass, .pipe: break
+                }
             case .mirred(let mirred):
                 if mirred.direction == .ingress { limitations.append(.mirredIngress(action: order)) }
                 // A redirect steals the frame; its control is never read. A mirror's is

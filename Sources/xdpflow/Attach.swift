@@ -28,6 +28,9 @@ struct Attach: ParsableCommand {
         var unparsedDrop = false
         var rest = words[...]
         while let word = rest.popFirst() {
+            guard ["dev", "device", "mode", "unparsed"].contains(word) else {
+                throw CommandError.usage("attach: unknown word '\(word)'; expected dev DEV, mode or unparsed")
+            }
             guard let value = rest.popFirst() else { throw CommandError.usage("attach: '\(word)' needs a value") }
             switch word {
             case "dev", "device": device = value

@@ -40,7 +40,7 @@ struct Check: ParsableCommand {
         for name in device.map({ [$0] }) ?? Offload.devices() {
             let offload = Offload(device: name)
             guard let (recovery, differences) = try offload.check() else {
-                throw CommandError.failed(OffloadError.notAttached(name))
+                throw CommandError.refused(OffloadError.notAttached(name))
             }
             failed = failed || !differences.isEmpty
             if let recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }

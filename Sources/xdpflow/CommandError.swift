@@ -1,21 +1,30 @@
 import ArgumentParser
+import BPFKernel
+import FlowOffload
+import FlowRules
 import Foundation
 
 /// Every way a subcommand fails, as iproute2 reports it: one `Error: ...` line on standard
-/// error (`fail(_:)`), exit status 2 for a command that cannot be read, 1 for one that
-/// could be read but failed. Subcommands throw these, or any other error, which is a
-/// failure (`failed`); a `ValidationError` thrown while running is a usage error.
+/// error (`fail(_:)`) and tc's exit status on this machine (docs/runtime.md, "Exit status"):
+///
+/// | status | cause |
+/// |---|---|
+/// | 1 | the command could not be read: an unknown word, a missing value, a usage error, a file that cannot be read, a device or namespace that does not exist (tc's `Cannot find device`) |
+/// | 1 | `check` or `trace --check` found a difference (the output says which) |
+/// | 2 | the command was read and refused: by the rule set (the rule exists, no such rule), by XDP (a rule it cannot run), by the kernel (the verifier, EPERM), or by the system (the state directory) |
+///
+/// Subcommands throw these, or any other error, which is a refusal (`refused`); a
+/// `ValidationError` thrown while running is a usage error.
 enum CommandError: Error, CustomStringConvertible {
-    /// The command line cannot be read (a missing `dev`, a word out of place): exit 2.
+    /// The command line cannot be read (a missing `dev`, a word out of place): exit 1.
     case usage(String)
     /// A command, or a rule file's commands, that cannot be read (a `ParseError`, a
-    /// `BatchError` of the grammar): exit 2.
+    /// `BatchError` of the grammar), or a capture that cannot be read: exit 1.
     case unreadable(any Error)
-    /// The rules `compile` and `trace` read cannot be compiled (a rule set error, a rule
-    /// XDP cannot run): exit 2, as rules that cannot be read.
-    case uncompilable(any Error)
-    /// The command could be read but failed (the kernel, the state, a device): exit 1.
-    case failed(any Error)
+    /// The command was read and refused: the rule set, XDP (a rule it cannot run), the
+    /// kernel, the state directory: exit 2; but 1 when it names a device or namespace
+    /// that does not exist, as tc's "Cannot find device".
+    case refused(any Error)
     /// A `-batch` file that cannot be read from disk: exit 1.
     case unreadableFile(path: String, any Error)
     /// A capture whose frames are not Ethernet: exit 1.
@@ -29,16 +38,30 @@ enum CommandError: Error, CustomStringConvertible {
     /// The exit status.
     var status: Int32 {
         switch self {
-        case .usage, .unreadable, .uncompilable: 2
-        case .failed, .unreadableFile, .notEthernet, .differences: 1
+        case .usage, .unreadable, .unreadableFile, .notEthernet, .differences: 1
+        case .refused(let error): Self.namesNothing(error) ? 1 : 2
         case .at(_, let error): error.status
+        }
+    }
+
+    /// A device or namespace that does not exist: tc and ip read the name with the
+    /// command ("Cannot find device"), so its status is a command's that cannot be read.
+    static func namesNothing(_ error: any Error) -> Bool {
+        switch error {
+        case BPFError.noSuchDevice, OffloadError.kernel(.noSuchDevice), OffloadError.noSuchNamespace,
+             OffloadError.missingTarget:
+            true
+        case let error as BatchError:
+            if case .store(let inner) = error.reason { namesNothing(inner) } else { false }
+        default:
+            false
         }
     }
 
     var description: String {
         switch self {
         case .usage(let message): message
-        case .unreadable(let error), .uncompilable(let error), .failed(let error): "\(error)"
+        case .unreadable(let error), .refused(let error): "\(error)"
         case .unreadableFile(let path, let error): "cannot read batch file \(path): \(error.localizedDescription)"
         case .notEthernet(let path, let linkType):
             "\(path): link type \(linkType), not Ethernet (1); capture on a device, not 'any'"
@@ -51,14 +74,22 @@ enum CommandError: Error, CustomStringConvertible {
 
     /// `error` as the command line reports it: a `CommandError` as it is, a
     /// `ValidationError` (a subcommand's own reading of its words) a usage error, any
-    /// other error a failure.
+    /// other error a refusal.
     init(_ error: any Error) {
         switch error {
         case let error as CommandError: self = error
         case let error as ValidationError: self = .usage(error.message)
-        default: self = .failed(error)
+        default: self = .refused(error)
         }
     }
+}
+
+/// A command's notes (`FilterCommand.notes`) as `Warning: ...` lines on standard error,
+/// each after `place` (a file's line) when there is one.
+func warn(_ notes: [ParseError], at place: String? = nil) {
+    guard !notes.isEmpty else { return }
+    let prefix = place.map { "Warning: \($0): " } ?? "Warning: "
+    FileHandle.standardError.write(Data(notes.map { prefix + "\($0)\n" }.joined().utf8))
 }
 
 /// The one way a subcommand's failure reaches the operator: `Error: DESCRIPTION` on

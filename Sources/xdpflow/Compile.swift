@@ -58,7 +58,7 @@ struct Compile: ParsableCommand {
         do {
             listing = try CodeGenerator.listing(plan)
         } catch {
-            throw CommandError.failed(OffloadError.assembly(error))
+            throw CommandError.refused(OffloadError.assembly(error))
         }
         var report = PlanReport(plan: plan, instructions: listing.instructions, labels: listing.labels, dump: dump)
         if verify {
@@ -120,6 +120,7 @@ struct RuleFile {
         var lines: [String: [RuleID: Int]] = [:]
         var devices: [String] = []
         for line in batch.lines {
+            warn(line.command.notes, at: "\(path): line \(line.number)")
             let name = line.command.device
             if !devices.contains(name) { devices.append(name) }
             do {
@@ -127,7 +128,7 @@ struct RuleFile {
                 if case .delete = line.command.operation { continue }
                 for rule in named { lines[name, default: [:]][RuleID(prio: rule.prio, handle: rule.handle)] = line.number }
             } catch {
-                throw CommandError.at("\(path): line \(line.number)", .uncompilable(error))
+                throw CommandError.at("\(path): line \(line.number)", .refused(error))
             }
         }
         if let requested = source.device {
@@ -158,7 +159,7 @@ struct RuleFile {
             default: nil
             }
             let place = rule.flatMap { lines[$0] }.map { "\(path): line \($0)" } ?? path
-            throw CommandError.at(place, .uncompilable(error))
+            throw CommandError.at(place, .refused(error))
         }
     }
 
@@ -167,7 +168,7 @@ struct RuleFile {
         do {
             return try Datapath(plan: plan, options: options, targetIndex: { _ in Self.redirectIndex })
         } catch {
-            throw CommandError.failed(error)
+            throw CommandError.refused(error)
         }
     }
 }

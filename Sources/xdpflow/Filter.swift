@@ -35,8 +35,8 @@ struct Filter: ParsableCommand {
     }
 }
 
-/// Runs filter commands on a rule set store and prints what they show. Exit codes as
-/// iproute2: 2 for a command that cannot be read, 1 for one that fails.
+/// Runs filter commands on a rule set store and prints what they show. Exit statuses as
+/// tc's: 1 for a command that cannot be read, 2 for one that is refused (`CommandError`).
 struct FilterRunner {
     let options: OutputOptions
     /// Rules persist per device in the state directory (XDPFLOW_STATE_DIR); on an
@@ -53,6 +53,7 @@ struct FilterRunner {
             // Word 1 is `filter`, as in a batch line.
             throw CommandError.unreadable(error)
         }
+        warn(command.notes)
         do {
             try requireDevice(of: command)
             guard command.changesRules else {
@@ -66,7 +67,7 @@ struct FilterRunner {
             }
             emit(command, rules)
         } catch {
-            throw CommandError.failed(error)
+            throw CommandError.refused(error)
         }
     }
 
@@ -83,19 +84,20 @@ struct FilterRunner {
         do {
             batch = try Batch(text: text)
         } catch {
-            throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .failed(error))
+            throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .refused(error))
         }
         for line in batch.lines {
+            warn(line.command.notes, at: "\(path): line \(line.number)")
             do {
                 try requireDevice(of: line.command)
             } catch {
-                throw CommandError.at("\(path): line \(line.number)", .failed(error))
+                throw CommandError.at("\(path): line \(line.number)", .refused(error))
             }
         }
         do {
             try batch.run(on: store) { line, rules in emit(line.command, rules) }
         } catch {
-            throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .failed(error))
+            throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .refused(error))
         }
     }
 
@@ -174,6 +176,8 @@ let filterManual = """
       cvlan_id | cvlan_prio | cvlan_ethtype
                          needs vlan_ethtype 802.1Q or 802.1ad
       ip_proto tcp|udp|sctp|icmp|icmpv6|l2tp|esp|ah|HEX
+                         hex as in tc: ip_proto 17 is 0x17 (a warning
+                         says so); udp is 0x11
       ip_tos|ip_ttl VALUE[/HEXMASK]    value decimal, else hex
       dst_ip|src_ip ADDRESS[/LEN|/MASK]
       ip_flags [no]frag[/[no]firstfrag]
@@ -185,6 +189,8 @@ let filterManual = """
       arp_op request|reply|0-2[/MASK] | arp_sip|arp_tip ADDRESS[/LEN]
       arp_sha|arp_tha MAC[/MAC|/0-48]  need protocol arp or rarp
       skip_hw            kept and shown (no hardware path)
+      skip_sw | verbose  accepted: every rule is offloaded to XDP only, and
+                         refusals are always in full
       classid|flowid MAJ:MIN           kept and shown; steers nothing
 
     ACTIONS ("action" before each; a control word may follow, as in tc)
@@ -212,10 +218,11 @@ let filterManual = """
       device's own: frames no rule matched (miss) and frames the program could
       not classify (unparsed). In JSON these are in "xdpflow -j show dev DEV".
 
-    EXIT STATUS
-      0 done; 1 the command failed (for example, the rule already exists);
-      2 the command could not be read (the message names the word and its
-      position).
+    EXIT STATUS (as tc's)
+      0 done; 1 the command could not be read (the message names the word
+      and its position) or names a device that does not exist; 2 the command
+      was refused (the rule already exists, XDP cannot run it, the kernel or
+      the state directory refused it).
 
     See docs/flower.md for the full reference.
     """

@@ -79,7 +79,7 @@ struct Gen: ParsableCommand {
             let report = try generator.send(count: total, rate: rate, duration: duration)
             print(summary(of: report, device: name))
         } catch {
-            throw CommandError.failed(error)
+            throw CommandError.refused(error)
         }
     }
 

@@ -88,8 +88,8 @@ struct Trace: ParsableCommand {
             capture = try PcapFile.read(path: path)
         } catch {
             // An I/O error names the file already.
-            if case .io = error { throw CommandError.failed(error) }
-            throw CommandError.at(path, .failed(error))
+            if case .io = error { throw CommandError.unreadable(error) }
+            throw CommandError.at(path, .unreadable(error))
         }
         guard capture.linkType == PcapFile.ethernet else {
             throw CommandError.notEthernet(path: path, linkType: capture.linkType)
@@ -108,7 +108,7 @@ struct Trace: ParsableCommand {
             do {
                 trace = FrameTrace(index: index, input: record.data, record: try datapath.trace(record.data))
             } catch {
-                throw CommandError.at("frame \(index)", .failed(error))
+                throw CommandError.at("frame \(index)", .refused(error))
             }
             traces.append(trace)
             if let expected = reference?.classify(record.data, now: 0) {

@@ -52,8 +52,8 @@ struct XDPFlow: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    /// As ArgumentParser's, but a command line it cannot read exits with 2, as iproute2's
-    /// usage errors do, instead of EX_USAGE (64); and whatever a subcommand throws is
+    /// As ArgumentParser's, but a command line it cannot read exits with 1, as tc's
+    /// parse errors do, instead of EX_USAGE (64); and whatever a subcommand throws is
     /// reported by `fail(_:)`, the one way.
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
@@ -63,7 +63,7 @@ struct XDPFlow: ParsableCommand {
                 do {
                     try NamespaceID.enter(named: name)
                 } catch {
-                    fail(.failed(error))
+                    fail(.refused(error))
                 }
             }
             if Self.ranFast(arguments) { return }
@@ -72,7 +72,7 @@ struct XDPFlow: ParsableCommand {
             // ArgumentParser's reading of the command line: its message, with the usage.
             guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
             FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-            Foundation.exit(2)
+            Foundation.exit(1)
         }
         report { try command.run() }
     }

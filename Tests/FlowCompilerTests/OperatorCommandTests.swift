@@ -332,33 +332,33 @@ struct OperatorCommandTests {
             let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
             for command in [["attach", "dev", device], ["detach", "dev", device], ["show"],
                             ["trace", "dev", device, "--pcap", "/dev/null"]] {
-                try fails(command, 1, "needs root (CAP_BPF and CAP_NET_ADMIN", prefix: nobody)
+                try fails(command, 2, "needs root (CAP_BPF and CAP_NET_ADMIN", prefix: nobody)
             }
             try fails(["attach", "dev", "xft-none"], 1, "Error: device xft-none does not exist")
             try fails(["filter", "show", "dev", "xft-none"], 1, "Error: device xft-none does not exist")
-            try fails(["detach", "dev", device], 1, "Error: \(device) is not attached by xdpflow (xdpflow show lists what is)")
-            try fails(["trace", "dev", device, "--pcap", "/dev/null"], 1, "Error: \(device) is not attached")
+            try fails(["detach", "dev", device], 2, "Error: \(device) is not attached by xdpflow (xdpflow show lists what is)")
+            try fails(["trace", "dev", device, "--pcap", "/dev/null"], 2, "Error: \(device) is not attached")
 
             try xdpflow.succeed(["attach", "dev", device])
-            try fails(["attach", "dev", device], 1, "Error: \(device) is already attached")
+            try fails(["attach", "dev", device], 2, "Error: \(device) is already attached")
             try fails(["trace", "dev", device, "--pcap", "/dev/null"], 1, "Error: /dev/null")
             // The state directory is root's: an unprivileged filter command says so.
-            try fails(["filter", "show", "dev", device], 1, "(Permission denied) (run as root or with sudo", prefix: nobody)
+            try fails(["filter", "show", "dev", device], 2, "(Permission denied) (run as root or with sudo", prefix: nobody)
             try xdpflow.succeed(["detach", "dev", device])
             #expect(XDPLink.attachedProgramID(lab.device) == nil)
 
             // Another tool's program holds the device.
             let program = try Program.loadXDP(name: "other", instructions: Instruction.return(XDPAction.pass))
             let link = try XDPLink(attaching: program, to: lab.device)
-            try fails(["attach", "dev", device], 1,
+            try fails(["attach", "dev", device], 2,
                       "Error: another XDP program (id \(program.id)) is attached to \(device); remove it first")
             try link.detach()
 
-            // Usage errors exit 2.
-            try fails(["attach"], 2, "Usage: xdpflow attach")
-            try fails(["show", "dev"], 2, "show: expected 'dev DEV'")
-            try fails(["save", "dev", device, "extra"], 2, "save: expected 'dev DEV'")
-            try fails(["trace", "dev", device], 2, "Missing expected argument '--pcap <CAPTURE>'")
+            // Usage errors exit 1, as tc's parse errors.
+            try fails(["attach"], 1, "Usage: xdpflow attach")
+            try fails(["show", "dev"], 1, "show: expected 'dev DEV'")
+            try fails(["save", "dev", device, "extra"], 1, "save: expected 'dev DEV'")
+            try fails(["trace", "dev", device], 1, "Missing expected argument '--pcap <CAPTURE>'")
         }
     }
 
@@ -383,7 +383,7 @@ struct OperatorCommandTests {
             #expect(show.contains("xdpflow attach dev \(device) loads its 0 stored rules again"))
             #expect(deviceObject(try xdpflow.json(["show"]), device)?["needs_repair"] as? Bool == true)
             let refused = try xdpflow.run(words("filter add dev DEV protocol ip flower ip_proto udp action drop", device: device))
-            #expect(refused.status == 1 && refused.errors.contains("link is gone"), "\(refused.errors)")
+            #expect(refused.status == 2 && refused.errors.contains("link is gone"), "\(refused.errors)")
 
             let repaired = try xdpflow.run(["attach", "dev", device])
             #expect(repaired.status == 0)

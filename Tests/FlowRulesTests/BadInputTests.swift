@@ -51,8 +51,11 @@ let badInputs: [BadInput] = [
     BadInput("\(ip) ip_proto tcp ip_proto udp", "duplicate flower key 'ip_proto'", at: 9),
     BadInput("\(any) enc_key_id 5", "flower key 'enc_key_id' is not supported by xdpflow", at: 5),
     BadInput("\(any) num_of 1", "unknown flower key 'num_of'", at: 5),
-    BadInput("\(any) skip_sw",
-             "skip_sw: xdpflow runs rules in software (XDP) only; a rule that skips software would never run", at: 5),
+    BadInput("\(any) skip_sw skip_hw", "skip_sw and skip_hw together: the rule would run nowhere", at: 6),
+    BadInput("filter add dev eth0 protocol mpls_uc flower",
+             "protocol mpls_uc: MPLS is not supported by xdpflow (its programs parse no MPLS label stack)", at: 5),
+    BadInput("\(q) vlan_ethtype mpls_mc",
+             "vlan_ethtype mpls_mc: MPLS is not supported by xdpflow (its programs parse no MPLS label stack)", at: 8),
     BadInput("\(ip) ip_proto tcp dst_port", "dst_port needs a value", at: 10),
     // Flower keys: dependencies.
     BadInput("\(ip) dst_port 80", "dst_port needs ip_proto tcp, udp or sctp", at: 7),

@@ -29,6 +29,17 @@ import Testing
         #expect(throws: BatchError.self) { try Batch(text: "filter add dev 'eth0 flower") }
     }
 
+    @Test func aTrailingBackslashIsAnErrorNamingItsLine() {
+        for text in ["filter add dev eth0 flower action drop\nfilter add dev eth0 protocol ip flower \\",
+                     "filter add dev eth0 flower action drop\nfilter add dev eth0 protocol ip flower \\\n"] {
+            #expect { try Batch(text: text) } throws: { error in
+                let error = error as! BatchError
+                return error.line == 2 && error.isUsageError && error.description.contains("ends in '\\'")
+            }
+        }
+        #expect(throws: Never.self) { try Batch(text: "filter add dev eth0 protocol ip flower \\\n action drop\n") }
+    }
+
     @Test func runAppliesEverythingThenPrintsInOrder() throws {
         let store = InMemoryRuleSetStore()
         let batch = try Batch(text: """

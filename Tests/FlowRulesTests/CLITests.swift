@@ -25,17 +25,18 @@ import Testing
     @Test func aMisspelledKeyIsAUsageError() throws {
         let result = try run(["filter", "add", "dev", "xft-none", "protocol", "ip", "flower",
                               "ip_proto", "tcp", "dstport", "80", "action", "drop"])
-        #expect(result.status == 2)
+        #expect(result.status == 1, "as tc's parse errors")
         #expect(result.errors == "Error: word 10 'dstport': unknown flower key 'dstport'; did you mean 'dst_port'?\n")
     }
 
     @Test func aDependencyIsNamed() throws {
         let result = try run(["filter", "add", "dev", "xft-none", "protocol", "ip", "flower", "dst_port", "80"])
-        #expect(result.status == 2)
+        #expect(result.status == 1)
         #expect(result.errors.contains("dst_port needs ip_proto tcp, udp or sctp"))
     }
 
-    @Test func aMissingDeviceIsARuntimeError() throws {
+    @Test func aMissingDeviceExitsAsTcs() throws {
+        // tc: "Cannot find device", exit 1, for add and show alike.
         let result = try run(["filter", "add", "dev", "xft-none", "protocol", "ip", "flower", "action", "drop"])
         #expect(result.status == 1)
         #expect(result.errors == "Error: device xft-none does not exist\n")
@@ -47,7 +48,36 @@ import Testing
             .write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
         let result = try run(["-batch", file.path])
-        #expect(result.status == 2)
+        #expect(result.status == 1)
         #expect(result.errors.contains("line 3"))
+    }
+
+    @Test func aShowOfAMissingDeviceFails() throws {
+        let result = try run(["filter", "show", "dev", "xft-none"])
+        #expect(result.status == 1)
+        #expect(result.errors == "Error: device xft-none does not exist\n")
+    }
+
+    /// The table of docs/runtime.md, "Exit status": read errors 1, refusals 2, as tc's.
+    @Test func aRefusalExits2() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("xft-batch-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let rule = "filter add dev xft-none protocol ip prio 1 handle 1 flower action drop\n"
+        for (text, message) in [(rule + rule, "line 2: "),
+                                ("filter add dev xft-none protocol ip flower action mirred ingress redirect dev xft-none\n",
+                                 "cannot run at XDP")] {
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            let result = try run(["compile", "-batch", file.path])
+            #expect(result.status == 2, "\(result.errors)")
+            #expect(result.errors.contains(message), "\(result.errors)")
+        }
+        let usage = try run(["compile", "-batch", file.path, "dev"])
+        #expect(usage.status == 1, "\(usage.errors)")
+    }
+
+    @Test func attachWithoutDevSaysWhatItExpected() throws {
+        let result = try run(["attach", "xop2"])
+        #expect(result.status == 1)
+        #expect(result.errors == "Error: attach: unknown word 'xop2'; expected dev DEV, mode or unparsed\n")
     }
 }

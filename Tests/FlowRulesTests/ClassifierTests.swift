@@ -311,13 +311,18 @@ func hits(_ flower: String, protocol proto: String = "ip", _ frame: [UInt8]) thr
             ("filter add dev eth0 flower action mirred egress mirror dev eth1", XDPLimitation.mirror(action: 1)),
             ("filter add dev eth0 flower action drop action mirred ingress redirect dev eth1", .mirredIngress(action: 2)),
             ("filter add dev eth0 flower action goto chain 1", .control(.gotoChain(1), action: 1)),
-            ("filter add dev eth0 flower action police rate 1mbit burst 1k", .control(.reclassify, action: 1)),
+            ("filter add dev eth0 flower action police rate 1mbit burst 1k", .policeExceed(.reclassify, action: 1)),
+            ("filter add dev eth0 flower action police rate 1mbit burst 1k conform-exceed trap", .policeExceed(.trap, action: 1)),
             ("filter add dev eth0 chain 1 flower action drop", .chain(1)),
         ] {
             #expect(throws: UnsupportedRule.self, "\(line)") { try classifier([line]) }
             #expect(try rule(line).xdpLimitations.contains(limitation), "\(line)")
         }
         #expect(try rule("filter add dev eth0 flower action mirred egress redirect dev eth1 action continue").xdpLimitations.isEmpty)
+        // The refusal names the default the operator never typed, and what to write.
+        #expect(XDPLimitation.policeExceed(.reclassify, action: 1).description.contains(
+            "tc's default exceed action when conform-exceed is not given"))
+        #expect(XDPLimitation.policeExceed(.reclassify, action: 1).description.contains("add conform-exceed drop"))
     }
 }
 

@@ -129,6 +129,24 @@ func ipv6(_ text: String) -> IPv6Address { IPv6Address(text)! }
         #expect(try rule("filter add dev eth0 flower flowid :5").classID == 5)
     }
 
+    @Test func tcsSkipSwAndVerboseAreAcceptedAndChangeNothing() throws {
+        let plain = try rule("filter add dev eth0 protocol ip flower ip_proto udp action drop")
+        #expect(try rule("filter add dev eth0 protocol ip flower skip_sw verbose ip_proto udp action drop") == plain)
+        #expect(try rule("filter add dev eth0 protocol ip flower verbose skip_hw").skipHardware)
+    }
+
+    @Test func aDecimalIPProtocolIsReadAsHexWithANote() throws {
+        let words = "filter add dev eth0 protocol ip flower ip_proto 17".split(separator: " ").map(String.init)
+        let command = try FilterCommand.parse(words)
+        guard case .add(let rule) = command.operation else { Issue.record("not an add"); return }
+        #expect(rule.match.ipProto == 0x17, "as tc reads it")
+        #expect(command.notes.map(\.description) == ["word 9 '17': ip_proto 17 is read as hex, 0x17 (23 decimal), "
+            + "as tc reads it; for udp (17) write ip_proto udp or 0x11"])
+        for quiet in ["6", "11", "0x17", "udp", "99"] {
+            #expect(try FilterCommand.parse(Array(words.dropLast()) + [quiet]).notes.isEmpty, "\(quiet)")
+        }
+    }
+
     @Test func unambiguousPrefixesNameKeys() throws {
         let r = try rule("filter add dev eth0 protocol ip flower ip_pr tcp dst_po 80 ip_fl nofrag")
         #expect(r.match.ipProto == 6)

@@ -64,6 +64,7 @@ extension BatchError {
         case .rules(let error): error.description
         case .store(let error): "\(error)"
         case .unterminatedQuote: "unterminated quote"
+        case .trailingBackslash: "the command ends in '\\' at the end of the file"
         }
     }
 }
