@@ -62,7 +62,7 @@ enum CommandError: Error, CustomStringConvertible {
         switch self {
         case .usage(let message): message
         case .unreadable(let error), .refused(let error): "\(error)"
-        case .unreadableFile(let path, let error): "cannot read batch file \(path): \(error.localizedDescription)"
+        case .unreadableFile(let path, let error): "cannot read batch file \(path): \(error)"
         case .notEthernet(let path, let linkType):
             "\(path): link type \(linkType), not Ethernet (1); capture on a device, not 'any'"
         case .differences(let differences, let frames):

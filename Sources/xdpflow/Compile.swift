@@ -102,14 +102,7 @@ struct RuleFile {
 
     init(_ source: (path: String, device: String?)) throws {
         path = source.path
-        let text: String
-        do {
-            text = path == "-"
-                ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-                : try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw CommandError.unreadableFile(path: path, error)
-        }
+        let text = try BatchFile.text(at: path)
         let batch: Batch
         do {
             batch = try Batch(text: text)

@@ -72,14 +72,7 @@ struct FilterRunner {
     }
 
     func runBatch(path: String) throws {
-        let text: String
-        do {
-            text = path == "-"
-                ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-                : try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw CommandError.unreadableFile(path: path, error)
-        }
+        let text = try BatchFile.text(at: path)
         let batch: Batch
         do {
             batch = try Batch(text: text)

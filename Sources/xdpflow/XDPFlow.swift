@@ -67,6 +67,10 @@ struct XDPFlow: ParsableCommand {
                 }
             }
             if Self.ranFast(arguments) { return }
+            if arguments.count > 1, arguments[0] == "help", let unknown = Self.unknownCommand(arguments[1...]) {
+                fail(.usage("help: no command '\(unknown)'; commands: "
+                    + configuration.subcommands.map { $0._commandName }.joined(separator: ", ")))
+            }
             command = try parseAsRoot(arguments)
         } catch {
             // ArgumentParser's reading of the command line: its message, with the usage.
@@ -75,6 +79,16 @@ struct XDPFlow: ParsableCommand {
             Foundation.exit(1)
         }
         report { try command.run() }
+    }
+
+    /// The first of `words` (a command path after `help`) that names no command.
+    static func unknownCommand(_ words: ArraySlice<String>) -> String? {
+        var commands: [any ParsableCommand.Type] = configuration.subcommands
+        for word in words {
+            guard let command = commands.first(where: { $0._commandName == word }) else { return word }
+            commands = command.configuration.subcommands
+        }
+        return nil
     }
 
     /// `filter` commands and `-batch` without ArgumentParser (`FilterFastPath`); false
@@ -94,6 +108,9 @@ struct XDPFlow: ParsableCommand {
             exit(withError: status)
         } catch let clean as CleanExit {
             exit(withError: clean)
+        } catch where exitCode(for: error) == .success {
+            // ArgumentParser's own (help asked for, as `help COMMAND` does): it prints it.
+            exit(withError: error)
         } catch {
             fail(CommandError(error))
         }

@@ -80,4 +80,26 @@ import Testing
         #expect(result.status == 1)
         #expect(result.errors == "Error: attach: unknown word 'xop2'; expected dev DEV, mode or unparsed\n")
     }
+
+    @Test func aBatchThatIsNoFileOfTextSaysWhy() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("xft-dir-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let folder = try run(["-batch", directory.path])
+        #expect(folder.status == 1)
+        #expect(folder.errors == "Error: cannot read batch file \(directory.path): it is a directory, not a file of commands\n")
+
+        let file = directory.appendingPathComponent("rules")
+        try Data("filter show dev xft-none\n\u{ff}\u{fe} bad\n".utf8.map { $0 } + [0xff, 0x0a]).write(to: file)
+        let binary = try run(["-batch", file.path])
+        #expect(binary.status == 1)
+        #expect(binary.errors == "Error: cannot read batch file \(file.path): line 3 is not UTF-8 text\n")
+    }
+
+    @Test func helpOfNoCommandFails() throws {
+        let result = try run(["help", "bogus"])
+        #expect(result.status == 1)
+        #expect(result.errors.hasPrefix("Error: help: no command 'bogus'; commands: filter, attach"))
+        #expect(try run(["help", "filter"]).status == 0)
+    }
 }
