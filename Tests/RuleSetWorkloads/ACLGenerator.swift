@@ -37,7 +37,7 @@ public struct ACLGenerator: Sendable {
 
     /// `filter add` lines, prio 1, 2, ... in order.
     public func lines(seed: UInt64) -> [String] {
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededRandom(seed: seed)
         var draw = RuleDraw()
         var lines: [String] = []
         lines.reserveCapacity(ruleCount)
@@ -79,14 +79,14 @@ private struct RuleDraw {
 
     /// Words ending in a space: `vlan_id`, maybe `vlan_prio`, and the `vlan_ethtype` the
     /// IP keys are read under.
-    mutating func vlanWords(v6: Bool, _ rng: inout SplitMix64) -> String {
+    mutating func vlanWords(v6: Bool, _ rng: inout SeededRandom) -> String {
         var words = "vlan_id \(rng.pick([10, 20, 100, 200, 1000, 4000])) "
         if rng.chance(0.2) { words += "vlan_prio \(rng.int(0 ... 7)) " }
         return words + "vlan_ethtype \(v6 ? "ipv6" : "ip") "
     }
 
     /// Words ending in a space, in the order the grammar needs (ip_proto before ports).
-    mutating func ipWords(v6: Bool, _ rng: inout SplitMix64) -> String {
+    mutating func ipWords(v6: Bool, _ rng: inout SeededRandom) -> String {
         var words = ""
         // As in ClassBench's sets, few rules name neither end: such a rule hides much of
         // the set below it, and matches most random frames.
@@ -109,12 +109,12 @@ private struct RuleDraw {
         return words
     }
 
-    private mutating func prefix(v6: Bool, _ rng: inout SplitMix64) -> String {
+    private mutating func prefix(v6: Bool, _ rng: inout SeededRandom) -> String {
         v6 ? ipv6.draw(&rng) : ipv4.draw(&rng)
     }
 
     /// Mostly any: clients use ephemeral ports.
-    private func sourcePorts(_ rng: inout SplitMix64) -> String? {
+    private func sourcePorts(_ rng: inout SeededRandom) -> String? {
         switch rng.weighted([(10, 0), (1, 1), (2, 2), (1, 3), (1, 4)]) {
         case 0: nil
         case 1: Self.wellKnown
@@ -125,7 +125,7 @@ private struct RuleDraw {
     }
 
     /// Mostly one service.
-    private func destinationPorts(_ rng: inout SplitMix64) -> String? {
+    private func destinationPorts(_ rng: inout SeededRandom) -> String? {
         switch rng.weighted([(3, 0), (1, 1), (1, 2), (4, 3), (1, 4), (2, 5)]) {
         case 0: nil
         case 1: Self.wellKnown
@@ -139,7 +139,7 @@ private struct RuleDraw {
     /// 0-1023: a range must start at 1 in tc (0 is "no port"), the masked form takes 0.
     private static let wellKnown = "0/0xfc00"
 
-    private func randomRange(_ rng: inout SplitMix64) -> String {
+    private func randomRange(_ rng: inout SeededRandom) -> String {
         let low = rng.int(1 ... 65000)
         let high = min(65535, low + rng.int(1 ... rng.pick([15, 255, 4095])))
         return "\(low)-\(high)"
@@ -161,7 +161,7 @@ private struct PrefixPool<Address: MaskableField & LosslessStringConvertible> {
     }
 
     /// ADDRESS/LEN, the address without host bits (so equal texts are equal matches).
-    mutating func draw(_ rng: inout SplitMix64) -> String {
+    mutating func draw(_ rng: inout SeededRandom) -> String {
         let parent = rng.pick(prefixes)
         let parentLength = parent.prefixLength!
         guard parentLength < Address.fieldWidth, rng.chance(0.7) else { return Self.text(parent) }

@@ -9,13 +9,13 @@ public struct TraceGenerator {
     public let rules: [FlowRule]
     /// Random frames are IPv6 as often as the rules are.
     private let ipv6Share: Double
-    private var rng: SplitMix64
+    private var rng: SeededRandom
 
     public init(rules: RuleSet, seed: UInt64) {
         self.rules = rules.rules.filter { $0.chain == 0 }
         let ipv6Rules = self.rules.count { $0.l3EtherType == EtherType.ipv6 }
         ipv6Share = self.rules.isEmpty ? 0 : Double(ipv6Rules) / Double(self.rules.count)
-        rng = SplitMix64(seed: seed)
+        rng = SeededRandom(seed: seed)
     }
 
     /// `count` frames: a share `missShare` of random ones, the others each matching a rule
