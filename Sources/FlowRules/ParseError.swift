@@ -14,8 +14,13 @@ public struct ParseError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         guard let token else { return "at the end of the command (after word \(index)): \(message)" }
-        return "word \(index + 1) '\(token)': \(message)"
+        guard token.count > Self.longestWordShown else { return "word \(index + 1) '\(token)': \(message)" }
+        // A word pasted by mistake (a whole file, say) is shown once, and cut.
+        let shown = String(token.prefix(Self.longestWordShown)) + "...(\(token.utf8.count) bytes)"
+        return "word \(index + 1) '\(shown)': \(message.replacing(token, with: "it"))"
     }
+
+    public static let longestWordShown = 64
 }
 
 /// The words of one command, read front to back.

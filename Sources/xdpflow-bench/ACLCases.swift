@@ -101,7 +101,7 @@ enum ACLCases {
         var section = Section(
             slug: "acl-classbench", title: "ClassBench sets: load time and cost per packet over a trace",
             method: """
-                The ClassBench sets shipped with the project (shared/workloads/classbench: acl1, fw1 and ipc1 \
+                The ClassBench sets shipped with the project (workloads/classbench: acl1, fw1 and ipc1 \
                 at 1,000 and 10,000 rules asked, 749 to 9,738 given), one prio per rule as their README converts \
                 them, drop and pass alternating. All of them need more than the \(Plan.defaultInlineLimit) \
                 inline subtables, so the table classifier runs them (tables: its tuple-space tables). Load: \

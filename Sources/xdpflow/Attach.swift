@@ -49,6 +49,10 @@ struct Attach: ParsableCommand {
             }
         }
         guard let device else { throw CommandError.usage("attach: expected 'dev DEV'") }
+        if device == "lo" {
+            FileHandle.standardError.write(Data(
+                "Warning: lo carries this host's own traffic: its rules act on local connections, in generic mode\n".utf8))
+        }
         let attached = try Offload(device: device).attach(mode: mode, unparsedDrop: unparsedDrop)
         if let recovery = attached.recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }
         print("\(device): attached in \(attached.mode) mode, program id \(attached.programID), "

@@ -178,4 +178,13 @@ let badInputs: [BadInput] = [
         let end = ParseError(index: 10, token: nil, message: "dst_port needs a value")
         #expect(end.description == "at the end of the command (after word 10): dst_port needs a value")
     }
+
+    /// A 100 KB word (a file pasted into the command line) is shown once, cut.
+    @Test func aHugeWordIsShownOnceAndCut() throws {
+        let huge = String(repeating: "x", count: 100_000)
+        let error = try #require(throws: ParseError.self) { try FilterCommand.parse(["filter", "add", "dev", "eth0", huge]) }
+        let shown = String(repeating: "x", count: ParseError.longestWordShown) + "...(100000 bytes)"
+        #expect(error.description.count < 300, "\(error.description.prefix(300))")
+        #expect(error.description.hasPrefix("word 5 '\(shown)': "))
+    }
 }

@@ -11,7 +11,7 @@ public enum ClassBench {
         "ipc1_1000": 939, "ipc1_10000": 9106,
     ]
 
-    /// `XDPFLOW_CLASSBENCH`, else `../shared/workloads/classbench` beside the package root.
+    /// `XDPFLOW_CLASSBENCH`, else the sets the repository carries (`workloads/classbench`).
     public static var directory: URL {
         if let path = ProcessInfo.processInfo.environment["XDPFLOW_CLASSBENCH"] {
             return URL(fileURLWithPath: path, isDirectory: true)
@@ -19,7 +19,7 @@ public enum ClassBench {
         // This file is <root>/Tests/RuleSetWorkloads/ClassBench.swift.
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
-        return root.appendingPathComponent("../shared/workloads/classbench", isDirectory: true).standardized
+        return root.appendingPathComponent("workloads/classbench", isDirectory: true)
     }
 
     /// The file `name` of `directory`.
