@@ -202,10 +202,10 @@ extension Plan {
             return change
         }
         if self.tables != nil {
+            // Broadcast groups cost tables nothing but their maps: no reindexing.
             if let entry = TableRule(rule, key: ruleKey, action: action) {
                 self.tables!.add(entry, slot: slot, &change.writes.tables)
             }
-            if groupsChanged { indexSubtables(keys: [:]) }
             fields = self.tables!.fields
             finish(&change, from: shape)
             return change
@@ -283,7 +283,6 @@ extension Plan {
         }
         if tables != nil {
             if tables!.rules[value.slot] != nil { tables!.remove(slot: value.slot, &change.writes.tables) }
-            if groupsChanged { indexSubtables(keys: [:]) }
             fields = tables!.fields
             finish(&change, from: shape)
             return change

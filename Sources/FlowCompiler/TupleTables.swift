@@ -167,13 +167,18 @@ public struct TupleTables: Equatable, Sendable {
         }
     }
 
+    /// Every bucket of every table.
+    public var buckets: Set<BucketID> {
+        Set(tables.values.flatMap { table in
+            table.buckets.keys.map { BucketID(table: table.mask, index: table.index, key: $0) }
+        })
+    }
+
     /// What maps made afresh need: every rule, bucket and the list.
     public var everything: TableWrites {
         var writes = TableWrites()
         writes.rules = Set(rules.keys)
-        for table in tables.values {
-            for key in table.buckets.keys { writes.buckets.insert(BucketID(table: table.mask, index: table.index, key: key)) }
-        }
+        writes.buckets = buckets
         writes.list = true
         writes.filter = filter.indexes
         writes.entries = Set(filtered.map(\.index))

@@ -104,45 +104,8 @@ struct ACLCase: CustomStringConvertible {
                 \(result.disagreements.prefix(3).joined(separator: "\n"))
                 Replay: XDPFLOW_FUZZ_SEED=\(seedText) swift test --skip-build --filter ACLDifferentialTests/\(test)
                 Reduced:
-                \(Reproduction.reduced(rules.rules, frames, inlineLimit: plan.inlineLimit, attempts: 120))
+                \(Reproduction.minimised(rules.rules, frames, inlineLimit: plan.inlineLimit, attempts: 120))
                 """)
         }
-    }
-}
-
-extension Reproduction {
-    /// `minimised` within a budget of `attempts` loads: a set of thousands of rules
-    /// would take as many to minimise fully. One failing frame, then the rules in halves,
-    /// quarters, ... while the budget lasts.
-    static func reduced(_ rules: [FlowRule], _ frames: [[UInt8]], inlineLimit: Int, attempts: Int) -> Reproduction {
-        var left = attempts
-        guard let original = failure(rules, frames, inlineLimit: inlineLimit) else {
-            return Reproduction(rules: rules, frames: frames, failure: .error("did not fail again"))
-        }
-        var current = Reproduction(rules: rules, frames: frames, failure: original)
-        func keep(_ rules: [FlowRule], _ frames: [[UInt8]]) -> Bool {
-            guard left > 0 else { return false }
-            left -= 1
-            guard let found = failure(rules, frames, inlineLimit: inlineLimit), found.signature == original.signature
-            else { return false }
-            current = Reproduction(rules: rules, frames: frames, failure: found)
-            return true
-        }
-        if case .disagreements(let lines) = original,
-           let index = lines.first?.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) {
-            _ = keep(rules, [frames[index]])
-        }
-        var chunk = max(1, rules.count / 2)
-        while left > 0 {
-            var start = 0
-            while start < current.rules.count, left > 0 {
-                var fewer = current.rules
-                fewer.removeSubrange(start ..< min(start + chunk, fewer.count))
-                if !keep(fewer, current.frames) { start += chunk }
-            }
-            if chunk == 1 { break }
-            chunk = max(1, chunk / 2)
-        }
-        return current
     }
 }

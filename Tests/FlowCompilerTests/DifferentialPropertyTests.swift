@@ -179,14 +179,20 @@ struct Reproduction: CustomStringConvertible {
     }
 
     /// The fewest frames (one, unless police state needs the frames before it) and then
-    /// the fewest rules that still fail the same way (`Failure.signature`), greedily.
-    static func minimised(_ rules: [FlowRule], _ frames: [[UInt8]], inlineLimit: Int) -> Reproduction {
+    /// the fewest rules that still fail the same way (`Failure.signature`), greedily,
+    /// within `attempts` loads (a set of thousands of rules would take as many to
+    /// minimise fully: the rules go in halves, quarters, ... while the budget lasts).
+    static func minimised(_ rules: [FlowRule], _ frames: [[UInt8]], inlineLimit: Int,
+                          attempts: Int = .max) -> Reproduction {
         guard let original = failure(rules, frames, inlineLimit: inlineLimit) else {
             return Reproduction(rules: rules, frames: frames, failure: .error("did not fail again"))
         }
         var current = Reproduction(rules: rules, frames: frames, failure: original)
+        var left = attempts
         /// Takes `rules` and `frames` when they fail as the original did.
         func keep(_ rules: [FlowRule], _ frames: [[UInt8]]) -> Bool {
+            guard left > 0 else { return false }
+            left -= 1
             guard let found = failure(rules, frames, inlineLimit: inlineLimit), found.signature == original.signature else { return false }
             current = Reproduction(rules: rules, frames: frames, failure: found)
             return true
@@ -206,9 +212,9 @@ struct Reproduction: CustomStringConvertible {
             }
         }
         var chunk = max(1, rules.count / 2)
-        while true {
+        while left > 0 {
             var start = 0
-            while start < current.rules.count {
+            while start < current.rules.count, left > 0 {
                 var fewer = current.rules
                 fewer.removeSubrange(start ..< min(start + chunk, fewer.count))
                 if !keep(fewer, current.frames) { start += chunk }

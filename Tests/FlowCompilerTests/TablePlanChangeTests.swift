@@ -432,7 +432,7 @@ struct TableMapsModel: Equatable {
     init(_ tables: TupleTables) {
         let words = tables.words
         for (slot, rule) in tables.rules { rules[slot] = rule.check(next: tables.next(after: slot), words: words).encodedBytes }
-        for bucket in tables.everything.buckets { buckets[bucket.mapKey(words: words)] = tables.head(of: bucket)! }
+        for bucket in tables.buckets { buckets[bucket.mapKey(words: words)] = tables.head(of: bucket)! }
         list = tables.list.map { TableEntry.encoded($0, words: words) }
         for table in tables.filtered { entries[table.index] = TableEntry.encoded(table, words: words) }
         for key in tables.filter.indexes { filter[key] = tables.filter.bits(at: key) }

@@ -237,7 +237,8 @@ public final class Datapath {
         var count = 0
         func kept(_ name: String) -> Bool { keptMaps.contains(name) }
         let slots = kept(FlowMaps.rules) ? writes.rules : Set(tables.rules.keys)
-        let filteredByIndex = Dictionary(uniqueKeysWithValues: tables.filtered.map { ($0.index, $0) })
+        let filtered = tables.filtered
+        let filteredByIndex = Dictionary(uniqueKeysWithValues: filtered.map { ($0.index, $0) })
         let indexes = kept(FlowMaps.tables) ? writes.entries : Set(filteredByIndex.keys)
         func entryKey(_ index: UInt32) -> [UInt8] {
             TableEntry.key(filtered: index, tableCapacity: tables.tableCapacity).encodedBytes
@@ -268,7 +269,7 @@ public final class Datapath {
                     }
                 }
             } else {
-                buckets = tables.everything.buckets.map { $0 }
+                buckets = Array(tables.buckets)
             }
             try updateInBatches(map, buckets.map { ($0.mapKey(words: words), tables.head(of: $0)!.encodedBytes) })
             count += buckets.count
@@ -280,9 +281,13 @@ public final class Datapath {
         }
         if let list {
             if writes.list || !kept(FlowMaps.tables) {
-                count += try writeList(tables, into: list, kept: kept(FlowMaps.tables))
+                count += try writeList(tables, filtered: filtered, into: list, kept: kept(FlowMaps.tables))
             } else if !writes.entries.isEmpty {
-                count += try writeHead(tables, into: list, flipping: false)
+                // Only which filtered tables an address leaves unfiltered can have changed.
+                var head = try readHead(tables, from: list)
+                head.unfiltered = TableFilter.unfiltered(filtered)
+                try put(head, tables, into: list)
+                count += 1
             }
             let vacant = TableEntry.vacant(words: words.count)
             for index in indexes where filteredByIndex[index] == nil {
@@ -303,35 +308,27 @@ public final class Datapath {
     /// Writes the tables list into the half the program does not read, then the head with
     /// that half's length, then the head with the generation that makes it current: a
     /// frame reads one whole list, the old or the new. A new map starts with half 0.
-    private static func writeList(_ tables: TupleTables, into map: BPFKernel.Map, kept: Bool) throws(BPFError) -> Int {
+    private static func writeList(_ tables: TupleTables, filtered: [Table], into map: BPFKernel.Map, kept: Bool)
+        throws(BPFError) -> Int {
         let capacity = UInt32(tables.tableCapacity), words = tables.words
-        let half: UInt32 = kept ? (try readHead(tables, from: map).generation &+ 1) & 1 : 0
+        var head = kept ? try readHead(tables, from: map) : TableListHead(generation: 0, counts: (0, 0), unfiltered: (0, 0))
+        let half: UInt32 = kept ? (head.generation &+ 1) & 1 : 0
         let order = tables.list
         try updateInBatches(map, order.enumerated().map { position, table in
             ((half * capacity + UInt32(position)).encodedBytes, TableEntry.encoded(table, words: words))
         })
-        return order.count + (try writeHead(tables, into: map, flipping: kept, listIn: half))
+        if half == 0 { head.counts.0 = UInt32(order.count) } else { head.counts.1 = UInt32(order.count) }
+        head.unfiltered = TableFilter.unfiltered(filtered)
+        try put(head, tables, into: map)
+        guard kept else { return order.count + 1 }
+        head.generation &+= 1
+        try put(head, tables, into: map)
+        return order.count + 2
     }
 
-    /// Writes the head: the unfiltered bits and, for `listIn`, that half's length; with
-    /// `flipping`, then again with the next generation. Returns the writes.
-    private static func writeHead(_ tables: TupleTables, into map: BPFKernel.Map, flipping: Bool,
-                                  listIn half: UInt32? = nil) throws(BPFError) -> Int {
-        var head = try readHead(tables, from: map)
-        let length = UInt32(tables.list.count)
-        switch half {
-        case 0?: head.counts.0 = length
-        case 1?: head.counts.1 = length
-        default: break
-        }
-        head.unfiltered = TableFilter.unfiltered(tables.filtered)
-        let key = TableEntry.headKey(tableCapacity: tables.tableCapacity).encodedBytes
+    private static func put(_ head: TableListHead, _ tables: TupleTables, into map: BPFKernel.Map) throws(BPFError) {
         let padding = [UInt8](repeating: 0, count: map.spec.valueSize - TableListHead.byteCount)
-        try map.update(key, head.encodedBytes + padding)
-        guard flipping else { return 1 }
-        head.generation &+= 1
-        try map.update(key, head.encodedBytes + padding)
-        return 2
+        try map.update(TableEntry.headKey(tableCapacity: tables.tableCapacity).encodedBytes, head.encodedBytes + padding)
     }
 
     private static func readHead(_ tables: TupleTables, from map: BPFKernel.Map) throws(BPFError) -> TableListHead {
