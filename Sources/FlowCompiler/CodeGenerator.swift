@@ -393,10 +393,11 @@ public struct CodeGenerator {
 
     // MARK: - the table search
 
-    /// The tables in the order of the current list, one step per turn of a loop the
-    /// verifier checks once (`may_goto`): a step probes the next table's bucket, or checks
-    /// the next rule of a bucket's chain. The search ends when the tables run out or the
-    /// best rule found outranks the next table's best. Falls through on a miss.
+    /// One step per turn of a loop the verifier checks once (`may_goto`): a step checks
+    /// the next rule of a bucket's chain, or probes the next table, first the filtered
+    /// tables the frame's addresses have bits for, then the current list in rank order.
+    /// The search ends when the list runs out or the best rule found outranks the next
+    /// table's best. Falls through on a miss.
     private mutating func search(_ tables: TupleTables) {
         let words = tables.words
         asm.emit([.store(.word, to: .fp, Self.scratch, Int32(TableEntry.headKey(tableCapacity: tables.tableCapacity))),
