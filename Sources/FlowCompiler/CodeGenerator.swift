@@ -66,26 +66,31 @@ public struct RuleCounters: Hashable, Sendable, MapCodable {
     public var packets: UInt64
     public var bytes: UInt64
     public var lastHit: UInt64
+    /// Frames the rule's actions dropped (the `dropped` of tc's action statistics).
+    public var dropped: UInt64
 
-    public init(packets: UInt64 = 0, bytes: UInt64 = 0, lastHit: UInt64 = 0) {
+    public init(packets: UInt64 = 0, bytes: UInt64 = 0, lastHit: UInt64 = 0, dropped: UInt64 = 0) {
         self.packets = packets
         self.bytes = bytes
         self.lastHit = lastHit
+        self.dropped = dropped
     }
 
-    public static let byteCount = 24
-    public static let packetsOffset: Int16 = 0, bytesOffset: Int16 = 8, lastHitOffset: Int16 = 16
+    public static let byteCount = 32
+    public static let packetsOffset: Int16 = 0, bytesOffset: Int16 = 8, lastHitOffset: Int16 = 16, droppedOffset: Int16 = 24
 
     public func encode(into writer: inout ByteWriter) {
         writer.write(packets)
         writer.write(bytes)
         writer.write(lastHit)
+        writer.write(dropped)
     }
 
     public init(from reader: inout ByteReader) throws(ByteDecodingError) {
         packets = try reader.read()
         bytes = try reader.read()
         lastHit = try reader.read()
+        dropped = try reader.read()
     }
 }
 
@@ -252,9 +257,12 @@ public struct CodeGenerator {
 
     /// Adds a frame of the length at fp+`length` to the counters of the slot at fp+`slot`
     /// (per CPU: packets, bytes, last hit). Clobbers r0-r5 and `pointer`.
-    private mutating func count(slotAt slot: Int16, lengthAt length: Int16, using pointer: Register, done: Label) {
+    private mutating func count(slotAt slot: Int16, lengthAt length: Int16, using pointer: Register, done: Label,
+                                keepingAt kept: Int16? = nil) {
         asm.emit([.loadMap(.r1, FlowMaps.counters), .mov(.r2, .fp), .alu(.add, .r2, Int32(slot)), .call(.mapLookupElem),
-                  .jump(.equal, .r0, 0, to: done), .mov(pointer, .r0),
+                  .jump(.equal, .r0, 0, to: done), .mov(pointer, .r0)])
+        if let kept { asm.emit(.store(.double, to: .fp, kept, pointer)) }
+        asm.emit([
                   .load(.r1, .double, from: pointer, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
                   .store(.double, to: pointer, RuleCounters.packetsOffset, .r1),
                   .load(.r1, .double, from: pointer, RuleCounters.bytesOffset), .load(.r2, .double, from: .fp, length),
@@ -860,8 +868,10 @@ public struct CodeGenerator {
         let kinds = plan.stepKinds
         asm.label("hit")
         // The rule's counters, inline: a call costs as much as the counting.
-        asm.emit([.mov(.r6, .r1), .mov(.r7, .r3), .store(.double, to: .fp, -8, .r4), .store(.word, to: .fp, -16, .r2)])
-        count(slotAt: -16, lengthAt: -8, using: .r8, done: "hit_counted")
+        // fp-24 keeps the counters (0 without) for hit_drop to count the drop.
+        asm.emit([.mov(.r6, .r1), .mov(.r7, .r3), .store(.double, to: .fp, -8, .r4), .store(.word, to: .fp, -16, .r2),
+                  .store(.double, to: .fp, -24, 0)])
+        count(slotAt: -16, lengthAt: -8, using: .r8, done: "hit_counted", keepingAt: -24)
         asm.emit([.store(.word, to: .fp, -12, .r7), .loadMap(.r1, FlowMaps.actions), .mov(.r2, .fp), .alu(.add, .r2, -12),
                   .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "hit_pass"), .mov(.r7, .r0)])
         var generated = 0
@@ -894,7 +904,16 @@ public struct CodeGenerator {
         asm.label("hit_pass")
         asm.emit(Instruction.return(XDPAction.pass))
         // The verifier refuses unreachable code: only the exits some step jumps to.
-        for (label, value) in [("hit_drop", XDPAction.drop.rawValue), ("hit_aborted", XDPAction.aborted.rawValue),
+        if isReferenced("hit_drop") {
+            // Per CPU, so a plain add: the rule's dropped, as tc's action statistics count it.
+            asm.label("hit_drop")
+            asm.emit([.load(.r1, .double, from: .fp, -24), .jump(.equal, .r1, 0, to: "hit_drop_exit"),
+                      .load(.r2, .double, from: .r1, RuleCounters.droppedOffset), .alu(.add, .r2, 1),
+                      .store(.double, to: .r1, RuleCounters.droppedOffset, .r2)])
+            asm.label("hit_drop_exit")
+            asm.emit(Instruction.return(XDPAction.drop))
+        }
+        for (label, value) in [("hit_aborted", XDPAction.aborted.rawValue),
                                ("hit_continue", Self.continueClassification)] where isReferenced(Label(label)) {
             asm.label(Label(label))
             asm.emit(Instruction.return(value))
@@ -998,7 +1017,8 @@ public struct CodeGenerator {
         let refill = local("refill"), take = local("take"), full = local("full"), exceed = local("exceed")
         let credit = Int16(PolicerBucket.creditOffset), last = Int16(PolicerBucket.lastOffset)
         let capacity = Int16(PolicerBucket.capacityOffset), rate = Int16(PolicerBucket.rateOffset)
-        let fillTime = Int16(PolicerBucket.fillTimeOffset)
+        let fillTime = Int16(PolicerBucket.fillTimeOffset), decided = local("decided")
+        let overlimits = Int16(PolicerBucket.overlimitsOffset), dropped = Int16(PolicerBucket.droppedOffset)
         asm.emit([.load(.r1, .word, from: .r7, argument), .store(.word, to: .fp, -16, .r1),
                   .loadMap(.r1, FlowMaps.policers), .mov(.r2, .fp), .alu(.add, .r2, -16), .call(.mapLookupElem),
                   .jump(.equal, .r0, 0, to: control), .mov(.r8, .r0), .call(.ktimeGetNs),
@@ -1018,10 +1038,16 @@ public struct CodeGenerator {
         asm.label(take)
         asm.emit([.load(.r2, .double, from: .fp, -8), .alu(.mul, .r2, 1_000_000_000),
                   .load(.r3, .double, from: .r8, credit), .jump(.less, .r3, .r2, to: exceed),
-                  .alu(.sub, .r3, .r2), .store(.double, to: .r8, credit, .r3), .jump(to: control)])
+                  .alu(.sub, .r3, .r2), .store(.double, to: .r8, credit, .r3),
+                  .load(.r1, .byte, from: .r7, base + Int16(ActionStep.controlOffset)), .jump(to: decided)])
+        // tc's police statistics: overlimits counts the frames that exceeded, dropped
+        // those whose control, conform or exceed, was drop. Shared by all CPUs: atomic.
         asm.label(exceed)
-        asm.emit([.load(.r1, .byte, from: .r7, base + Int16(ActionStep.exceedOffset)),
-                  .jump(to: Label("control_\(step)_r1"))])
+        asm.emit([.mov(.r2, 1), .atomic(.add, .double, to: .r8, overlimits, .r2),
+                  .load(.r1, .byte, from: .r7, base + Int16(ActionStep.exceedOffset))])
+        asm.label(decided)
+        asm.emit([.jump(.notEqual, .r1, Int32(ActionStep.Control.drop.rawValue), to: Label("control_\(step)_r1")),
+                  .mov(.r2, 1), .atomic(.add, .double, to: .r8, dropped, .r2), .jump(to: Label("control_\(step)_r1"))])
     }
 
     /// An unconditional jump, left out after one (the verifier refuses unreachable code).

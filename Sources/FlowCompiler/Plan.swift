@@ -123,6 +123,11 @@ public enum RuleSlots {
 public struct PolicerKey: Hashable, Sendable, Codable {
     public var rule: RuleID
     public var action: Int
+
+    public init(rule: RuleID, action: Int) {
+        self.rule = rule
+        self.action = action
+    }
 }
 
 /// The mask shared by a subtable's entries: which fields, under which bit masks. A
@@ -262,8 +267,9 @@ public struct PolicerConfig: Hashable, Sendable {
     }
 }
 
-/// A policer as the program keeps it in the policers map: its configuration and the
-/// bucket's state (credit, and when it was last filled), 5 x u64.
+/// A policer as the program keeps it in the policers map: its configuration, the
+/// bucket's state (credit, and when it was last filled) and tc's police statistics,
+/// 7 x u64.
 public struct PolicerBucket: Hashable, Sendable, MapCodable {
     /// Byte-nanoseconds in the bucket at `last`.
     public var credit: UInt64
@@ -272,20 +278,28 @@ public struct PolicerBucket: Hashable, Sendable, MapCodable {
     public var capacity: UInt64
     public var rate: UInt64
     public var fillTime: UInt64
+    /// Frames that exceeded the rate.
+    public var overlimits: UInt64
+    /// Frames whose control (conform or exceed) was drop.
+    public var dropped: UInt64
 
-    public init(credit: UInt64, last: UInt64, capacity: UInt64, rate: UInt64, fillTime: UInt64) {
+    public init(credit: UInt64, last: UInt64, capacity: UInt64, rate: UInt64, fillTime: UInt64,
+                overlimits: UInt64 = 0, dropped: UInt64 = 0) {
         self.credit = credit
         self.last = last
         self.capacity = capacity
         self.rate = rate
         self.fillTime = fillTime
+        self.overlimits = overlimits
+        self.dropped = dropped
     }
 
-    public static let byteCount = 40
+    public static let byteCount = 56
     public static let creditOffset = 0, lastOffset = 8, capacityOffset = 16, rateOffset = 24, fillTimeOffset = 32
+    public static let overlimitsOffset = 40, droppedOffset = 48
 
     public func encode(into writer: inout ByteWriter) {
-        for word in [credit, last, capacity, rate, fillTime] { writer.write(word) }
+        for word in [credit, last, capacity, rate, fillTime, overlimits, dropped] { writer.write(word) }
     }
 
     public init(from reader: inout ByteReader) throws(ByteDecodingError) {
@@ -294,6 +308,8 @@ public struct PolicerBucket: Hashable, Sendable, MapCodable {
         capacity = try reader.read()
         rate = try reader.read()
         fillTime = try reader.read()
+        overlimits = try reader.read()
+        dropped = try reader.read()
     }
 }
 

@@ -281,11 +281,26 @@ extension Offload {
 
     // MARK: - Counters
 
-    /// Per-rule counters and the device's miss and unparsed counts.
+    /// Per-rule counters, each police action's bucket (its overlimits and drops), and
+    /// the device's miss and unparsed counts.
     public struct Statistics: Sendable {
         public var rules: [RuleID: RuleStatistics]
+        public var policers: [PolicerKey: PolicerBucket]
         public var misses: RuleStatistics
         public var unparsed: RuleStatistics
+
+        /// A rule's counters as `filter show -s` prints them, tc's per action.
+        public func stats(of rule: FlowRule, now: KernelClock?) -> RuleStats {
+            let id = RuleID(prio: rule.prio, handle: rule.handle)
+            let counters = rules[id] ?? RuleStatistics()
+            var police: [Int: (dropped: UInt64, overlimits: UInt64)] = [:]
+            for index in rule.actions.indices {
+                guard let bucket = policers[PolicerKey(rule: id, action: index)] else { continue }
+                police[index] = (bucket.dropped, bucket.overlimits)
+            }
+            return RuleStats(rule: rule, packets: counters.packets, bytes: counters.bytes,
+                             lastUsed: now?.seconds(since: counters.lastHit), dropped: counters.dropped, police: police)
+        }
     }
 
     /// Nil when the device is not attached.
@@ -304,6 +319,12 @@ extension Offload {
         }
         var rules: [RuleID: RuleStatistics] = [:]
         for (rule, slot) in plan.slots.indexes { rules[rule] = try read(slot) }
-        return Statistics(rules: rules, misses: try read(RuleSlots.miss), unparsed: try read(RuleSlots.unparsed))
+        var policers: [PolicerKey: PolicerBucket] = [:]
+        if !plan.policers.isEmpty {
+            let buckets = try ArrayMap<PolicerBucket>(pinnedAt: pins.appending(FlowMaps.policers))
+            for (key, index) in plan.policerIndex.indexes { policers[key] = try buckets.get(index) }
+        }
+        return Statistics(rules: rules, policers: policers, misses: try read(RuleSlots.miss),
+                          unparsed: try read(RuleSlots.unparsed))
     }
 }

@@ -6,11 +6,44 @@ public struct RuleStats: Hashable, Sendable, Codable {
     public var bytes: UInt64
     /// Seconds since the rule last matched; nil when it never has.
     public var lastUsed: UInt64?
+    /// Per action, in order: the frames it dropped and the frames over its rate (police
+    /// only), the `dropped` and `overlimits` of tc's action statistics.
+    public var actionDrops: [UInt64]
+    public var actionOverlimits: [UInt64]
 
-    public init(packets: UInt64, bytes: UInt64, lastUsed: UInt64?) {
+    public init(packets: UInt64, bytes: UInt64, lastUsed: UInt64?, actionDrops: [UInt64] = [],
+                actionOverlimits: [UInt64] = []) {
         self.packets = packets
         self.bytes = bytes
         self.lastUsed = lastUsed
+        self.actionDrops = actionDrops
+        self.actionOverlimits = actionOverlimits
+    }
+
+    /// From what a datapath counts: the rule's frames, the frames it dropped (by any
+    /// action), and each police action's own counts by its index among the actions. A
+    /// frame ends in one action: the drops police did not make are the first non-police
+    /// action's that ends the list with drop (the actions before it pipe).
+    public init(rule: FlowRule, packets: UInt64, bytes: UInt64, lastUsed: UInt64?, dropped: UInt64,
+                police: [Int: (dropped: UInt64, overlimits: UInt64)]) {
+        var drops = rule.actions.indices.map { police[$0]?.dropped ?? 0 }
+        let overlimits = rule.actions.indices.map { police[$0]?.overlimits ?? 0 }
+        let policed = drops.reduce(0, &+)
+        let ending = rule.actions.firstIndex { action in
+            if case .police = action.kind { return false }
+            return action.control != .pipe
+        }
+        if let ending, rule.actions[ending].control == .drop { drops[ending] = dropped >= policed ? dropped - policed : 0 }
+        self.init(packets: packets, bytes: bytes, lastUsed: lastUsed, actionDrops: drops, actionOverlimits: overlimits)
+    }
+
+    /// The rule's totals: a frame is dropped by one action.
+    public var dropped: UInt64 { actionDrops.reduce(0, &+) }
+    public var overlimits: UInt64 { actionOverlimits.reduce(0, &+) }
+
+    /// tc's `Sent B bytes P pkt (dropped D, overlimits O requeues 0)` (print_tcstats2_attr).
+    public var sentText: String {
+        "Sent \(bytes) bytes \(packets) pkt (dropped \(dropped), overlimits \(overlimits) requeues 0)"
     }
 }
 
@@ -48,7 +81,7 @@ public struct RuleShow {
             lines.append("  not_in_hw")
             if let counters = stats?(rule) {
                 let used = counters.lastUsed.map { "last used \($0) sec" } ?? "never used"
-                lines.append("\tSent \(counters.bytes) bytes \(counters.packets) pkt, \(used)")
+                lines.append("\t\(counters.sentText), \(used)")
             }
             for (order, action) in rule.actions.enumerated() {
                 lines.append("\taction order \(order + 1): \(action.showText)")

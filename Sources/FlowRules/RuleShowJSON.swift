@@ -137,7 +137,8 @@ extension FlowAction {
     /// One member of tc's "actions": order, what the kind's print function prints
     /// (index, ref and bind left out: XDPFlow's actions are not shared kernel objects),
     /// with counters the time since last use and a "stats" object (print_tcstats2_attr).
-    /// The counters are the rule's: XDPFlow counts per rule.
+    /// Packets and bytes are the rule's (XDPFlow counts frames per rule); drops and
+    /// overlimits the action's own.
     func tcJSON(order: Int, counters: RuleStats?) -> JSONValue {
         var fields: [(String, JSONValue)] = [("order", .integer(order))]
         let controlAction = ("control_action", control.tcJSON)
@@ -187,10 +188,11 @@ extension FlowAction {
         }
         guard let counters else { return .object(fields) }
         if case .pedit = kind {} else if let used = counters.lastUsed { fields.append(("last_used", .integer(used))) }
-        let drops = kind == .gact && control == .drop ? counters.packets : 0
+        func count(_ counts: [UInt64]) -> UInt64 { order <= counts.count ? counts[order - 1] : 0 }
         fields.append(("stats", .object([
             ("bytes", .integer(counters.bytes)), ("packets", .integer(counters.packets)),
-            ("drops", .integer(drops)), ("overlimits", .integer(0)), ("requeues", .integer(0)),
+            ("drops", .integer(count(counters.actionDrops))), ("overlimits", .integer(count(counters.actionOverlimits))),
+            ("requeues", .integer(0)),
             ("backlog", .integer(0)), ("qlen", .integer(0)),
         ])))
         return .object(fields)

@@ -124,10 +124,7 @@ struct FilterRunner {
             let now = counters == nil ? nil : try? KernelClock.now()
             stats = { rule in
                 // A device that is not attached has met no packet.
-                guard let counters else { return RuleStats(packets: 0, bytes: 0, lastUsed: nil) }
-                let rule = counters.rules[RuleID(prio: rule.prio, handle: rule.handle)] ?? RuleStatistics()
-                return RuleStats(packets: rule.packets, bytes: rule.bytes,
-                                 lastUsed: now?.seconds(since: rule.lastHit))
+                counters?.stats(of: rule, now: now) ?? RuleStats(packets: 0, bytes: 0, lastUsed: nil)
             }
         }
         let show = RuleShow(device: command.device, rules: rules, stats: stats)

@@ -17,7 +17,7 @@ struct OutputOptions {
 /// iproute2's global options, written before the object: `xdpflow -s -j filter show dev eth0`.
 struct GlobalOptions: ParsableArguments {
     @Flag(name: [.customShort("s"), .customLong("stats", withSingleDash: true)],
-          help: "Show each rule's counters (packets, bytes, last used).")
+          help: "Show each rule's counters (bytes, packets, dropped, overlimits, last used).")
     var stats = false
 
     @Flag(name: [.customShort("j"), .customLong("json", withSingleDash: true)],

@@ -50,13 +50,16 @@ import Testing
             capacity, rate, fillTime in
             let fresh = PolicerBucket(credit: 0, last: 0, capacity: capacity, rate: rate, fillTime: fillTime)
             #expect(fresh.encodedBytes == Legacy.policer(capacity: capacity, rate: rate, fillTime: fillTime))
-            let running = PolicerBucket(credit: rate, last: fillTime, capacity: capacity, rate: rate, fillTime: fillTime)
+            let running = PolicerBucket(credit: rate, last: fillTime, capacity: capacity, rate: rate, fillTime: fillTime,
+                                        overlimits: capacity, dropped: rate)
             #expect(running.encodedBytes.count == PolicerBucket.byteCount)
             #expect(running.double(at: PolicerBucket.creditOffset) == rate)
             #expect(running.double(at: PolicerBucket.lastOffset) == fillTime)
             #expect(running.double(at: PolicerBucket.capacityOffset) == capacity)
             #expect(running.double(at: PolicerBucket.rateOffset) == rate)
             #expect(running.double(at: PolicerBucket.fillTimeOffset) == fillTime)
+            #expect(running.double(at: PolicerBucket.overlimitsOffset) == capacity)
+            #expect(running.double(at: PolicerBucket.droppedOffset) == rate)
             #expect((try? PolicerBucket(decoding: running.encodedBytes)) == running)
         }
     }
@@ -72,11 +75,12 @@ import Testing
     @Test func ruleCounters() async {
         await propertyCheck(count: 300, input: Gen<UInt64>.value(), Gen<UInt64>.value(), Gen<UInt64>.value()) {
             packets, bytes, lastHit in
-            let counters = RuleCounters(packets: packets, bytes: bytes, lastHit: lastHit)
+            let counters = RuleCounters(packets: packets, bytes: bytes, lastHit: lastHit, dropped: packets ^ bytes)
             #expect(counters.encodedBytes.count == RuleCounters.byteCount)
             #expect(counters.double(at: Int(RuleCounters.packetsOffset)) == packets)
             #expect(counters.double(at: Int(RuleCounters.bytesOffset)) == bytes)
             #expect(counters.double(at: Int(RuleCounters.lastHitOffset)) == lastHit)
+            #expect(counters.double(at: Int(RuleCounters.droppedOffset)) == packets ^ bytes)
             #expect((try? RuleCounters(decoding: counters.encodedBytes)) == counters)
         }
     }
@@ -125,7 +129,7 @@ private enum Legacy {
     }
 
     static func policer(capacity: UInt64, rate: UInt64, fillTime: UInt64) -> [UInt8] {
-        ([0, 0, capacity, rate, fillTime] as [UInt64]).flatMap { value in
+        ([0, 0, capacity, rate, fillTime, 0, 0] as [UInt64]).flatMap { value in
             (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) }
         }
     }

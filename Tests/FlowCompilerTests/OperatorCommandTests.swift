@@ -234,6 +234,13 @@ struct OperatorCommandTests {
             #expect(after.rules[dropping]?.packets == 10)
             #expect(after.misses.packets == 0)
             #expect(after.rules[policed]?.packets == 5)
+            // As tc counts them: the drop rule's drops; the police action's overlimits
+            // (the 4 frames past its 100 bytes) and drops (its exceed control is drop).
+            #expect(after.rules[dropping]?.dropped == 10)
+            let bucket = after.policers[PolicerKey(rule: policed, action: 0)]
+            #expect(bucket?.overlimits == 4 && bucket?.dropped == 4)
+            #expect(try xdpflow.succeed(["-s", "filter", "show", "dev", device])
+                .contains("\tSent 300 bytes 5 pkt (dropped 4, overlimits 4 requeues 0), last used "))
 
             // The tracer reads the device's own subtable maps, not copies: a rule added
             // to an existing subtable (one map write, same program) decides at once what

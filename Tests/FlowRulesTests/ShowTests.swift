@@ -10,7 +10,10 @@ import Testing
     ]
 
     @Test func textLooksLikeTcFilterShow() {
-        let stats: (FlowRule) -> RuleStats? = { $0.handle == 1 && $0.prio == 1 ? RuleStats(packets: 3, bytes: 180, lastUsed: 2) : nil }
+        let stats: (FlowRule) -> RuleStats? = { rule in
+            guard rule.handle == 1, rule.prio == 1 else { return nil }
+            return RuleStats(rule: rule, packets: 3, bytes: 180, lastUsed: 2, dropped: 3, police: [:])
+        }
         #expect(RuleShow(device: "eth0", rules: rules, stats: stats).text == """
             filter parent ffff: protocol ip pref 1 flower chain 0
             filter parent ffff: protocol ip pref 1 flower chain 0 handle 0x1
@@ -18,7 +21,7 @@ import Testing
               ip_proto tcp
               dst_port 80
               not_in_hw
-            \tSent 180 bytes 3 pkt, last used 2 sec
+            \tSent 180 bytes 3 pkt (dropped 3, overlimits 0 requeues 0), last used 2 sec
             \taction order 1: gact action drop
 
             filter parent ffff: protocol ip pref 1 flower chain 0 handle 0x2
@@ -65,7 +68,7 @@ import Testing
         ]
         let stats: (FlowRule) -> RuleStats? = { rule in
             switch (rule.prio, rule.handle) {
-            case (1, 1): RuleStats(packets: 3, bytes: 180, lastUsed: 2)
+            case (1, 1): RuleStats(rule: rule, packets: 3, bytes: 180, lastUsed: 2, dropped: 3, police: [:])
             case (1, 2): RuleStats(packets: 0, bytes: 0, lastUsed: nil)
             default: nil
             }
@@ -129,6 +132,28 @@ import Testing
             let one = try JSONSerialization.jsonObject(with: Data(object.utf8)) as? NSDictionary
             #expect((shown[index] as? NSDictionary) == one, "object \(index)")
         }
+    }
+
+    /// tc counts per action: a police action its overlimits and the frames its control
+    /// dropped, the gact drop after it the conforming frames it dropped.
+    @Test func policeCountsDropsAndOverlimitsAsTcDoes() throws {
+        let policed = try rule("filter add dev eth0 prio 1 handle 1 protocol ip flower "
+            + "action police rate 8kbit burst 600 conform-exceed drop/pipe action drop")
+        let stats = RuleStats(rule: policed, packets: 1000, bytes: 60000, lastUsed: 0, dropped: 1000,
+                              police: [0: (dropped: 990, overlimits: 990)])
+        #expect(stats.actionDrops == [990, 10])
+        #expect(stats.actionOverlimits == [990, 0])
+        let show = RuleShow(device: "eth0", rules: [policed], stats: { _ in stats })
+        #expect(show.text.contains("\tSent 60000 bytes 1000 pkt (dropped 1000, overlimits 990 requeues 0), last used 0 sec\n"))
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(show.json(pretty: false).utf8)) as? [[String: Any]])
+        let actions = try #require((json.last?["options"] as? [String: Any])?["actions"] as? [[String: Any]])
+        let counts = actions.map { ($0["stats"] as? [String: Any]).map { [$0["drops"] as? Int, $0["overlimits"] as? Int] } }
+        #expect(counts == [[990, 990], [10, 0]])
+        // A pass after the police: only the police drops.
+        let passing = try rule("filter add dev eth0 prio 1 handle 2 protocol ip flower "
+            + "action police rate 8kbit burst 600 conform-exceed drop/pipe action pass")
+        #expect(RuleStats(rule: passing, packets: 10, bytes: 600, lastUsed: 0, dropped: 4,
+                          police: [0: (dropped: 4, overlimits: 4)]).actionDrops == [4, 0])
     }
 
     @Test func prettyJSONIndentsByFourSpaces() {

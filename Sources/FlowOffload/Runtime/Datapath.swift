@@ -407,6 +407,8 @@ public struct RuleStatistics: Hashable, Sendable {
     public var bytes: UInt64 = 0
     /// Jiffies (see `KernelClock`); 0 if never hit.
     public var lastHit: UInt64 = 0
+    /// Frames the rule's actions dropped.
+    public var dropped: UInt64 = 0
 
     public init() {}
 
@@ -415,6 +417,7 @@ public struct RuleStatistics: Hashable, Sendable {
             packets &+= value.packets
             bytes &+= value.bytes
             lastHit = max(lastHit, value.lastHit)
+            dropped &+= value.dropped
         }
     }
 }
