@@ -22,34 +22,9 @@ public final class Program: Pinnable, Sendable {
     /// program is loaded again with the log on, and the error carries it.
     public static func loadXDP(name: String, instructions: [Instruction], maps: [String: Map] = [:],
                                license: String = "GPL") throws(BPFError) -> Program {
-        var resolved = instructions
-        for index in resolved.indices {
-            guard case .map(let mapName)? = resolved[index].reference else { continue }
-            guard let map = maps[mapName] else {
-                throw .missingMap(program: name, map: mapName, instruction: index)
-            }
-            let high = resolved[index].constant & ~0xffff_ffff
-            resolved[index].constant = high | Int64(map.descriptor.rawValue)
-        }
-        let bytes = resolved.encoded()
-        let slots = bytes.count / 8
-        let kernelName = String(name.prefix(Int(BPF_OBJ_NAME_LEN) - 1))
-
-        func load(logLevel: UInt32, log: UnsafeMutableBufferPointer<CChar>?) -> Int32 {
-            var opts = bpf_prog_load_opts()
-            opts.sz = MemoryLayout<bpf_prog_load_opts>.size
-            opts.expected_attach_type = BPF_XDP
-            opts.log_level = logLevel
-            opts.log_size = UInt32(log?.count ?? 0)
-            opts.log_buf = log?.baseAddress
-            return bytes.withUnsafeBytes { raw in
-                bpf_prog_load(BPF_PROG_TYPE_XDP, kernelName, license,
-                              raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self), slots, &opts)
-            }
-        }
-
-        let fd = load(logLevel: 0, log: nil)
-        if fd >= 0 { return Program(descriptor: Descriptor(fd), name: name, slotCount: slots) }
+        let image = try XDPImage(name: name, instructions: instructions, maps: maps, license: license)
+        let fd = image.load(logLevel: 0, log: nil)
+        if fd >= 0 { return image.program(fd) }
         let errno = Errno(rawValue: -fd)
         // E2BIG: too large or too complex for the verifier, which says which in its log.
         guard errno == .invalidArgument || errno == .permissionDenied || errno == .noSpace
@@ -57,13 +32,73 @@ public final class Program: Pinnable, Sendable {
             throw .call("bpf_prog_load", subject: name, errno: errno)
         }
         // Verifier refusals come as EINVAL or EACCES; load again to get the reason.
-        let log = UnsafeMutableBufferPointer<CChar>.allocate(capacity: Program.logCapacity)
-        defer { log.deallocate() }
-        log.initialize(repeating: 0)
-        let retry = load(logLevel: 1, log: log)
-        if retry >= 0 { return Program(descriptor: Descriptor(retry), name: name, slotCount: slots) }
-        let text = String(cString: log.baseAddress!)
+        let (retry, text) = image.loadLogging(level: 1)
+        if retry >= 0 { return image.program(retry) }
         throw .verifierRejected(program: name, errno: Errno(rawValue: -retry), log: text)
+    }
+
+    /// The verifier's log of the program at level 1 with statistics, what tc's
+    /// `verbose` asks for: for an accepted program, its summary (instructions processed,
+    /// states, stack depth, time), as level 1 keeps only a failing path. From a load
+    /// that is closed again; the summary alone if the log would not fit.
+    public static func verifierLog(name: String, instructions: [Instruction], maps: [String: Map] = [:],
+                                   license: String = "GPL") throws(BPFError) -> String {
+        let image = try XDPImage(name: name, instructions: instructions, maps: maps, license: license)
+        var (fd, text) = image.loadLogging(level: 1 | 4)
+        if fd == -Int32(ENOSPC) { (fd, text) = image.loadLogging(level: 4) }
+        guard fd >= 0 else { throw .verifierRejected(program: name, errno: Errno(rawValue: -fd), log: text) }
+        _ = Descriptor(fd)  // owned, so closed at once: only the log was wanted
+        return text
+    }
+
+    /// An XDP program's bytes with its map references resolved, ready for bpf_prog_load.
+    private struct XDPImage {
+        let name: String
+        let bytes: [UInt8]
+        let license: String
+
+        init(name: String, instructions: [Instruction], maps: [String: Map], license: String) throws(BPFError) {
+            var resolved = instructions
+            for index in resolved.indices {
+                guard case .map(let mapName)? = resolved[index].reference else { continue }
+                guard let map = maps[mapName] else {
+                    throw .missingMap(program: name, map: mapName, instruction: index)
+                }
+                let high = resolved[index].constant & ~0xffff_ffff
+                resolved[index].constant = high | Int64(map.descriptor.rawValue)
+            }
+            self.name = name
+            self.bytes = resolved.encoded()
+            self.license = license
+        }
+
+        var slots: Int { bytes.count / 8 }
+
+        func program(_ fd: Int32) -> Program { Program(descriptor: Descriptor(fd), name: name, slotCount: slots) }
+
+        /// A file descriptor, or a negative errno.
+        func load(logLevel: UInt32, log: UnsafeMutableBufferPointer<CChar>?) -> Int32 {
+            var opts = bpf_prog_load_opts()
+            opts.sz = MemoryLayout<bpf_prog_load_opts>.size
+            opts.expected_attach_type = BPF_XDP
+            opts.log_level = logLevel
+            opts.log_size = UInt32(log?.count ?? 0)
+            opts.log_buf = log?.baseAddress
+            let kernelName = String(name.prefix(Int(BPF_OBJ_NAME_LEN) - 1))
+            return bytes.withUnsafeBytes { raw in
+                bpf_prog_load(BPF_PROG_TYPE_XDP, kernelName, license,
+                              raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self), slots, &opts)
+            }
+        }
+
+        /// A load with the log at `level`, and the log's text.
+        func loadLogging(level: UInt32) -> (Int32, String) {
+            let log = UnsafeMutableBufferPointer<CChar>.allocate(capacity: Program.logCapacity)
+            defer { log.deallocate() }
+            log.initialize(repeating: 0)
+            let fd = load(logLevel: level, log: log)
+            return (fd, String(cString: log.baseAddress!))
+        }
     }
 
     /// 16 MiB: room for the log of a program near the verifier's complexity limit.

@@ -303,6 +303,20 @@ extension Offload {
         }
     }
 
+    /// The verifier's log of the program the device's rules run in (tc's `verbose`),
+    /// from loading it once more; nil when the device is not attached.
+    public func verifierLog() throws -> String? {
+        try locked { stored, _ -> String? in
+            guard let offload = stored.offload else { return nil }
+            let datapath = try adopt(stored, offload).datapath
+            do throws(BPFError) {
+                return try Program.verifierLog(name: "xdpflow", instructions: datapath.instructions, maps: datapath.maps)
+            } catch {
+                throw OffloadError.kernel(error)
+            }
+        }
+    }
+
     /// Nil when the device is not attached.
     public func statistics() throws -> Statistics? {
         try locked { stored, _ in

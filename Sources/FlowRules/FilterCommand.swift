@@ -8,6 +8,9 @@ public struct FilterCommand: Hashable, Sendable {
     /// What the command means that its writer may not have meant (`ip_proto 17` is
     /// 0x17, as in tc): the command line prints each as a warning.
     public var notes: [ParseError] = []
+    /// tc's `verbose` (report the offload in full): the command line prints the
+    /// verifier's log of the program the device runs once the command is done.
+    public var verbose = false
 
     public enum Operation: Hashable, Sendable {
         case add(FlowRule)
@@ -193,6 +196,7 @@ private struct FilterLineParser {
         default: FilterCommand(device: device, operation: .change(rule))
         }
         command.notes = flower.notes
+        command.verbose = flower.verbose
         return command
     }
 }

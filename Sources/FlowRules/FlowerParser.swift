@@ -19,6 +19,8 @@ struct FlowerParser {
     private var seen: Set<FlowerKey> = []
     /// Warnings about what was read (see `FilterCommand.notes`).
     private(set) var notes: [ParseError] = []
+    /// `verbose` was given (see `FilterCommand.verbose`).
+    private(set) var verbose = false
 
     init(words: Words, rule: FlowRule) {
         self.words = words
@@ -92,7 +94,7 @@ struct FlowerParser {
             if key == .skipHW { rule.skipHardware = true }
             return
         case .verbose:
-            // tc's: report offload errors in full; xdpflow's refusals always are.
+            verbose = true
             return
         default:
             break

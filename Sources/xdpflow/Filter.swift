@@ -66,6 +66,7 @@ struct FilterRunner {
                 try command.apply(to: &set, recording: &change)
             }
             emit(command, rules)
+            if command.verbose { try printVerifierLog(of: command.device) }
         } catch {
             throw CommandError.refused(error)
         }
@@ -92,6 +93,13 @@ struct FilterRunner {
         } catch {
             throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .refused(error))
         }
+    }
+
+    /// `verbose`: the verifier's log of the program the device now runs, on standard
+    /// error (standard output stays what tc prints).
+    private func printVerifierLog(of device: String) throws {
+        guard let log = try Offload(device: device).verifierLog() else { return }
+        FileHandle.standardError.write(Data(("verifier log of the program on \(device):\n" + log).utf8))
     }
 
     /// Before the rules of a device that is not attached, or whose kernel side does not
@@ -179,8 +187,9 @@ let filterManual = """
       arp_op request|reply|0-2[/MASK] | arp_sip|arp_tip ADDRESS[/LEN]
       arp_sha|arp_tha MAC[/MAC|/0-48]  need protocol arp or rarp
       skip_hw            kept and shown (no hardware path)
-      skip_sw | verbose  accepted: every rule is offloaded to XDP only, and
-                         refusals are always in full
+      skip_sw            accepted: every rule is offloaded to XDP only
+      verbose            prints the verifier's log of the program the
+                         device runs after the command (standard error)
       classid|flowid MAJ:MIN           kept and shown; steers nothing
 
     ACTIONS ("action" before each; a control word may follow, as in tc)

@@ -242,6 +242,14 @@ struct OperatorCommandTests {
             #expect(try xdpflow.succeed(["-s", "filter", "show", "dev", device])
                 .contains("\tSent 300 bytes 5 pkt (dropped 4, overlimits 4 requeues 0), last used "))
 
+            // tc's verbose: the verifier's log of the program the device then runs.
+            let verbose = try xdpflow.run(words("filter add dev DEV protocol ip prio 4 handle 1 flower ip_proto udp "
+                + "dst_port 7 verbose action drop", device: device))
+            #expect(verbose.status == 0 && verbose.output.isEmpty)
+            #expect(verbose.errors.hasPrefix("verifier log of the program on \(device):\n"))
+            #expect(verbose.errors.contains("processed ") && verbose.errors.contains(" insns (limit "))
+            try xdpflow.succeed(words("filter del dev DEV protocol ip prio 4 handle 1 flower", device: device))
+
             // The tracer reads the device's own subtable maps, not copies: a rule added
             // to an existing subtable (one map write, same program) decides at once what
             // an earlier tracer sees (which knows its verdict, not its name).
