@@ -16,17 +16,37 @@ public struct Batch {
 
     public let lines: [Line]
 
+    public init(lines: [Line]) {
+        self.lines = lines
+    }
+
     /// Parses every line; the first bad line is the error.
     public init(text: String) throws(BatchError) {
-        var lines: [Line] = []
-        for (number, words) in try Self.commandWords(text) {
-            do {
-                lines.append(Line(number: number, command: try FilterCommand.parse(words)))
-            } catch {
-                throw BatchError(line: number, reason: .parse(error))
+        lines = try Self.parsed(text).map { line throws(BatchError) in try line.get() }
+    }
+
+    /// tc's `-force`: the lines that parse, and an error for each that does not.
+    public static func forced(_ text: String) -> (batch: Batch, errors: [BatchError]) {
+        var lines: [Line] = [], errors: [BatchError] = []
+        for line in parsed(text) {
+            switch line {
+            case .success(let line): lines.append(line)
+            case .failure(let error): errors.append(error)
             }
         }
-        self.lines = lines
+        return (Batch(lines: lines), errors)
+    }
+
+    private static func parsed(_ text: String) -> [Result<Line, BatchError>] {
+        commandWords(text).map { number, words in
+            words.flatMap { words -> Result<Line, BatchError> in
+                do throws(ParseError) {
+                    return .success(Line(number: number, command: try FilterCommand.parse(words)))
+                } catch {
+                    return .failure(BatchError(line: number, reason: .parse(error)))
+                }
+            }
+        }
     }
 
     /// Runs the batch on `store`. `output` receives, in order and only once everything
@@ -52,27 +72,75 @@ public struct Batch {
         for line in lines where line.command.changesRules && !written.contains(line.command.device) {
             let device = line.command.device
             written.insert(device)
-            let commands = lines.filter { $0.command.device == device && $0.command.changesRules }
-            var failedLine = line.number
-            do {
-                try store.update(device: device) { set, change in
-                    for command in commands {
-                        failedLine = command.number
-                        try command.command.apply(to: &set, recording: &change)
-                    }
-                }
-            } catch let error as RuleSetError {
-                throw BatchError(line: failedLine, reason: .rules(error))
-            } catch {
-                throw BatchError(line: failedLine, reason: .store(error))
-            }
+            try Self.write(lines.filter { $0.command.device == device && $0.command.changesRules }, to: store)
         }
         for (line, rules) in results { output(line, rules) }
     }
 
-    /// The words of each command with the number of its first line.
-    static func commandWords(_ text: String) throws(BatchError) -> [(Int, [String])] {
-        var commands: [(Int, [String])] = []
+    /// tc's `-force`: every line that can be carried out is, and each that cannot is
+    /// given to `failed` and skipped. Lines are tried on copies of the rule sets first
+    /// (a rule set that refuses an operation is left as it was), then each device's
+    /// lines that held are written in one update; if that is refused (by the kernel, the
+    /// disk), they are written one line at a time so the others still land.
+    public func runForced(on store: any RuleSetStore, output: (Line, [FlowRule]) -> Void,
+                          failed: (BatchError) -> Void) {
+        var sets: [String: RuleSet] = [:]
+        var held: [Line] = []
+        var results: [Int: [FlowRule]] = [:]
+        for (index, line) in lines.enumerated() {
+            let device = line.command.device
+            do {
+                var set = try sets.removeValue(forKey: device) ?? store.rules(of: device)
+                defer { sets[device] = set }
+                results[index] = try line.command.apply(to: &set)
+                held.append(line)
+            } catch let error as RuleSetError {
+                failed(BatchError(line: line.number, reason: .rules(error)))
+            } catch {
+                failed(BatchError(line: line.number, reason: .store(error)))
+            }
+        }
+        var refused: Set<Int> = []
+        var written: Set<String> = []
+        for line in held where line.command.changesRules && !written.contains(line.command.device) {
+            written.insert(line.command.device)
+            let commands = held.filter { $0.command.device == line.command.device && $0.command.changesRules }
+            guard (try? Self.write(commands, to: store)) == nil else { continue }
+            for command in commands {
+                do throws(BatchError) {
+                    try Self.write([command], to: store)
+                } catch {
+                    refused.insert(command.number)
+                    failed(error)
+                }
+            }
+        }
+        for (index, line) in lines.enumerated() where !refused.contains(line.number) {
+            if let rules = results[index] { output(line, rules) }
+        }
+    }
+
+    /// One device's commands in one `RuleSetStore.update`; the error names the line.
+    private static func write(_ commands: [Line], to store: any RuleSetStore) throws(BatchError) {
+        var failedLine = commands[0].number
+        do {
+            try store.update(device: commands[0].command.device) { set, change in
+                for command in commands {
+                    failedLine = command.number
+                    try command.command.apply(to: &set, recording: &change)
+                }
+            }
+        } catch let error as RuleSetError {
+            throw BatchError(line: failedLine, reason: .rules(error))
+        } catch {
+            throw BatchError(line: failedLine, reason: .store(error))
+        }
+    }
+
+    /// The words of each command (or why they cannot be read) with the number of its
+    /// first line.
+    static func commandWords(_ text: String) -> [(Int, Result<[String], BatchError>)] {
+        var commands: [(Int, Result<[String], BatchError>)] = []
         var pending: (start: Int, text: String.UnicodeScalarView)?
         var lines = Self.lines(text)
         // The file's last newline ends its last line; it starts no line a `\` continues into.
@@ -89,12 +157,16 @@ public struct Batch {
             var whole = pending?.text ?? String.UnicodeScalarView()
             whole.append(contentsOf: line)
             pending = nil
-            let words = try Self.words(whole, line: start)
-            if !words.isEmpty { commands.append((start, words)) }
+            do {
+                let words = try Self.words(whole, line: start)
+                if !words.isEmpty { commands.append((start, .success(words))) }
+            } catch {
+                commands.append((start, .failure(error)))
+            }
         }
         if let pending {
             // Applying the command cut short would apply another rule than the one written.
-            throw BatchError(line: pending.start, reason: .trailingBackslash)
+            commands.append((pending.start, .failure(BatchError(line: pending.start, reason: .trailingBackslash))))
         }
         return commands
     }

@@ -17,7 +17,7 @@ struct Filter: ParsableCommand {
             xdpflow [-s] [-j [-p]] filter { del | get | show } dev DEV
                     [ingress] [chain N] [pref|prio N] [handle H] [protocol PROTO]
                     [flower]
-            xdpflow [-s] [-j [-p]] -batch FILE
+            xdpflow [-s] [-j [-p]] [-force] -batch FILE
             """,
         discussion: filterManual)
 
@@ -72,8 +72,11 @@ struct FilterRunner {
         }
     }
 
-    func runBatch(path: String) throws {
+    /// With `force` (tc's `-force`), past the lines that fail: each is reported, the
+    /// others are carried out, and the status is the first failed line's.
+    func runBatch(path: String, force: Bool = false) throws {
         let text = try BatchFile.text(at: path)
+        if force { return try runForced(Batch.forced(text), path: path) }
         let batch: Batch
         do {
             batch = try Batch(text: text)
@@ -93,6 +96,30 @@ struct FilterRunner {
         } catch {
             throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .refused(error))
         }
+    }
+
+    private func runForced(_ parsed: (batch: Batch, errors: [BatchError]), path: String) throws {
+        func failure(_ error: BatchError) -> (line: Int, error: CommandError) {
+            (error.line, .at(path, error.isUsageError ? .unreadable(error) : .refused(error)))
+        }
+        var failures = parsed.errors.map(failure)
+        var lines: [Batch.Line] = []
+        for line in parsed.batch.lines {
+            warn(line.command.notes, at: "\(path): line \(line.number)")
+            do {
+                try requireDevice(of: line.command)
+                lines.append(line)
+            } catch {
+                failures.append((line.number, .at("\(path): line \(line.number)", .refused(error))))
+            }
+        }
+        Batch(lines: lines).runForced(on: store, output: { line, rules in emit(line.command, rules) }) { error in
+            failures.append(failure(error))
+        }
+        guard !failures.isEmpty else { return }
+        failures.sort { $0.line < $1.line }
+        FileHandle.standardError.write(Data(failures.map { "Error: \($0.error)\n" }.joined().utf8))
+        throw ExitCode(failures[0].error.status)
     }
 
     /// `verbose`: the verifier's log of the program the device now runs, on standard

@@ -33,6 +33,10 @@ struct GlobalOptions: ParsableArguments {
                                + "state and pins are kept per namespace.", valueName: "NETNS"))
     var netns: String?
 
+    @Flag(name: [.customShort("f"), .customLong("force", withSingleDash: true)],
+          help: "With -batch: go on past the commands that fail, report each, and exit with the first one's status (tc's -force).")
+    var force = false
+
     @Option(name: .customLong("batch", withSingleDash: true),
             help: ArgumentHelp("Run the commands in FILE, one per line ('-' reads standard input); all or nothing. "
                                + "compile and trace run them in memory and compile the rules.",
@@ -135,7 +139,7 @@ struct XDPFlow: ParsableCommand {
 
     func run() throws {
         guard let path = global.batch else { throw CleanExit.helpRequest(self) }
-        try FilterRunner(options: global.output).runBatch(path: path)
+        try FilterRunner(options: global.output).runBatch(path: path, force: global.force)
     }
 }
 
@@ -148,15 +152,17 @@ enum FilterFastPath {
     /// Runs the command and returns true, or returns false for ArgumentParser.
     static func run(_ arguments: [String]) throws -> Bool {
         var options = OutputOptions()
+        var force = false
         var rest = arguments[...]
         while let word = rest.first, word.hasPrefix("-") {
             switch word {
             case "-s", "-stats", "--stats": options.stats = true
             case "-j", "-json", "--json": options.json = true
             case "-p", "-pretty", "--pretty": options.pretty = true
+            case "-f", "-force", "--force": force = true
             case "-batch", "--batch":
                 guard rest.count == 2 else { return false }
-                try FilterRunner(options: options).runBatch(path: rest.last!)
+                try FilterRunner(options: options).runBatch(path: rest.last!, force: force)
                 return true
             default: return false
             }

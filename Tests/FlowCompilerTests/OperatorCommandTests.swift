@@ -175,6 +175,43 @@ struct OperatorCommandTests {
         }
     }
 
+    /// tc's -force: the lines that fail are reported in order and skipped, the others
+    /// land; without it the same file changes nothing.
+    @Test func forceGoesOnPastTheLinesThatFail() throws {
+        let lab = try VethLab()
+        let xdpflow = OperatorSession()
+        try withExtendedLifetime((lab, xdpflow)) {
+            let device = lab.deviceName
+            try xdpflow.succeed(["attach", "dev", device])
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("xft-force-\(UInt32.random(in: 0...UInt32.max))")
+            defer { try? FileManager.default.removeItem(at: file) }
+            try """
+                filter add dev \(device) protocol ip prio 5 handle 1 flower dst_ip 10.5.0.1 action drop
+                filter add dev \(device) protocol ip prio 5 handle 2 flower dstport 80 action drop
+                filter add dev \(device) protocol ip prio 5 handle 1 flower dst_ip 10.5.0.9 action drop
+                filter add dev xft-none protocol ip prio 5 handle 1 flower dst_ip 10.5.0.9 action drop
+                filter add dev \(device) protocol ip prio 5 handle 3 flower dst_ip 10.5.0.3 action drop
+
+                """.write(to: file, atomically: true, encoding: .utf8)
+
+            let strict = try xdpflow.run(["-batch", file.path])
+            #expect(strict.status == 1 && strict.errors.contains("line 2: word 12 'dstport'"), "\(strict.errors)")
+            #expect(try xdpflow.succeed(["filter", "show", "dev", device]) == "")
+
+            let forced = try xdpflow.run(["-force", "-batch", file.path])
+            #expect(forced.status == 1, "the first failed line's: a word that cannot be read")
+            let reported = forced.errors.split(separator: "\n")
+            #expect(reported.count == 3 && zip(reported, 2...).allSatisfy { $0.hasPrefix("Error: \(file.path): line \($1): ") },
+                    "\(forced.errors)")
+            let shown = try xdpflow.succeed(["filter", "show", "dev", device])
+            #expect(shown.contains("handle 0x1\n") && shown.contains("10.5.0.1") && shown.contains("handle 0x3\n"))
+            #expect(!shown.contains("handle 0x2") && !shown.contains("10.5.0.9"))
+            #expect(try xdpflow.run(["check", "dev", device]).status == 0)
+            // Run again, every line fails: the first failed line (1) is a refusal, exit 2.
+            #expect(try xdpflow.run(["-f", "-batch", file.path]).status == 2)
+        }
+    }
+
     @Test func traceRunsTheAttachedRulesWithoutTouchingTheirCounters() throws {
         let lab = try VethLab()
         let xdpflow = OperatorSession()
