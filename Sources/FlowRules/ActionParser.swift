@@ -24,12 +24,20 @@ struct ActionParser {
             ("pipe", .control(.pipe)), ("goto", .control(.goto)), ("jump", .control(.jump)), ("trap", .control(.trap)),
             ("gact", .gact), ("mirred", .mirred), ("vlan", .vlan), ("pedit", .pedit), ("skbmod", .skbmod),
             ("skbedit", .skbedit), ("police", .police),
-        ] + unsupportedKinds.map { ($0, ActionWord.unsupported($0)) },
-        exactOnly: Set(["gact", "mirred", "vlan", "pedit", "skbmod", "skbedit", "police"] + unsupportedKinds))
+        ] + unsupportedKinds.keys.sorted().map { ($0, ActionWord.unsupported($0)) },
+        exactOnly: Set(["gact", "mirred", "vlan", "pedit", "skbmod", "skbedit", "police"] + unsupportedKinds.keys))
 
-    private static let unsupportedKinds = [
-        "csum", "ct", "ctinfo", "connmark", "tunnel_key", "nat", "sample", "mpls", "bpf", "ife", "simple", "xt",
-        "ipt", "gate", "mirred_blockid",
+    /// Actions tc knows that XDPFlow does not run, each with why.
+    private static let unsupportedKinds: [String: String] = [
+        "csum": "its actions change no IP or L4 field, so none recomputes a checksum",
+        "ct": "conntrack runs after XDP", "ctinfo": "conntrack runs after XDP", "connmark": "conntrack runs after XDP",
+        "tunnel_key": "tunnel metadata is for a tunnel device, which an XDP program cannot hand a frame with it",
+        "nat": "its actions rewrite no IP address", "sample": "psample's sampling is tc's, not XDP's",
+        "mpls": "its programs parse no MPLS label stack",
+        "bpf": "XDPFlow generates the one program; run a BPF program of your own with tc or ip link",
+        "ife": "its actions add no IFE encapsulation", "simple": "it writes to the kernel log, per frame",
+        "xt": "iptables targets run in netfilter, after XDP", "ipt": "iptables targets run in netfilter, after XDP",
+        "gate": "time-based gates need tc's timers", "mirred_blockid": "shared blocks are not supported",
     ]
 
     private static let controlWords = Keywords<ControlWord>(actionWords.entries.compactMap {
@@ -84,7 +92,7 @@ struct ActionParser {
         case .skbedit: return try skbedit()
         case .police: return try police()
         case .unsupported(let name):
-            throw words.errorAtPrevious("action '\(name)' is not supported by xdpflow")
+            throw words.errorAtPrevious("action '\(name)' is not supported by xdpflow: \(Self.unsupportedKinds[name]!)")
         }
     }
 

@@ -39,16 +39,30 @@ struct FlowerParser {
             ("arp_tip", .arpTIP), ("arp_sip", .arpSIP), ("arp_op", .arpOp), ("arp_sha", .arpSHA),
             ("arp_tha", .arpTHA), ("ip_flags", .ipFlags),
             ("classid", .classID), ("flowid", .classID), ("action", .action), ("actions", .action),
-        ] + unsupportedKeys.map { ($0, FlowerKey.unsupported($0)) },
+        ] + unsupportedKeys.keys.sorted().map { ($0, FlowerKey.unsupported($0)) },
         exactOnly: ["num_of_vlans", "l2_miss", "l2tpv3_sid", "spi", "pppoe_sid", "ppp_proto", "gtp_opts",
                     "pfcp_opts", "enc_flags", "cfm"])
 
-    static let unsupportedKeys = [
-        "hw_tc", "num_of_vlans", "l2_miss", "pppoe_sid", "ppp_proto", "mpls", "mpls_label", "mpls_tc",
-        "mpls_bos", "mpls_ttl", "l2tpv3_sid", "spi", "ct_state", "ct_zone", "ct_mark", "ct_label", "enc_key_id",
-        "enc_dst_ip", "enc_src_ip", "enc_dst_port", "enc_tos", "enc_ttl", "geneve_opts", "vxlan_opts",
-        "erspan_opts", "gtp_opts", "pfcp_opts", "enc_flags", "cfm",
-    ]
+    /// Keys tc knows that XDPFlow does not match, each with why: distinct from a word
+    /// nobody knows.
+    static let unsupportedKeys: [String: String] = {
+        let tunnel = "tunnel keys are what a tunnel device learns when it decapsulates, after XDP"
+        let conntrack = "connection tracking state is conntrack's, which runs after XDP"
+        let mpls = "its programs parse no MPLS label stack"
+        var reasons = [
+            "hw_tc": "hardware traffic classes are a NIC's, not XDP's",
+            "num_of_vlans": "its programs do not count VLAN tags (vlan_* and cvlan_* match the outer two)",
+            "l2_miss": "it needs the bridge's forwarding database, which is looked up after XDP",
+            "pppoe_sid": "its programs parse no PPPoE header", "ppp_proto": "its programs parse no PPPoE header",
+            "l2tpv3_sid": "its programs parse no L2TPv3 header", "spi": "its programs parse no IPsec header",
+            "cfm": "its programs parse no CFM (802.1ag) header",
+        ]
+        for key in ["mpls", "mpls_label", "mpls_tc", "mpls_bos", "mpls_ttl"] { reasons[key] = mpls }
+        for key in ["ct_state", "ct_zone", "ct_mark", "ct_label"] { reasons[key] = conntrack }
+        for key in ["enc_key_id", "enc_dst_ip", "enc_src_ip", "enc_dst_port", "enc_tos", "enc_ttl", "enc_flags",
+                    "geneve_opts", "vxlan_opts", "erspan_opts", "gtp_opts", "pfcp_opts"] { reasons[key] = tunnel }
+        return reasons
+    }()
 
     mutating func parse() throws(ParseError) {
         var sawActions = false
@@ -60,7 +74,7 @@ struct FlowerParser {
             words.advance()
             switch key {
             case .unsupported(let name):
-                throw words.errorAtPrevious("flower key '\(name)' is not supported by xdpflow")
+                throw words.errorAtPrevious("flower key '\(name)' is not supported by xdpflow: \(Self.unsupportedKeys[name]!)")
             case .action:
                 guard !sawActions else { throw words.errorAtPrevious("duplicate action list") }
                 sawActions = true
