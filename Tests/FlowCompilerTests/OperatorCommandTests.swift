@@ -386,6 +386,8 @@ struct OperatorCommandTests {
                             ["trace", "dev", device, "--pcap", "/dev/null"]] {
                 try fails(command, 2, "needs root (CAP_BPF and CAP_NET_ADMIN", prefix: nobody)
             }
+            // The warning comes before anything is tried; as nobody, nothing is attached to lo.
+            try fails(["attach", "dev", "lo"], 2, "Warning: lo carries this host's own traffic", prefix: nobody)
             try fails(["attach", "dev", "xft-none"], 1, "Error: device xft-none does not exist")
             try fails(["filter", "show", "dev", "xft-none"], 1, "Error: device xft-none does not exist")
             try fails(["detach", "dev", device], 2, "Error: \(device) is not attached by xdpflow (xdpflow show lists what is)")
