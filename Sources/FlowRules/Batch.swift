@@ -154,8 +154,12 @@ public struct Batch {
                 pending = (start, joined)
                 continue
             }
-            var whole = pending?.text ?? String.UnicodeScalarView()
-            whole.append(contentsOf: line)
+            // Only a continued command is copied; a line is read where it lies.
+            var whole = line
+            if var joined = pending?.text {
+                joined.append(contentsOf: line)
+                whole = Substring(String(joined)).unicodeScalars
+            }
             pending = nil
             do {
                 let words = try Self.words(whole, line: start)
@@ -207,29 +211,44 @@ public struct Batch {
         scalar.isASCII ? scalar == " " || (0x09 ... 0x0D).contains(scalar.value) : scalar.properties.isWhitespace
     }
 
-    private static func words<Scalars: Collection<Unicode.Scalar>>(_ text: Scalars, line: Int) throws(BatchError)
-        -> [String] {
+    /// The words of one command: runs of text between white space, quoted runs (which
+    /// keep white space) joined to what touches them, up to a `#` that starts a word.
+    /// A word without quotes is one copy of its slice.
+    private static func words(_ text: Substring.UnicodeScalarView, line: Int) throws(BatchError) -> [String] {
         var words: [String] = []
-        var current: String.UnicodeScalarView?
-        var quote: Unicode.Scalar?
-        for scalar in text {
-            if let open = quote {
-                if scalar == open { quote = nil } else { current!.append(scalar) }
-            } else if scalar == "\"" || scalar == "'" {
-                quote = scalar
-                current = current ?? String.UnicodeScalarView()
-            } else if Self.isWhitespace(scalar) {
-                if let word = current { words.append(String(word)) }
-                current = nil
-            } else if scalar == "#", current == nil {
-                break
+        var position = text.startIndex
+        while position < text.endIndex {
+            if Self.isWhitespace(text[position]) {
+                position = text.index(after: position)
+                continue
+            }
+            if text[position] == "#" { break }
+            var word: String?
+            var run = position
+            while position < text.endIndex, !Self.isWhitespace(text[position]) {
+                let quote = text[position]
+                guard quote == "\"" || quote == "'" else {
+                    position = text.index(after: position)
+                    continue
+                }
+                let opening = text.index(after: position)
+                guard let closing = text[opening...].firstIndex(of: quote) else {
+                    throw BatchError(line: line, reason: .unterminatedQuote)
+                }
+                var joined = word ?? ""
+                joined.unicodeScalars.append(contentsOf: text[run ..< position])
+                joined.unicodeScalars.append(contentsOf: text[opening ..< closing])
+                word = joined
+                position = text.index(after: closing)
+                run = position
+            }
+            if var joined = word {
+                joined.unicodeScalars.append(contentsOf: text[run ..< position])
+                words.append(joined)
             } else {
-                if current == nil { current = String.UnicodeScalarView() }
-                current!.append(scalar)
+                words.append(String(Substring(text[run ..< position])))
             }
         }
-        guard quote == nil else { throw BatchError(line: line, reason: .unterminatedQuote) }
-        if let word = current { words.append(String(word)) }
         return words
     }
 }

@@ -29,6 +29,27 @@ import Testing
         #expect(throws: BatchError.self) { try Batch(text: "filter add dev 'eth0 flower") }
     }
 
+    /// Words as iproute2's batch reader splits them: quoted runs keep white space and
+    /// join what touches them, `#` comments only at a word's start, any newline ends a line.
+    @Test func wordsAreSplitAsIproute2Does() {
+        func word(_ text: String) -> String? {
+            do {
+                _ = try Batch(text: text)
+                return nil
+            } catch {
+                guard case .parse(let parse) = error.reason else { return nil }
+                return parse.description.split(separator: "'", omittingEmptySubsequences: false).dropFirst().first.map(String.init)
+            }
+        }
+        #expect(word("filter add dev eth0 flower ds\"t po\"rt 1") == "dst port")
+        #expect(word("filter add dev eth0 flower 'a'\"b\"c 1") == "abc")
+        #expect(word("filter add dev eth0 flower a#b 1") == "a#b")
+        #expect(word("filter add dev eth0 flower\u{a0}x\u{3000}1") == "x")
+        #expect(word("filter add dev eth0 flower \"\" 1") == "")
+        #expect(word("filter add dev eth0 flower  # x 1\r\nfilter add dev eth0 flower y") == "y")
+        #expect(word("filter add dev eth0 flower\u{2028}filter add dev eth0 flower z") == "z")
+    }
+
     @Test func aTrailingBackslashIsAnErrorNamingItsLine() {
         for text in ["filter add dev eth0 flower action drop\nfilter add dev eth0 protocol ip flower \\",
                      "filter add dev eth0 flower action drop\nfilter add dev eth0 protocol ip flower \\\n"] {
