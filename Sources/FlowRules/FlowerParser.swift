@@ -248,7 +248,8 @@ struct FlowerParser {
     }
 
     private func ipMatch(_ text: String, name: String, invalid: (String) -> ParseError) throws(ParseError) -> IPMatch {
-        let address = text.split(separator: "/", maxSplits: 1).first.map(String.init) ?? text
+        // Only to say what was written instead, when it is not a prefix.
+        var address: String { String(text.prefix { $0 != "/" }) }
         if rule.l3EtherType == EtherType.ipv4 {
             if let v4 = Self.prefix(text, as: IPv4Address.self) { return .v4(v4) }
             if IPv6Address(address) != nil { throw invalid("an IPv6 address needs protocol ipv6") }
@@ -263,11 +264,11 @@ struct FlowerParser {
     static func prefix<Address: MaskableField & LosslessStringConvertible>(
         _ text: String, as _: Address.Type
     ) -> Masked<Address>? {
-        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let address = Address(String(parts[0])) else { return nil }
-        guard parts.count == 2 else { return Masked(address) }
-        if let length = UInt8(tcText: parts[1], base: .decimal) { return Masked(address, prefixLength: Int(length)) }
-        guard let mask = Address(String(parts[1])) else { return nil }
+        guard let slash = text.firstIndex(of: "/") else { return Address(text).map { Masked($0) } }
+        guard let address = Address(String(text[..<slash])) else { return nil }
+        let suffix = text[text.index(after: slash)...]
+        if let length = UInt8(tcText: suffix, base: .decimal) { return Masked(address, prefixLength: Int(length)) }
+        guard let mask = Address(String(suffix)) else { return nil }
         let masked = Masked(address, mask: mask)
         return masked.prefixLength == nil ? nil : masked
     }
