@@ -180,8 +180,14 @@ extension Offload {
             return ["no mark companion on tc ingress (attached by an xdpflow without it): marks that rules "
                 + "set do not reach the stack: \(repair)"]
         }
-        guard let companion = try? MarkCompanionAttachment(pinnedIn: pins) else {
-            return ["the mark companion pinned at \(pins) cannot be opened: \(repair)"]
+        let companion: MarkCompanionAttachment
+        do {
+            companion = try MarkCompanionAttachment(pinnedIn: pins)
+        } catch .noSuchDevice {
+            // A defunct link names no device: detached by someone else, or the device went.
+            return ["the mark companion's link pinned at \(pins) was detached from tc ingress: \(repair)"]
+        } catch {
+            return ["the mark companion pinned at \(pins) cannot be opened (\(error)): \(repair)"]
         }
         guard companion.isRunning, companion.link.device == device else {
             let running = TCXLink.ingressProgramIDs(device).map(String.init)
