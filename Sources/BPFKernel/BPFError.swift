@@ -31,6 +31,7 @@ public enum BPFError: Error, Sendable, CustomStringConvertible {
     /// program was built without it).
     case missingMap(program: String, map: String, instruction: Int?)
     case notAnXDPLink(path: String)
+    case notATCXLink(path: String)
     /// A program xdpflow generates itself did not assemble (a bug, named by the program).
     case assembly(program: String, AssemblyError)
     case trafficGenerator(TrafficGeneratorError)
@@ -68,6 +69,8 @@ public enum BPFError: Error, Sendable, CustomStringConvertible {
             return "program \(program) was built without map '\(map)'"
         case .notAnXDPLink(let path):
             return "\(path) is not an XDP link"
+        case .notATCXLink(let path):
+            return "\(path) is not a tcx link"
         case .assembly(let program, let error):
             return "internal error: program \(program) does not assemble: \(error)"
         case .trafficGenerator(let error):

@@ -2,6 +2,41 @@ import BPFAssembly
 import CLibBPF
 import SystemPackage
 
+/// What the kernel runs a program as (enum bpf_prog_type): what its context is and which
+/// helpers and return values it has.
+public enum ProgramType: Sendable, Hashable {
+    case xdp
+    /// tc's classifier, `struct __sk_buff` in r1: what tcx and clsact run.
+    case schedCLS
+
+    var kernelValue: bpf_prog_type {
+        switch self {
+        case .xdp: BPF_PROG_TYPE_XDP
+        case .schedCLS: BPF_PROG_TYPE_SCHED_CLS
+        }
+    }
+
+    /// The attach type a program of this type is loaded for unless told otherwise.
+    public var attachType: AttachType {
+        switch self {
+        case .xdp: .xdp
+        case .schedCLS: .tcxIngress
+        }
+    }
+}
+
+/// Where a program is attached (enum bpf_attach_type), given at load so the verifier
+/// knows, and again at bpf_link_create.
+public enum AttachType: UInt32, Sendable, Hashable {
+    case xdp = 37
+    /// BPF_TCX_INGRESS and BPF_TCX_EGRESS (kernel 6.6): libbpf 1.1's headers predate them,
+    /// so the values are spelled here.
+    case tcxIngress = 46
+    case tcxEgress = 47
+
+    var kernelValue: bpf_attach_type { bpf_attach_type(rawValue) }
+}
+
 /// A program loaded into the kernel (it passed the verifier), owned.
 public final class Program: Pinnable, Sendable {
     public let descriptor: Descriptor
@@ -15,14 +50,17 @@ public final class Program: Pinnable, Sendable {
         self.slotCount = slotCount
     }
 
-    /// Loads an XDP program. Map references in `instructions` are resolved from `maps`
-    /// by name; labels must already be resolved (`Assembler.assemble()`).
+    /// Loads a program of `type`, for attaching as `attachType` (nil: the type's usual
+    /// one). Map references in `instructions` are resolved from `maps` by name; labels must
+    /// already be resolved (`Assembler.assemble()`).
     ///
     /// The first attempt asks for no verifier log (fast); when the kernel refuses, the
     /// program is loaded again with the log on, and the error carries it.
-    public static func loadXDP(name: String, instructions: [Instruction], maps: [String: Map] = [:],
-                               license: String = "GPL") throws(BPFError) -> Program {
-        let image = try XDPImage(name: name, instructions: instructions, maps: maps, license: license)
+    public static func load(_ type: ProgramType, attachType: AttachType? = nil, name: String,
+                            instructions: [Instruction], maps: [String: Map] = [:],
+                            license: String = "GPL") throws(BPFError) -> Program {
+        let image = try Image(type: type, attachType: attachType ?? type.attachType, name: name,
+                              instructions: instructions, maps: maps, license: license)
         let fd = image.load(logLevel: 0, log: nil)
         if fd >= 0 { return image.program(fd) }
         let errno = Errno(rawValue: -fd)
@@ -37,13 +75,20 @@ public final class Program: Pinnable, Sendable {
         throw .verifierRejected(program: name, errno: Errno(rawValue: -retry), log: text)
     }
 
+    /// `load(.xdp, ...)`.
+    public static func loadXDP(name: String, instructions: [Instruction], maps: [String: Map] = [:],
+                               license: String = "GPL") throws(BPFError) -> Program {
+        try load(.xdp, name: name, instructions: instructions, maps: maps, license: license)
+    }
+
     /// The verifier's log of the program at level 1 with statistics, what tc's
     /// `verbose` asks for: for an accepted program, its summary (instructions processed,
     /// states, stack depth, time), as level 1 keeps only a failing path. From a load
     /// that is closed again; the summary alone if the log would not fit.
-    public static func verifierLog(name: String, instructions: [Instruction], maps: [String: Map] = [:],
-                                   license: String = "GPL") throws(BPFError) -> String {
-        let image = try XDPImage(name: name, instructions: instructions, maps: maps, license: license)
+    public static func verifierLog(_ type: ProgramType = .xdp, name: String, instructions: [Instruction],
+                                   maps: [String: Map] = [:], license: String = "GPL") throws(BPFError) -> String {
+        let image = try Image(type: type, attachType: type.attachType, name: name, instructions: instructions,
+                              maps: maps, license: license)
         var (fd, text) = image.loadLogging(level: 1 | 4)
         if fd == -Int32(ENOSPC) { (fd, text) = image.loadLogging(level: 4) }
         guard fd >= 0 else { throw .verifierRejected(program: name, errno: Errno(rawValue: -fd), log: text) }
@@ -51,13 +96,16 @@ public final class Program: Pinnable, Sendable {
         return text
     }
 
-    /// An XDP program's bytes with its map references resolved, ready for bpf_prog_load.
-    private struct XDPImage {
+    /// A program's bytes with its map references resolved, ready for bpf_prog_load.
+    private struct Image {
+        let type: ProgramType
+        let attachType: AttachType
         let name: String
         let bytes: [UInt8]
         let license: String
 
-        init(name: String, instructions: [Instruction], maps: [String: Map], license: String) throws(BPFError) {
+        init(type: ProgramType, attachType: AttachType, name: String, instructions: [Instruction],
+             maps: [String: Map], license: String) throws(BPFError) {
             var resolved = instructions
             for index in resolved.indices {
                 guard case .map(let mapName)? = resolved[index].reference else { continue }
@@ -67,6 +115,8 @@ public final class Program: Pinnable, Sendable {
                 let high = resolved[index].constant & ~0xffff_ffff
                 resolved[index].constant = high | Int64(map.descriptor.rawValue)
             }
+            self.type = type
+            self.attachType = attachType
             self.name = name
             self.bytes = resolved.encoded()
             self.license = license
@@ -80,13 +130,13 @@ public final class Program: Pinnable, Sendable {
         func load(logLevel: UInt32, log: UnsafeMutableBufferPointer<CChar>?) -> Int32 {
             var opts = bpf_prog_load_opts()
             opts.sz = MemoryLayout<bpf_prog_load_opts>.size
-            opts.expected_attach_type = BPF_XDP
+            opts.expected_attach_type = attachType.kernelValue
             opts.log_level = logLevel
             opts.log_size = UInt32(log?.count ?? 0)
             opts.log_buf = log?.baseAddress
             let kernelName = String(name.prefix(Int(BPF_OBJ_NAME_LEN) - 1))
             return bytes.withUnsafeBytes { raw in
-                bpf_prog_load(BPF_PROG_TYPE_XDP, kernelName, license,
+                bpf_prog_load(type.kernelValue, kernelName, license,
                               raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self), slots, &opts)
             }
         }

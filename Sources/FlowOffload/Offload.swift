@@ -91,7 +91,8 @@ public struct Offload {
     }
 
     /// Loads the program for the device's stored rules (none: a program that passes and
-    /// counts everything), attaches it through the slot's link, and pins everything.
+    /// counts everything), attaches it through the slot's link, attaches the mark
+    /// companion to tc ingress (always: see `MarkCompanionAttachment`), and pins everything.
     public func attach(mode: XDPMode = .auto, unparsedDrop: Bool = false,
                        ruleCapacity: Int = Plan.defaultRuleCapacity) throws -> Attachment {
         try Privileges.require("attach")
@@ -116,10 +117,12 @@ public struct Offload {
             do {
                 datapath = try Datapath(plan: plan, options: options, targetIndex: redirectIndex)
                 slot = try ProgramSlot(running: datapath.program!, attachingTo: interface, mode: mode)
+                let companion = try MarkCompanionAttachment(attachingTo: interface)
                 try BPFFS.makeDirectories(pins)
                 try pinOwner()
                 try pinMaps(datapath)
                 try slot.pin(in: pins)
+                try companion.pin(in: pins)
                 try files.write(OffloadState(mode: slot.link.mode.rawValue, memory: plan.memory, unparsedDrop: unparsedDrop,
                                              ruleCapacity: ruleCapacity, sequence: sequence,
                                              programID: datapath.program!.id),
@@ -162,6 +165,8 @@ public struct Offload {
     /// a rolled-back attach both take away.
     private func removeAttachment() throws {
         if let link = try? XDPLink(pinnedAt: pins.appending(ProgramSlot.Pin.link)) { try? link.detach() }
+        // Its pin gone, the tcx link would detach anyway, unless another process holds it.
+        if let link = try? TCXLink(pinnedAt: pins.appending(MarkCompanionAttachment.Pin.link)) { try? link.detach() }
         removePins()
         try files.remove(offloadFile)
     }
@@ -439,7 +444,8 @@ public struct Offload {
             }
             try map.pin(at: path)
         }
-        let used = Set(datapath.maps.keys).union(ProgramSlot.Pin.all).union([Self.ownerPin])
+        let used = Set(datapath.maps.keys).union(ProgramSlot.Pin.all).union(MarkCompanionAttachment.Pin.all)
+            .union([Self.ownerPin])
         let present = (try? FileManager.default.contentsOfDirectory(atPath: pins.string)) ?? []
         for name in present where !used.contains(name) {
             try unpin(pins.appending(name))

@@ -15,6 +15,8 @@ extension Offload {
         /// The program that holds the rules, in the slot the device's entry program
         /// tail-calls; nil when the device does not run xdpflow's entry program.
         public var programID: UInt32?
+        /// The mark companion's program on the device's tcx ingress; nil when it does not run.
+        public var markCompanionID: UInt32?
         public var unparsedDrop: Bool
         public var rules: Int
         public var subtables: Int
@@ -51,6 +53,7 @@ extension Offload {
                 return status
             }
             status.programID = programID
+            status.markCompanionID = markCompanionID
             let planned = stored.offload.flatMap { try? self.plan(stored, $0) }
             if let plan = planned {
                 status.subtables = plan.subtables.count
@@ -69,6 +72,12 @@ extension Offload {
     /// show` lists it; nil when the device is not attached.
     public var programID: UInt32? {
         (try? ProgramSlot(pinnedIn: pins)).flatMap { $0.isRunning ? $0.programID : nil }
+    }
+
+    /// The mark companion's program on the device's tc ingress; nil when it does not run
+    /// there (or the device was attached before xdpflow had it).
+    public var markCompanionID: UInt32? {
+        (try? MarkCompanionAttachment(pinnedIn: pins)).flatMap { $0.isRunning ? $0.link.programID : nil }
     }
 
     /// `xdpflow check`: the differences between the kernel and the stored rules, each
@@ -119,6 +128,7 @@ extension Offload {
             found.append("the device does not run xdpflow's entry program (program "
                 + "\(XDPLink.attachedProgramID(slot.link.device).map(String.init) ?? "none") is attached): \(repair)")
         }
+        found += auditMarkCompanion(on: slot.link.device, repair: repair)
         if slot.programID != stored.programID {
             found.append("the slot runs program \(slot.programID.map(String.init) ?? "none"), the journal recorded "
                 + "\(stored.programID.map(String.init) ?? "none"): \(repair)")
@@ -141,7 +151,8 @@ extension Offload {
             }
             maps[spec.name] = map
         }
-        let known = Set(specs.map(\.name)).union(ProgramSlot.Pin.all).union([Self.ownerPin])
+        let known = Set(specs.map(\.name)).union(ProgramSlot.Pin.all).union(MarkCompanionAttachment.Pin.all)
+            .union([Self.ownerPin])
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: pins.string)) ?? []).sorted()
         where !known.contains(name) {
             found.append("\(name) is pinned at \(pins) but the rules use no such map")
@@ -161,6 +172,29 @@ extension Offload {
             }
         }
         return found
+    }
+
+    /// The mark companion: pinned, and on `device`'s tc ingress through its link.
+    private func auditMarkCompanion(on device: NetworkInterface, repair: String) -> [String] {
+        guard MarkCompanionAttachment.isPinned(in: pins) else {
+            return ["no mark companion on tc ingress (attached by an xdpflow without it): marks that rules "
+                + "set do not reach the stack: \(repair)"]
+        }
+        let companion: MarkCompanionAttachment
+        do {
+            companion = try MarkCompanionAttachment(pinnedIn: pins)
+        } catch .noSuchDevice {
+            // A defunct link names no device: detached by someone else, or the device went.
+            return ["the mark companion's link pinned at \(pins) was detached from tc ingress: \(repair)"]
+        } catch {
+            return ["the mark companion pinned at \(pins) cannot be opened (\(error)): \(repair)"]
+        }
+        guard companion.isRunning, companion.link.device == device else {
+            let running = TCXLink.ingressProgramIDs(device).map(String.init)
+            return ["the mark companion (program \(companion.program.id)) is not on \(device)'s tc ingress (tcx "
+                + "ingress runs \(running.isEmpty ? "nothing" : running.joined(separator: ", "))): \(repair)"]
+        }
+        return []
     }
 
     /// One subtable's entries against its map: each stored rule's key with its slot,

@@ -50,6 +50,7 @@ struct DeviceReport {
         case (nil, let id?): lines.append("\(device): program id \(id) behind a pinned link, \(what)")
         case (_, nil): lines.append("\(device): no program running, \(what)")
         }
+        if let id = status.markCompanionID { lines.append("  mark companion: tcx ingress, program id \(id)") }
         let now = try? KernelClock.now()
         if let misses = status.misses { lines.append("  miss: " + misses.sentText(now: now)) }
         if let unparsed = status.unparsed {
@@ -71,6 +72,9 @@ struct DeviceReport {
             ("attached", .bool(status?.mode != nil && status?.programID != nil)),
             ("mode", status?.mode.map(JSON.string) ?? .null),
             ("prog_id", .optional(status?.programID)),
+            ("mark_companion", status?.markCompanionID.map {
+                .object([("kind", .string("tcx")), ("prog_id", .integer($0))])
+            } ?? .null),
             ("unparsed", status.map { .string($0.unparsedDrop ? "drop" : "pass") } ?? .null),
             ("rules", .integer(status?.rules ?? storedRules)),
             ("subtables", .integer(status?.subtables ?? 0)),
@@ -117,11 +121,14 @@ let showManual = """
 
     OUTPUT
       DEV: attached in MODE mode, program id ID, R rules in S subtables (or T tables), E entries
+        mark companion: tcx ingress, program id CID
         miss: Sent B bytes P pkt, last used T sec
         unparsed (passed|dropped): Sent B bytes P pkt, never used
         needs repair: WHAT, and the command that repairs it
       MODE is native or generic; ID the program that holds the rules, in the slot
-      xdpflow's entry program tail-calls (as bpftool prog show lists it). miss counts frames no rule matched (passed to
+      xdpflow's entry program tail-calls (as bpftool prog show lists it). CID is the
+      tc ingress program (tcx) that copies the mark a rule's skbedit mark left in the
+      XDP metadata into the skb (attached with every device). miss counts frames no rule matched (passed to
       the stack); unparsed counts frames the program could not classify with
       certainty (passed, or dropped after "attach ... unparsed drop").
       -j prints a JSON array, one object per device, counters included
@@ -137,6 +144,8 @@ let showManual = """
       another owner        the pins belong to another XDPFLOW_STATE_DIR: nothing
                            is touched; use that state directory
       entries differ       "xdpflow detach dev DEV", then attach again
+      no mark companion    attached by an xdpflow before it had one (marks do not
+                           reach the stack): "xdpflow detach dev DEV", then attach
       A change, attach or detach that a crash left unfinished is rolled back (or,
       for a detach, finished) by the next command, which says which.
 

@@ -1,3 +1,4 @@
+import BPFKernel
 import FlowCompiler
 import FlowOffload
 import FlowRules
@@ -57,6 +58,8 @@ struct CrashTests {
             let check = try execute(lab.xdpflowCommand("check dev DEV"))
             if check.status != 0 {
                 #expect(check.errors.contains("is not attached"), "kill \(kill): \(check.output) \(check.errors)")
+                // An attach or detach killed anywhere leaves no companion behind.
+                #expect(TCXLink.ingressProgramIDs(lab.veths.device).isEmpty, "kill \(kill): a tc program is left")
                 continue
             }
             #expect(check.output == "\(lab.device): ok\n", "kill \(kill) of \(operation.suffix(4)): \(check.output)")

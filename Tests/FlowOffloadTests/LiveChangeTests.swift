@@ -157,7 +157,7 @@ struct LiveChangeTests {
         let pins = lab.offload.pins
         let plan = try Plan(epochs.last!.rules, device: lab.device)
         let pinned = Set(try FileManager.default.contentsOfDirectory(atPath: pins.string))
-        #expect(pinned == Set(Datapath.mapSpecs(for: plan).map(\.name) + ["link", "entry", "slot", "owner"]))
+        #expect(pinned == Set(Datapath.mapSpecs(for: plan).map(\.name) + ["link", "entry", "slot", "owner", "tc-link", "tc-entry"]))
         try lab.offload.detach()
         #expect(!FileManager.default.fileExists(atPath: lab.pinRoot.string))
         #expect(XDPLink.attachedProgramID(lab.veths.device) == nil)

@@ -43,19 +43,26 @@ struct SessionTests {
         // What attach left, and what detach must take away.
         let pins = lab.offload.pins
         let pinned = try FileManager.default.contentsOfDirectory(atPath: pins.string)
-        #expect(Set(pinned).isSuperset(of: ["link", "entry", "slot", "owner", "xf_counters", "xf_actions", "xf_redirect"]), "\(pinned)")
+        #expect(Set(pinned).isSuperset(of: ["link", "entry", "slot", "owner", "xf_counters", "xf_actions", "xf_redirect",
+                                             "tc-link", "tc-entry"]), "\(pinned)")
         let programID = try #require(XDPLink.attachedProgramID(lab.veths.device))
-        let mapIDs = try pinned.filter { $0 != "link" && $0 != "entry" }.map { try Self.id(pinnedAt: pins.appending($0), "map") }
+        let companionID = try #require(TCXLink.ingressProgramIDs(lab.veths.device).first)
+        let programs: Set = ["link", "entry", "tc-link", "tc-entry"]
+        let mapIDs = try pinned.filter { !programs.contains($0) }.map { try Self.id(pinnedAt: pins.appending($0), "map") }
         let linkID = try Self.id(pinnedAt: pins.appending("link"), "link")
+        let companionLinkID = try Self.id(pinnedAt: pins.appending("tc-link"), "link")
 
         try lab.xdpflow("detach dev DEV")
         #expect(!FileManager.default.fileExists(atPath: lab.pinRoot.string), "no pins, not even the root")
         #expect(XDPLink.attachedProgramID(lab.veths.device) == nil, "no XDP program on the device")
+        #expect(TCXLink.ingressProgramIDs(lab.veths.device).isEmpty, "no tc program on the device")
         let files = (try? FileManager.default.contentsOfDirectory(atPath: lab.offload.files.path.string)) ?? []
         #expect(files.filter { $0.hasPrefix(lab.device) }.isEmpty, "no state: \(files)")
         // Freed once the last reference is gone (RCU): the link, the program, every map.
         #expect(try !settled(at: false) { try Self.exists("link", linkID) }, "link \(linkID) freed")
         #expect(try !settled(at: false) { try Self.exists("prog", programID) }, "program \(programID) freed")
+        #expect(try !settled(at: false) { try Self.exists("link", companionLinkID) }, "link \(companionLinkID) freed")
+        #expect(try !settled(at: false) { try Self.exists("prog", companionID) }, "program \(companionID) freed")
         for id in mapIDs {
             #expect(try !settled(at: false) { try Self.exists("map", id) }, "map \(id) freed")
         }
