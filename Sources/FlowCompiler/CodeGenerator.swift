@@ -94,35 +94,6 @@ public struct RuleCounters: Hashable, Sendable, MapCodable {
     }
 }
 
-/// The metadata XDPFlow writes in front of a frame whose rule set a mark, for tc (skb
-/// data_meta) or AF_XDP to read. A fixed 8-byte header indexes the values so a reader
-/// finds a key without walking the others:
-///
-///     0  'x' 'f'        magic
-///     2  version (1)
-///     3  length         of the whole area, bytes
-///     4  offset[4]      of key K's value from the start, 0 = absent
-///                       (key 0: mark, u32 host order; keys 1-3 reserved)
-///     8  mark
-public enum FlowMetadata {
-    public static let magic: [UInt8] = [0x78, 0x66]
-    public static let version: UInt8 = 1
-    public static let length = 12
-    public static let markKey = 0
-    public static let markOffset = 8
-
-    /// The header as written, for readers and tests.
-    public static let header: [UInt8] = magic + [version, UInt8(length), UInt8(markOffset), 0, 0, 0]
-
-    /// The mark in a metadata area, when the area is XDPFlow's and holds one.
-    public static func mark(in area: [UInt8]) -> UInt32? {
-        guard area.count >= 8, Array(area[0 ..< 3]) == magic + [version] else { return nil }
-        let offset = Int(area[4 + markKey])
-        guard offset != 0, offset + 4 <= area.count else { return nil }
-        return (0 ..< 4).reduce(UInt32(0)) { $0 | UInt32(area[offset + $1]) << ($1 * 8) }
-    }
-}
-
 /// Options that change the program but not the rules.
 public struct CompileOptions: Hashable, Sendable {
     /// What a frame the program cannot classify with certainty gets: pass (the default)
@@ -130,10 +101,14 @@ public struct CompileOptions: Hashable, Sendable {
     public var unparsedVerdict: XDPAction = .pass
     /// Log every counted slot in `FlowMaps.trace` (for `trace`; never attached).
     public var recordMatches = false
+    /// What the program writes in the metadata area (`FlowMetadata`).
+    public var metadata: FlowMetadata.Layout = .mark
 
-    public init(unparsedVerdict: XDPAction = .pass, recordMatches: Bool = false) {
+    public init(unparsedVerdict: XDPAction = .pass, recordMatches: Bool = false,
+                metadata: FlowMetadata.Layout = .mark) {
         self.unparsedVerdict = unparsedVerdict
         self.recordMatches = recordMatches
+        self.metadata = metadata
     }
 }
 
@@ -169,6 +144,8 @@ public struct CodeGenerator {
     static let candidate: Int16 = -384
     static let bestRank: Int16 = -392
     static let bestSlot: Int16 = -400
+    /// In `hit`'s own frame: the deciding rule's rank, for the rule metadata.
+    static let hitRank: Int16 = -32
     /// Ranks below it were decided before a `continue`.
     static let floorRank: Int16 = -408
     /// The filtered tables a search starts with (the frame's `TableFilter` bits), and
@@ -366,6 +343,9 @@ public struct CodeGenerator {
                           .call(.mapLookupElem), .jump(.equal, .r0, 0, to: next)])
             }
             if single {
+                if options.metadata == .rule {
+                    asm.emit(.load(.r9, .word, from: .r0, Int16(SubtableValue.handleOffset)))
+                }
                 asm.emit([.load(.r8, .word, from: .r0, Int16(SubtableValue.slotOffset)),
                           .load(.r3, .word, from: .r0, Int16(SubtableValue.actionOffset)), .jump(to: hit)])
             } else {
@@ -387,6 +367,10 @@ public struct CodeGenerator {
             asm.emit([.jump(.equal, .r8, 0, to: end), .load(.r3, .word, from: .fp, Self.bestAction)])
         }
         asm.label(hit)
+        if options.metadata == .rule {
+            // The rank `hit` names in the metadata: the prio's, and the handle in r9.
+            asm.emit([.loadImmediate(.r5, Int64(group[0].prio) << 32), .alu(.or, .r5, .r9)])
+        }
         asm.emit([.mov(.r1, .r6), .mov(.r2, .r8), .load(.r4, .double, from: .fp, Self.length)])
         if inline {
             asm.emit(.jump(to: "hit"))
@@ -534,6 +518,7 @@ public struct CodeGenerator {
         asm.emit([.load(.r8, .double, from: .fp, Self.bestSlot), .jump(.equal, .r8, 0, to: "search_miss"),
                   .load(.r3, .word, from: .fp, Self.bestAction), .mov(.r1, .r6), .mov(.r2, .r8),
                   .load(.r4, .double, from: .fp, Self.length)])
+        if options.metadata == .rule { asm.emit(.load(.r5, .double, from: .fp, Self.bestRank)) }
         if inline {
             asm.emit(.jump(to: "hit"))
         } else {
@@ -868,12 +853,15 @@ public struct CodeGenerator {
         let kinds = plan.stepKinds
         asm.label("hit")
         // The rule's counters, inline: a call costs as much as the counting.
-        // fp-24 keeps the counters (0 without) for hit_drop to count the drop.
+        // fp-24 keeps the counters (0 without) for hit_drop to count the drop; fp-32 the
+        // rule's rank (prio << 32 | handle, in r5) for the metadata that names it.
         asm.emit([.mov(.r6, .r1), .mov(.r7, .r3), .store(.double, to: .fp, -8, .r4), .store(.word, to: .fp, -16, .r2),
                   .store(.double, to: .fp, -24, 0)])
+        if options.metadata == .rule { asm.emit(.store(.double, to: .fp, Self.hitRank, .r5)) }
         count(slotAt: -16, lengthAt: -8, using: .r8, done: "hit_counted", keepingAt: -24)
         asm.emit([.store(.word, to: .fp, -12, .r7), .loadMap(.r1, FlowMaps.actions), .mov(.r2, .fp), .alu(.add, .r2, -12),
                   .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "hit_pass"), .mov(.r7, .r0)])
+        if options.metadata == .rule { ruleMetadata() }
         var generated = 0
         // A step is generated only when the one before can pipe into it.
         while generated < steps && (generated == 0 || isReferenced(Label("step_\(generated)"))) {
@@ -967,24 +955,19 @@ public struct CodeGenerator {
                       .load(.r1, .word, from: .r7, wide), .store(.word, to: .r2, at, .r1),
                       .load(.r1, .half, from: .r7, wide + 4), .store(.half, to: .r2, at + 4, .r1), .jump(to: control)])
         case .mark:
-            let fresh = local("fresh")
-            let length = Int32(FlowMetadata.length), offset = Int16(FlowMetadata.markOffset)
+            let layout = options.metadata, length = Int32(layout.length)
+            let offset = Int16(FlowMetadata.Layout.markOffset)
             asm.emit([.load(.r2, .word, from: .r6, XDPContext.dataMeta), .load(.r3, .word, from: .r6, XDPContext.data),
-                      .mov(.r1, .r2), .alu(.add, .r1, length), .jump(.greater, .r1, .r3, to: fresh),
-                      // An earlier mark: (mark & ~mask) | value.
+                      .mov(.r1, .r2), .alu(.add, .r1, length), .jump(.greater, .r1, .r3, to: local("fresh")),
+                      // The area is there (an earlier mark, or the rule's): (mark & ~mask) | value.
+                      .store(.byte, to: .r2, Int16(FlowMetadata.Key.mark.rawValue), Int32(offset)),
                       .load(.r1, .word, from: .r2, offset), .load(.r4, .word, from: .r7, wide), .alu(.and, .r1, .r4),
                       .load(.r4, .word, from: .r7, argument), .alu(.or, .r1, .r4), .store(.word, to: .r2, offset, .r1),
                       .jump(to: control)])
-            asm.label(fresh)
-            let header = FlowMetadata.header
-            let word0 = (0 ..< 4).reduce(UInt32(0)) { $0 | UInt32(header[$1]) << ($1 * 8) }
-            let word1 = (4 ..< 8).reduce(UInt32(0)) { $0 | UInt32(header[$1]) << (($1 - 4) * 8) }
+            asm.label(local("fresh"))
             // No room for metadata (a driver without it): the mark is lost, the verdict stands.
-            asm.emit([.mov(.r1, .r6), .mov(.r2, -length), .call(.xdpAdjustMeta), .jump(.notEqual, .r0, 0, to: control),
-                      .load(.r2, .word, from: .r6, XDPContext.dataMeta), .load(.r3, .word, from: .r6, XDPContext.data),
-                      .mov(.r1, .r2), .alu(.add, .r1, length), .jump(.greater, .r1, .r3, to: control),
-                      .store(.word, to: .r2, 0, Int32(bitPattern: word0)), .store(.word, to: .r2, 4, Int32(bitPattern: word1)),
-                      .load(.r1, .word, from: .r7, argument), .store(.word, to: .r2, offset, .r1), .jump(to: control)])
+            freshMetadata(mark: true, otherwise: control)
+            asm.emit([.load(.r1, .word, from: .r7, argument), .store(.word, to: .r2, offset, .r1), .jump(to: control)])
         case .police:
             policeStep(argument: argument, base: base, step: step, control: control, local: local)
         case .broadcast:
@@ -998,6 +981,40 @@ public struct CodeGenerator {
                           .call(.redirectMap), .exit])
             }
         }
+    }
+
+    /// In `hit`: a new metadata area of the plan's layout in front of the frame (r2 =
+    /// data_meta, r3 = data after), or a jump to `otherwise` when the driver has no room.
+    /// With the rule layout it names the rule (`hitRank`).
+    private mutating func freshMetadata(mark: Bool, otherwise: Label) {
+        let layout = options.metadata, length = Int32(layout.length)
+        asm.emit([.mov(.r1, .r6), .mov(.r2, -length), .call(.xdpAdjustMeta), .jump(.notEqual, .r0, 0, to: otherwise),
+                  .load(.r2, .word, from: .r6, XDPContext.dataMeta), .load(.r3, .word, from: .r6, XDPContext.data),
+                  .mov(.r1, .r2), .alu(.add, .r1, length), .jump(.greater, .r1, .r3, to: otherwise),
+                  .store(.word, to: .r2, 0, Int32(bitPattern: layout.offsetsWord(mark: mark))),
+                  .store(.word, to: .r2, Int16(FlowMetadata.Layout.markOffset), 0),
+                  .store(.word, to: .r2, Int16(layout.trailerOffset), Int32(bitPattern: layout.trailerWord))])
+        if layout == .rule { storeRule() }
+    }
+
+    /// The rule layout, on every hit: the area (made once a frame; `continue` reaches
+    /// here again) names the rule deciding now.
+    private mutating func ruleMetadata() {
+        let length = Int32(FlowMetadata.Layout.rule.length)
+        asm.emit([.load(.r2, .word, from: .r6, XDPContext.dataMeta), .load(.r3, .word, from: .r6, XDPContext.data),
+                  .mov(.r1, .r2), .alu(.add, .r1, length), .jump(.greater, .r1, .r3, to: "hit_metadata_fresh")])
+        storeRule()
+        asm.emit(.jump(to: "hit_metadata_done"))
+        asm.label("hit_metadata_fresh")
+        freshMetadata(mark: false, otherwise: "hit_metadata_done")
+        asm.label("hit_metadata_done")
+    }
+
+    /// prio and handle from `hitRank` into a rule-layout area at r2.
+    private mutating func storeRule() {
+        let at = Int16(FlowMetadata.Layout.ruleOffset)
+        asm.emit([.load(.r1, .double, from: .fp, Self.hitRank), .store(.word, to: .r2, at + 4, .r1),
+                  .alu(.rsh, .r1, 32), .store(.word, to: .r2, at, .r1)])
     }
 
     /// Skips to `skip` when the frame has no outermost VLAN tag; aborts when the tag is cut short.

@@ -14,24 +14,21 @@ public enum MarkCompanion {
     /// TCX_NEXT (-1): "no verdict, go on to the next program" (TC_ACT_UNSPEC for classic tc).
     public static let next: Int32 = -1
 
-    /// The program, labels resolved. Metadata is read only when the whole area,
-    /// `FlowMetadata.length` bytes, lies before the packet data, and it is XDPFlow's when
-    /// both header words are (magic, version, length, and the mark's offset).
-    public static func instructions() throws(AssemblyError) -> [Instruction] {
-        let header = FlowMetadata.header
-        let words = [0, 4].map { start in
-            (0 ..< 4).reduce(UInt32(0)) { $0 | UInt32(header[start + $1]) << ($1 * 8) }
-        }
+    /// The program for areas of `layout`, labels resolved. The area is read only when it
+    /// is exactly the layout's length (XDPFlow's program is the metadata's one writer),
+    /// its trailer is XDPFlow's (magic, version, length) and it holds a mark.
+    public static func instructions(for layout: FlowMetadata.Layout = .mark) throws(AssemblyError) -> [Instruction] {
+        let length = Int32(layout.length)
         var asm = Assembler()
         asm.emit([.load(.r2, .word, from: .r1, SKBuffContext.dataMeta), .load(.r3, .word, from: .r1, SKBuffContext.data),
-                  .mov(.r4, .r2), .alu(.add, .r4, Int32(FlowMetadata.length)), .jump(.greater, .r4, .r3, to: "out"),
-                  // 32-bit compares: a header word is a u32, and a 64-bit compare would
+                  .mov(.r4, .r2), .alu(.add, .r4, length), .jump(.greater, .r4, .r3, to: "out"),
+                  .jump(.notEqual, .r4, .r3, to: "out"),
+                  // A 32-bit compare: the trailer is a u32, and a 64-bit compare would
                   // sign-extend the immediate.
-                  .load(.r4, .word, from: .r2, 0),
-                  .jump(.notEqual, .r4, Int32(bitPattern: words[0]), to: "out", .bits32),
-                  .load(.r4, .word, from: .r2, 4),
-                  .jump(.notEqual, .r4, Int32(bitPattern: words[1]), to: "out", .bits32),
-                  .load(.r4, .word, from: .r2, Int16(FlowMetadata.markOffset)),
+                  .load(.r4, .word, from: .r2, Int16(layout.trailerOffset)),
+                  .jump(.notEqual, .r4, Int32(bitPattern: layout.trailerWord), to: "out", .bits32),
+                  .load(.r4, .byte, from: .r2, Int16(FlowMetadata.Key.mark.rawValue)), .jump(.equal, .r4, 0, to: "out"),
+                  .load(.r4, .word, from: .r2, Int16(FlowMetadata.Layout.markOffset)),
                   .store(.word, to: .r1, SKBuffContext.mark, .r4)])
         asm.label("out")
         asm.emit(Instruction.return(next))

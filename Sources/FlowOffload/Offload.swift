@@ -18,8 +18,12 @@ struct OffloadState: Codable {
     var sequence: UInt64?
     /// The program in the slot as of `sequence`.
     var programID: UInt32?
+    /// What the program writes in the metadata area; nil in state of an earlier version: mark.
+    var metadata: FlowMetadata.Layout?
 
-    var options: CompileOptions { CompileOptions(unparsedVerdict: unparsedDrop ? .drop : .pass) }
+    var options: CompileOptions {
+        CompileOptions(unparsedVerdict: unparsedDrop ? .drop : .pass, metadata: metadata ?? .mark)
+    }
 }
 
 /// One device's offload, in one network namespace: its rules and journal on disk (the
@@ -93,7 +97,9 @@ public struct Offload {
     /// Loads the program for the device's stored rules (none: a program that passes and
     /// counts everything), attaches it through the slot's link, attaches the mark
     /// companion to tc ingress (always: see `MarkCompanionAttachment`), and pins everything.
-    public func attach(mode: XDPMode = .auto, unparsedDrop: Bool = false,
+    /// `metadata` is what the program leaves in front of the frames it decides
+    /// (`FlowMetadata`): marks only, or the deciding rule on every frame as well.
+    public func attach(mode: XDPMode = .auto, unparsedDrop: Bool = false, metadata: FlowMetadata.Layout = .mark,
                        ruleCapacity: Int = Plan.defaultRuleCapacity) throws -> Attachment {
         try Privileges.require("attach")
         let interface = try OffloadError.lifting { try NetworkInterface(named: device) }
@@ -112,12 +118,12 @@ public struct Offload {
             let sequence = stored.sequence + 1
             try journal.begin(sequence, .attach, RuleChange(), device: device)
             let plan = try compile(stored.rules, memory: nil, ruleCapacity: ruleCapacity)
-            let options = CompileOptions(unparsedVerdict: unparsedDrop ? .drop : .pass)
+            let options = CompileOptions(unparsedVerdict: unparsedDrop ? .drop : .pass, metadata: metadata)
             let datapath: Datapath, slot: ProgramSlot
             do {
                 datapath = try Datapath(plan: plan, options: options, targetIndex: redirectIndex)
                 slot = try ProgramSlot(running: datapath.program!, attachingTo: interface, mode: mode)
-                let companion = try MarkCompanionAttachment(attachingTo: interface)
+                let companion = try MarkCompanionAttachment(attachingTo: interface, layout: metadata)
                 try BPFFS.makeDirectories(pins)
                 try pinOwner()
                 try pinMaps(datapath)
@@ -125,7 +131,7 @@ public struct Offload {
                 try companion.pin(in: pins)
                 try files.write(OffloadState(mode: slot.link.mode.rawValue, memory: plan.memory, unparsedDrop: unparsedDrop,
                                              ruleCapacity: ruleCapacity, sequence: sequence,
-                                             programID: datapath.program!.id),
+                                             programID: datapath.program!.id, metadata: metadata),
                                 to: offloadFile)
                 try journal.commit(sequence, programID: datapath.program!.id)
             } catch {

@@ -1,13 +1,14 @@
 import ArgumentParser
 import BPFKernel
+import FlowCompiler
 import FlowOffload
 import Foundation
 
-/// `xdpflow attach dev DEV [mode auto|native|generic] [unparsed pass|drop]`.
+/// `xdpflow attach dev DEV [mode auto|native|generic] [unparsed pass|drop] [metadata mark|rule]`.
 struct Attach: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load the program for a device's rules and attach it.",
-        usage: "xdpflow attach dev DEV [mode auto|native|generic] [unparsed pass|drop]",
+        usage: "xdpflow attach dev DEV [mode auto|native|generic] [unparsed pass|drop] [metadata mark|rule]",
         discussion: """
             Mounts bpffs when needed, compiles the device's rules (none yet: a program \
             that passes and counts every frame), loads it through the verifier, attaches \
@@ -16,20 +17,25 @@ struct Attach: ParsableCommand {
 
             mode auto (the default) takes native XDP when the driver has it, else generic, \
             and says which it got. unparsed drop drops frames the program cannot classify \
-            with certainty instead of passing them to the stack (both are counted).
+            with certainty instead of passing them to the stack (both are counted). \
+            metadata rule has the program name the deciding rule (prio and handle) in the \
+            metadata in front of every frame a rule decides, for AF_XDP and tc readers \
+            (docs/compiler.md, "Metadata"); by default (metadata mark) it writes only the \
+            marks of skbedit mark.
             """)
 
-    @Argument(help: ArgumentHelp("dev DEV [mode MODE] [unparsed pass|drop]", valueName: "words"))
+    @Argument(help: ArgumentHelp("dev DEV [mode MODE] [unparsed pass|drop] [metadata mark|rule]", valueName: "words"))
     var words: [String]
 
     func run() throws {
         var device: String?
         var mode = XDPMode.auto
         var unparsedDrop = false
+        var metadata = FlowMetadata.Layout.mark
         var rest = words[...]
         while let word = rest.popFirst() {
-            guard ["dev", "device", "mode", "unparsed"].contains(word) else {
-                throw CommandError.usage("attach: unknown word '\(word)'; expected dev DEV, mode or unparsed")
+            guard ["dev", "device", "mode", "unparsed", "metadata"].contains(word) else {
+                throw CommandError.usage("attach: unknown word '\(word)'; expected dev DEV, mode, unparsed or metadata")
             }
             guard let value = rest.popFirst() else { throw CommandError.usage("attach: '\(word)' needs a value") }
             switch word {
@@ -44,6 +50,11 @@ struct Attach: ParsableCommand {
                     throw CommandError.usage("attach: unparsed '\(value)': expected pass or drop")
                 }
                 unparsedDrop = value == "drop"
+            case "metadata":
+                guard let layout = FlowMetadata.Layout(rawValue: value) else {
+                    throw CommandError.usage("attach: metadata '\(value)': expected mark or rule")
+                }
+                metadata = layout
             default:
                 throw CommandError.usage("attach: unknown word '\(word)'; expected dev, mode or unparsed")
             }
@@ -53,7 +64,7 @@ struct Attach: ParsableCommand {
             FileHandle.standardError.write(Data(
                 "Warning: lo carries this host's own traffic: its rules act on local connections, in generic mode\n".utf8))
         }
-        let attached = try Offload(device: device).attach(mode: mode, unparsedDrop: unparsedDrop)
+        let attached = try Offload(device: device).attach(mode: mode, unparsedDrop: unparsedDrop, metadata: metadata)
         if let recovery = attached.recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }
         print("\(device): attached in \(attached.mode) mode, program id \(attached.programID), "
             + "\(attached.rules) rules in "

@@ -152,7 +152,7 @@ struct FrameTrace {
     var input: [UInt8]
     var record: TraceRecord
 
-    var mark: UInt32? { FlowMetadata.mark(in: record.metadata) }
+    var mark: UInt32? { FlowMetadata(endingAt: record.metadata)?.mark }
     var changedOutput: [UInt8]? { record.output == input ? nil : record.output }
 
     var columns: [String] {

@@ -32,6 +32,28 @@ struct MarkTests {
         #expect(try table.settled("unmarked", at: unmarked) == unmarked, "a frame no rule marks has mark 0")
     }
 
+    /// `attach ... metadata rule`: every decided frame carries its rule, marked or not;
+    /// the companion reads that layout's marks (and leaves the others at 0).
+    @Test func theRuleLayoutKeepsMarksAndNamesTheRule() throws {
+        let lab = try OffloadLab()
+        try lab.offload.detach()
+        _ = try lab.offload.attach(mode: .native, metadata: .rule)
+        try lab.filter("filter add dev DEV protocol ip prio 1 handle 3 flower ip_proto udp dst_port 53 action skbedit mark 5")
+        try lab.filter("filter add dev DEV protocol ip prio 2 handle 4 flower ip_proto udp dst_port 54 action pass")
+        let named = FlowMetadata(endingAt: try lab.offload.tracer().datapath.trace(TestFrame.udp(port: 54)).metadata)
+        #expect(named?.rule?.prio == 2 && named?.rule?.handle == 4 && named?.mark == nil)
+        let table = try CountingTable(device: lab.device, rules: [
+            "marked": "meta mark 0x5 udp dport 53", "unmarked": "meta mark 0 udp dport 54", "port 54": "udp dport 54",
+        ])
+        defer { table.delete() }
+        let marked = try lab.sendCounted(TestFrame.udp(port: 53), count: sent)
+        let unmarked = try lab.sendCounted(TestFrame.udp(port: 54), count: sent)
+        #expect(try table.settled("marked", at: marked) == marked)
+        #expect(try table.settled("port 54", at: unmarked) == unmarked)
+        #expect(try table.settled("unmarked", at: unmarked) == unmarked)
+        #expect(try lab.offload.check()?.differences == [])
+    }
+
     @Test func aMaskedMarkSetsTheBitsTcSets() throws {
         let lab = try OffloadLab()
         // tc: mark = (mark & ~0xf0) | (0x1234 & 0xf0), from 0.

@@ -78,7 +78,7 @@ import Testing
     @Test func attachWithoutDevSaysWhatItExpected() throws {
         let result = try run(["attach", "xop2"])
         #expect(result.status == 1)
-        #expect(result.errors == "Error: attach: unknown word 'xop2'; expected dev DEV, mode or unparsed\n")
+        #expect(result.errors == "Error: attach: unknown word 'xop2'; expected dev DEV, mode, unparsed or metadata\n")
     }
 
     @Test func aBatchThatIsNoFileOfTextSaysWhy() throws {

@@ -23,10 +23,11 @@ public final class MarkCompanionAttachment {
         public static let all: Set<String> = [link, entry]
     }
 
-    public init(attachingTo interface: NetworkInterface) throws(BPFError) {
+    /// `layout`: the areas the device's XDP program writes.
+    public init(attachingTo interface: NetworkInterface, layout: FlowMetadata.Layout = .mark) throws(BPFError) {
         let instructions: [Instruction]
         do throws(AssemblyError) {
-            instructions = try MarkCompanion.instructions()
+            instructions = try MarkCompanion.instructions(for: layout)
         } catch {
             throw .assembly(program: MarkCompanion.name, error)
         }

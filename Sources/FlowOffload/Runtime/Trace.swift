@@ -85,7 +85,7 @@ extension TraceRecord {
             found.append("unparsed \(unparsed), reference \(expected.unclassifiable.map { "\($0)" } ?? "false")")
         }
         if output != expected.frame { found.append("output \(Self.hex(output)), reference \(Self.hex(expected.frame))") }
-        let mark = FlowMetadata.mark(in: metadata)
+        let mark = FlowMetadata(endingAt: metadata)?.mark
         if mark != expected.mark {
             found.append("mark \(mark.map(String.init) ?? "none"), reference \(expected.mark.map(String.init) ?? "none")")
         }
