@@ -18,6 +18,8 @@ extension Offload {
         /// The mark companion's program on the device's tcx ingress; nil when it does not run.
         public var markCompanionID: UInt32?
         public var unparsedDrop: Bool
+        /// What the program leaves in front of the frames (`attach ... metadata`).
+        public var metadata: FlowMetadata.Layout = .mark
         public var rules: Int
         public var subtables: Int
         /// Tables, when the rules are classified by them (`Plan.tables`).
@@ -46,6 +48,7 @@ extension Offload {
             var status = Status(device: device, mode: stored.offload?.mode,
                                 unparsedDrop: stored.offload?.unparsedDrop ?? false, rules: stored.rules.count,
                                 subtables: 0, tables: 0, entries: 0, recovery: recovery, problems: [])
+            status.metadata = stored.offload?.metadata ?? .mark
             guard stored.offload != nil || hasPins else { return status }
             if let owner = try foreignOwner() {
                 status.problems.append("attached by the xdpflow state in \(owner), not this one: "

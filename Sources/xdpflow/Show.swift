@@ -51,6 +51,7 @@ struct DeviceReport {
         case (_, nil): lines.append("\(device): no program running, \(what)")
         }
         if let id = status.markCompanionID { lines.append("  mark companion: tcx ingress, program id \(id)") }
+        if status.metadata == .rule { lines.append("  metadata: the deciding rule and the mark, on every decided frame") }
         let now = try? KernelClock.now()
         if let misses = status.misses { lines.append("  miss: " + misses.sentText(now: now)) }
         if let unparsed = status.unparsed {
@@ -76,6 +77,7 @@ struct DeviceReport {
                 .object([("kind", .string("tcx")), ("prog_id", .integer($0))])
             } ?? .null),
             ("unparsed", status.map { .string($0.unparsedDrop ? "drop" : "pass") } ?? .null),
+            ("metadata", status.map { .string($0.metadata.rawValue) } ?? .null),
             ("rules", .integer(status?.rules ?? storedRules)),
             ("subtables", .integer(status?.subtables ?? 0)),
             ("tables", .integer(status?.tables ?? 0)),

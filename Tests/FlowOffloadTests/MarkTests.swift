@@ -52,6 +52,8 @@ struct MarkTests {
         #expect(try table.settled("port 54", at: unmarked) == unmarked)
         #expect(try table.settled("unmarked", at: unmarked) == unmarked)
         #expect(try lab.offload.check()?.differences == [])
+        #expect(try lab.xdpflow("show dev DEV").contains("\n  metadata: the deciding rule and the mark"))
+        #expect(try lab.xdpflow("-j show dev DEV").contains("\"metadata\":\"rule\""))
     }
 
     @Test func aMaskedMarkSetsTheBitsTcSets() throws {
