@@ -22,9 +22,9 @@ public struct FileRuleSetStore: RuleSetStore {
 
     public init(directory: FilePath) { self.init(state: StateDirectory(directory)) }
 
-    /// The device's rules: snapshot and journal.
+    /// The device's rules: snapshot and journal, read under the shared lock.
     public func rules(of device: String) throws -> RuleSet {
-        try state.locked {
+        try state.reading {
             var (rules, sequence) = try read(device)
             let journal = Journal(path: files.path.appending("\(device).journal"))
             for record in try journal.records()
@@ -60,9 +60,11 @@ public struct FileRuleSetStore: RuleSetStore {
     /// Creates the namespace's directory, durably; the caller holds the lock.
     func makeDirectory() throws(StoreError) {
         guard !FileManager.default.fileExists(atPath: files.path.string) else { return }
-        guard mkdir(files.path.string, 0o700) == 0 || errno == EEXIST else {
-            throw .createDirectory(files.path, Errno(rawValue: errno))
+        guard mkdir(files.path.string, StateDirectory.directoryMode) == 0 else {
+            guard errno == EEXIST else { throw .createDirectory(files.path, Errno(rawValue: errno)) }
+            return
         }
+        chmod(files.path.string, StateDirectory.directoryMode)
         try StateDirectory.syncDirectory(state.path)
     }
 
