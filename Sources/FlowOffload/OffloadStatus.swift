@@ -331,10 +331,12 @@ extension Offload {
     }
 
     /// The devices xdpflow holds something for in this namespace (state or pins), by name.
+    /// Pins that cannot be listed (bpffs is root's) are left out; a state directory that
+    /// cannot be read fails.
     public static func devices(state: StateDirectory = .default, pinRoot: FilePath = Offload.defaultPinRoot,
-                               namespace: NamespaceID? = nil) -> [String] {
+                               namespace: NamespaceID? = nil) throws -> [String] {
         let namespace = namespace ?? (try? NamespaceID.current()) ?? NamespaceID(inode: 0)
-        let stored = FileRuleSetStore(state: state, namespace: namespace).devices()
+        let stored = try OffloadError.lifting { try FileRuleSetStore(state: state, namespace: namespace).devices() }
         let pinned = (try? FileManager.default.contentsOfDirectory(
             atPath: pinRoot.appending(namespace.directoryName).string)) ?? []
         return Set(stored + pinned).sorted()

@@ -37,7 +37,7 @@ struct Check: ParsableCommand {
         let device = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "check")
         var failed = false
         var text = "", json: [JSON] = []
-        for name in device.map({ [$0] }) ?? Offload.devices() {
+        for name in try device.map({ [$0] }) ?? Offload.devices() {
             let offload = Offload(device: name)
             guard let (recovery, differences) = try offload.check() else {
                 throw CommandError.refused(OffloadError.notAttached(name))

@@ -62,7 +62,7 @@ final class OperatorSession {
 
     deinit {
         let state = StateDirectory(FilePath(stateDirectory))
-        for device in Offload.devices(state: state, pinRoot: FilePath(pinDirectory)) {
+        for device in (try? Offload.devices(state: state, pinRoot: FilePath(pinDirectory))) ?? [] {
             _ = try? run(["detach", "dev", device])
         }
         try? FileManager.default.removeItem(atPath: pinDirectory)

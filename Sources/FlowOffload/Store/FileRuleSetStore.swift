@@ -134,9 +134,20 @@ public struct FileRuleSetStore: RuleSetStore {
         line.split(separator: UInt8(ascii: " ")).map { String(Substring($0)) }
     }
 
-    /// The devices with rules on disk, by name.
-    public func devices() -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: files.path.string)) ?? []
+    /// The devices with rules on disk, by name; none when the namespace has no directory.
+    /// A directory that cannot be read fails, rather than look empty to a user it is
+    /// closed to.
+    public func devices() throws(StoreError) -> [String] {
+        let names: [String]
+        do {
+            // Opened first for the errno, which FileManager's errors do not carry.
+            try FileDescriptor.open(files.path, .readOnly).close()
+            names = try FileManager.default.contentsOfDirectory(atPath: files.path.string)
+        } catch Errno.noSuchFileOrDirectory {
+            return []
+        } catch {
+            throw .unreadable(files.path, Errno(error))
+        }
         let suffixes = [Self.file(of: ""), ".journal", ".offload.json"]
         return Set(names.compactMap { name in
             suffixes.first { name.hasSuffix($0) && !name.hasPrefix(".") }.map { String(name.dropLast($0.count)) }
