@@ -24,8 +24,8 @@ struct Check: ParsableCommand {
               (what was finished or rolled back, or null) and "differences" (strings).
 
             EXIT STATUS
-              0 every device agrees; 1 a difference, or the command failed; 2 the
-              command could not be read.
+              0 every device agrees; 1 a difference, or the command could not be
+              read; 2 the command failed (not root: the kernel's objects need it).
             """)
 
     @OptionGroup(visibility: .hidden) var global: GlobalOptions
