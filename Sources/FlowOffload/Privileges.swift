@@ -15,11 +15,12 @@ public enum Privileges {
     }
 
     /// CAP_NET_ADMIN, and CAP_BPF or the older CAP_SYS_ADMIN, in the effective set.
-    public static var sufficient: Bool {
+    /// Read once: xdpflow never changes its capabilities, and a batch asks per line.
+    public static let sufficient: Bool = {
         guard let effective = effectiveCapabilities else { return geteuid() == 0 }
         let has = { (bit: Int) in effective & (1 << UInt64(bit)) != 0 }
         return has(netAdmin) && (has(bpf) || has(sysAdmin))
-    }
+    }()
 
     /// CapEff of /proc/self/status.
     static var effectiveCapabilities: UInt64? {

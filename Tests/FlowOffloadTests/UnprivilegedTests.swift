@@ -139,7 +139,7 @@ struct UnprivilegedTests {
         #expect(showJSON.status == 2)
         let object = try #require((try JSONSerialization.jsonObject(with: Data(showJSON.output.utf8)) as? [[String: Any]])?.first)
         #expect(object["dev"] as? String == device && object["mode"] as? String == "native" && object["rules"] as? Int == 3)
-        for unread in ["attached", "prog_id", "stats", "needs_repair", "problems"] {
+        for unread in ["attached", "prog_id", "mark_companion", "stats", "needs_repair", "problems"] {
             #expect(object[unread] is NSNull, "\(unread) was not read: null")
         }
 
