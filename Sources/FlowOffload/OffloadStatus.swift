@@ -87,6 +87,7 @@ extension Offload {
                             unparsedDrop: stored.offload?.unparsedDrop ?? false, rules: stored.rules.count,
                             subtables: 0, tables: 0, entries: 0, problems: [], kernelRead: false,
                             pending: stored.pending.map { Pending(device: device, $0) })
+        status.metadata = stored.offload?.metadata ?? .mark
         if let offload = stored.offload, let plan = try? plan(stored, offload) {
             status.subtables = plan.subtables.count
             status.tables = plan.tables?.tables.count ?? 0

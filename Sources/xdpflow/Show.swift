@@ -58,9 +58,9 @@ struct DeviceReport {
         var lines: [String] = []
         let lookups = status.tables > 0 ? "\(status.tables) tables" : "\(status.subtables) subtables"
         let what = "\(status.rules) rules in \(lookups), \(status.entries) entries"
-        // Without root, what the state directory says; the kernel's part is not claimed.
-        if !status.kernelRead, let mode = status.mode { return "\(device): stored as attached in \(mode) mode, \(what)\n" }
         switch (status.mode, status.programID) {
+        // Without root, what the state directory says; the kernel's part is not claimed.
+        case (let mode?, _) where !status.kernelRead: lines.append("\(device): stored as attached in \(mode) mode, \(what)")
         case (let mode?, let id?): lines.append("\(device): attached in \(mode) mode, program id \(id), \(what)")
         case (nil, let id?): lines.append("\(device): program id \(id) behind a pinned link, \(what)")
         case (_, nil): lines.append("\(device): no program running, \(what)")
