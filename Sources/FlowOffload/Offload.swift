@@ -177,8 +177,9 @@ public struct Offload {
         try files.remove(offloadFile)
     }
 
+    /// Whether the state directory holds an attachment of the device (`stored()`).
     public var isAttached: Bool {
-        (try? state.locked { try files.read(OffloadState.self, from: offloadFile) }) != nil
+        (try? stored().isAttached) ?? false
     }
 
     /// What a changing command did to the kernel.
@@ -287,6 +288,71 @@ public struct Offload {
         stored.rules = rules
         stored.planned = offload == nil ? nil : (planned ?? (rules, []))
         return stored
+    }
+
+    /// Reads snapshot and journal under the shared lock (`StateDirectory.reading`), for
+    /// what only shows: nothing is finished, rolled back or written, and no pin is
+    /// opened, so any user who can read the state directory may call it. A pending
+    /// record stays pending, its change out of the rules.
+    func read() throws -> Stored {
+        try OffloadError.lifting { try state.reading { try load() } }
+    }
+
+    /// What the state directory holds for the device, as a command that shows rules
+    /// prints them: `filter show` and `get`, `save`, `show` (without root).
+    public struct StoredState: Sendable {
+        /// As of the last finished journal record.
+        public var rules: RuleSet
+        /// The mode recorded at attach; nil when the state holds no attachment.
+        public var mode: String?
+        public var unparsedDrop: Bool
+        /// A record that a command which died left unfinished; only a command that may
+        /// write (root's) finishes or rolls it back.
+        public var pending: Pending?
+
+        public var isAttached: Bool { mode != nil }
+    }
+
+    /// A journal record left unfinished, as a reader that must not touch it says so.
+    public struct Pending: Sendable, CustomStringConvertible {
+        public enum Kind: Sendable {
+            case change, attach, detach
+        }
+
+        public var device: String
+        public var kind: Kind
+
+        init(device: String, _ record: Journal.Record) {
+            self.device = device
+            kind = switch record.kind {
+            case .change: .change
+            case .attach: .attach
+            case .detach: .detach
+            }
+        }
+
+        public var description: String {
+            let repair = "run xdpflow as root (xdpflow check dev \(device))"
+            return switch kind {
+            case .change:
+                "a change to \(device) is pending (a command stopped halfway): shown are the rules before it; "
+                    + "\(repair) to finish or roll it back"
+            case .attach:
+                "an attach of \(device) is pending (a command stopped halfway): \(repair) to roll it back"
+            case .detach:
+                "a detach of \(device) is pending (a command stopped halfway): shown are the rules before it; "
+                    + "\(repair) to finish it"
+            }
+        }
+    }
+
+    /// The device's state as stored, read without changing anything (`read()`): the one
+    /// way the commands that show rules read them, as root or not.
+    public func stored() throws -> StoredState {
+        let stored = try read()
+        return StoredState(rules: stored.rules, mode: stored.offload?.mode,
+                           unparsedDrop: stored.offload?.unparsedDrop ?? false,
+                           pending: stored.pending.map { Pending(device: device, $0) })
     }
 
     /// Runs `body` under the lock on the device's state, after finishing or rolling back

@@ -23,6 +23,12 @@ public enum OffloadError: Error, Sendable, CustomStringConvertible {
 
     /// Not root, nor the capabilities that stand for it.
     case needsRoot(command: String)
+    /// `-s` without root: the counters are in pinned maps, which need root to read; the
+    /// rules were shown without them.
+    case countersNeedRoot
+    /// `show` without root: what runs in the kernel was not read; what the state
+    /// directory holds was shown.
+    case kernelNeedsRoot
     case alreadyAttached(String)
     /// A detach (or check) of a device xdpflow does not hold.
     case notAttached(String)
@@ -49,6 +55,11 @@ public enum OffloadError: Error, Sendable, CustomStringConvertible {
         case .needsRoot(let command):
             "xdpflow \(command) needs root (CAP_BPF and CAP_NET_ADMIN, and access to bpffs "
                 + "and the state directory): run it as root or with sudo"
+        case .countersNeedRoot:
+            "counters need root (CAP_BPF, to read the pinned maps): run xdpflow as root for -s"
+        case .kernelNeedsRoot:
+            "program ids, counters and the audit of the kernel need root (CAP_BPF): run xdpflow show as root "
+                + "for them; shown is what the state directory holds"
         case .alreadyAttached(let device):
             "\(device) is already attached (xdpflow show dev \(device); xdpflow detach dev \(device))"
         case .notAttached(let device):

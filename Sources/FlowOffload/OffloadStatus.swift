@@ -32,6 +32,12 @@ extension Offload {
         public var recovery: String?
         /// What disagrees, each with what to do; empty when all is well.
         public var problems: [String]
+        /// Whether the kernel was read: false without root, when the status is what the
+        /// state directory says, without program id, counters or audit.
+        public var kernelRead = true
+        /// Without root: a record a command that died left unfinished, which this one
+        /// may not finish or roll back (with root: `recovery`).
+        public var pending: Pending?
 
         public var needsRepair: Bool { !problems.isEmpty }
     }
@@ -39,9 +45,9 @@ extension Offload {
     /// Nil when xdpflow holds nothing for the device (no state, no pins). Without
     /// `entries`, the audit checks the attachment, programs and maps but not each entry
     /// (a direct subtable is 65,536 of them): for `filter show`'s word on whether its
-    /// rules are live.
+    /// rules are live. Without root, what the state directory says (`storedStatus()`).
     public func status(auditingEntries entries: Bool = true) throws -> Status? {
-        try Privileges.require("show")
+        guard Privileges.sufficient else { return try storedStatus() }
         return try locked { stored, recovery -> Status? in
             let hasPins = FileManager.default.fileExists(atPath: pins.string)
             guard stored.offload != nil || hasPins || recovery != nil else { return nil }
@@ -69,6 +75,25 @@ extension Offload {
             status.problems = try audit(stored, planned: planned, entries: entries)
             return status
         }
+    }
+
+    /// The status as the state directory has it, read without changing anything
+    /// (`read()`): the mode, the rules and their plan's size; the program id, counters
+    /// and audit are the kernel's, which needs root. Nil when nothing is stored.
+    private func storedStatus() throws -> Status? {
+        let stored = try read()
+        guard stored.offload != nil || stored.pending != nil else { return nil }
+        var status = Status(device: device, mode: stored.offload?.mode,
+                            unparsedDrop: stored.offload?.unparsedDrop ?? false, rules: stored.rules.count,
+                            subtables: 0, tables: 0, entries: 0, problems: [], kernelRead: false,
+                            pending: stored.pending.map { Pending(device: device, $0) })
+        status.metadata = stored.offload?.metadata ?? .mark
+        if let offload = stored.offload, let plan = try? plan(stored, offload) {
+            status.subtables = plan.subtables.count
+            status.tables = plan.tables?.tables.count ?? 0
+            status.entries = plan.entryCount
+        }
+        return status
     }
 
     /// The program in the device's slot (the one that holds the rules), as `bpftool prog
@@ -307,10 +332,12 @@ extension Offload {
     }
 
     /// The devices xdpflow holds something for in this namespace (state or pins), by name.
+    /// Pins that cannot be listed (bpffs is root's) are left out; a state directory that
+    /// cannot be read fails.
     public static func devices(state: StateDirectory = .default, pinRoot: FilePath = Offload.defaultPinRoot,
-                               namespace: NamespaceID? = nil) -> [String] {
+                               namespace: NamespaceID? = nil) throws -> [String] {
         let namespace = namespace ?? (try? NamespaceID.current()) ?? NamespaceID(inode: 0)
-        let stored = FileRuleSetStore(state: state, namespace: namespace).devices()
+        let stored = try OffloadError.lifting { try FileRuleSetStore(state: state, namespace: namespace).devices() }
         let pinned = (try? FileManager.default.contentsOfDirectory(
             atPath: pinRoot.appending(namespace.directoryName).string)) ?? []
         return Set(stored + pinned).sorted()

@@ -24,8 +24,8 @@ struct Check: ParsableCommand {
               (what was finished or rolled back, or null) and "differences" (strings).
 
             EXIT STATUS
-              0 every device agrees; 1 a difference, or the command failed; 2 the
-              command could not be read.
+              0 every device agrees; 1 a difference, or the command could not be
+              read; 2 the command failed (not root: the kernel's objects need it).
             """)
 
     @OptionGroup(visibility: .hidden) var global: GlobalOptions
@@ -37,7 +37,7 @@ struct Check: ParsableCommand {
         let device = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "check")
         var failed = false
         var text = "", json: [JSON] = []
-        for name in device.map({ [$0] }) ?? Offload.devices() {
+        for name in try device.map({ [$0] }) ?? Offload.devices() {
             let offload = Offload(device: name)
             guard let (recovery, differences) = try offload.check() else {
                 throw CommandError.refused(OffloadError.notAttached(name))

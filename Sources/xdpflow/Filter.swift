@@ -58,10 +58,13 @@ struct FilterRunner {
             try requireDevice(of: command)
             guard command.changesRules else {
                 if case .show = command.operation { warnIfNotLive(command.device) }
-                var set = try store.rules(of: command.device)
+                var set = try Offload(device: command.device).stored().rules
                 emit(command, try command.apply(to: &set))
+                try requireCountersReadable()
                 return
             }
+            // Refused before anything is read or written: the state and pins are root's.
+            try Privileges.require("filter \(command.operation.word)")
             let rules = try store.update(device: command.device) { set, change in
                 try command.apply(to: &set, recording: &change)
             }
@@ -72,11 +75,20 @@ struct FilterRunner {
         }
     }
 
+    /// Without root, `-s` printed the rules without counters (none rather than zeros,
+    /// which would say that no frame matched): the command then fails, saying why.
+    private func requireCountersReadable() throws {
+        if options.stats && !Privileges.sufficient { throw OffloadError.countersNeedRoot }
+    }
+
     /// With `force` (tc's `-force`), past the lines that fail: each is reported, the
     /// others are carried out, and the status is the first failed line's.
     func runBatch(path: String, force: Bool = false) throws {
         let text = try BatchFile.text(at: path)
-        if force { return try runForced(Batch.forced(text), path: path) }
+        if force {
+            try runForced(Batch.forced(text), path: path)
+            return try requireCountersReadable()
+        }
         let batch: Batch
         do {
             batch = try Batch(text: text)
@@ -86,7 +98,7 @@ struct FilterRunner {
         let missing = missingDevices(batch.lines)
         for line in batch.lines {
             warn(line.command.notes, at: "\(path): line \(line.number)")
-            if let error = missing[line.command.device] {
+            if let error = missing[line.command.device] ?? needsRoot(line) {
                 throw CommandError.at("\(path): line \(line.number)", .refused(error))
             }
         }
@@ -95,6 +107,13 @@ struct FilterRunner {
         } catch {
             throw CommandError.at(path, error.isUsageError ? .unreadable(error) : .refused(error))
         }
+        try requireCountersReadable()
+    }
+
+    /// Without root, a line that changes rules is refused before anything is read or
+    /// written: the state and the pins are root's.
+    private func needsRoot(_ line: Batch.Line) -> (any Error)? {
+        line.command.changesRules && !Privileges.sufficient ? OffloadError.needsRoot(command: "-batch") : nil
     }
 
     private func runForced(_ parsed: (batch: Batch, errors: [BatchError]), path: String) throws {
@@ -106,7 +125,7 @@ struct FilterRunner {
         let missing = missingDevices(parsed.batch.lines)
         for line in parsed.batch.lines {
             warn(line.command.notes, at: "\(path): line \(line.number)")
-            if let error = missing[line.command.device] {
+            if let error = missing[line.command.device] ?? needsRoot(line) {
                 failures.append((line.number, .at("\(path): line \(line.number)", .refused(error))))
             } else {
                 lines.append(line)
@@ -132,7 +151,7 @@ struct FilterRunner {
     /// hold them: that they are not live, and what to do.
     private func warnIfNotLive(_ device: String) {
         guard let status = try? Offload(device: device).status(auditingEntries: false) else { return }
-        var lines = status.recovery.map { ["Warning: \($0)"] } ?? []
+        var lines = (status.recovery ?? status.pending?.description).map { ["Warning: \($0)"] } ?? []
         if status.mode == nil {
             lines.append("Warning: no xdpflow program on \(device): these rules are not live; run: xdpflow attach dev \(device)")
         }
@@ -167,8 +186,10 @@ struct FilterRunner {
         default: return
         }
         var stats: ((FlowRule) -> RuleStats?)?
-        let counters = options.stats ? try? Offload(device: command.device).statistics() : nil
-        if options.stats {
+        // Without root the counters cannot be read: none are shown (`requireCountersReadable`).
+        let readsCounters = options.stats && Privileges.sufficient
+        let counters = readsCounters ? try? Offload(device: command.device).statistics() : nil
+        if readsCounters {
             let now = counters == nil ? nil : try? KernelClock.now()
             stats = { rule in
                 // A device that is not attached has met no packet.
@@ -187,6 +208,20 @@ struct FilterRunner {
         // `tc -j filter show` prints; `xdpflow -j show dev DEV` has them).
         if case .show = command.operation, !options.json, let counters {
             print((rules.isEmpty ? "" : "\n") + DeviceCounters.text(device: command.device, counters))
+        }
+    }
+}
+
+extension FilterCommand.Operation {
+    /// The word of the command line, as messages name the command.
+    var word: String {
+        switch self {
+        case .add: "add"
+        case .replace: "replace"
+        case .change: "change"
+        case .delete: "del"
+        case .get: "get"
+        case .show: "show"
         }
     }
 }
@@ -257,11 +292,18 @@ let filterManual = """
       device's own: frames no rule matched (miss) and frames the program could
       not classify (unparsed). In JSON these are in "xdpflow -j show dev DEV".
 
+    PRIVILEGES
+      show and get read the stored rules, which every user may read; -s needs
+      root (the counters are in pinned maps): without, the rules are printed
+      without counters and the command fails. add, replace, change, del and a
+      -batch that changes rules need root, and are refused before anything is
+      read or written.
+
     EXIT STATUS (as tc's)
       0 done; 1 the command could not be read (the message names the word
       and its position) or names a device that does not exist; 2 the command
       was refused (the rule already exists, XDP cannot run it, the kernel or
-      the state directory refused it).
+      the state directory refused it, not root).
 
     See docs/flower.md for the full reference.
     """

@@ -15,20 +15,22 @@ struct Save: ParsableCommand {
 
     func run() throws {
         let device = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "save")
-        let store = FileRuleSetStore()
-        print(try Self.text(devices: device.map { [$0] } ?? store.devices(), store: store), terminator: "")
+        let devices = try device.map { [$0] } ?? FileRuleSetStore().devices()
+        // Read as stored, without root too; a pending record is left for root, and said.
+        let stored = try devices.map { ($0, try Offload(device: $0).stored()) }
+        let pending = stored.compactMap { $0.1.pending.map { "Warning: \($0)\n" } }
+        FileHandle.standardError.write(Data(pending.joined().utf8))
+        print(Self.text(stored), terminator: "")
     }
 
-    static func text(devices: [String], store: FileRuleSetStore, date: Date = Date()) throws -> String {
+    static func text(_ devices: [(name: String, state: Offload.StoredState)], date: Date = Date()) -> String {
         let host = ProcessInfo.processInfo.hostName
         var lines = ["# xdpflow save, \(ISO8601DateFormatter().string(from: date)), host \(host)",
                      "# restore with: xdpflow -batch FILE"]
-        for device in devices {
-            let rules = try store.rules(of: device).rules
-            let attached = Offload(device: device, state: store.state).isAttached ? "attached" : "not attached"
+        for (device, state) in devices {
             lines.append("")
-            lines.append("# dev \(device): \(rules.count) rules, \(attached)")
-            lines += rules.map { $0.commandLine(device: device) }
+            lines.append("# dev \(device): \(state.rules.count) rules, \(state.isAttached ? "attached" : "not attached")")
+            lines += state.rules.rules.map { $0.commandLine(device: device) }
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -46,7 +48,11 @@ let saveManual = """
     (redirect targets included); on an attached device they go live as the batch \
     runs. Only rules are saved: attach modes and counters are not.
 
+    Any user who can read the state directory may save; nothing is written. A change \
+    a crash left pending is not in the file: a warning says so, and a command run as \
+    root finishes or rolls it back.
+
     EXIT STATUS
-      0 done (a device without rules prints only its comment line); 1 the state
-      directory cannot be read; 2 the command could not be read.
+      0 done (a device without rules prints only its comment line); 1 the command
+      could not be read; 2 the state directory cannot be read.
     """

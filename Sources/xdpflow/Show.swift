@@ -18,9 +18,14 @@ struct Show: ParsableCommand {
 
     func run() throws {
         let device = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "show")
-        try Privileges.require("show")
         let reports = try (device.map { [$0] } ?? Offload.devices()).map(DeviceReport.init(device:))
+        let pending = reports.compactMap { $0.pending.map { "Warning: \($0)\n" } }
+        FileHandle.standardError.write(Data(pending.joined().utf8))
         global.print(json: .array(reports.map(\.json)), text: reports.map(\.text).joined())
+        // Without root an attached device was shown as stored: the command fails, naming what was not read.
+        if reports.contains(where: { $0.status?.kernelRead == false }) {
+            throw OffloadError.kernelNeedsRoot
+        }
     }
 }
 
@@ -30,11 +35,19 @@ struct DeviceReport {
     let status: Offload.Status?
     /// Rules on disk for a device that is not attached.
     let storedRules: Int
+    /// Without root: a record a command that died left unfinished.
+    let pending: Offload.Pending?
 
     init(device: String) throws {
         self.device = device
-        status = try Offload(device: device).status()
-        storedRules = status == nil ? try FileRuleSetStore().rules(of: device).rules.count : 0
+        let offload = Offload(device: device)
+        var status = try offload.status()
+        pending = status?.pending
+        // Without root, a device the state does not say is attached is not attached,
+        // a pending record or not (said apart).
+        if status?.kernelRead == false && status?.mode == nil { status = nil }
+        self.status = status
+        storedRules = status == nil ? try offload.stored().rules.count : 0
     }
 
     var text: String {
@@ -46,6 +59,8 @@ struct DeviceReport {
         let lookups = status.tables > 0 ? "\(status.tables) tables" : "\(status.subtables) subtables"
         let what = "\(status.rules) rules in \(lookups), \(status.entries) entries"
         switch (status.mode, status.programID) {
+        // Without root, what the state directory says; the kernel's part is not claimed.
+        case (let mode?, _) where !status.kernelRead: lines.append("\(device): stored as attached in \(mode) mode, \(what)")
         case (let mode?, let id?): lines.append("\(device): attached in \(mode) mode, program id \(id), \(what)")
         case (nil, let id?): lines.append("\(device): program id \(id) behind a pinned link, \(what)")
         case (_, nil): lines.append("\(device): no program running, \(what)")
@@ -61,16 +76,18 @@ struct DeviceReport {
         return lines.map { $0 + "\n" }.joined()
     }
 
-    /// Keys in the order of docs/runtime.md.
+    /// Keys in the order of docs/runtime.md; what was not read (without root: whether
+    /// the kernel runs it, whether it needs repair) is null.
     var json: JSON {
         let now = try? KernelClock.now()
         var stats = JSON.null
         if let misses = status?.misses, let unparsed = status?.unparsed {
             stats = .object([("miss", misses.json(now: now)), ("unparsed", unparsed.json(now: now))])
         }
+        let kernelRead = status?.kernelRead ?? true
         return .object([
             ("dev", .string(device)),
-            ("attached", .bool(status?.mode != nil && status?.programID != nil)),
+            ("attached", kernelRead ? .bool(status?.mode != nil && status?.programID != nil) : .null),
             ("mode", status?.mode.map(JSON.string) ?? .null),
             ("prog_id", .optional(status?.programID)),
             ("mark_companion", status?.markCompanionID.map {
@@ -83,8 +100,8 @@ struct DeviceReport {
             ("tables", .integer(status?.tables ?? 0)),
             ("entries", .integer(status?.entries ?? 0)),
             ("stats", stats),
-            ("needs_repair", .bool(status?.needsRepair ?? false)),
-            ("problems", .array((status?.problems ?? []).map(JSON.string))),
+            ("needs_repair", kernelRead ? .bool(status?.needsRepair ?? false) : .null),
+            ("problems", kernelRead ? .array((status?.problems ?? []).map(JSON.string)) : .null),
         ])
     }
 }
@@ -119,7 +136,12 @@ enum DeviceCounters {
 let showManual = """
     Without dev, every device xdpflow holds in this network namespace: offload state \
     in the state directory (XDPFLOW_STATE_DIR, default /var/lib/xdpflow) or pins \
-    under the pin directory (XDPFLOW_PIN_DIR, default /sys/fs/bpf/xdpflow). Needs root.
+    under the pin directory (XDPFLOW_PIN_DIR, default /sys/fs/bpf/xdpflow).
+
+    Without root, what the state directory holds, read without changing anything: an \
+    attached device as "DEV: stored as attached in MODE mode, R rules ...", without \
+    program id, counters or audit (null in JSON), which are the kernel's; a change a \
+    crash left pending is said on standard error, and left to a command run as root.
 
     OUTPUT
       DEV: attached in MODE mode, program id ID, R rules in S subtables (or T tables), E entries
@@ -152,6 +174,7 @@ let showManual = """
       for a detach, finished) by the next command, which says which.
 
     EXIT STATUS
-      0 done (also for a device that is not attached); 1 the command failed (not
-      root); 2 the command could not be read.
+      0 done (also for a device that is not attached); 1 the command could not be
+      read; 2 the command failed, or, without root, an attached device was shown
+      as stored (program ids, counters and the audit need root).
     """

@@ -33,9 +33,11 @@ final class OffloadLab {
     var namespace: String { veths.namespace }
     var offload: Offload { Offload(device: device, state: state, pinRoot: pinRoot) }
 
-    init(attach: Bool = true) throws {
+    /// The state directory goes in `stateRoot` (a test run by another user needs one it
+    /// can reach).
+    init(attach: Bool = true, stateRoot: FilePath = FilePath(NSTemporaryDirectory())) throws {
         veths = try VethLab()
-        state = StateDirectory(FilePath(NSTemporaryDirectory()).appending(veths.namespace))
+        state = StateDirectory(stateRoot.appending(veths.namespace))
         pinRoot = FilePath("/sys/fs/bpf").appending(veths.namespace)
         target = try veths.addPair()
         if attach { _ = try offload.attach(mode: .native) }

@@ -50,8 +50,9 @@ public struct OffloadingStore: RuleSetStore {
         self.report = report
     }
 
+    /// The device's rules as stored, read without changing anything (`Offload.stored()`).
     public func rules(of device: String) throws -> RuleSet {
-        try OffloadError.lifting { try FileRuleSetStore(state: state).rules(of: device) }
+        try Offload(device: device, state: state).stored().rules
     }
 
     /// Runs `body`, which records what it changes, as one change of the device.

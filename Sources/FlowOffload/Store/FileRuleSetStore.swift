@@ -22,9 +22,9 @@ public struct FileRuleSetStore: RuleSetStore {
 
     public init(directory: FilePath) { self.init(state: StateDirectory(directory)) }
 
-    /// The device's rules: snapshot and journal.
+    /// The device's rules: snapshot and journal, read under the shared lock.
     public func rules(of device: String) throws -> RuleSet {
-        try state.locked {
+        try state.reading {
             var (rules, sequence) = try read(device)
             let journal = Journal(path: files.path.appending("\(device).journal"))
             for record in try journal.records()
@@ -60,9 +60,11 @@ public struct FileRuleSetStore: RuleSetStore {
     /// Creates the namespace's directory, durably; the caller holds the lock.
     func makeDirectory() throws(StoreError) {
         guard !FileManager.default.fileExists(atPath: files.path.string) else { return }
-        guard mkdir(files.path.string, 0o700) == 0 || errno == EEXIST else {
-            throw .createDirectory(files.path, Errno(rawValue: errno))
+        guard mkdir(files.path.string, StateDirectory.directoryMode) == 0 else {
+            guard errno == EEXIST else { throw .createDirectory(files.path, Errno(rawValue: errno)) }
+            return
         }
+        chmod(files.path.string, StateDirectory.directoryMode)
         try StateDirectory.syncDirectory(state.path)
     }
 
@@ -132,9 +134,20 @@ public struct FileRuleSetStore: RuleSetStore {
         line.split(separator: UInt8(ascii: " ")).map { String(Substring($0)) }
     }
 
-    /// The devices with rules on disk, by name.
-    public func devices() -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: files.path.string)) ?? []
+    /// The devices with rules on disk, by name; none when the namespace has no directory.
+    /// A directory that cannot be read fails, rather than look empty to a user it is
+    /// closed to.
+    public func devices() throws(StoreError) -> [String] {
+        let names: [String]
+        do {
+            // Opened first for the errno, which FileManager's errors do not carry.
+            try FileDescriptor.open(files.path, .readOnly).close()
+            names = try FileManager.default.contentsOfDirectory(atPath: files.path.string)
+        } catch Errno.noSuchFileOrDirectory {
+            return []
+        } catch {
+            throw .unreadable(files.path, Errno(error))
+        }
         let suffixes = [Self.file(of: ""), ".journal", ".offload.json"]
         return Set(names.compactMap { name in
             suffixes.first { name.hasSuffix($0) && !name.hasPrefix(".") }.map { String(name.dropLast($0.count)) }

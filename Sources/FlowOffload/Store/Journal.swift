@@ -49,10 +49,7 @@ struct Journal {
     /// The records in the file, oldest first; none when there is no file. A record
     /// after a pending one cannot exist (every command recovers first).
     func records() throws(StoreError) -> [Record] {
-        guard let data = FileManager.default.contents(atPath: path.string) else {
-            if FileManager.default.fileExists(atPath: path.string) { throw .unreadable(path, Errno.ioError) }
-            return []
-        }
+        guard let data = try StateDirectory.contents(of: path) else { return [] }
         var records: [Record] = []
         var removed: [FlowRule] = [], added: [FlowRule] = []
         // Lines split by hand: only a line that ends in "\n" was written whole.
@@ -136,11 +133,13 @@ struct Journal {
         let created = !FileManager.default.fileExists(atPath: path.string)
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(path, .writeOnly, options: [.create, .append], permissions: [.ownerReadWrite])
+            fd = try FileDescriptor.open(path, .writeOnly, options: [.create, .append],
+                                         permissions: FilePermissions(rawValue: StateDirectory.fileMode))
         } catch {
             throw .write(path, Errno(error))
         }
         defer { try? fd.close() }
+        if created { fchmod(fd.rawValue, StateDirectory.fileMode) }
         let end = (try? fd.seek(offset: 0, from: .end)) ?? 0
         do {
             _ = try fd.writeAll(text.utf8)

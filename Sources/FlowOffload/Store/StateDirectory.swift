@@ -5,11 +5,16 @@ import SystemPackage
 /// XDPFlow's state on disk: one directory (`XDPFLOW_STATE_DIR`, or /var/lib/xdpflow),
 /// a subdirectory per network namespace, accessed under one lock.
 ///
-/// Every access takes an exclusive lock on `directory/lock` (flock), so two `xdpflow`
-/// processes are serialised and neither change is lost. A whole file is written to a
-/// temporary file, synced, and renamed over the old one, and the directory is synced:
-/// after a crash a file holds its old content or its new one, never a mix. Journals
-/// (`Journal`) are appended to and synced instead.
+/// A command that may write takes an exclusive lock on `directory/lock` (flock), so two
+/// `xdpflow` processes are serialised and neither change is lost; one that only reads
+/// takes it shared (`reading`), beside other readers and never beside a writer. A whole
+/// file is written to a temporary file, synced, and renamed over the old one, and the
+/// directory is synced: after a crash a file holds its old content or its new one,
+/// never a mix. Journals (`Journal`) are appended to and synced instead.
+///
+/// What xdpflow creates here is readable by every user (`fileMode`, `directoryMode`,
+/// whatever the umask), as /var/lib of other daemons and as tc shows rules to anyone:
+/// the commands that only show rules work without root. Only root writes.
 public struct StateDirectory: Sendable {
     public let path: FilePath
 
@@ -19,23 +24,67 @@ public struct StateDirectory: Sendable {
 
     public init(_ path: FilePath) { self.path = path }
 
-    /// Runs `body` holding the directory's lock; creates the directory on first use.
+    /// The modes of the files and directories xdpflow creates: world-readable, set
+    /// explicitly because a umask of 077 (sudo keeps the caller's) would hide the rules
+    /// from the users who may read them.
+    static let fileMode: mode_t = 0o644
+    static let directoryMode: mode_t = 0o755
+
+    /// Runs `body` holding the directory's lock exclusively, for a command that may
+    /// write; creates the directory and the lock on first use.
     public func locked<T>(_ body: () throws -> T) throws -> T {
-        do {
-            try FileManager.default.createDirectory(atPath: path.string, withIntermediateDirectories: true)
-        } catch {
-            throw StoreError.createDirectory(path, Errno(error))
+        if !FileManager.default.fileExists(atPath: path.string) {
+            do {
+                try FileManager.default.createDirectory(atPath: path.string, withIntermediateDirectories: true)
+            } catch {
+                throw StoreError.createDirectory(path, Errno(error))
+            }
+            chmod(path.string, Self.directoryMode)
         }
         let lock: FileDescriptor
         do {
-            lock = try FileDescriptor.open(path.appending("lock"), .readWrite, options: [.create],
-                                           permissions: [.ownerReadWrite])
+            lock = try openLockForWriting()
         } catch {
             throw StoreError.lock(path, Errno(error))
         }
         return try lock.closeAfter {
             guard flock(lock.rawValue, LOCK_EX) == 0 else { throw StoreError.lock(path, Errno(rawValue: errno)) }
             return try body()   // closing the descriptor releases the lock
+        }
+    }
+
+    /// Runs `body` holding the directory's lock shared, for a command that only reads:
+    /// readers run side by side, and never while a writer holds it. Nothing is created,
+    /// and the lock is opened read-only (flock needs no more), so any user who can read
+    /// the directory may call it. Without a lock file no command has written here yet:
+    /// `body` runs unlocked, and what a first writer adds meanwhile it reads whole (files
+    /// come by rename) or as a pending journal record.
+    public func reading<T>(_ body: () throws -> T) throws -> T {
+        let lock: FileDescriptor
+        do {
+            lock = try FileDescriptor.open(path.appending("lock"), .readOnly)
+        } catch Errno.noSuchFileOrDirectory {
+            return try body()
+        } catch {
+            throw StoreError.lock(path, Errno(error))
+        }
+        return try lock.closeAfter {
+            guard flock(lock.rawValue, LOCK_SH) == 0 else { throw StoreError.lock(path, Errno(rawValue: errno)) }
+            return try body()
+        }
+    }
+
+    /// The lock, opened for writing; made world-readable when this creates it, so that
+    /// readers can open it.
+    private func openLockForWriting() throws -> FileDescriptor {
+        let file = path.appending("lock")
+        do {
+            return try FileDescriptor.open(file, .readWrite)
+        } catch Errno.noSuchFileOrDirectory {
+            let lock = try FileDescriptor.open(file, .readWrite, options: [.create],
+                                               permissions: FilePermissions(rawValue: Self.fileMode))
+            fchmod(lock.rawValue, Self.fileMode)
+            return lock
         }
     }
 
@@ -51,12 +100,34 @@ public struct StateDirectory: Sendable {
 
     /// The contents of `file`, or nil when there is no such file.
     public func bytes(of file: String) throws(StoreError) -> Data? {
-        let target = path.appending(file)
-        guard let data = FileManager.default.contents(atPath: target.string) else {
-            if contains(file) { throw .unreadable(target, Errno(rawValue: errno)) }
+        try Self.contents(of: path.appending(file))
+    }
+
+    /// The contents of the file at `path`, or nil when there is none; a file that
+    /// cannot be read (EACCES, for a user it is not readable by) is `.unreadable`, with
+    /// the errno.
+    static func contents(of path: FilePath) throws(StoreError) -> Data? {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, .readOnly)
+        } catch Errno.noSuchFileOrDirectory {
             return nil
+        } catch {
+            throw .unreadable(path, Errno(error))
         }
-        return data
+        defer { try? fd.close() }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count: Int
+            do {
+                count = try buffer.withUnsafeMutableBytes { try fd.read(into: $0) }
+            } catch {
+                throw .unreadable(path, Errno(error))
+            }
+            guard count > 0 else { return data }
+            data.append(contentsOf: buffer[..<count])
+        }
     }
 
     public func contains(_ file: String) -> Bool {
@@ -83,8 +154,9 @@ public struct StateDirectory: Sendable {
         let temporary = target.removingLastComponent().appending(".\(target.lastComponent!.string).tmp")
         do {
             let fd = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .truncate],
-                                             permissions: [.ownerReadWrite])
+                                             permissions: FilePermissions(rawValue: Self.fileMode))
             try fd.closeAfter {
+                guard fchmod(fd.rawValue, Self.fileMode) == 0 else { throw Errno(rawValue: errno) }
                 _ = try fd.writeAll(bytes)
                 try fd.sync()
             }
@@ -134,7 +206,7 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
             "cannot create the state directory \(path): \(Self.text(errno))\(Self.hint(errno))"
         case .lock(let path, let errno):
             "cannot lock the state directory \(path): \(Self.text(errno))\(Self.hint(errno))"
-        case .unreadable(let path, let errno): "cannot read \(path): \(Self.text(errno))"
+        case .unreadable(let path, let errno): "cannot read \(path): \(Self.text(errno))\(Self.hint(errno))"
         case .write(let path, let errno): "cannot write \(path): \(Self.text(errno)); nothing was changed"
         case .remove(let path, let errno): "cannot remove \(path): \(Self.text(errno))"
         case .corrupt(let path, let line, let reason):
