@@ -150,7 +150,7 @@ struct RuleGenerator {
 
     private func action(_ rng: inout SeededRandom) -> FlowAction {
         let control: ActionControl = rng.weighted([(4, .pipe), (2, .continue), (1, .pass), (1, .drop)])
-        switch rng.weighted([(4, 0), (2, 1), (3, 2), (1, 3), (1, 4), (2, 5), (2, 6)]) {
+        switch rng.weighted([(4, 0), (2, 1), (3, 2), (1, 3), (1, 4), (2, 5), (2, 6), (1, 7)]) {
         case 0:
             return .gact(rng.weighted([(2, .drop), (2, .pass), (2, .continue), (1, .pipe)]))
         case 1:
@@ -176,6 +176,9 @@ struct RuleGenerator {
             return FlowAction(.skbmod(edit), control: control)
         case 5:
             return FlowAction(.skbeditMark(pool.masked(pool.marks, pool.markMasks, &rng)), control: control)
+        case 7:
+            // No socket is bound in a test run: the control decides, as in the reference.
+            return FlowAction(.xsk, control: control)
         default:
             // 1 byte/s: over a test run (far less than a second) the kernel's bucket refills
             // by less than a byte, so it decides every frame as the reference does at now 0.
