@@ -56,6 +56,7 @@ struct DeviceReport {
         if let unparsed = status.unparsed {
             lines.append("  unparsed (\(status.unparsedDrop ? "dropped" : "passed")): " + unparsed.sentText(now: now))
         }
+        if let unbound = status.xskUnbound { lines.append("  xsk, no socket bound: " + unbound.sentText(now: now)) }
         for problem in status.problems { lines.append("  needs repair: " + problem) }
         return lines.map { $0 + "\n" }.joined()
     }
@@ -65,7 +66,8 @@ struct DeviceReport {
         let now = try? KernelClock.now()
         var stats = JSON.null
         if let misses = status?.misses, let unparsed = status?.unparsed {
-            stats = .object([("miss", misses.json(now: now)), ("unparsed", unparsed.json(now: now))])
+            stats = .object([("miss", misses.json(now: now)), ("unparsed", unparsed.json(now: now))]
+                + (status?.xskUnbound.map { [("xsk_unbound", $0.json(now: now))] } ?? []))
         }
         return .object([
             ("dev", .string(device)),
