@@ -25,13 +25,20 @@ let package = Package(
             pkgConfig: "libbpf",
             providers: [.apt(["libbpf-dev"])]
         ),
+        // libxdp's AF_XDP socket API (xsk.h), from Debian's libxdp-dev.
+        .systemLibrary(
+            name: "CLibXDP",
+            pkgConfig: "libxdp",
+            providers: [.apt(["libxdp-dev"])]
+        ),
         // Pure Swift: eBPF instructions, assembler with labels, encoder, disassembler.
         .target(name: "BPFAssembly"),
-        // Typed wrappers over libbpf: maps, programs, test runs, XDP links, bpffs.
+        // Typed wrappers over libbpf: maps, programs, test runs, XDP links, bpffs; AF_XDP
+        // sockets over libxdp.
         .target(
             name: "BPFKernel",
             dependencies: [
-                "BPFAssembly", "CLibBPF",
+                "BPFAssembly", "CLibBPF", "CLibXDP",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

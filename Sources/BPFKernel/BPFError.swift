@@ -35,6 +35,10 @@ public enum BPFError: Error, Sendable, CustomStringConvertible {
     /// A program xdpflow generates itself did not assemble (a bug, named by the program).
     case assembly(program: String, AssemblyError)
     case trafficGenerator(TrafficGeneratorError)
+    /// An AF_XDP umem's frame count or ring size that is not a power of two.
+    case xskSize(what: String, size: Int)
+    /// A frame to send that does not fit one umem frame.
+    case xskFrameTooLong(length: Int, frameSize: Int)
 
     public var description: String {
         switch self {
@@ -75,6 +79,10 @@ public enum BPFError: Error, Sendable, CustomStringConvertible {
             return "internal error: program \(program) does not assemble: \(error)"
         case .trafficGenerator(let error):
             return error.description
+        case .xskSize(let what, let size):
+            return "AF_XDP \(what): \(size) is not a power of two"
+        case .xskFrameTooLong(let length, let frameSize):
+            return "AF_XDP send: a frame of \(length) bytes does not fit a umem frame of \(frameSize)"
         }
     }
 

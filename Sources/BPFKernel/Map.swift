@@ -6,6 +6,8 @@ public enum MapType: Hashable, Sendable, CaseIterable {
     case hash, perCPUHash, array, perCPUArray, lpmTrie, devmap, devmapHash, ringBuffer
     /// Programs, by index, for `bpf_tail_call`; a value is a program's fd.
     case progArray
+    /// AF_XDP sockets, by receive queue, for `bpf_redirect_map`; a value is a socket's fd.
+    case xskmap
 
     var kernelType: bpf_map_type {
         switch self {
@@ -18,6 +20,7 @@ public enum MapType: Hashable, Sendable, CaseIterable {
         case .devmapHash: BPF_MAP_TYPE_DEVMAP_HASH
         case .ringBuffer: BPF_MAP_TYPE_RINGBUF
         case .progArray: BPF_MAP_TYPE_PROG_ARRAY
+        case .xskmap: BPF_MAP_TYPE_XSKMAP
         }
     }
 
@@ -30,7 +33,7 @@ public enum MapType: Hashable, Sendable, CaseIterable {
     public var isPerCPU: Bool { self == .perCPUHash || self == .perCPUArray }
 
     /// The kernel has no BPF_MAP_*_BATCH for these: entries go one at a time.
-    public var hasBatchOperations: Bool { ![.devmap, .devmapHash, .progArray, .ringBuffer].contains(self) }
+    public var hasBatchOperations: Bool { ![.devmap, .devmapHash, .progArray, .ringBuffer, .xskmap].contains(self) }
 
     /// The type as bpftool names it.
     public var name: String {
@@ -44,6 +47,7 @@ public enum MapType: Hashable, Sendable, CaseIterable {
         case .devmapHash: "devmap_hash"
         case .ringBuffer: "ringbuf"
         case .progArray: "prog_array"
+        case .xskmap: "xskmap"
         }
     }
 }

@@ -32,6 +32,9 @@ public struct ActionStep: Hashable, Sendable, Codable {
         /// argument: a broadcast group's index: the frame goes to every device of the
         /// group (mirrors, then the redirect target).
         case broadcast
+        /// Into the AF_XDP socket bound to the receive queue (`FlowMaps.xsks`); control:
+        /// what follows when none is bound.
+        case xsk
 
         public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
     }
@@ -183,6 +186,8 @@ extension ActionProgram {
             case .police(let police):
                 steps.append(ActionStep(kind: .police, control: control, exceed: ActionStep.Control(police.exceed),
                                         argument: policer(index).encodedBytes))
+            case .xsk:
+                steps.append(ActionStep(kind: .xsk, control: control))
             }
         }
         guard steps.count <= Self.maxSteps else {

@@ -27,6 +27,13 @@ public enum FlowMaps {
     /// Array, u32 `TableFilter` key -> u64 table bits.
     public static let tableFilter = "xf_table_filter"
     public static let tableMaps: Set<String> = [tables, buckets, rules, tableFilter]
+    /// XSKMAP, u32 receive queue -> AF_XDP socket, for `xsk` actions; the sockets'
+    /// owners write it, never the plan.
+    public static let xsks = "xf_xsks"
+    /// Per-CPU array of one `RuleCounters`: frames an `xsk` action found no socket for.
+    public static let xskUnbound = "xf_xsk_unbound"
+    /// Entries of `xsks`: receive queues 0-63 (a frame on a queue past them finds no socket).
+    public static let xskQueues = 64
 }
 
 /// What a program compiled with `recordMatches` writes for each frame: the counter
@@ -980,6 +987,22 @@ public struct CodeGenerator {
                 asm.emit([.loadMap(.r1, FlowMaps.broadcast(group)), .mov(.r2, 0), .mov(.r3, Self.broadcastFlag),
                           .call(.redirectMap), .exit])
             }
+        case .xsk:
+            // The socket bound to the frame's queue takes it (XDP_REDIRECT). Without one
+            // the helper returns the flags' action (XDP_PASS, kernel 5.3 and later): count
+            // it per CPU, then the step's control decides.
+            let unbound = local("unbound")
+            asm.emit([.loadMap(.r1, FlowMaps.xsks), .load(.r2, .word, from: .r6, XDPContext.rxQueueIndex),
+                      .mov(.r3, XDPAction.pass.rawValue), .call(.redirectMap),
+                      .jump(.notEqual, .r0, XDPAction.redirect.rawValue, to: unbound), .exit])
+            asm.label(unbound)
+            asm.emit([.store(.word, to: .fp, -16, 0), .loadMap(.r1, FlowMaps.xskUnbound), .mov(.r2, .fp),
+                      .alu(.add, .r2, -16), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: control), .mov(.r8, .r0),
+                      .load(.r1, .double, from: .r8, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
+                      .store(.double, to: .r8, RuleCounters.packetsOffset, .r1),
+                      .load(.r1, .double, from: .r8, RuleCounters.bytesOffset), .load(.r2, .double, from: .fp, -8),
+                      .alu(.add, .r1, .r2), .store(.double, to: .r8, RuleCounters.bytesOffset, .r1),
+                      .call(.jiffies64), .store(.double, to: .r8, RuleCounters.lastHitOffset, .r0), .jump(to: control)])
         }
     }
 

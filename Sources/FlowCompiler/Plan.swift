@@ -323,12 +323,12 @@ public struct PolicerBucket: Hashable, Sendable, MapCodable {
 public struct Plan: Equatable, Sendable {
     /// The most subtables one program looks up inline (each is a map and a lookup per
     /// packet): a program may use at most 64 maps (the kernel's MAX_USED_MAPS), and the
-    /// counters, actions, redirect, policer and trace maps leave 59 for subtables,
-    /// broadcast groups and the prefilter. Rules that need more are classified by
-    /// `TupleTables`, whose maps do not grow in number with the rules.
-    public static let maxSubtables = 59
+    /// counters, actions, redirect, policer, trace, xsks and xsk-unbound maps leave 57 for
+    /// subtables, broadcast groups and the prefilter. Rules that need more are classified
+    /// by `TupleTables`, whose maps do not grow in number with the rules.
+    public static let maxSubtables = 57
     /// The most broadcast groups of a plan classified by tables (four maps of its own).
-    public static let maxBroadcastGroups = 55
+    public static let maxBroadcastGroups = 53
     public static let maxRedirectTargets = 64
     /// The rule capacity a device starts with; it doubles when the rules outgrow it.
     public static let defaultRuleCapacity = 65536

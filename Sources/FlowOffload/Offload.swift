@@ -446,15 +446,17 @@ public struct Offload {
         return LiveRuleSet(adopting: stored.rules, datapath: datapath, slot: slot, targetIndex: redirectIndex)
     }
 
-    /// A new program and fresh maps for the stored rules, keeping only the counters: for
-    /// when the maps' contents cannot be trusted. Returns the program's id.
+    /// A new program and fresh maps for the stored rules, keeping only the counters and
+    /// the AF_XDP sockets their owners bound: for when the maps' contents cannot be
+    /// trusted. Returns the program's id.
     private func rebuild(_ stored: Stored, _ offload: OffloadState) throws -> UInt32 {
         let slot = try pinnedSlot(stored)
         let plan = try plan(stored, offload)
-        let counters = try pinnedMaps(for: plan).filter { $0.key == FlowMaps.counters }
+        let kept: Set = [FlowMaps.counters, FlowMaps.xsks, FlowMaps.xskUnbound]
+        let counters = try pinnedMaps(for: plan).filter { kept.contains($0.key) }
         let adopted = try Datapath(adopting: plan, options: offload.options, maps: counters)
         let next = try Datapath(plan: plan, options: offload.options, targetIndex: redirectIndex, replacing: adopted,
-                                sharing: [FlowMaps.counters])
+                                sharing: kept)
         try slot.run(next.program!)
         try pinMaps(next)
         return next.program!.id

@@ -28,6 +28,8 @@ extension Offload {
         /// Nil when the device's counters cannot be read (no pinned counters map).
         public var misses: RuleStatistics?
         public var unparsed: RuleStatistics?
+        /// Frames `xsk` actions found no AF_XDP socket for; nil when no rule has one.
+        public var xskUnbound: RuleStatistics?
         /// What the command found left pending and finished or rolled back first.
         public var recovery: String?
         /// What disagrees, each with what to do; empty when all is well.
@@ -71,6 +73,7 @@ extension Offload {
                 let counters = try? statistics(of: plan)
                 status.misses = counters?.misses
                 status.unparsed = counters?.unparsed
+                status.xskUnbound = counters?.xskUnbound
             }
             status.problems = try audit(stored, planned: planned, entries: entries)
             return status
@@ -352,6 +355,9 @@ extension Offload {
         public var policers: [PolicerKey: PolicerBucket]
         public var misses: RuleStatistics
         public var unparsed: RuleStatistics
+        /// Frames `xsk` actions found no socket for (`FlowMaps.xskUnbound`); nil when no
+        /// rule has one.
+        public var xskUnbound: RuleStatistics?
 
         /// A rule's counters as `filter show -s` prints them, tc's per action.
         public func stats(of rule: FlowRule, now: KernelClock?) -> RuleStats {
@@ -402,7 +408,12 @@ extension Offload {
             let buckets = try ArrayMap<PolicerBucket>(pinnedAt: pins.appending(FlowMaps.policers))
             for (key, index) in plan.policerIndex.indexes { policers[key] = try buckets.get(index) }
         }
+        var xskUnbound: RuleStatistics?
+        if plan.stepKinds.contains(.xsk) {
+            let unbound = try PerCPUArray<RuleCounters>(pinnedAt: pins.appending(FlowMaps.xskUnbound))
+            xskUnbound = try unbound.get(0).map(RuleStatistics.init(perCPU:)) ?? RuleStatistics()
+        }
         return Statistics(rules: rules, policers: policers, misses: try read(RuleSlots.miss),
-                          unparsed: try read(RuleSlots.unparsed))
+                          unparsed: try read(RuleSlots.unparsed), xskUnbound: xskUnbound)
     }
 }

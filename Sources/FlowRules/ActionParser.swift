@@ -4,7 +4,7 @@ private enum ControlWord: Equatable, Sendable { case `continue`, drop, pass, rec
 
 private enum ActionWord: Equatable, Sendable {
     case control(ControlWord)
-    case gact, mirred, vlan, pedit, skbmod, skbedit, police
+    case gact, mirred, vlan, pedit, skbmod, skbedit, police, xsk
     case unsupported(String)
 }
 
@@ -23,9 +23,9 @@ struct ActionParser {
             ("pass", .control(.pass)), ("ok", .control(.pass)), ("reclassify", .control(.reclassify)),
             ("pipe", .control(.pipe)), ("goto", .control(.goto)), ("jump", .control(.jump)), ("trap", .control(.trap)),
             ("gact", .gact), ("mirred", .mirred), ("vlan", .vlan), ("pedit", .pedit), ("skbmod", .skbmod),
-            ("skbedit", .skbedit), ("police", .police),
+            ("skbedit", .skbedit), ("police", .police), ("xsk", .xsk),
         ] + unsupportedKinds.keys.sorted().map { ($0, ActionWord.unsupported($0)) },
-        exactOnly: Set(["gact", "mirred", "vlan", "pedit", "skbmod", "skbedit", "police"] + unsupportedKinds.keys))
+        exactOnly: Set(["gact", "mirred", "vlan", "pedit", "skbmod", "skbedit", "police", "xsk"] + unsupportedKinds.keys))
 
     /// Actions tc knows that XDPFlow does not run, each with why.
     private static let unsupportedKinds: [String: String] = [
@@ -44,7 +44,7 @@ struct ActionParser {
         if case .control(let word) = $0.meaning { ($0.word, word) } else { nil }
     })
 
-    private static let kindList = "drop, pass, continue, pipe, mirred, vlan, pedit, skbmod, skbedit or police"
+    private static let kindList = "drop, pass, continue, pipe, mirred, vlan, pedit, skbmod, skbedit, police or xsk"
 
     init(words: Words) { self.words = words }
 
@@ -91,6 +91,7 @@ struct ActionParser {
         case .skbmod: return try skbmod()
         case .skbedit: return try skbedit()
         case .police: return try police()
+        case .xsk: return FlowAction(.xsk, control: try optionalControl())
         case .unsupported(let name):
             throw words.errorAtPrevious("action '\(name)' is not supported by xdpflow: \(Self.unsupportedKinds[name]!)")
         }

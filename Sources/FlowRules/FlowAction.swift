@@ -46,6 +46,10 @@ public enum ActionKind: Hashable, Sendable, Codable {
     /// `skbedit mark MARK[/MASK]`: the new mark is `(old & ~mask) | (value & mask)`.
     case skbeditMark(Masked<UInt32>)
     case police(Police)
+    /// XDPFlow's own, not tc's: into the AF_XDP socket bound to the queue the frame came
+    /// in on. The control is what happens when no socket is bound there (pass, to the
+    /// stack, unless written).
+    case xsk
 
     /// The control tc's parser gives each kind when none is written.
     public var defaultControl: ActionControl {
@@ -55,6 +59,7 @@ public enum ActionKind: Hashable, Sendable, Codable {
         case .vlan, .skbmod, .skbeditMark: .pipe
         case .pedit: .pass
         case .police: .pass
+        case .xsk: .pass
         }
     }
 

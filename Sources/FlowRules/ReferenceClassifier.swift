@@ -8,6 +8,10 @@ public struct ReferenceClassifier {
     public let rules: [FlowRule]
     /// The layers the rules read: a dissection failure elsewhere does not matter.
     public let keyLayers: KeyLayers
+    /// Receive queues with an AF_XDP socket in the device's XSKMAP. None by default: the
+    /// kernel's side of a test run, where an `xsk` action finds no socket and its control
+    /// decides (pass unless written), as on a device whose sockets are not bound yet.
+    public var boundQueues: Set<UInt32> = []
     private var policers: [PolicerID: TokenBucket] = [:]
 
     /// Refuses a rule set with a rule XDP cannot run exactly.
@@ -20,9 +24,9 @@ public struct ReferenceClassifier {
         keyLayers = rules.keyLayers
     }
 
-    /// Classifies `frame`, received on `device` at `now` (nanoseconds on any monotonic
-    /// clock; only differences matter, for police).
-    public mutating func classify(_ frame: [UInt8], now: UInt64) -> Classification {
+    /// Classifies `frame`, received on `device`'s receive queue `queue` at `now`
+    /// (nanoseconds on any monotonic clock; only differences matter, for police).
+    public mutating func classify(_ frame: [UInt8], now: UInt64, queue: UInt32 = 0) -> Classification {
         var result = Classification(verdict: .pass, frame: frame)
         var keys = FlowKeys(dissecting: frame)
         if let reason = undecidable(keys) {
@@ -35,7 +39,7 @@ public struct ReferenceClassifier {
             index += 1
             guard rule.matches(keys, device: device) else { continue }
             result.matchedRules.append(rule)
-            switch run(rule, on: &result, receivedLength: frame.count, now: now) {
+            switch run(rule, on: &result, receivedLength: frame.count, now: now, queue: queue) {
             case .verdict(let verdict):
                 result.verdict = verdict
                 return result
@@ -63,7 +67,7 @@ public struct ReferenceClassifier {
     private enum Outcome { case verdict(Classification.Verdict), continueClassification }
 
     private mutating func run(_ rule: FlowRule, on result: inout Classification, receivedLength: Int,
-                              now: UInt64) -> Outcome {
+                              now: UInt64, queue: UInt32) -> Outcome {
         for (index, action) in rule.actions.enumerated() {
             var control = action.control
             switch action.kind {
@@ -93,6 +97,10 @@ public struct ReferenceClassifier {
                 var bucket = policers[id] ?? TokenBucket(police, now: now)
                 if !bucket.take(UInt64(receivedLength), now: now) { control = police.exceed }
                 policers[id] = bucket
+            case .xsk:
+                // A bound socket takes the frame; without one the control goes on.
+                if boundQueues.contains(queue) { return .verdict(.xsk(queue: queue)) }
+                result.xskUnbound += 1
             }
             switch control {
             case .pipe: continue
@@ -116,6 +124,9 @@ public struct Classification: Hashable, Sendable {
         /// Sent back out of the device it came in on (mirred redirect to itself).
         case tx
         case redirect(String)
+        /// Into the AF_XDP socket bound to the receive queue (XDP_REDIRECT through the
+        /// device's XSKMAP).
+        case xsk(queue: UInt32)
         /// An action could not edit the frame (too short for it): dropped, as tc's
         /// TC_ACT_SHOT, and reported as XDP_ABORTED so that xdp_exception shows it.
         case aborted
@@ -131,6 +142,8 @@ public struct Classification: Hashable, Sendable {
     public var mirrors: [String] = []
     /// The skb mark the rules set (XDP hands it on as metadata); nil when none did.
     public var mark: UInt32?
+    /// `xsk` actions that found no socket bound to the queue (the program counts them).
+    public var xskUnbound = 0
     /// Set when the dissector could not determine a key some rule reads: the frame is
     /// passed, unmatched.
     public var unclassifiable: Unclassifiable?

@@ -130,6 +130,8 @@ extension FlowAction {
             let defaults = police.exceed == .reclassify && control == .pass
             return ["police", "rate", Self.rateText(police.bytesPerSecond), "burst", Self.sizeText(police.burstBytes)]
                 + (defaults ? [] : ["conform-exceed", "\(police.exceed)/\(control)"])
+        case .xsk:
+            return ["xsk"] + explicitControl
         }
     }
 

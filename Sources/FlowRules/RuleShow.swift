@@ -120,6 +120,9 @@ extension FlowAction {
         case .police(let police):
             return "police rate \(Self.rateText(police.bytesPerSecond)) burst \(Self.sizeText(police.burstBytes))"
                 + " action \(police.exceed)/\(control)"
+        case .xsk:
+            // No tc action prints this; the control is what a frame gets without a socket.
+            return "xsk (AF_XDP socket of the receive queue, else \(control))"
         }
     }
 }

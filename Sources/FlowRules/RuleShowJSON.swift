@@ -185,6 +185,9 @@ extension FlowAction {
             fields += [("kind", .string("police")), ("rate", .integer(police.bytesPerSecond)),
                        ("burst", .integer(police.burstBytes)), ("control_action", police.exceed.tcJSON),
                        ("conform_action", control.tcJSON), ("overhead", .integer(0))]
+        case .xsk:
+            // XDPFlow's own kind: control_action is what a frame gets when no socket is bound.
+            fields += [("kind", .string("xsk")), controlAction]
         }
         guard let counters else { return .object(fields) }
         if case .pedit = kind {} else if let used = counters.lastUsed { fields.append(("last_used", .integer(used))) }

@@ -278,6 +278,9 @@ let filterManual = """
       skbmod set dmac MAC [set smac MAC]
       skbedit mark N[/MASK]            reported as XDP metadata
       police rate RATE burst SIZE conform-exceed EXCEED[/CONFORM]
+      xsk [CONTROL]                    XDPFlow's own: to the AF_XDP socket bound to
+                                       the receive queue (pinned map xf_xsks); with
+                                       none bound, CONTROL (default pass)
     A rule without actions passes the frame and ends classification.
     Valid tc that XDP cannot run exactly is accepted here and refused when
     the rules are compiled: mirred ingress, a mirred mirror followed by

@@ -72,6 +72,7 @@ struct DeviceReport {
         if let unparsed = status.unparsed {
             lines.append("  unparsed (\(status.unparsedDrop ? "dropped" : "passed")): " + unparsed.sentText(now: now))
         }
+        if let unbound = status.xskUnbound { lines.append("  xsk, no socket bound: " + unbound.sentText(now: now)) }
         for problem in status.problems { lines.append("  needs repair: " + problem) }
         return lines.map { $0 + "\n" }.joined()
     }
@@ -82,7 +83,8 @@ struct DeviceReport {
         let now = try? KernelClock.now()
         var stats = JSON.null
         if let misses = status?.misses, let unparsed = status?.unparsed {
-            stats = .object([("miss", misses.json(now: now)), ("unparsed", unparsed.json(now: now))])
+            stats = .object([("miss", misses.json(now: now)), ("unparsed", unparsed.json(now: now))]
+                + (status?.xskUnbound.map { [("xsk_unbound", $0.json(now: now))] } ?? []))
         }
         let kernelRead = status?.kernelRead ?? true
         return .object([
@@ -130,6 +132,7 @@ enum DeviceCounters {
         let now = try? KernelClock.now()
         return "dev \(device) miss: \(statistics.misses.sentText(now: now))\n"
             + "dev \(device) unparsed: \(statistics.unparsed.sentText(now: now))"
+            + (statistics.xskUnbound.map { "\ndev \(device) xsk, no socket bound: \($0.sentText(now: now))" } ?? "")
     }
 }
 
@@ -148,13 +151,16 @@ let showManual = """
         mark companion: tcx ingress, program id CID
         miss: Sent B bytes P pkt, last used T sec
         unparsed (passed|dropped): Sent B bytes P pkt, never used
+        xsk, no socket bound: Sent B bytes P pkt, last used T sec
         needs repair: WHAT, and the command that repairs it
       MODE is native or generic; ID the program that holds the rules, in the slot
       xdpflow's entry program tail-calls (as bpftool prog show lists it). CID is the
       tc ingress program (tcx) that copies the mark a rule's skbedit mark left in the
       XDP metadata into the skb (attached with every device). miss counts frames no rule matched (passed to
       the stack); unparsed counts frames the program could not classify with
-      certainty (passed, or dropped after "attach ... unparsed drop").
+      certainty (passed, or dropped after "attach ... unparsed drop"); xsk, only
+      when a rule has action xsk, frames it found no AF_XDP socket bound to
+      their receive queue for (the action's control decided them).
       -j prints a JSON array, one object per device, counters included
       (docs/runtime.md); -p indents it; -s changes nothing (the counters are
       always there), so "xdpflow -s -j show dev DEV" is where a device's miss

@@ -1,3 +1,4 @@
+import BPFKernel
 import FlowCompiler
 import FlowOffload
 import FlowRules
@@ -152,6 +153,42 @@ struct CompiledProgramTests {
         // 1 byte/s refills nothing during the test; a 200-byte burst lets two 64-byte frames through.
         try check(["filter add dev xft0 protocol ip prio 1 flower ip_proto udp action police rate 8bit burst 200 conform-exceed pipe/drop action pass"],
                   Array(repeating: udp4().padded(to: 64), count: 5))
+    }
+
+    /// A test run binds no AF_XDP socket: xsk finds none and its control decides, pass
+    /// unless written, the unbound path counting the frame.
+    @Test func xskWithoutASocketFallsBackToItsControl() throws {
+        try check([
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 4789 action xsk",
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 53 action xsk pipe action skbedit mark 9",
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 54 action xsk drop",
+            "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 55 action xsk continue",
+            "filter add dev xft0 protocol ip prio 2 flower ip_proto udp action vlan push id 5",
+        ], [udp4(dst: 4789), udp4(dst: 53), udp4(dst: 54), udp4(dst: 55), udp4(dst: 56)])
+        let plan = try Plan(ruleSet(["filter add dev xft0 protocol ip flower ip_proto udp action xsk"]), device: testDevice)
+        let datapath = try Datapath(plan: plan, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 })
+        for _ in 0 ..< 3 { _ = try datapath.trace(udp4().padded(to: 100).bytes) }
+        let unbound = try PerCPUArray<RuleCounters>(try #require(datapath.maps[FlowMaps.xskUnbound]))
+        let counted = try #require(try unbound.get(0)).reduce(RuleCounters()) {
+            RuleCounters(packets: $0.packets + $1.packets, bytes: $0.bytes + $1.bytes)
+        }
+        #expect(counted.packets == 3 && counted.bytes == 300)
+    }
+
+    /// At the inline limit with every shared map a program can use (redirect, police, xsk,
+    /// the trace log) and the prefilter: 64 maps, the kernel's most, and it loads.
+    @Test func everyMapKindAtTheInlineLimitLoads() throws {
+        let actions = ["action mirred egress redirect dev xftr", "action police rate 8bit burst 1500 conform-exceed drop/pass",
+                       "action xsk", "action drop"]
+        let lines = (1 ... Plan.defaultInlineLimit).map { prio in
+            "filter add dev xft0 protocol ip prio \(prio) flower dst_ip 198.51.0.0/\(16 + prio % 17) "
+                + actions[min(prio - 1, actions.count - 1)]
+        }
+        let plan = try Plan(ruleSet(lines), device: testDevice)
+        #expect(plan.tables == nil && plan.prefilter != nil)
+        let datapath = try Datapath(plan: plan, options: CompileOptions(recordMatches: true), targetIndex: { _ in 1 })
+        #expect(datapath.maps.count == 64)
+        try check(lines, [udp4(), udp4(to: IPv4Address(rawValue: 0xc633_0001)), udp4(to: IPv4Address(rawValue: 1))])
     }
 
     @Test func matchAllAndAnEmptyRuleSet() throws {

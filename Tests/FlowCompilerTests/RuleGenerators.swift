@@ -152,7 +152,11 @@ struct RuleGenerator {
         let control: ActionControl = rng.weighted([(4, .pipe), (2, .continue), (1, .pass), (1, .drop)])
         switch rng.weighted([(4, 0), (2, 1), (3, 2), (1, 3), (1, 4), (2, 5), (2, 6)]) {
         case 0:
-            return .gact(rng.weighted([(2, .drop), (2, .pass), (2, .continue), (1, .pipe)]))
+            // A bare pipe becomes an xsk with the drawn control, so that the draws (and the
+            // rule sets of every seed) stay as they were. No socket is bound in a test run:
+            // the control decides, as in the reference.
+            let gact: ActionControl = rng.weighted([(2, .drop), (2, .pass), (2, .continue), (1, .pipe)])
+            return gact == .pipe ? FlowAction(.xsk, control: control) : .gact(gact)
         case 1:
             return FlowAction(.mirred(Mirred(direction: .egress, mode: .redirect, device: rng.pick(pool.devices))))
         case 2:

@@ -213,7 +213,8 @@ private struct Outcome: Hashable, CustomStringConvertible {
         switch result.verdict {
         case .pass: place = .stack
         case .redirect(let device): place = .redirect(device)
-        case .drop, .aborted, .tx: place = .dropped
+        // These rules bind no AF_XDP socket: an xsk verdict would be a frame the stack never sees.
+        case .drop, .aborted, .tx, .xsk: place = .dropped
         }
     }
 

@@ -115,8 +115,8 @@ let badInputs: [BadInput] = [
              "indev this-name-is-too-long: expected an interface name (1-15 bytes, no '/', ':' or spaces)", at: 6),
     BadInput("\(any) classid 1:10000", "classid 1:10000: expected MAJ:MIN, each hex 0-ffff", at: 6),
     // Actions.
-    BadInput("\(any) action", "action needs an action: drop, pass, continue, pipe, mirred, vlan, pedit, skbmod, skbedit or police", at: 6),
-    BadInput("\(any) action drop action", "action needs an action: drop, pass, continue, pipe, mirred, vlan, pedit, skbmod, skbedit or police", at: 8),
+    BadInput("\(any) action", "action needs an action: drop, pass, continue, pipe, mirred, vlan, pedit, skbmod, skbedit, police or xsk", at: 6),
+    BadInput("\(any) action drop action", "action needs an action: drop, pass, continue, pipe, mirred, vlan, pedit, skbmod, skbedit, police or xsk", at: 8),
     BadInput("\(any) action dorp", "unknown action 'dorp'; did you mean 'drop'?", at: 6),
     BadInput("\(any) action frobnicate", "unknown action 'frobnicate'", at: 6),
     BadInput("\(any) action vlan psuh id 1", "unknown vlan command 'psuh'; did you mean 'push'?; expected pop, push or modify", at: 7),

@@ -187,6 +187,26 @@ func hits(_ flower: String, protocol proto: String = "ip", _ frame: [UInt8]) thr
 }
 
 @Suite struct ClassifierOrderAndActionTests {
+    @Test func xskTakesTheFrameOnlyWhereASocketIsBound() throws {
+        var c = try classifier([
+            "filter add dev eth0 prio 1 protocol ip flower ip_proto udp dst_port 4789 action xsk",
+            "filter add dev eth0 prio 2 protocol ip flower ip_proto udp dst_port 53 action xsk pipe action skbedit mark 9",
+            "filter add dev eth0 prio 3 protocol ip flower ip_proto udp dst_port 54 action xsk drop",
+        ])
+        let vxlan = udp4(dst: 4789)
+        #expect(c.classify(vxlan, now: 0).verdict == .pass, "no socket: to the stack")
+        #expect(c.classify(vxlan, now: 0).xskUnbound == 1)
+        let piped = c.classify(udp4(dst: 53), now: 0)
+        #expect(piped.verdict == .pass && piped.mark == 9, "no socket: the control (pipe) goes on")
+        #expect(c.classify(udp4(dst: 54), now: 0).verdict == .drop)
+        c.boundQueues = [1]
+        #expect(c.classify(vxlan, now: 0, queue: 0).verdict == .pass, "a socket on another queue does not count")
+        let taken = c.classify(vxlan, now: 0, queue: 1)
+        #expect(taken.verdict == .xsk(queue: 1))
+        #expect(taken.xskUnbound == 0)
+        #expect(c.classify(udp4(dst: 53), now: 0, queue: 1).mark == nil, "the frame went to the socket before the mark")
+    }
+
     @Test func lowestPrioThenLowestHandleWins() throws {
         var c = try classifier([
             "filter add dev eth0 prio 20 protocol ip flower ip_proto udp action drop",

@@ -197,6 +197,18 @@ func ipv6(_ text: String) -> IPv6Address { IPv6Address(text)! }
         #expect(classified.classID == 0x10001)
     }
 
+    @Test func xskIsXDPFlowsOwnActionWithAnOptionalControl() throws {
+        #expect(try rule("filter add dev eth0 flower action xsk").actions == [FlowAction(.xsk, control: .pass)],
+                "without a socket the frame passes, unless a control says otherwise")
+        #expect(try rule("filter add dev eth0 flower action xsk drop").actions == [FlowAction(.xsk, control: .drop)])
+        #expect(try rule("filter add dev eth0 flower action xsk pipe drop").actions
+            == [FlowAction(.xsk, control: .pipe), .gact(.drop)])
+        #expect(throws: ParseError.self) { try rule("filter add dev eth0 flower action xs") }
+        #expect(FlowAction(.xsk).words == ["xsk"])
+        #expect(FlowAction(.xsk, control: .continue).words == ["xsk", "continue"])
+        #expect(try rule("filter add dev eth0 flower action xsk goto chain 1").xdpLimitations == [.control(.gotoChain(1), action: 1)])
+    }
+
     @Test func policeRatesAndSizesUseTcUnits() throws {
         func police(_ rate: String, _ burst: String) throws -> Police? {
             guard case .police(let police) = try rule("filter add dev eth0 flower action police rate \(rate) burst \(burst)").actions.first?.kind

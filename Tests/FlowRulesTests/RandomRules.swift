@@ -145,7 +145,7 @@ struct RandomRule {
     }
 
     private mutating func action() -> FlowAction {
-        switch int(0 ... 7) {
+        switch int(0 ... 8) {
         case 0:
             return .gact(control())
         case 1:
@@ -172,6 +172,8 @@ struct RandomRule {
             return FlowAction(.skbmod(edit), control: control())
         case 5:
             return FlowAction(.skbeditMark(masked(UInt32.self)), control: control())
+        case 6:
+            return FlowAction(.xsk, control: control())
         default:
             let police = Police(bytesPerSecond: draw() % (1 << 40) + 1, burstBytes: bits(UInt32.self) | 1,
                                 exceed: simpleControl())

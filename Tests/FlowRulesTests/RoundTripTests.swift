@@ -37,6 +37,8 @@ let roundTripLines: [String] = [
     "filter add dev eth0 flower action skbedit mark 5 action skbedit mark 0x100/0xff00 drop",
     "filter add dev eth0 flower action police rate 10mbit burst 16k conform-exceed drop/pipe action mirred egress redirect dev eth2",
     "filter add dev eth0 flower action police rate 1000000bit burst 1500",
+    "filter add dev eth0 protocol ip flower ip_proto udp dst_port 4789 action xsk",
+    "filter add dev eth0 flower action skbedit mark 7 action xsk drop action xsk pipe action xsk continue",
     "filter replace dev eth0 prio 1 handle 1 protocol ip flower ip_proto tcp action drop",
     "filter change dev eth0 prio 1 handle 1 protocol ip flower action pass",
 ]

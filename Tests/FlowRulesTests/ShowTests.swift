@@ -156,6 +156,23 @@ import Testing
                           police: [0: (dropped: 4, overlimits: 4)]).actionDrops == [4, 0])
     }
 
+    /// xsk is XDPFlow's own: no tc action prints it, so its text and JSON are ours.
+    @Test func xskPrintsWhatAFrameGetsWithoutASocket() throws {
+        let rules = [
+            try rule("filter add dev eth0 prio 1 handle 1 protocol ip flower ip_proto udp dst_port 4789 action xsk"),
+            try rule("filter add dev eth0 prio 1 handle 2 protocol ip flower ip_proto udp action xsk drop"),
+        ]
+        let show = RuleShow(device: "eth0", rules: rules)
+        #expect(show.text.contains("\taction order 1: xsk (AF_XDP socket of the receive queue, else pass)\n"))
+        #expect(show.text.contains("\taction order 1: xsk (AF_XDP socket of the receive queue, else drop)\n"))
+        #expect(show.json(pretty: false).contains(#""actions":[{"order":1,"kind":"xsk","control_action":{"type":"pass"}}]"#))
+        #expect(show.json(pretty: false).contains(#""actions":[{"order":1,"kind":"xsk","control_action":{"type":"drop"}}]"#))
+        #expect(rules.map { $0.commandLine(device: "eth0") } == [
+            "filter add dev eth0 ingress prio 1 handle 0x1 protocol ip flower ip_proto udp dst_port 4789 action xsk",
+            "filter add dev eth0 ingress prio 1 handle 0x2 protocol ip flower ip_proto udp action xsk drop",
+        ])
+    }
+
     @Test func prettyJSONIndentsByFourSpaces() {
         let json = RuleShow(device: "eth0", rules: [rules[2]]).json(pretty: true)
         #expect(json == """

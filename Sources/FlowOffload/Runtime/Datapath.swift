@@ -119,6 +119,12 @@ public final class Datapath {
             specs.append(MapSpec(name: FlowMaps.policers, type: .array, key: UInt32.self, value: PolicerBucket.self,
                                  maxEntries: plan.policerCapacity))
         }
+        if plan.stepKinds.contains(.xsk) {
+            specs.append(MapSpec(name: FlowMaps.xsks, type: .xskmap, key: UInt32.self, value: UInt32.self,
+                                 maxEntries: FlowMaps.xskQueues))
+            specs.append(MapSpec(name: FlowMaps.xskUnbound, type: .perCPUArray, key: UInt32.self,
+                                 value: RuleCounters.self, maxEntries: 1))
+        }
         if let prefilter = plan.prefilter {
             specs.append(MapSpec(name: prefilter.mapName, type: .array, key: UInt32.self, value: UInt64.self,
                                  maxEntries: Prefilter.entries))

@@ -29,7 +29,10 @@ extension Offload {
             let running = try Datapath(adopting: plan, options: offload.options, maps: live)
             var options = offload.options
             options.recordMatches = true
-            let shared = Set(live.keys).subtracting([FlowMaps.counters, FlowMaps.policers])
+            // Counters and buckets of its own; and no sockets: a traced xsk action takes
+            // its unbound path (the frame is not the sockets' to receive).
+            let shared = Set(live.keys).subtracting([FlowMaps.counters, FlowMaps.policers, FlowMaps.xsks,
+                                                     FlowMaps.xskUnbound])
             let datapath = try Datapath(plan: plan, options: options, targetIndex: redirectIndex,
                                         replacing: running, sharing: shared)
             return Tracer(datapath: datapath, rules: stored.rules, warning: recovery)

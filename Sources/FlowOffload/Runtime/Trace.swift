@@ -69,7 +69,7 @@ extension TraceRecord {
         case .drop: .drop
         case .pass: .pass
         case .tx: .tx
-        case .redirect: .redirect
+        case .redirect, .xsk: .redirect
         case .aborted: .aborted
         }
         if verdict != reference { found.append("verdict \(verdict), reference \(reference)") }
