@@ -60,7 +60,18 @@ import Testing
                        _ context: String) throws {
         let whole = try Plan(rules, device: testDevice, memory: plan.memory)
         #expect(plan == whole, "\(context): the plan differs from the rule set's")
-        #expect(change.writes == plan.writes(since: before), "\(context): the writes are not the difference")
+        var writes = change.writes, expected = plan.writes(since: before)
+        // What the runtime writes whole whatever the writes say is left out: a subtable
+        // map that is new (Datapath fills a map it did not keep with all its plan holds),
+        // and past the inline limit the tables, of which `writes(since:)` gives every write
+        // and a change the exact ones (TablePlanChangeTests holds those to a model of the maps).
+        let held = Set(before.subtables.map(\.mapName))
+        for subtable in plan.subtables where !held.contains(subtable.mapName) {
+            writes.entries[subtable.mapName] = nil
+            expected.entries[subtable.mapName] = nil
+        }
+        if plan.tables != nil || before.tables != nil { (writes.tables, expected.tables) = (TableWrites(), TableWrites()) }
+        #expect(writes == expected, "\(context): the writes are not the difference")
         if change.keepsProgram {
             #expect(try CodeGenerator.generate(plan) == CodeGenerator.generate(before),
                     "\(context): the program changed but the change says it stays")
