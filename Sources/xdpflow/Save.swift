@@ -28,7 +28,7 @@ struct Save: ParsableCommand {
             let attached = Offload(device: device, state: store.state).isAttached ? "attached" : "not attached"
             lines.append("")
             lines.append("# dev \(device): \(rules.count) rules, \(attached)")
-            lines += rules.map { $0.commandLine(device: device) }
+            lines += rules.map { $0.batchLine(device: device) }
         }
         return lines.joined(separator: "\n") + "\n"
     }
