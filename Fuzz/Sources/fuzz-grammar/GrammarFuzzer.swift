@@ -36,8 +36,10 @@ public func fuzzGrammar(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     return 0
 }
 
-/// `xdpflow save` writes a rule as `commandWords`; reading them back must give the same
-/// rule, or a saved rule set would restore as another one.
+/// The words of a rule (`commandWords`: the state directory keeps them split by spaces)
+/// must read back as the same rule, and so must its line read as a `-batch` file
+/// (`batchLine`, what `xdpflow save` prints): else a stored or saved rule set would come
+/// back as another, or not at all.
 func checkPrintedFormReadsBack(_ command: FilterCommand) {
     let rule: FlowRule
     switch command.operation {
@@ -49,11 +51,21 @@ func checkPrintedFormReadsBack(_ command: FilterCommand) {
     do {
         reread = try FilterCommand.parse(words)
     } catch {
-        fatalError("the printed form of a rule does not parse: \(words) (\(error))")
+        fatalError("the printed words of a rule do not parse: \(words) (\(error))")
     }
     guard case .add(let again) = reread.operation, again == rule else {
-        fatalError("the printed form of a rule reads back as another rule: \(words)")
+        fatalError("the printed words of a rule read back as another rule: \(words)")
     }
+    let line = rule.batchLine(device: command.device)
+    let batch: Batch
+    do {
+        batch = try Batch(text: line)
+    } catch {
+        fatalError("the printed line of a rule does not read as a batch: \(line) (\(error))")
+    }
+    guard batch.lines.count == 1, batch.lines[0].command.device == command.device,
+          case .add(let restored) = batch.lines[0].command.operation, restored == rule
+    else { fatalError("the printed line of a rule reads back as another command: \(line)") }
 }
 
 /// One frame per layer a rule can read, for the classifier to match fuzzed rules against.
