@@ -19,8 +19,12 @@ BENCH_BUILD_FLAGS ?=
 BENCH_BUILD  = $(SWIFT) build $(RELEASE) $(BENCH_BUILD_FLAGS)
 BENCH_RUN    = $$($(BENCH_BUILD) --show-bin-path)/xdpflow-bench --commit $$(git describe --always --dirty 2>/dev/null || echo unknown)
 
-# make fuzz: the differential tests with FUZZ_SCALE times the cases of make test.
+# make fuzz: the differential tests with FUZZ_SCALE times the cases of make test, then
+# each libFuzzer harness of Fuzz/ for FUZZ_SECONDS; make test runs each harness for
+# FUZZ_TEST_SECONDS (0: not at all). See scripts/fuzz-run.
 FUZZ_SCALE  ?= 50
+FUZZ_SECONDS ?= 300
+FUZZ_TEST_SECONDS ?= 25
 
 .PHONY: all deps build test fuzz demo bench bench-quick clean install uninstall
 
@@ -42,11 +46,13 @@ build: deps
 
 test: deps
 	$(SWIFT) build --build-tests
-	@KERNEL_TESTS='$(KERNEL_TESTS)' SOLO_TESTS='$(SOLO_TESTS)' scripts/run-tests
+	@KERNEL_TESTS='$(KERNEL_TESTS)' SOLO_TESTS='$(SOLO_TESTS)' FUZZ_SECONDS='$(FUZZ_TEST_SECONDS)' SWIFT='$(SWIFT)' \
+		scripts/run-tests
 
 fuzz: deps
 	$(SWIFT) build --build-tests
 	XDPFLOW_FUZZ_SCALE=$(FUZZ_SCALE) $(SWIFT) test --skip-build --filter 'DifferentialPropertyTests|ACLDifferentialTests|TablePlanChangeTests|ClassBenchTests|CrashTests'
+	SWIFT='$(SWIFT)' scripts/fuzz-run $(FUZZ_SECONDS)
 
 # The demo measures rates: always a release build.
 demo: deps
@@ -64,7 +70,7 @@ bench-quick: deps
 	$(BENCH_RUN) --quick $(BENCH_ARGS)
 
 clean:
-	rm -rf .build
+	rm -rf .build Fuzz/.build
 
 install: deps
 	$(SWIFT) build $(RELEASE) --product xdpflow

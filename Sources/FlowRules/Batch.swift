@@ -211,6 +211,16 @@ public struct Batch {
         scalar.isASCII ? scalar == " " || (0x09 ... 0x0D).contains(scalar.value) : scalar.properties.isWhitespace
     }
 
+    /// `word` as the reader reads it back, one word: as it is when nothing in it is
+    /// syntax, else in single quotes, each `'` in it written `'"'"'` (quoted runs that
+    /// touch join into one word).
+    static func quoted(_ word: String) -> String {
+        let plain = !word.isEmpty && !word.unicodeScalars.contains {
+            Self.isWhitespace($0) || $0 == "\"" || $0 == "'" || $0 == "#" || $0 == "\\"
+        }
+        return plain ? word : "'" + word.replacing("'", with: "'\"'\"'") + "'"
+    }
+
     /// The words of one command: runs of text between white space, quoted runs (which
     /// keep white space) joined to what touches them, up to a `#` that starts a word.
     /// A word without quotes is one copy of its slice.

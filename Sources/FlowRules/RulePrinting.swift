@@ -38,8 +38,8 @@ extension FlowRule {
         return keys
     }
 
-    /// The words of the `filter add` command that recreates this rule on `device`
-    /// (what `xdpflow save` writes). Prio and handle are left out while unallocated.
+    /// The words of the `filter add` command that recreates this rule on `device`.
+    /// Prio and handle are left out while unallocated.
     public func commandWords(device: String) -> [String] {
         var words = ["filter", "add", "dev", device, "ingress"]
         if chain != 0 { words += ["chain", String(chain)] }
@@ -53,7 +53,18 @@ extension FlowRule {
         return words
     }
 
+    /// The words joined by spaces, as the state directory keeps them: its reader splits
+    /// at spaces, which no word holds (names are checked for white space).
     public func commandLine(device: String) -> String { commandWords(device: device).joined(separator: " ") }
+
+    /// The line `-batch` reads back as this rule on `device` (what `xdpflow save` writes):
+    /// `commandLine`, but with a name quoted where the batch reader would take part of it
+    /// for syntax. A device may be called `#x`, `a"b` or `a\` (the kernel refuses only
+    /// '/', ':' and white space); unquoted, these would comment out the rest of the
+    /// line, open a quote, or continue the line.
+    public func batchLine(device: String) -> String {
+        commandWords(device: device).map(Batch.quoted).joined(separator: " ")
+    }
 
     // MARK: Values
 

@@ -30,7 +30,7 @@ struct Save: ParsableCommand {
         for (device, state) in devices {
             lines.append("")
             lines.append("# dev \(device): \(state.rules.count) rules, \(state.isAttached ? "attached" : "not attached")")
-            lines += state.rules.rules.map { $0.commandLine(device: device) }
+            lines += state.rules.rules.map { $0.batchLine(device: device) }
         }
         return lines.joined(separator: "\n") + "\n"
     }

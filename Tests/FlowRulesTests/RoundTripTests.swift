@@ -79,6 +79,31 @@ let roundTripLines: [String] = [
         #expect(kinds.isSuperset(of: ["drop", "pass", "continue", "pipe", "mirred", "vlan", "pedit", "skbmod", "skbedit", "police"]))
     }
 
+    /// Found with Fuzz/fuzz-grammar's check that a saved line reads back: a name may hold
+    /// what the batch reader takes for syntax (the kernel refuses only '/', ':' and white
+    /// space), and `save` printed it bare, so that `-batch` read back another command
+    /// (`dev #x`: the rest of the line a comment), an unterminated quote, or a line
+    /// continued into nothing.
+    @Test(arguments: [
+        ##"filter add dev "#x" flower action drop"##,
+        ##"filter add dev eth0 flower action mirred egress redirect dev 'a"b'"##,
+        ##"filter add dev eth0 flower action mirred egress redirect dev 'a\'"##,
+        ##"filter add dev "it's" protocol ip flower indev "'#\" action drop"##,
+    ])
+    func savedLinesReadBackWhateverTheNames(line: String) throws {
+        let command = try #require(try Batch(text: line).lines.first?.command)
+        guard case .add(let rule) = command.operation else { Issue.record("not a rule command"); return }
+        let saved = rule.batchLine(device: command.device)
+        #expect(try Batch(text: saved).lines.map(\.command) == [FilterCommand(device: command.device, operation: .add(rule))],
+                "\(saved)")
+    }
+
+    @Test func namesNeedNoQuotesInTheUsualCase() throws {
+        let r = try rule("filter add dev eth0 prio 1 handle 1 flower action mirred egress redirect dev eth1")
+        #expect(r.batchLine(device: "eth0") == r.commandLine(device: "eth0"))
+        #expect(r.batchLine(device: "a'b") == r.commandLine(device: "eth0").replacing(" eth0 ", with: #" 'a'"'"'b' "#))
+    }
+
     @Test func randomRulesPrintToCommandsThatParseBack() async {
         await propertyCheck(count: 2000, input: Gen.uint64().array(of: 8 ... 120)) { numbers in
             let rule = RandomRule.make(from: numbers)
