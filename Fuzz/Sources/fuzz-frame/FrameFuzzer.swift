@@ -4,7 +4,7 @@ import Packets
 /// libFuzzer's entry point: the input is one received frame, as a capture record is
 /// for `xdpflow trace --check`. It goes through the dissector and the reference
 /// classifier under rule sets that read every layer and run every action that edits
-/// a frame; each edited frame is dissected again. Any trap is a finding.
+/// a frame, and xsk; each edited frame is dissected again. Any trap is a finding.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzFrame(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let frame = Array(UnsafeBufferPointer(start: data, count: size))
@@ -13,7 +13,8 @@ public func fuzzFrame(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         // A copy with untouched policers: buckets kept from input to input would make a
         // finding depend on the inputs before it, and not replay alone.
         var classifier = fresh
-        let result = classifier.classify(frame, now: 0)
+        // Queue 1 has a socket bound (below), queue 0 none: either way for an xsk action.
+        let result = classifier.classify(frame, now: 0, queue: UInt32(frame.count & 1))
         _ = FlowKeys(dissecting: result.frame)
     }
     return 0
@@ -47,8 +48,14 @@ nonisolated(unsafe) let classifiers: [ReferenceClassifier] = [
     filter add dev fz0 prio 5 protocol ipv6 flower ip_proto sctp dst_port 0x1000/0xf000 ip_ttl 1 action drop
     filter add dev fz0 prio 6 protocol ip flower ip_tos 0x10/0xfc src_ip 192.0.2.0/24 action mirred egress redirect dev fz0
     """,
+    """
+    filter add dev fz0 prio 1 protocol ip flower ip_proto udp action xsk continue
+    filter add dev fz0 prio 2 protocol all flower action vlan push id 9 pipe action xsk drop
+    """,
 ].map { text in
     var set = RuleSet()
     for line in try! Batch(text: text).lines { try! line.command.apply(to: &set) }
-    return try! ReferenceClassifier(rules: set, device: "fz0")
+    var classifier = try! ReferenceClassifier(rules: set, device: "fz0")
+    classifier.boundQueues = [1]
+    return classifier
 }

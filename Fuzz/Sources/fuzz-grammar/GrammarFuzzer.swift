@@ -28,9 +28,11 @@ public func fuzzGrammar(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         _ = RuleShow(device: device, rules: set.rules, stats: stats).text
         _ = RuleShow(device: device, rules: set.rules, stats: stats).json(pretty: true)
         guard var classifier = try? ReferenceClassifier(rules: set, device: device) else { continue }
-        // Seconds apart, so that police refills its buckets at the fuzzed rates.
+        classifier.boundQueues = [1]
+        // Seconds apart, so that police refills its buckets at the fuzzed rates; on queues
+        // with and without an AF_XDP socket, for xsk.
         for (index, frame) in sampleFrames.enumerated() {
-            _ = classifier.classify(frame, now: UInt64(index) * 1_500_000_000)
+            _ = classifier.classify(frame, now: UInt64(index) * 1_500_000_000, queue: UInt32(index & 1))
         }
     }
     return 0
