@@ -240,19 +240,20 @@ public struct CodeGenerator {
     }
 
     /// Adds a frame of the length at fp+`length` to the counters of the slot at fp+`slot`
-    /// (per CPU: packets, bytes, last hit). Clobbers r0-r5 and `pointer`.
-    private mutating func count(slotAt slot: Int16, lengthAt length: Int16, using pointer: Register, done: Label,
-                                keepingAt kept: Int16? = nil) {
-        asm.emit([.loadMap(.r1, FlowMaps.counters), .mov(.r2, .fp), .alu(.add, .r2, Int32(slot)), .call(.mapLookupElem),
+    /// (per CPU: packets, bytes, last hit) in `map`, `FlowMaps.counters` unless told;
+    /// with `kept`, leaves the counters' address at fp+`kept`. Clobbers r0-r5 and
+    /// `pointer`. A rule's slot (in `FlowMaps.counters`) is logged for `trace`.
+    private mutating func count(in map: String = FlowMaps.counters, slotAt slot: Int16, lengthAt length: Int16,
+                                using pointer: Register, done: Label, keepingAt kept: Int16? = nil) {
+        asm.emit([.loadMap(.r1, map), .mov(.r2, .fp), .alu(.add, .r2, Int32(slot)), .call(.mapLookupElem),
                   .jump(.equal, .r0, 0, to: done), .mov(pointer, .r0)])
         if let kept { asm.emit(.store(.double, to: .fp, kept, pointer)) }
-        asm.emit([
-                  .load(.r1, .double, from: pointer, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
+        asm.emit([.load(.r1, .double, from: pointer, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
                   .store(.double, to: pointer, RuleCounters.packetsOffset, .r1),
                   .load(.r1, .double, from: pointer, RuleCounters.bytesOffset), .load(.r2, .double, from: .fp, length),
                   .alu(.add, .r1, .r2), .store(.double, to: pointer, RuleCounters.bytesOffset, .r1),
                   .call(.jiffies64), .store(.double, to: pointer, RuleCounters.lastHitOffset, .r0)])
-        if options.recordMatches {
+        if options.recordMatches && map == FlowMaps.counters {
             asm.emit([.load(.r2, .word, from: .fp, slot), .call(Label("log"))])
         }
         asm.label(done)
@@ -996,13 +997,9 @@ public struct CodeGenerator {
                       .mov(.r3, XDPAction.pass.rawValue), .call(.redirectMap),
                       .jump(.notEqual, .r0, XDPAction.redirect.rawValue, to: unbound), .exit])
             asm.label(unbound)
-            asm.emit([.store(.word, to: .fp, -16, 0), .loadMap(.r1, FlowMaps.xskUnbound), .mov(.r2, .fp),
-                      .alu(.add, .r2, -16), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: control), .mov(.r8, .r0),
-                      .load(.r1, .double, from: .r8, RuleCounters.packetsOffset), .alu(.add, .r1, 1),
-                      .store(.double, to: .r8, RuleCounters.packetsOffset, .r1),
-                      .load(.r1, .double, from: .r8, RuleCounters.bytesOffset), .load(.r2, .double, from: .fp, -8),
-                      .alu(.add, .r1, .r2), .store(.double, to: .r8, RuleCounters.bytesOffset, .r1),
-                      .call(.jiffies64), .store(.double, to: .r8, RuleCounters.lastHitOffset, .r0), .jump(to: control)])
+            asm.emit(.store(.word, to: .fp, -16, 0))
+            count(in: FlowMaps.xskUnbound, slotAt: -16, lengthAt: -8, using: .r8, done: local("counted"))
+            asm.emit(.jump(to: control))
         }
     }
 
