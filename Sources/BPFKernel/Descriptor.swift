@@ -32,6 +32,17 @@ func openPinned(_ path: FilePath) throws(BPFError) -> Descriptor {
     Descriptor(try check("bpf_obj_get", path.string, bpf_obj_get(path.string)))
 }
 
+extension Descriptor {
+    /// What the kernel says of the bpf_link this descriptor holds (`subject` names it
+    /// in the error).
+    func linkInfo(_ subject: String) throws(BPFError) -> bpf_link_info {
+        var info = bpf_link_info()
+        var length = UInt32(MemoryLayout<bpf_link_info>.size)
+        try check("bpf_obj_get_info_by_fd", subject, bpf_obj_get_info_by_fd(rawValue, &info, &length))
+        return info
+    }
+}
+
 /// Removes a pin; the object lives on while something else holds it.
 public func unpin(_ path: FilePath) throws(BPFError) {
     guard unlink(path.string) == 0 else {

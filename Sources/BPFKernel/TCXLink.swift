@@ -24,7 +24,7 @@ public final class TCXLink: Pinnable, Sendable {
     /// Opens the link pinned at `path`.
     public init(pinnedAt path: FilePath) throws(BPFError) {
         descriptor = try openPinned(path)
-        let info = try TCXLink.info(descriptor, path.string)
+        let info = try descriptor.linkInfo(path.string)
         guard info.type == TCXLink.linkType else { throw .notATCXLink(path: path.string) }
         device = try NetworkInterface(index: TCXLink.ifindex(info))
     }
@@ -32,7 +32,7 @@ public final class TCXLink: Pinnable, Sendable {
     /// The id of the program behind the link; nil when the link is defunct (its device
     /// went away, or it was detached).
     public var programID: UInt32? {
-        guard let info = try? TCXLink.info(descriptor, name), TCXLink.ifindex(info) != 0 else { return nil }
+        guard let info = try? descriptor.linkInfo(name), TCXLink.ifindex(info) != 0 else { return nil }
         return info.prog_id
     }
 
@@ -56,13 +56,6 @@ public final class TCXLink: Pinnable, Sendable {
         let result = bpf_prog_query(Int32(device.index), AttachType.tcxIngress.kernelValue, 0, &flags, &ids, &count)
         guard result == 0 else { return [] }
         return Array(ids.prefix(Int(count)))
-    }
-
-    private static func info(_ descriptor: Descriptor, _ subject: String) throws(BPFError) -> bpf_link_info {
-        var info = bpf_link_info()
-        var length = UInt32(MemoryLayout<bpf_link_info>.size)
-        try check("bpf_obj_get_info_by_fd", subject, bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length))
-        return info
     }
 
     /// The tcx member of the info's union (`{ifindex, attach_type}`) is missing from

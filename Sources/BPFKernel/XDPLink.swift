@@ -62,9 +62,7 @@ public final class XDPLink: Pinnable, Sendable {
     /// Opens the link pinned at `path`.
     public init(pinnedAt path: FilePath) throws(BPFError) {
         descriptor = try openPinned(path)
-        var info = bpf_link_info()
-        var length = UInt32(MemoryLayout<bpf_link_info>.size)
-        try check("bpf_obj_get_info_by_fd", path.string, bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length))
+        let info = try descriptor.linkInfo(path.string)
         guard info.type == BPF_LINK_TYPE_XDP.rawValue else {
             throw .notAnXDPLink(path: path.string)
         }
@@ -77,9 +75,7 @@ public final class XDPLink: Pinnable, Sendable {
     /// The id of the program behind the link; nil when the link is defunct (its device
     /// went away).
     public var programID: UInt32? {
-        var info = bpf_link_info()
-        var length = UInt32(MemoryLayout<bpf_link_info>.size)
-        guard bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length) == 0, info.xdp.ifindex != 0 else { return nil }
+        guard let info = try? descriptor.linkInfo(name), info.xdp.ifindex != 0 else { return nil }
         return info.prog_id
     }
 

@@ -261,14 +261,11 @@ public final class XSKSocket {
         xsk_ring_prod__submit(tx, UInt32(reserved))
         framesInFlight += reserved
         // Copy mode sends only from a syscall; with need_wakeup, only when asked.
-        if reserved > 0, xsk_ring_prod__needs_wakeup(tx) != 0 {
-            guard sendto(fd, nil, 0, Int32(MSG_DONTWAIT), nil, 0) >= 0 else {
-                let errno = Errno.current
-                // The kernel is still sending an earlier batch, or has no room yet: retried on the next kick.
-                guard [.resourceTemporarilyUnavailable, .noBufferSpace, .resourceBusy, .networkDown].contains(errno) else {
-                    throw .call("sendto", subject: "\(self)", errno: errno)
-                }
-                return reserved
+        if reserved > 0, xsk_ring_prod__needs_wakeup(tx) != 0, sendto(fd, nil, 0, Int32(MSG_DONTWAIT), nil, 0) < 0 {
+            let errno = Errno.current
+            // The kernel is still sending an earlier batch, or has no room yet: retried on the next kick.
+            guard [.resourceTemporarilyUnavailable, .noBufferSpace, .resourceBusy, .networkDown].contains(errno) else {
+                throw .call("sendto", subject: "\(self)", errno: errno)
             }
         }
         return reserved
