@@ -42,6 +42,13 @@ extension Offload {
         public var pending: Pending?
 
         public var needsRepair: Bool { !problems.isEmpty }
+
+        /// The size of the rules' plan: its subtables or tables, and their entries.
+        mutating func count(_ plan: Plan) {
+            subtables = plan.subtables.count
+            tables = plan.tables?.tables.count ?? 0
+            entries = plan.entryCount
+        }
     }
 
     /// Nil when xdpflow holds nothing for the device (no state, no pins). Without
@@ -67,9 +74,7 @@ extension Offload {
             status.markCompanionID = markCompanionID
             let planned = stored.offload.flatMap { try? self.plan(stored, $0) }
             if let plan = planned {
-                status.subtables = plan.subtables.count
-                status.tables = plan.tables?.tables.count ?? 0
-                status.entries = plan.entryCount
+                status.count(plan)
                 let counters = try? statistics(of: plan)
                 status.misses = counters?.misses
                 status.unparsed = counters?.unparsed
@@ -91,11 +96,7 @@ extension Offload {
                             subtables: 0, tables: 0, entries: 0, problems: [], kernelRead: false,
                             pending: stored.pending.map { Pending(device: device, $0) })
         status.metadata = stored.offload?.metadata ?? .mark
-        if let offload = stored.offload, let plan = try? plan(stored, offload) {
-            status.subtables = plan.subtables.count
-            status.tables = plan.tables?.tables.count ?? 0
-            status.entries = plan.entryCount
-        }
+        if let offload = stored.offload, let plan = try? plan(stored, offload) { status.count(plan) }
         return status
     }
 

@@ -58,7 +58,7 @@ struct FilterRunner {
             try requireDevice(of: command)
             guard command.changesRules else {
                 if case .show = command.operation { warnIfNotLive(command.device) }
-                var set = try Offload(device: command.device).stored().rules
+                var set = try store.rules(of: command.device)
                 emit(command, try command.apply(to: &set))
                 try requireCountersReadable()
                 return
