@@ -6,7 +6,7 @@ KERNEL_TESTS ?= BPFKernelTests|FlowCompilerTests|FlowOffloadTests
 # Of those, the ones that run alone, one after another: fault injection (kills, full
 # disks) and the live-traffic suites that account for every frame (captures, nftables
 # counters).
-SOLO_TESTS   ?= CrashTests|StateFaultTests|LiveChangeTests|MarkTests|XSKTests
+SOLO_TESTS   ?= CrashTests|StateFaultTests|LiveChangeTests|MarkTests|XSKTests|CaptureCommandTests
 
 # Extra arguments for xdpflow-bench, e.g. BENCH_ARGS='--only packets,live'; benchmarks are
 # only meaningful optimised, so they always use the release build (xdpflow-bench runs the

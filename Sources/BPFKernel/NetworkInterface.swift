@@ -1,4 +1,6 @@
 import CLibBPF
+import Glibc
+import SystemPackage
 
 /// A network device by name and index, as `ip link` shows it.
 public struct NetworkInterface: Hashable, Sendable, CustomStringConvertible {
@@ -21,4 +23,18 @@ public struct NetworkInterface: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { name }
+
+    /// How many receive queues it has (`rx-N` under /sys/class/net/DEV/queues, as the
+    /// calling process's namespace sees it): an AF_XDP socket binds to one of them.
+    public func receiveQueueCount() throws(BPFError) -> Int {
+        let path = "/sys/class/net/\(name)/queues"
+        guard let directory = opendir(path) else { throw .call("opendir", subject: path, errno: .current) }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            let isReceiveQueue = withUnsafeBytes(of: entry.pointee.d_name) { $0.starts(with: "rx-".utf8) }
+            if isReceiveQueue { count += 1 }
+        }
+        return count
+    }
 }

@@ -53,6 +53,30 @@ public struct XSKStatistics: Hashable, Sendable {
     public var fillRingEmpty: UInt64
     /// Times the kernel found the tx ring empty when asked to send.
     public var txRingEmpty: UInt64
+
+    public static let zero = XSKStatistics(rxDropped: 0, rxInvalidDescriptors: 0, txInvalidDescriptors: 0,
+                                           rxRingFull: 0, fillRingEmpty: 0, txRingEmpty: 0)
+
+    /// The counters of two sockets added up (a capture's, over its queues).
+    public static func + (a: XSKStatistics, b: XSKStatistics) -> XSKStatistics {
+        XSKStatistics(rxDropped: a.rxDropped + b.rxDropped,
+                      rxInvalidDescriptors: a.rxInvalidDescriptors + b.rxInvalidDescriptors,
+                      txInvalidDescriptors: a.txInvalidDescriptors + b.txInvalidDescriptors,
+                      rxRingFull: a.rxRingFull + b.rxRingFull, fillRingEmpty: a.fillRingEmpty + b.fillRingEmpty,
+                      txRingEmpty: a.txRingEmpty + b.txRingEmpty)
+    }
+}
+
+/// A received frame, lent in place: its bytes, and the bytes of its umem frame in front
+/// of them, whose end holds the XDP metadata area when the program wrote one (AF_XDP
+/// copies the area with the frame; a descriptor does not say its length).
+public struct XSKFrame {
+    /// Bytes of headroom cleared after each frame, so that an area is never read twice:
+    /// more than XDPFlow writes (20), and what older kernels allowed any program (32).
+    public static let metadataLimit = 32
+
+    public let bytes: UnsafeRawBufferPointer
+    public let headroom: UnsafeRawBufferPointer
 }
 
 /// A umem: page-aligned memory the kernel reads and writes frames in, registered with
@@ -186,23 +210,22 @@ public final class XSKSocket {
     /// first (0: returns at once, -1: forever).
     public func receive(limit: Int = 64, timeoutMilliseconds timeout: Int32 = 0) throws(BPFError) -> [[UInt8]] {
         var frames: [[UInt8]] = []
-        try receive(limit: limit, timeoutMilliseconds: timeout) { frames.append(Array($0)) }
+        try receive(limit: limit, timeoutMilliseconds: timeout) { frames.append(Array($0.bytes)) }
         return frames
     }
 
-    /// As `receive(limit:timeoutMilliseconds:)`, lending each frame's bytes to `body`
-    /// in place (valid only during the call). Returns how many frames it saw.
+    /// As `receive(limit:timeoutMilliseconds:)`, lending each frame to `body` in place
+    /// (valid only during the call). Returns how many frames it saw.
     @discardableResult
     public func receive(limit: Int, timeoutMilliseconds timeout: Int32 = 0,
-                        _ body: (UnsafeRawBufferPointer) throws(BPFError) -> Void) throws(BPFError) -> Int {
+                        _ body: (XSKFrame) throws(BPFError) -> Void) throws(BPFError) -> Int {
         var index: UInt32 = 0
         var count = xsk_ring_cons__peek(rx, UInt32(limit), &index)
         if count == 0 {
             // The kernel fills the rx ring only from frames it has room for: wake it when
             // it sleeps on an empty fill ring, then wait.
             if xsk_ring_prod__needs_wakeup(umem.fill) != 0 || timeout != 0 {
-                var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                guard poll(&descriptor, 1, timeout) >= 0 else { throw .call("poll", subject: "\(self)", errno: .current) }
+                _ = try Self.wait(for: [self], timeoutMilliseconds: timeout)
             }
             count = xsk_ring_cons__peek(rx, UInt32(limit), &index)
             guard count > 0 else { return 0 }
@@ -217,10 +240,32 @@ public final class XSKSocket {
             let descriptor = xsk_ring_cons__rx_desc(rx, index &+ offset)!.pointee
             let base = xsk_umem__extract_addr(descriptor.addr)
             addresses.append(base)
+            // Aligned mode: the address is the frame's data; its umem frame starts at the
+            // frame size below (a power of two), after it comes the headroom.
+            let frameStart = umem.bytes(at: base & ~UInt64(umem.configuration.frameSize - 1))
             let start = umem.bytes(at: xsk_umem__add_offset_to_addr(descriptor.addr))
-            try body(UnsafeRawBufferPointer(start: start, count: Int(descriptor.len)))
+            let headroom = UnsafeMutableRawBufferPointer(start: frameStart, count: start - frameStart)
+            try body(XSKFrame(bytes: UnsafeRawBufferPointer(start: start, count: Int(descriptor.len)),
+                              headroom: UnsafeRawBufferPointer(headroom)))
+            // The kernel copies a metadata area only when there is one: clear where this
+            // one ended, so that the next frame in this umem frame is not read with it.
+            let stale = min(headroom.count, XSKFrame.metadataLimit)
+            UnsafeMutableRawBufferPointer(rebasing: headroom[(headroom.count - stale)...]).initializeMemory(as: UInt8.self, repeating: 0)
         }
         return Int(count)
+    }
+
+    /// Waits up to `timeout` milliseconds (-1: forever) until one of `sockets` has frames
+    /// to receive. False when none has: the time ran out, or a signal came.
+    public static func wait(for sockets: [XSKSocket], timeoutMilliseconds timeout: Int32) throws(BPFError) -> Bool {
+        var descriptors = sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
+        guard ready >= 0 else {
+            let errno = Errno.current
+            if errno == .interrupted { return false }
+            throw .call("poll", subject: sockets.map(\.description).joined(separator: ", "), errno: errno)
+        }
+        return ready > 0
     }
 
     /// Gives umem frames to the kernel to receive into. The fill ring has room for

@@ -52,11 +52,12 @@ public struct FlowMetadata: Hashable, Sendable {
     public var priority: UInt32?
     /// The rule that decided the frame (the last, when rules continue).
     public var rule: (prio: UInt32, handle: UInt32)? {
-        get { ruleWords.map { ($0[0], $0[1]) } }
-        set { ruleWords = newValue.map { [$0.prio, $0.handle] } }
+        get { ruleWord.map { (UInt32(truncatingIfNeeded: $0 >> 32), UInt32(truncatingIfNeeded: $0)) } }
+        set { ruleWord = newValue.map { UInt64($0.prio) << 32 | UInt64($0.handle) } }
     }
 
-    private var ruleWords: [UInt32]?
+    /// The rule as one value (prio, handle), so that the type stays Hashable.
+    private var ruleWord: UInt64?
 
     public init(mark: UInt32? = nil, priority: UInt32? = nil, rule: (prio: UInt32, handle: UInt32)? = nil) {
         self.mark = mark
@@ -68,31 +69,36 @@ public struct FlowMetadata: Hashable, Sendable {
     /// the area); nil unless it is a well-formed area of this version: the trailer's
     /// magic and version, a length that fits, and every present key's value inside the
     /// area, aligned, clear of the offsets and the trailer. Unknown keys are skipped.
-    public init?(endingAt bytes: some Collection<UInt8>) {
-        let bytes = Array(bytes)
+    /// Reads in place: an AF_XDP consumer calls it for every frame.
+    public init?<Bytes: RandomAccessCollection<UInt8>>(endingAt bytes: Bytes) {
         guard bytes.count >= 8 else { return nil }
-        let trailer = bytes.count - 4
-        guard Array(bytes[trailer ..< trailer + 3]) == Self.magic + [Self.version] else { return nil }
-        let length = Int(bytes[trailer + 3])
+        func byte(_ fromEnd: Int) -> UInt8 { bytes[bytes.index(bytes.endIndex, offsetBy: -fromEnd)] }
+        guard byte(4) == Self.magic[0], byte(3) == Self.magic[1], byte(2) == Self.version else { return nil }
+        let length = Int(byte(1))
         guard length >= 8, length % 4 == 0, length <= bytes.count else { return nil }
-        let area = Array(bytes[(bytes.count - length)...])
-        func word(_ at: Int) -> UInt32 { (0 ..< 4).reduce(UInt32(0)) { $0 | UInt32(area[at + $1]) << ($1 * 8) } }
-        var values: [Key: Int] = [:]
-        for key in Key.allCases {
-            let offset = Int(area[key.rawValue])
+        // Bytes of the area by their offset from its start.
+        func at(_ offset: Int) -> UInt8 { byte(length - offset) }
+        func word(_ offset: Int) -> UInt32 { (0 ..< 4).reduce(UInt32(0)) { $0 | UInt32(at(offset + $1)) << ($1 * 8) } }
+        var offsets: (mark: Int?, priority: Int?, rule: Int?)
+        for key in [Key.mark, .priority, .rule] {
+            let offset = Int(at(key.rawValue))
             guard offset != 0 else { continue }
             guard offset >= 4, offset % 4 == 0, offset + key.size <= length - 4 else { return nil }
-            values[key] = offset
+            switch key {
+            case .mark: offsets.mark = offset
+            case .priority: offsets.priority = offset
+            case .rule: offsets.rule = offset
+            }
         }
-        self.init(mark: values[.mark].map(word), priority: values[.priority].map(word),
-                  rule: values[.rule].map { (word($0), word($0 + 4)) })
+        self.init(mark: offsets.mark.map(word), priority: offsets.priority.map(word),
+                  rule: offsets.rule.map { (word($0), word($0 + 4)) })
     }
 
     /// The area for `layout` holding these values: what the program writes, for tests
     /// and for readers' own tests. The priority has no place in either layout.
     public func area(_ layout: Layout) -> [UInt8] {
         var words = [layout.offsetsWord(mark: mark != nil), mark ?? 0]
-        if layout == .rule { words += ruleWords ?? [0, 0] }
+        if layout == .rule { words += [rule?.prio ?? 0, rule?.handle ?? 0] }
         words.append(layout.trailerWord)
         return words.flatMap { word in (0 ..< 4).map { UInt8(truncatingIfNeeded: word >> ($0 * 8)) } }
     }

@@ -36,6 +36,8 @@ public enum OffloadError: Error, Sendable, CustomStringConvertible {
     case notAttachedForRules(String, stored: Int)
     /// A trace of a device's live rules when the device is not attached.
     case notAttachedForTrace(String)
+    /// A capture on a device none of whose rules has action xsk: nothing would come.
+    case noXSKRule(String)
     case busy(String, programID: UInt32)
     /// The pins belong to the xdpflow state in another directory.
     case ownedElsewhere(String, owner: String, pins: FilePath)
@@ -70,6 +72,9 @@ public enum OffloadError: Error, Sendable, CustomStringConvertible {
         case .notAttachedForTrace(let device):
             "\(device) is not attached (xdpflow show dev \(device)); "
                 + "to trace rules without a device: xdpflow trace -batch RULES --pcap FILE"
+        case .noXSKRule(let device):
+            "no rule of \(device) has action xsk, so nothing would reach a capture; add one first "
+                + "(xdpflow filter add dev \(device) ... flower ... action xsk)"
         case .busy(let device, let id):
             "another XDP program (id \(id)) is attached to \(device); "
                 + "remove it first (ip link set dev \(device) xdp off, or the tool that attached it)"

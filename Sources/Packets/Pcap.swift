@@ -139,12 +139,16 @@ public struct PcapRecord: Hashable, Sendable {
     public var originalLength: Int
     /// The captured bytes.
     public var data: [UInt8]
+    /// A pcapng packet's comment (opt_comment); classic pcap has none.
+    public var comment: String?
 
-    public init(seconds: UInt64 = 0, nanoseconds: UInt32 = 0, originalLength: Int? = nil, data: [UInt8]) {
+    public init(seconds: UInt64 = 0, nanoseconds: UInt32 = 0, originalLength: Int? = nil, data: [UInt8],
+                comment: String? = nil) {
         self.seconds = seconds
         self.nanoseconds = nanoseconds
         self.originalLength = originalLength ?? data.count
         self.data = data
+        self.comment = comment
     }
 }
 

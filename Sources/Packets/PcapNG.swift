@@ -3,10 +3,15 @@
 /// skipped; each section sets its own byte order and interfaces.
 enum PcapNG {
     static let sectionHeaderType: UInt32 = 0x0a0d_0d0a
-    private static let interfaceDescriptionType: UInt32 = 1
+    static let interfaceDescriptionType: UInt32 = 1
     private static let simplePacketType: UInt32 = 3
-    private static let enhancedPacketType: UInt32 = 6
-    private static let byteOrderMagic: UInt32 = 0x1a2b_3c4d
+    static let enhancedPacketType: UInt32 = 6
+    static let byteOrderMagic: UInt32 = 0x1a2b_3c4d
+    static let endOfOptions: UInt16 = 0
+    /// opt_comment, in every block: UTF-8 text.
+    static let commentOption: UInt16 = 1
+    static let interfaceNameOption: UInt16 = 2
+    static let timestampResolutionOption: UInt16 = 9
     /// Type, total length, and the trailing copy of the total length.
     private static let blockOverhead = 12
 
@@ -59,7 +64,7 @@ enum PcapNG {
                 if file == nil {
                     file = PcapFile(linkType: UInt32(linkType), snapLength: snapLength == 0 ? PcapFile.maximumSnapLength : snapLength)
                 }
-                let resolution = try timestampResolution(options: &body, order: order, offset: offset)
+                let resolution = try timestampResolution(try options(&body, order: order, offset: offset), offset: offset)
                 interfaces.append(Interface(snapLength: snapLength, ticksPerSecond: resolution))
 
             case enhancedPacketType:
@@ -75,11 +80,15 @@ enum PcapNG {
                 guard let data = body.readBytes(Int(capturedLength)) else {
                     throw .badBlock(offset: offset, reason: "captured length \(capturedLength) runs past the block")
                 }
+                // Options follow the data's padding; a block that ends without it has none.
+                let comment = body.skip(padding(Int(capturedLength)))
+                    ? try options(&body, order: order, offset: offset).first { $0.code == commentOption } : nil
                 let ticks = UInt64(high) << 32 | UInt64(low)
                 let perSecond = interfaces[Int(interfaceID)].ticksPerSecond
                 let nanoseconds = UInt128(ticks % perSecond) * 1_000_000_000 / UInt128(perSecond)
                 records.append(PcapRecord(seconds: ticks / perSecond, nanoseconds: UInt32(nanoseconds),
-                                          originalLength: Int(originalLength), data: Array(data)))
+                                          originalLength: Int(originalLength), data: Array(data),
+                                          comment: comment.map { String(decoding: $0.value, as: UTF8.self) }))
 
             case simplePacketType:
                 // No timestamp; the captured length is implied by interface 0's snapshot length.
@@ -122,22 +131,99 @@ enum PcapNG {
         return body
     }
 
-    /// if_tsresol (option 9): 10^-n seconds, or 2^-n with the high bit set; default 10^-6.
-    private static func timestampResolution(options: inout ByteCursor, order: ByteCursor.ByteOrder,
-                                            offset: Int) throws(PcapError) -> UInt64 {
-        while let code = options.read(UInt16.self, byteOrder: order),
-              let length = options.read(UInt16.self, byteOrder: order), code != 0 {
-            guard let value = options.readBytes(Int(length)), options.skip((4 - Int(length) % 4) % 4)
+    /// A block's options, up to opt_endofopt or the end of the body.
+    private static func options(_ body: inout ByteCursor, order: ByteCursor.ByteOrder,
+                                offset: Int) throws(PcapError) -> [(code: UInt16, value: [UInt8])] {
+        var options: [(code: UInt16, value: [UInt8])] = []
+        while let code = body.read(UInt16.self, byteOrder: order),
+              let length = body.read(UInt16.self, byteOrder: order), code != endOfOptions {
+            guard let value = body.readBytes(Int(length)), body.skip(padding(Int(length)))
             else { throw .badBlock(offset: offset, reason: "option \(code) runs past the block") }
-            guard code == 9, let resolution = value.first else { continue }
-            let exponent = UInt64(resolution & 0x7f)
-            if resolution & 0x80 != 0 {
-                guard exponent < 64 else { throw .unsupportedTimestampResolution(offset: offset, code: resolution) }
-                return 1 << exponent
-            }
-            guard exponent <= 19 else { throw .unsupportedTimestampResolution(offset: offset, code: resolution) }
-            return (0 ..< exponent).reduce(1) { power, _ in power * 10 }
+            options.append((code, Array(value)))
         }
-        return 1_000_000
+        return options
+    }
+
+    /// if_tsresol (option 9): 10^-n seconds, or 2^-n with the high bit set; default 10^-6.
+    private static func timestampResolution(_ options: [(code: UInt16, value: [UInt8])],
+                                            offset: Int) throws(PcapError) -> UInt64 {
+        guard let resolution = options.first(where: { $0.code == timestampResolutionOption })?.value.first else {
+            return 1_000_000
+        }
+        let exponent = UInt64(resolution & 0x7f)
+        if resolution & 0x80 != 0 {
+            guard exponent < 64 else { throw .unsupportedTimestampResolution(offset: offset, code: resolution) }
+            return 1 << exponent
+        }
+        guard exponent <= 19 else { throw .unsupportedTimestampResolution(offset: offset, code: resolution) }
+        return (0 ..< exponent).reduce(1) { power, _ in power * 10 }
+    }
+
+    /// Bytes that pad a field of `length` bytes to 32 bits.
+    static func padding(_ length: Int) -> Int { (4 - length % 4) % 4 }
+}
+
+/// Writing pcapng as a stream, as a capture does: `header` once (a section header and
+/// one interface description with nanosecond timestamps), then `appendPacket` for each
+/// frame, an enhanced packet block with an optional comment (opt_comment), which
+/// tcpdump reads and Wireshark shows. Little-endian, as the section's magic says.
+public enum PcapNGWriter {
+    public static func header(interfaceName: String?, linkType: UInt16 = UInt16(PcapFile.ethernet),
+                              snapLength: UInt32 = PcapFile.maximumSnapLength) -> [UInt8] {
+        var out: [UInt8] = []
+        block(PcapNG.sectionHeaderType, into: &out) { body in
+            body.appendLittleEndian(PcapNG.byteOrderMagic)
+            body.appendLittleEndian(UInt16(1))      // major
+            body.appendLittleEndian(UInt16(0))      // minor
+            body.appendLittleEndian(UInt64.max)     // section length: not given
+            option(PcapNG.endOfOptions, [], into: &body)
+        }
+        block(PcapNG.interfaceDescriptionType, into: &out) { body in
+            body.appendLittleEndian(linkType)
+            body.appendLittleEndian(UInt16(0))
+            body.appendLittleEndian(snapLength)
+            if let interfaceName { option(PcapNG.interfaceNameOption, Array(interfaceName.utf8), into: &body) }
+            option(PcapNG.timestampResolutionOption, [9], into: &body)   // 10^-9 s
+            option(PcapNG.endOfOptions, [], into: &body)
+        }
+        return out
+    }
+
+    /// Appends `data` as a packet of interface 0, received at `nanoseconds` since the Unix
+    /// epoch, `originalLength` bytes on the wire (default: as captured).
+    public static func appendPacket(_ data: UnsafeRawBufferPointer, nanoseconds: UInt64, originalLength: Int? = nil,
+                                    comment: String? = nil, to out: inout [UInt8]) {
+        block(PcapNG.enhancedPacketType, into: &out) { body in
+            body.appendLittleEndian(UInt32(0))   // interface
+            body.appendLittleEndian(UInt32(truncatingIfNeeded: nanoseconds >> 32))
+            body.appendLittleEndian(UInt32(truncatingIfNeeded: nanoseconds))
+            body.appendLittleEndian(UInt32(data.count))
+            body.appendLittleEndian(UInt32(max(originalLength ?? data.count, data.count)))
+            body.append(contentsOf: data)
+            body.append(contentsOf: repeatElement(0, count: PcapNG.padding(data.count)))
+            if let comment {
+                option(PcapNG.commentOption, Array(comment.utf8), into: &body)
+                option(PcapNG.endOfOptions, [], into: &body)
+            }
+        }
+    }
+
+    /// A block: type, total length, `body`, total length again. The body is written in
+    /// place, its length filled in after.
+    private static func block(_ type: UInt32, into out: inout [UInt8], _ body: (inout [UInt8]) -> Void) {
+        let start = out.count
+        out.appendLittleEndian(type)
+        out.appendLittleEndian(UInt32(0))
+        body(&out)
+        let length = UInt32(out.count - start + 4)
+        withUnsafeBytes(of: length.littleEndian) { out.replaceSubrange(start + 4 ..< start + 8, with: $0) }
+        out.appendLittleEndian(length)
+    }
+
+    private static func option(_ code: UInt16, _ value: [UInt8], into out: inout [UInt8]) {
+        out.appendLittleEndian(code)
+        out.appendLittleEndian(UInt16(value.count))
+        out += value
+        out.append(contentsOf: repeatElement(0, count: PcapNG.padding(value.count)))
     }
 }

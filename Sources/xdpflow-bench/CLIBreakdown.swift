@@ -86,7 +86,7 @@ struct AddBreakdown {
         var inSteps = 0.0
         for step in Step.allCases {
             let times = step.perAdd ?? 1
-            let total = cpu(step).median * Double(times ?? 1)
+            let total = cpu(step).median * Double(times)
             if step.perAdd != nil { inSteps += total }
             row(step.rawValue, times: times, wall: wall(step), cpu: cpu(step), total)
             if step == .library {

@@ -28,6 +28,12 @@ public struct CommandResult: Sendable {
     public var status: Int32
     public var output: String
     public var errors: String
+
+    public init(status: Int32, output: String, errors: String) {
+        self.status = status
+        self.output = output
+        self.errors = errors
+    }
 }
 
 /// Runs a command (a name looked up in PATH, or a path) to its end, with `environment`

@@ -136,6 +136,26 @@ private func expectedRecords(nanoseconds: Bool) -> [PcapRecord] {
         #expect(throws: PcapError.badTimestamp(offset: 24)) { try PcapFile(parsing: file) }
     }
 
+    @Test func pcapngWrittenAsAStreamReadsBackWithCommentsAndNanoseconds() throws {
+        let frames: [(data: [UInt8], comment: String?)] = [
+            (Array(0 ..< 60), "prio 1 handle 0x1 mark 0x5"), (Array(0 ..< 61), nil), ([0xff], "odd: \u{e9}"),
+        ]
+        var file = PcapNGWriter.header(interfaceName: "xf0")
+        for (index, frame) in frames.enumerated() {
+            frame.data.withUnsafeBytes {
+                PcapNGWriter.appendPacket($0, nanoseconds: 1_700_000_000_123_456_789 + UInt64(index),
+                                          originalLength: index == 2 ? 1500 : nil, comment: frame.comment, to: &file)
+            }
+        }
+        #expect(file.count % 4 == 0)
+        let read = try PcapFile(parsing: file)
+        #expect(read.linkType == PcapFile.ethernet)
+        #expect(read.records.map(\.data) == frames.map(\.data))
+        #expect(read.records.map(\.comment) == frames.map(\.comment))
+        #expect(read.records.map(\.originalLength) == [60, 61, 1500])
+        #expect(read.records[1].seconds == 1_700_000_000 && read.records[1].nanoseconds == 123_456_790)
+    }
+
     @Test func pcapngBlockLengthsAreChecked() {
         let file = bytes(hex: Files.ngLittle)
         let firstInterface = 40

@@ -1,0 +1,188 @@
+import ArgumentParser
+import BPFKernel
+import FlowCompiler
+import FlowOffload
+import Foundation
+import Packets
+
+/// `xdpflow capture dev DEV`: the frames that `action xsk` rules steer, received over
+/// AF_XDP in batches and written as pcapng, each with its rule and mark.
+struct Capture: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Receive the frames that rules with action xsk steer, over AF_XDP, as pcapng.",
+        usage: "xdpflow capture dev DEV [-w FILE|-] [-c COUNT] [--batch N]",
+        discussion: """
+            Binds an AF_XDP socket to each receive queue of DEV and puts it in the device's \
+            XSKMAP, where the frames of every rule with action xsk go (the device must be \
+            attached and have such a rule). Frames that no xsk rule decides are not seen \
+            and not disturbed: they go where the rules send them. Frames are taken from the \
+            sockets' rings up to N at a time.
+
+            With -w, each frame is written to FILE (- is standard output) as pcapng, which \
+            tcpdump, tshark and Wireshark read, with nanosecond timestamps (when the batch \
+            was received: AF_XDP gives none of its own) and a packet comment saying what \
+            the program wrote in front of the frame: 'prio P handle 0xH' (the rule that \
+            decided it; only when attached with metadata rule), 'mark 0xM' (when a rule \
+            set one), 'queue Q'. Without -w, one line a frame, as tcpdump prints: time, \
+            the same words, length.
+
+            On SIGINT or SIGTERM, or after COUNT frames, the sockets close (their frames \
+            go to the stack again, counted as xsk, no socket bound) and standard error \
+            says, as tcpdump does:
+              P packets captured
+              D packets dropped by kernel (rx ring full R, fill ring empty F)
+            where D counts what the sockets' rings could not take.
+
+            EXIT STATUS
+              0 stopped by a signal or COUNT; 1 the command could not be read; 2 refused
+              (not root, DEV not attached or without an xsk rule, FILE not writable).
+            """)
+
+    @OptionGroup(visibility: .hidden) var global: GlobalOptions
+
+    @Argument(help: ArgumentHelp("dev DEV", valueName: "dev DEV"))
+    var words: [String]
+
+    @Option(name: .customShort("w"), help: ArgumentHelp("Write pcapng to FILE ('-': standard output).",
+                                                          valueName: "FILE"))
+    var file: String?
+
+    @Option(name: .customShort("c"), help: ArgumentHelp("Stop after COUNT frames.", valueName: "COUNT"))
+    var count: Int?
+
+    @Option(name: .customLong("batch"), help: ArgumentHelp("Take up to N frames from a ring at a time (default 64).",
+                                                          valueName: "N"))
+    var batch = 64
+
+    func validate() throws {
+        if let count, count <= 0 { throw ValidationError("capture: -c \(count): expected a positive count") }
+        if !(1 ... 4096).contains(batch) { throw ValidationError("capture: --batch \(batch): expected 1 to 4096") }
+    }
+
+    func run() throws {
+        let name = try DeviceWords.device(in: words, command: "capture")
+        let output = try CaptureOutput(path: file, device: name)
+        let capture = try Offload(device: name).capture()
+        let queues = capture.queues == 1 ? "1 receive queue" : "\(capture.queues) receive queues"
+        Self.say("capturing on \(name) (\(queues)), the frames of its xsk rules, link-type EN10MB (Ethernet)")
+        if capture.metadata == .mark {
+            Self.say("Warning: \(name) is attached with metadata mark: the frames carry marks, not their rules "
+                     + "(for those: xdpflow detach dev \(name); xdpflow attach dev \(name) metadata rule)")
+        }
+        let stop = StopSignals()
+        var captured = 0
+        while !stop.requested, count.map({ captured < $0 }) ?? true {
+            let now = Self.realtimeNanoseconds()
+            try capture.receive(batch: batch, timeoutMilliseconds: 250) { frame in
+                guard count.map({ captured < $0 }) ?? true else { return }
+                captured += 1
+                output.append(frame, nanoseconds: now)
+            }
+            try output.flush()
+        }
+        let stats = try capture.statistics()
+        let dropped = stats.rxDropped + stats.rxRingFull
+        Self.say("\(captured) packet\(captured == 1 ? "" : "s") captured\n"
+                 + "\(dropped) packet\(dropped == 1 ? "" : "s") dropped by kernel "
+                 + "(rx ring full \(stats.rxRingFull), fill ring empty \(stats.fillRingEmpty))")
+    }
+
+    static func say(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+
+    static func realtimeNanoseconds() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+
+    /// The words a frame's comment and line carry: its rule, its mark, its queue.
+    static func words(_ metadata: FlowMetadata?, queue: UInt32) -> String {
+        var words: [String] = []
+        if let rule = metadata?.rule { words.append("prio \(rule.prio) handle 0x\(String(rule.handle, radix: 16))") }
+        if let mark = metadata?.mark { words.append("mark 0x\(String(mark, radix: 16))") }
+        words.append("queue \(queue)")
+        return words.joined(separator: " ")
+    }
+}
+
+/// Where a capture's frames go: pcapng to a file or standard output, or a line a frame.
+/// Bytes are gathered per batch and written with one call.
+final class CaptureOutput {
+    private let fd: Int32
+    private let path: String
+    private let pcapng: Bool
+    private var buffer: [UInt8] = []
+
+    init(path: String?, device: String) throws {
+        self.path = path ?? "standard output"
+        pcapng = path != nil
+        if let path, path != "-" {
+            fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                throw CommandError.refused(CaptureWriteError(path: path, operation: "open", errno: errno))
+            }
+        } else {
+            fd = STDOUT_FILENO
+        }
+        buffer.reserveCapacity(1 << 20)
+        if pcapng { buffer += PcapNGWriter.header(interfaceName: device) }
+    }
+
+    deinit { if fd != STDOUT_FILENO { close(fd) } }
+
+    func append(_ frame: FlowCapture.Frame, nanoseconds: UInt64) {
+        let words = Capture.words(frame.metadata, queue: frame.queue)
+        if pcapng {
+            PcapNGWriter.appendPacket(frame.bytes, nanoseconds: nanoseconds, comment: words, to: &buffer)
+        } else {
+            let seconds = nanoseconds / 1_000_000_000, micros = nanoseconds % 1_000_000_000 / 1000
+            let clock = String(format: "%02d:%02d:%02d.%06d", Int(seconds / 3600 % 24), Int(seconds / 60 % 60),
+                               Int(seconds % 60), Int(micros))
+            buffer += Array("\(clock) \(words), length \(frame.bytes.count)\n".utf8)
+        }
+    }
+
+    /// Writes what was gathered; a frame is on its way before the next batch is taken.
+    func flush() throws {
+        var written = 0
+        while written < buffer.count {
+            let result = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw CommandError.refused(CaptureWriteError(path: path, operation: "write", errno: errno))
+            }
+            written += result
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+struct CaptureWriteError: Error, CustomStringConvertible {
+    var path: String
+    var operation: String
+    var errno: Int32
+    var description: String { "capture: cannot \(operation) \(path): \(String(cString: strerror(errno)))" }
+}
+
+/// SIGINT and SIGTERM, caught: a capture ends its loop, closes its sockets and reports,
+/// as tcpdump does. The handler only sets a flag, and interrupts the poll it waits in.
+final class StopSignals {
+    nonisolated(unsafe) private static var caught: sig_atomic_t = 0
+
+    init() {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for number in [SIGINT, SIGTERM] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { _ in StopSignals.caught = 1 }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = 0   // no SA_RESTART: the poll returns at once
+            sigaction(number, &action, nil)
+            sigaddset(&signals, number)
+        }
+        // A parent may have started us with them blocked (the mask is inherited).
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
+    }
+
+    var requested: Bool { Self.caught != 0 }
+}
