@@ -69,7 +69,9 @@ public struct FlowMetadata: Hashable, Sendable {
     /// the area); nil unless it is a well-formed area of this version: the trailer's
     /// magic and version, a length that fits, and every present key's value inside the
     /// area, aligned, clear of the offsets and the trailer. Unknown keys are skipped.
-    /// Reads in place: an AF_XDP consumer calls it for every frame.
+    /// Reads in place, specialised where it is called: an AF_XDP consumer calls it for
+    /// every frame.
+    @inlinable
     public init?<Bytes: RandomAccessCollection<UInt8>>(endingAt bytes: Bytes) {
         guard bytes.count >= 8 else { return nil }
         func byte(_ fromEnd: Int) -> UInt8 { bytes[bytes.index(bytes.endIndex, offsetBy: -fromEnd)] }

@@ -189,23 +189,37 @@ public enum PcapNGWriter {
         return out
     }
 
-    /// Appends `data` as a packet of interface 0, received at `nanoseconds` since the Unix
-    /// epoch, `originalLength` bytes on the wire (default: as captured).
-    public static func appendPacket(_ data: UnsafeRawBufferPointer, nanoseconds: UInt64, originalLength: Int? = nil,
-                                    comment: String? = nil, to out: inout [UInt8]) {
-        block(PcapNG.enhancedPacketType, into: &out) { body in
-            body.appendLittleEndian(UInt32(0))   // interface
-            body.appendLittleEndian(UInt32(truncatingIfNeeded: nanoseconds >> 32))
-            body.appendLittleEndian(UInt32(truncatingIfNeeded: nanoseconds))
-            body.appendLittleEndian(UInt32(data.count))
-            body.appendLittleEndian(UInt32(max(originalLength ?? data.count, data.count)))
-            body.append(contentsOf: data)
-            body.append(contentsOf: repeatElement(0, count: PcapNG.padding(data.count)))
-            if let comment {
-                option(PcapNG.commentOption, Array(comment.utf8), into: &body)
-                option(PcapNG.endOfOptions, [], into: &body)
-            }
+    /// A packet comment (opt_comment) as it is written: encoded once, appended to every
+    /// packet that carries it.
+    public struct Comment: Hashable, Sendable {
+        /// The option and the end of options.
+        let options: [UInt8]
+
+        public init(_ text: String) {
+            var options: [UInt8] = []
+            PcapNGWriter.option(PcapNG.commentOption, Array(text.utf8), into: &options)
+            PcapNGWriter.option(PcapNG.endOfOptions, [], into: &options)
+            self.options = options
         }
+    }
+
+    /// Appends `data` as a packet of interface 0, received at `nanoseconds` since the Unix
+    /// epoch, `originalLength` bytes on the wire (default: as captured). A capture calls
+    /// it for every frame: the block is written front to back, its length known first.
+    public static func appendPacket(_ data: UnsafeRawBufferPointer, nanoseconds: UInt64, originalLength: Int? = nil,
+                                    comment: Comment? = nil, to out: inout [UInt8]) {
+        let padding = PcapNG.padding(data.count)
+        let length = UInt32(28 + data.count + padding + (comment?.options.count ?? 0) + 4)
+        // Type, length, interface, timestamp (high, low), captured and original lengths.
+        let header = (PcapNG.enhancedPacketType.littleEndian, length.littleEndian, UInt32(0),
+                      UInt32(truncatingIfNeeded: nanoseconds >> 32).littleEndian,
+                      UInt32(truncatingIfNeeded: nanoseconds).littleEndian, UInt32(data.count).littleEndian,
+                      UInt32(max(originalLength ?? data.count, data.count)).littleEndian)
+        withUnsafeBytes(of: header) { out.append(contentsOf: $0) }
+        out.append(contentsOf: data)
+        out.append(contentsOf: repeatElement(0, count: padding))
+        if let comment { out += comment.options }
+        out.appendLittleEndian(length)
     }
 
     /// A block: type, total length, `body`, total length again. The body is written in

@@ -53,12 +53,16 @@ final class XDPFlowPeer: LivePeer {
     let isXDP = true
     private let xdpflow: String
     private let lab: LiveLab
-    private let environment: [String: String]
+    /// Its state directory and pin root, for other xdpflow commands on the device.
+    let environment: [String: String]
+    /// Words after `attach dev DEV` (`metadata rule`).
+    private let attachWords: [String]
     private let token: Undo.Token
 
-    init(_ lab: LiveLab, xdpflow: String) throws {
+    init(_ lab: LiveLab, xdpflow: String, attachWords: [String] = []) throws {
         self.xdpflow = xdpflow
         self.lab = lab
+        self.attachWords = attachWords
         let state = "\(lab.scratch)/xdpflow-state", pins = "/sys/fs/bpf/xfb-\(lab.tag)-pins"
         environment = ["XDPFLOW_STATE_DIR": state, "XDPFLOW_PIN_DIR": pins]
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false)
@@ -75,7 +79,7 @@ final class XDPFlowPeer: LivePeer {
     func cannot(_ ruleSet: LiveWorkload) -> String? { nil }
 
     func attach(_ ruleSet: LiveWorkload) throws {
-        let attached = try Shell.run([xdpflow, "attach", "dev", lab.device], environment: environment)
+        let attached = try Shell.run([xdpflow, "attach", "dev", lab.device] + attachWords, environment: environment)
         guard attached.contains("native mode") else {
             throw BenchError("xdpflow attach dev \(lab.device): not in native mode: \(attached)")
         }

@@ -92,18 +92,33 @@ enum Shell {
             return try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         }
 
+        var pid: Int32 { process.processIdentifier }
+
+        /// What it wrote to standard error so far (a tool says it is ready there).
+        func errorsSoFar() -> String { read("stderr") }
+
+        private func read(_ name: String) -> String {
+            (try? String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)) ?? ""
+        }
+
+        /// SIGINT, as a capture tool is stopped at a terminal.
+        func interrupt() { process.interrupt() }
+
         /// Waits for the command and returns its standard output.
         func wait(accepting: Set<Int32> = [0]) throws -> String {
+            try finish(accepting: accepting).output
+        }
+
+        /// Waits for the command and returns both its streams (capture tools count on
+        /// standard error).
+        func finish(accepting: Set<Int32> = [0]) throws -> (output: String, errors: String) {
             process.waitUntilExit()
             Shell.children.withLock { _ = $0.running.removeValue(forKey: ObjectIdentifier(process)) }
             defer { try? FileManager.default.removeItem(at: directory) }
-            let read = { (name: String) in
-                (try? String(contentsOf: self.directory.appendingPathComponent(name), encoding: .utf8)) ?? ""
-            }
             guard accepting.contains(process.terminationStatus) else {
                 throw BenchError("\(command) exited \(process.terminationStatus): \(read("stderr"))")
             }
-            return read("stdout")
+            return (read("stdout"), read("stderr"))
         }
     }
 }

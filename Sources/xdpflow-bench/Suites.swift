@@ -13,5 +13,6 @@ struct Suite: Sendable {
         Suite(name: "cli", run: CLICases.sections),
         Suite(name: "memory", run: MemoryCases.sections),
         Suite(name: "acl", run: ACLCases.sections),
+        Suite(name: "capture", run: CaptureCases.sections),
     ]
 }

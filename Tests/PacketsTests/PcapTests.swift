@@ -144,7 +144,8 @@ private func expectedRecords(nanoseconds: Bool) -> [PcapRecord] {
         for (index, frame) in frames.enumerated() {
             frame.data.withUnsafeBytes {
                 PcapNGWriter.appendPacket($0, nanoseconds: 1_700_000_000_123_456_789 + UInt64(index),
-                                          originalLength: index == 2 ? 1500 : nil, comment: frame.comment, to: &file)
+                                          originalLength: index == 2 ? 1500 : nil,
+                                          comment: frame.comment.map(PcapNGWriter.Comment.init), to: &file)
             }
         }
         #expect(file.count % 4 == 0)
