@@ -1,3 +1,5 @@
+import BPFKernel
+import FlowCompiler
 import Foundation
 import Packets
 
@@ -39,6 +41,11 @@ enum CaptureCases {
         var command: [String]
         var environment: [String: String] = [:]
         var ready: String
+        /// XDPFlow's: the words of its `attach` (nil: a tool without XDPFlow).
+        var attach: [String]?
+
+        static let xdpflow = "xdpflow capture"
+        static let xdpflowRule = "xdpflow capture, metadata rule"
     }
 
     static func sections(_ options: Options) throws -> [Section] {
@@ -48,17 +55,18 @@ enum CaptureCases {
             defer { Undo.shared.all() }
             let lab = try LiveLab()
             progress("capture: lab \(lab.device) <- \(lab.sender) in \(lab.namespace)")
-            let peer = try XDPFlowPeer(lab, xdpflow: xdpflow, attachWords: ["metadata", "rule"])
+            let peer = try XDPFlowPeer(lab, xdpflow: xdpflow)
             let xsk = try LiveWorkload("1 rule, action xsk", short: "capture", lines: [
                 "filter add dev \(RuleLines.device) protocol ip prio 1 flower ip_proto udp dst_port \(port) action xsk",
             ], frame: frame)
             let libxdp = "/sys/fs/bpf/xfb-\(lab.tag)-libxdp"
             let undoLibXDP = Undo.shared.push("xdpdump's \(libxdp)") { try? FileManager.default.removeItem(atPath: libxdp) }
             defer { Undo.shared.done(undoLibXDP) }
-            func capture(batch: Int) -> Tool {
-                Tool(name: "xdpflow capture", command: [xdpflow, "capture", "dev", lab.device, "-w", "/dev/null",
-                                                         "--batch", "\(batch)"],
-                     environment: peer.environment, ready: "capturing on")
+            func capture(batch: Int = 64, busyPoll: Int? = nil, metadataRule: Bool = false) -> Tool {
+                Tool(name: metadataRule ? Tool.xdpflowRule : Tool.xdpflow,
+                     command: [xdpflow, "capture", "dev", lab.device, "-w", "/dev/null", "--batch", "\(batch)"]
+                        + (busyPoll.map { ["--busy-poll", "\($0)"] } ?? []),
+                     environment: peer.environment, ready: "capturing on", attach: metadataRule ? ["metadata", "rule"] : [])
             }
             let tcpdump = Tool(name: "tcpdump", command: ["tcpdump", "-i", lab.device, "-n", "-w", "/dev/null",
                                                           "udp", "dst", "port", "\(port)"],
@@ -67,26 +75,30 @@ enum CaptureCases {
                                                           "-w", "/dev/null"],
                                environment: ["LIBXDP_BPFFS": libxdp], ready: "listening on")
 
-            // The three tools, round by round; XDPFlow attached only for its own.
+            // The tools, round by round; XDPFlow attached only for its own.
             var rates: [String: [Sample]] = [:]
             for round in 1 ... timing.rounds {
-                for tool in [capture(batch: 64), tcpdump, xdpdump] {
-                    let isXDPFlow = tool.name == "xdpflow capture"
-                    if isXDPFlow { try peer.attach(xsk) }
-                    defer { if isXDPFlow { try? peer.detach() } }
+                for tool in [capture(), capture(metadataRule: true), tcpdump, xdpdump] {
+                    if let words = tool.attach {
+                        peer.attachWords = words
+                        try peer.attach(xsk)
+                    }
+                    defer { if tool.attach != nil { try? peer.detach() } }
                     let sample = try measure(tool, lab: lab, xdpflow: xdpflow, timing: timing)
                     progress("capture: round \(round), \(tool.name): \(sample.captured) of \(sample.sent), "
                         + "\((sample.rate / 1e6).formatted(3)) Mpps")
                     rates[tool.name, default: []].append(sample)
                 }
             }
-            // The batch curve.
+            // The batch curve, without busy polling: the CPU time is then the frames' own.
             var curve: [(batch: Int, samples: [Sample])] = []
+            peer.attachWords = []
             try peer.attach(xsk)
             for batch in batches {
                 var samples: [Sample] = []
                 for _ in 1 ... timing.rounds {
-                    samples.append(try measure(capture(batch: batch), lab: lab, xdpflow: xdpflow, timing: timing))
+                    samples.append(try measure(capture(batch: batch, busyPoll: 0), lab: lab, xdpflow: xdpflow,
+                                               timing: timing))
                 }
                 progress("capture: batch \(batch): \(Samples(samples.map(\.cpuPerFrame)).median.formatted(0)) ns CPU a frame")
                 curve.append((batch, samples))
@@ -150,9 +162,11 @@ enum CaptureCases {
                 The live lab's veth, frames of 64 bytes to UDP port \(port) over 64 flows sent by `xdpflow gen` \
                 from the sender namespace (pinned to CPU \(LiveLab.senderCPU), where the veth also receives) for \
                 the timing's seconds; each tool pinned to CPU \(LiveLab.receiverCPU) and writing to /dev/null: \
-                `xdpflow capture --batch 64` with the one rule `ip_proto udp dst_port \(port) action xsk` \
-                (attached with metadata rule, so each frame carries its rule), tcpdump with the filter \
-                `udp dst port \(port)` on the same device without XDPFlow, and xdpdump with its own capture \
+                `xdpflow capture --batch 64` (busy polling 50 us) with the one rule \
+                `ip_proto udp dst_port \(port) action xsk`, attached as by default (metadata mark: this rule \
+                writes no metadata) and with metadata rule (each frame carries its rule, for the comments), \
+                tcpdump with the filter `udp dst port \(port)` on the same device without XDPFlow, and xdpdump \
+                with its own capture
                 program (`--load-xdp-program`): it cannot attach to XDPFlow's programs, which carry no BTF. \
                 Captured is the tool's own count ("N packets captured", printed on SIGINT 0.3 s after the last \
                 frame was sent); the rate is captured frames over the sending time. What a tool did not capture \
@@ -165,7 +179,7 @@ enum CaptureCases {
                       Column("ratio to tcpdump", key: "ratio_to_tcpdump")])
         func median(_ name: String, _ value: (Sample) -> Double) -> Double { Samples((rates[name] ?? []).map(value)).median }
         let tcpdump = median("tcpdump", \.rate)
-        for name in ["xdpflow capture", "tcpdump", "xdpdump"] {
+        for name in [Tool.xdpflow, Tool.xdpflowRule, "tcpdump", "xdpdump"] {
             let samples = rates[name] ?? []
             section.append([.text(name), .samples(Samples(samples.map { $0.rate / 1e6 }), digits: 3),
                             .samples(Samples(samples.map { $0.offered / 1e6 }), digits: 3),
@@ -173,10 +187,11 @@ enum CaptureCases {
                             .number(median(name, \.cpuPerFrame), digits: 0),
                             .number(median(name, \.rate) / tcpdump, digits: 2)])
         }
-        let ours = median("xdpflow capture", \.rate)
+        let ours = median(Tool.xdpflow, \.rate), withRules = median(Tool.xdpflowRule, \.rate)
         section.targets = [
             Target("xdpflow capture against tcpdump, frames captured a second", measured: ours / tcpdump,
                    .atLeast, 3, unit: "x"),
+            Target("the same, attached with metadata rule", measured: withRules / tcpdump, .atLeast, 3, unit: "x"),
             Target("xdpflow capture against xdpdump", measured: ours / median("xdpdump", \.rate), .atLeast, 1,
                    unit: "x"),
         ]
@@ -187,9 +202,11 @@ enum CaptureCases {
         var section = Section(
             slug: "capture-batch", title: "xdpflow capture by batch size",
             method: """
-                As above, `xdpflow capture -w /dev/null --batch N`: frames taken from the rx ring per call. CPU ns \
-                a frame is the capture process's own time on a CPU (the scheduler's, /proc/PID/schedstat) over the \
-                frames it wrote; the kernel's copy into the umem runs in the sender's softirq and is not in it.
+                As above (attached as by default), `xdpflow capture -w /dev/null --batch N --busy-poll 0`: \
+                frames taken from the rx ring per call, and the capture sleeps in poll whenever the rings are \
+                empty (busy polling would add its looking to the CPU time). CPU ns a frame is the capture \
+                process's own time on a CPU (the scheduler's, /proc/PID/schedstat) over the frames it wrote; the \
+                kernel's copy into the umem runs in the sender's softirq and is not in it.
                 """,
             columns: [Column("batch", key: "batch"), Column("captured Mpps", key: "captured_mpps"),
                       Column("captured of sent %", key: "captured_percent"),
@@ -199,19 +216,23 @@ enum CaptureCases {
                             .number(Samples(samples.map { Double($0.captured) / Double($0.sent) * 100 }).median, digits: 1),
                             .samples(Samples(samples.map(\.cpuPerFrame)), digits: 0)])
         }
-        section.curves = [Curve(name: "xdpflow capture", xLabel: "batch (frames)", yLabel: "CPU ns a frame",
+        section.curves = [Curve(name: "xdpflow capture --busy-poll 0", xLabel: "batch (frames)", yLabel: "CPU ns a frame",
                                 points: curve.map { Curve.Point(x: Double($0.batch), y: Samples($0.samples.map(\.cpuPerFrame))) })]
         return section
     }
 }
 
-/// The mark companion's cost a frame, from the kernel's own accounting of program runs
-/// (kernel.bpf_stats_enabled: run_time_ns and run_cnt, as bpftool prog shows them) on live
-/// frames: frames with a mark in their metadata, and frames without. BPF_PROG_TEST_RUN
-/// cannot measure the first: a tc test run builds its skb from the input alone, with no
-/// XDP metadata area in front of it.
+/// The mark companion's cost a frame. BPF_PROG_TEST_RUN measures it on a frame without
+/// metadata, but cannot give it one: a tc test run builds its skb from the input alone.
+/// So live frames too, with a mark in their metadata and without, timed by the kernel's
+/// own accounting of program runs (kernel.bpf_stats_enabled: run_time_ns over run_cnt,
+/// as bpftool prog shows them), which adds its own clock reads to every run: the
+/// difference between the two is what a mark costs.
 struct MarkCompanionCost {
     var rows: [(what: String, program: String, nanoseconds: Double, runs: Int)] = []
+    /// BPF_PROG_TEST_RUN, a million runs on a frame without metadata: the companion and
+    /// the floor (a tc program that only returns), ns a run.
+    var testRun = (companion: 0.0, floor: 0.0)
 
     static func measure(lab: LiveLab, peer: XDPFlowPeer, xdpflow: String) throws -> MarkCompanionCost {
         let marked = try LiveWorkload("1 rule, skbedit mark", short: "mark", lines: [
@@ -228,6 +249,13 @@ struct MarkCompanionCost {
         defer { try? peer.detach() }
         let (xdp, tc) = try programs(on: lab.device, peer: peer, xdpflow: xdpflow)
         var cost = MarkCompanionCost()
+        let program = try Program.load(.schedCLS, attachType: .tcxIngress, name: MarkCompanion.name,
+                                       instructions: MarkCompanion.instructions(for: .mark))
+        // The floor: a tc program that only returns TC_ACT_OK (0), run the same way.
+        let floor = try Program.load(.schedCLS, attachType: .tcxIngress, name: "xfb_tc_floor",
+                                     instructions: [.mov(.r0, 0), .exit])
+        let run = TestRun(packet: marked.frame, repeatCount: 1_000_000)
+        cost.testRun = (Double(try program.testRun(run).duration), Double(try floor.testRun(run).duration))
         for (what, frame) in [("frame with a mark", marked.frame), ("frame without metadata", Frames.udp(dst: Frames.nowhere, dstPort: 9))] {
             let start = try [xdp, tc].map(runStats)
             let hex = frame.map { String(format: "%02x", $0) }.joined()
@@ -270,13 +298,18 @@ struct MarkCompanionCost {
         var section = Section(
             slug: "capture-mark", title: "The mark companion's cost a frame",
             method: """
-                The rule `udp dst_port 53 action skbedit mark 5` attached on the live lab's veth, so that the tcx \
+                BPF_PROG_TEST_RUN of the companion, a million runs on a frame without metadata (a tc test run \
+                cannot carry an XDP metadata area): \(testRun.companion.formatted(1)) ns a run, against \
+                \(testRun.floor.formatted(1)) ns for a tc program that only returns (the test-run loop itself). \
+                Then live: the rule \
+                `udp dst_port 53 action skbedit mark 5` attached on the live lab's veth, so that the tcx \
                 ingress companion is attached; 200,000 frames at 100,000 a second, once to port 53 (the XDP program \
                 writes a mark into the metadata, the companion sets skb->mark from it) and once to port 9 (no rule, \
                 no metadata: the companion returns at its first check). The kernel's own accounting \
                 (kernel.bpf_stats_enabled, run_time_ns over run_cnt as bpftool prog shows them) of both programs: \
-                the XDP figure, for scale, includes the rules' program it tail-calls. BPF_PROG_TEST_RUN cannot \
-                measure the marked case: a tc test run has no XDP metadata area in front of its frame.
+                the XDP figure, for scale, includes the rules' program it tail-calls. The accounting reads the \
+                clock around every run, which costs more than a short program: compare the two rows of a \
+                program, whose difference is what the mark costs it.
                 """,
             columns: [Column("frames", key: "frames", .left), Column("program", key: "program", .left),
                       Column("ns a run", key: "ns_per_run"), Column("runs", key: "runs")])

@@ -55,8 +55,8 @@ final class XDPFlowPeer: LivePeer {
     private let lab: LiveLab
     /// Its state directory and pin root, for other xdpflow commands on the device.
     let environment: [String: String]
-    /// Words after `attach dev DEV` (`metadata rule`).
-    private let attachWords: [String]
+    /// Words after `attach dev DEV` (`metadata rule`), for the next attach.
+    var attachWords: [String]
     private let token: Undo.Token
 
     init(_ lab: LiveLab, xdpflow: String, attachWords: [String] = []) throws {

@@ -10,13 +10,15 @@ import Packets
 struct Capture: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Receive the frames that rules with action xsk steer, over AF_XDP, as pcapng.",
-        usage: "xdpflow capture dev DEV [-w FILE|-] [-c COUNT] [--batch N]",
+        usage: "xdpflow capture dev DEV [-w FILE|-] [-c COUNT] [--batch N] [--busy-poll USEC]",
         discussion: """
             Binds an AF_XDP socket to each receive queue of DEV and puts it in the device's \
             XSKMAP, where the frames of every rule with action xsk go (the device must be \
             attached and have such a rule). Frames that no xsk rule decides are not seen \
             and not disturbed: they go where the rules send them. Frames are taken from the \
-            sockets' rings up to N at a time.
+            sockets' rings up to N at a time; when the rings are empty, the capture looks \
+            again for USEC microseconds before it sleeps (under load, the next frames \
+            come sooner than a wakeup would).
 
             With -w, each frame is written to FILE (- is standard output) as pcapng, which \
             tcpdump, tshark and Wireshark read, with nanosecond timestamps (when the batch \
@@ -54,9 +56,17 @@ struct Capture: ParsableCommand {
                                                           valueName: "N"))
     var batch = 64
 
+    @Option(name: .customLong("busy-poll"), help: ArgumentHelp(
+        "Look at empty rings for USEC microseconds before sleeping (default 50; 0: sleep at once).",
+        valueName: "USEC"))
+    var busyPoll = 50
+
     func validate() throws {
         if let count, count <= 0 { throw ValidationError("capture: -c \(count): expected a positive count") }
         if !(1 ... 4096).contains(batch) { throw ValidationError("capture: --batch \(batch): expected 1 to 4096") }
+        if !(0 ... 1_000_000).contains(busyPoll) {
+            throw ValidationError("capture: --busy-poll \(busyPoll): expected 0 to 1000000 microseconds")
+        }
     }
 
     func run() throws {
@@ -66,6 +76,7 @@ struct Capture: ParsableCommand {
         // 2.5 Mpps while the output is written.
         let capture = try Offload(device: name).capture(XSKConfiguration(frameSize: 2048, frameCount: 16_384,
                                                                          ringSize: 8192))
+        capture.busyPoll = .microseconds(busyPoll)
         let queues = capture.queues == 1 ? "1 receive queue" : "\(capture.queues) receive queues"
         Self.say("capturing on \(name) (\(queues)), the frames of its xsk rules, link-type EN10MB (Ethernet)")
         if capture.metadata == .mark {
