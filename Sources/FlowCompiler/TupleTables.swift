@@ -42,17 +42,20 @@ public struct TupleTables: Equatable, Sendable {
     /// The fields the parser extracts: every field in the words the rules read, so that a
     /// rule reading another field of a word already read (ip_tos beside ip_proto, a
     /// source port beside a destination port) is map writes, not a new program.
-    public var fields: Set<KeyField> {
-        let words = Set(words)
-        return Set(KeyField.allCases.filter { field in
-            (field.offset / 8 ... (field.offset + field.width - 1) / 8).contains(where: words.contains)
-        })
-    }
+    public private(set) var fields: Set<KeyField> = []
     /// The record's 8-byte words the rules read: a bucket key and a rule's check are these
     /// words, masked, in this order. Word 0 is always one: its first four bytes (the
     /// presence word, never masked) carry a bucket key's table index.
-    public var words: [Int] {
-        Set([0] + fieldUsers.keys.flatMap { $0.offset / 8 ... ($0.offset + $0.width - 1) / 8 }).sorted()
+    public private(set) var words = [0]
+
+    /// `words` and `fields` again, after a field got its first user or lost its last:
+    /// every change reads them (twice, in its program shapes), few change them.
+    private mutating func readFieldsAgain() {
+        words = Set([0] + fieldUsers.keys.flatMap { $0.offset / 8 ... ($0.offset + $0.width - 1) / 8 }).sorted()
+        let read = Set(words)
+        fields = Set(KeyField.allCases.filter { field in
+            (field.offset / 8 ... (field.offset + field.width - 1) / 8).contains(where: read.contains)
+        })
     }
     public var usesRanges: Bool { rangeUsers > 0 }
 
@@ -97,6 +100,7 @@ public struct TupleTables: Equatable, Sendable {
             for key in tables[mask]!.buckets.keys { filter.count(key, in: tables[mask]!, +1, &ignored) }
         }
         fitCapacities()
+        readFieldsAgain()
     }
 
     public static let minimumTableCapacity = 64
@@ -198,9 +202,12 @@ public struct TupleTables: Equatable, Sendable {
 
 
     private mutating func count(_ rule: TableRule, _ sign: Int) {
+        var fieldsChanged = false
         for field in rule.fields {
-            if sign > 0 { fieldUsers.add(field) } else { fieldUsers.remove(field) }
+            let users = sign > 0 ? fieldUsers.add(field) : fieldUsers.remove(field)
+            fieldsChanged = fieldsChanged || users == (sign > 0 ? 1 : 0)
         }
+        if fieldsChanged { readFieldsAgain() }
         if rule.srcPorts != nil || rule.dstPorts != nil { rangeUsers += sign }
     }
 

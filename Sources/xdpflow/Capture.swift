@@ -71,19 +71,21 @@ struct Capture: ParsableCommand {
 
     func run() throws {
         let name = try DeviceWords.device(in: words, command: "capture")
-        let output = try CaptureOutput(path: file, device: name)
         // 8,192 frames of 2 KiB lent to the kernel on each queue: 3 ms of a burst at
         // 2.5 Mpps while the output is written.
         let capture = try Offload(device: name).capture(XSKConfiguration(frameSize: 2048, frameCount: 16_384,
                                                                          ringSize: 8192))
         capture.busyPoll = .microseconds(busyPoll)
+        // The file once the device is known to have something for it (tcpdump's order).
+        let output = try CaptureOutput(path: file, device: name)
+        // Caught before the capture says it listens: whoever waits for that may stop it.
+        let stop = StopSignals()
         let queues = capture.queues == 1 ? "1 receive queue" : "\(capture.queues) receive queues"
         Self.say("capturing on \(name) (\(queues)), the frames of its xsk rules, link-type EN10MB (Ethernet)")
         if capture.metadata == .mark {
             Self.say("Warning: \(name) is attached with metadata mark: the frames carry marks, not their rules "
                      + "(for those: xdpflow detach dev \(name); xdpflow attach dev \(name) metadata rule)")
         }
-        let stop = StopSignals()
         // Plain values: an @Option read costs a generic metadata lookup, every frame.
         let limit = count ?? .max, batch = batch
         var captured = 0

@@ -85,6 +85,11 @@ struct CaptureCommandTests {
         #expect(none.errors.contains("no rule of \(lab.device) has action xsk"), "\(none.errors)")
         let bad = try execute(lab.xdpflowCommand("capture dev DEV --batch 0"))
         #expect(bad.status == 1 && bad.errors.contains("--batch 0"), "\(bad.errors)")
+        try lab.filter("filter add dev DEV protocol ip prio 1 flower ip_proto udp dst_port 4789 action xsk")
+        let unwritable = try execute(lab.xdpflowCommand("capture dev DEV -c 1 -w /proc/xdpflow-no-such-dir/x.pcapng"))
+        #expect(unwritable.status == 2, "\(unwritable.errors)")
+        #expect(unwritable.errors.contains("cannot open /proc/xdpflow-no-such-dir/x.pcapng: No such file or directory"),
+                "\(unwritable.errors)")
         try lab.offload.detach()
         let detached = try execute(lab.xdpflowCommand("capture dev DEV -c 1"))
         #expect(detached.status == 2 && detached.errors.contains("is not attached"), "\(detached.errors)")
