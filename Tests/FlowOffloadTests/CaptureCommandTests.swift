@@ -12,8 +12,8 @@ import Testing
 @Suite(.enabled(if: kernelAvailable, kernelUnavailable), .serialized)
 struct CaptureCommandTests {
     /// The lab, attached with the rule in the metadata, and two xsk rules: one marks.
-    static func lab() throws -> OffloadLab {
-        let lab = try OffloadLab(attach: false)
+    static func lab(queues: Int = 1) throws -> OffloadLab {
+        let lab = try OffloadLab(attach: false, queues: queues)
         _ = try lab.offload.attach(mode: .native, metadata: .rule)
         try lab.filter("filter add dev DEV protocol ip prio 1 flower ip_proto udp dst_port 4789 action skbedit mark 5 action xsk")
         try lab.filter("filter add dev DEV protocol ip prio 2 flower ip_proto udp dst_port 4790 action xsk")
@@ -76,6 +76,28 @@ struct CaptureCommandTests {
         for frame in after { try lab.send(frame, count: 1) }
         let stats = try lab.statistics(once: RuleID(prio: 2, handle: 1), counted: UInt64(steered.count + after.count))
         #expect(stats.xskUnbound?.packets == UInt64(after.count))
+    }
+
+    /// A socket on every receive queue: a veth receives an XDP frame on the queue of the
+    /// CPU that sent it, so frames sent from each CPU arrive on queues of their own.
+    @Test func everyReceiveQueueHasItsSocket() throws {
+        let lab = try Self.lab(queues: 4)
+        let cpus = min(ProcessInfo.processInfo.activeProcessorCount, 4)
+        let frame = TestFrame.udp(port: 4790)
+        let capture = try CaptureProcess(lab, "capture dev DEV -c \(3 * cpus)")
+        defer { capture.stop() }
+        #expect(capture.errors().contains("capturing on \(lab.device) (4 receive queues)"), "\(capture.errors())")
+        for cpu in 0 ..< cpus {
+            try lab.veths.inNamespace(["taskset", "-c", "\(cpu)", xdpflowBinary, "gen", "dev", lab.peer, "--count", "3",
+                                       "--packet", hex(frame)])
+        }
+        let result = try capture.wait()
+        #expect(result.status == 0, "\(result.errors)")
+        // Each line: TIME prio P handle 0xH queue Q, length L
+        let queues = result.output.split(separator: "\n").map { line in
+            line.split(separator: " ").drop { $0 != "queue" }.dropFirst().first ?? ""
+        }
+        #expect(Set(queues) == Set((0 ..< cpus).map { Substring("\($0),") }), "\(result.output)")
     }
 
     @Test func aCaptureNeedsAnAttachedDeviceWithAnXskRule() throws {

@@ -35,8 +35,8 @@ final class OffloadLab {
 
     /// The state directory goes in `stateRoot` (a test run by another user needs one it
     /// can reach).
-    init(attach: Bool = true, stateRoot: FilePath = FilePath(NSTemporaryDirectory())) throws {
-        veths = try VethLab()
+    init(attach: Bool = true, stateRoot: FilePath = FilePath(NSTemporaryDirectory()), queues: Int = 1) throws {
+        veths = try VethLab(queues: queues)
         state = StateDirectory(stateRoot.appending(veths.namespace))
         pinRoot = FilePath("/sys/fs/bpf").appending(veths.namespace)
         target = try veths.addPair()

@@ -18,7 +18,9 @@ public final class VethLab {
     /// The prefix of every name a lab creates (`make test` sweeps leftovers of crashed runs).
     public static let prefix = "xft"
 
-    public init() throws {
+    /// `queues`: receive and transmit queues of each end of the first pair (a veth
+    /// receives an XDP frame on the queue of the sending CPU).
+    public init(queues: Int = 1) throws {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         self.tag = tag
         namespace = "\(VethLab.prefix)-\(tag)"
@@ -26,7 +28,7 @@ public final class VethLab {
         peerName = "\(VethLab.prefix)\(tag)b"
         try run(["ip", "netns", "add", namespace])
         do {
-            try VethLab.createPair(deviceName, peerName, in: namespace)
+            try VethLab.createPair(deviceName, peerName, in: namespace, queues: queues)
             try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
             device = try NetworkInterface(named: deviceName)
         } catch {
@@ -78,8 +80,9 @@ public final class VethLab {
     }
 
     /// A veth pair with `device` in this namespace and `peer` in `namespace`, both up.
-    private static func createPair(_ device: String, _ peer: String, in namespace: String) throws {
-        try run(["ip", "link", "add", device, "type", "veth", "peer", "name", peer, "netns", namespace])
+    private static func createPair(_ device: String, _ peer: String, in namespace: String, queues: Int = 1) throws {
+        let sizes = queues == 1 ? [] : ["numrxqueues", "\(queues)", "numtxqueues", "\(queues)"]
+        try run(["ip", "link", "add", device] + sizes + ["type", "veth", "peer", "name", peer] + sizes + ["netns", namespace])
         // No IPv6 on the pair: no neighbour discovery or MLD frames besides the test's own.
         try run(["sysctl", "-qw", "net.ipv6.conf.\(device).disable_ipv6=1"])
         try VethLab.inNamespace(namespace, ["sysctl", "-qw", "net.ipv6.conf.\(peer).disable_ipv6=1"])
