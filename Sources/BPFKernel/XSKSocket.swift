@@ -249,8 +249,8 @@ public final class XSKSocket {
                               headroom: UnsafeRawBufferPointer(headroom)))
             // The kernel copies a metadata area only when there is one: clear where this
             // one ended, so that the next frame in this umem frame is not read with it.
-            let stale = min(headroom.count, XSKFrame.metadataLimit)
-            UnsafeMutableRawBufferPointer(rebasing: headroom[(headroom.count - stale)...]).initializeMemory(as: UInt8.self, repeating: 0)
+            let stale = UnsafeMutableRawBufferPointer(rebasing: headroom.suffix(XSKFrame.metadataLimit))
+            stale.initializeMemory(as: UInt8.self, repeating: 0)
         }
         return Int(count)
     }

@@ -60,13 +60,16 @@ enum CaptureCases {
                 "filter add dev \(RuleLines.device) protocol ip prio 1 flower ip_proto udp dst_port \(port) action xsk",
             ], frame: frame)
             let libxdp = "/sys/fs/bpf/xfb-\(lab.tag)-libxdp"
-            let undoLibXDP = Undo.shared.push("xdpdump's \(libxdp)") { try? FileManager.default.removeItem(atPath: libxdp) }
+            let undoLibXDP = Undo.shared.push("xdpdump's \(libxdp)") {
+                try? FileManager.default.removeItem(atPath: libxdp)
+            }
             defer { Undo.shared.done(undoLibXDP) }
             func capture(batch: Int = 64, busyPoll: Int? = nil, metadataRule: Bool = false) -> Tool {
                 Tool(name: metadataRule ? Tool.xdpflowRule : Tool.xdpflow,
                      command: [xdpflow, "capture", "dev", lab.device, "-w", "/dev/null", "--batch", "\(batch)"]
                         + (busyPoll.map { ["--busy-poll", "\($0)"] } ?? []),
-                     environment: peer.environment, ready: "capturing on", attach: metadataRule ? ["metadata", "rule"] : [])
+                     environment: peer.environment, ready: "capturing on",
+                     attach: metadataRule ? ["metadata", "rule"] : [])
             }
             let tcpdump = Tool(name: "tcpdump", command: ["tcpdump", "-i", lab.device, "-n", "-w", "/dev/null",
                                                           "udp", "dst", "port", "\(port)"],
@@ -100,7 +103,8 @@ enum CaptureCases {
                     samples.append(try measure(capture(batch: batch, busyPoll: 0), lab: lab, xdpflow: xdpflow,
                                                timing: timing))
                 }
-                progress("capture: batch \(batch): \(Samples(samples.map(\.cpuPerFrame)).median.formatted(0)) ns CPU a frame")
+                let cpu = Samples(samples.map(\.cpuPerFrame)).median
+                progress("capture: batch \(batch): \(cpu.formatted(0)) ns CPU a frame")
                 curve.append((batch, samples))
             }
             try peer.detach()
@@ -216,8 +220,9 @@ enum CaptureCases {
                             .number(Samples(samples.map { Double($0.captured) / Double($0.sent) * 100 }).median, digits: 1),
                             .samples(Samples(samples.map(\.cpuPerFrame)), digits: 0)])
         }
+        let points = curve.map { Curve.Point(x: Double($0.batch), y: Samples($0.samples.map(\.cpuPerFrame))) }
         section.curves = [Curve(name: "xdpflow capture --busy-poll 0", xLabel: "batch (frames)", yLabel: "CPU ns a frame",
-                                points: curve.map { Curve.Point(x: Double($0.batch), y: Samples($0.samples.map(\.cpuPerFrame))) })]
+                                points: points)]
         return section
     }
 }
@@ -256,7 +261,8 @@ struct MarkCompanionCost {
                                      instructions: [.mov(.r0, 0), .exit])
         let run = TestRun(packet: marked.frame, repeatCount: 1_000_000)
         cost.testRun = (Double(try program.testRun(run).duration), Double(try floor.testRun(run).duration))
-        for (what, frame) in [("frame with a mark", marked.frame), ("frame without metadata", Frames.udp(dst: Frames.nowhere, dstPort: 9))] {
+        let unmarked = Frames.udp(dst: Frames.nowhere, dstPort: 9)
+        for (what, frame) in [("frame with a mark", marked.frame), ("frame without metadata", unmarked)] {
             let start = try [xdp, tc].map(runStats)
             let hex = frame.map { String(format: "%02x", $0) }.joined()
             try Shell.run(["ip", "netns", "exec", lab.namespace, xdpflow, "gen", "dev", lab.sender,
@@ -279,7 +285,8 @@ struct MarkCompanionCost {
             try JSONSerialization.jsonObject(with: Data(Shell.run(arguments, environment: environment).utf8))
         }
         let net = (try object(["bpftool", "-j", "net", "show", "dev", device]) as? [[String: Any]])?.first
-        let shown = (try object([xdpflow, "-j", "show", "dev", device], environment: peer.environment) as? [[String: Any]])?.first
+        let shown = (try object([xdpflow, "-j", "show", "dev", device], environment: peer.environment)
+            as? [[String: Any]])?.first
         guard let xdp = (net?["xdp"] as? [[String: Any]])?.first?["id"] as? Int,
               let tc = (shown?["mark_companion"] as? [String: Any])?["prog_id"] as? Int
         else { throw BenchError("\(device): no XDP program (bpftool net show) or no mark companion (xdpflow show)") }
