@@ -32,8 +32,19 @@ struct RecordBytes: Hashable, Sendable {
         }
     }
 
+    /// The 13 words folded into one (multiply and shift, as in a 64-bit FNV-style mix),
+    /// then given to the hasher: a plan hashes these keys for every rule it places, and
+    /// SipHash over all 104 bytes was a twentieth of a 100,000-rule load.
     func hash(into hasher: inout Hasher) {
-        withUnsafeBytes(of: bytes) { hasher.combine(bytes: $0) }
+        let folded = withUnsafeBytes(of: bytes) { raw in
+            var folded: UInt64 = 0xcbf2_9ce4_8422_2325
+            for offset in stride(from: 0, to: raw.count, by: 8) {
+                folded = (folded ^ raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* 0x9e37_79b9_7f4a_7c15
+                folded ^= folded >> 29
+            }
+            return folded
+        }
+        hasher.combine(folded)
     }
 
     /// The bytes of `field`.

@@ -114,20 +114,22 @@ public struct TupleTables: Equatable, Sendable {
         rules[slot] = rule
         count(rule, +1)
         let (index, isNew) = tableIndex.insert(rule.table)
-        if isNew { tables[rule.table] = Table(mask: rule.table, index: index) }
-        let before = tables[rule.table]!.rank
-        tables[rule.table]!.ranks.insert(rule.rank, at: tables[rule.table]!.ranks.partitioningIndex { $0 >= rule.rank })
-        if isNew || before != rule.rank && tables[rule.table]!.rank == rule.rank {
-            writes.changed(tables[rule.table]!)
+        // The table out of the dictionary while it changes: one lookup, not one a step.
+        var table = tables.removeValue(forKey: rule.table) ?? Table(mask: rule.table, index: index)
+        let before = table.rank
+        table.ranks.insert(rule.rank, at: table.ranks.partitioningIndex { $0 >= rule.rank })
+        if isNew || before != rule.rank && table.rank == rule.rank {
+            writes.changed(table)
         }
-        var chain = tables[rule.table]!.buckets[rule.key] ?? []
+        var chain = table.buckets.removeValue(forKey: rule.key) ?? []
         if chain.isEmpty {
             bucketCount += 1
-            filter.count(rule.key, in: tables[rule.table]!, +1, &writes.filter)
+            filter.count(rule.key, in: table, +1, &writes.filter)
         }
         let position = chain.partitioningIndex { rules[$0]!.rank > rule.rank }
         chain.insert(slot, at: position)
-        tables[rule.table]!.buckets[rule.key] = chain
+        table.buckets[rule.key] = chain
+        tables[rule.table] = table
         // The rule first (its link to the next), then what leads to it.
         writes.rules.insert(slot)
         if position == 0 {
