@@ -12,8 +12,10 @@ SOLO_TESTS   ?= CrashTests|StateFaultTests|LiveChangeTests|MarkTests|XSKTests|Ca
 # only meaningful optimised, so they always use the release build (xdpflow-bench runs the
 # xdpflow binary beside it).
 BENCH_ARGS  ?=
-# Release builds link the Swift runtime and Foundation statically: a dynamically linked
-# xdpflow spends ~15 ms of every command loading and relocating them (4 ms static).
+# Release builds link the Swift runtime statically: a dynamically linked xdpflow spends
+# ~15 ms of every command loading and relocating it (4 ms static). xdpflow and its
+# libraries import FoundationEssentials only, so neither Foundation proper nor ICU is in
+# the binary (38 MB, not 87): each command starts ~2 ms sooner.
 RELEASE     ?= -c release --static-swift-stdlib
 BENCH_BUILD_FLAGS ?=
 BENCH_BUILD  = $(SWIFT) build $(RELEASE) $(BENCH_BUILD_FLAGS)

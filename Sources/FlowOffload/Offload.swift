@@ -2,7 +2,8 @@ import BPFAssembly
 import BPFKernel
 import FlowCompiler
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 import SystemPackage
 
 /// What the store keeps for an attached device (`DEV.offload.json`), next to its rules:

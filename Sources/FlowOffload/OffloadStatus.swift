@@ -2,7 +2,8 @@ import BPFAssembly
 import BPFKernel
 import FlowCompiler
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 import SystemPackage
 
 extension Offload {

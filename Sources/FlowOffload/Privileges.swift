@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Whether this process may load, attach and pin XDP programs, and read them: root, or
 /// the capabilities that stand for it. Checked first, so that an unprivileged run says
@@ -27,6 +28,6 @@ public enum Privileges {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") })
         else { return nil }
-        return UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+        return UInt64(line.dropFirst("CapEff:".count).filter { !$0.isWhitespace }, radix: 16)
     }
 }

@@ -133,6 +133,8 @@ public enum JSONValue: Sendable {
     case null
     case bool(Bool)
     case number(UInt64)
+    /// A measurement (seconds, a rate): Swift's shortest form that reads back the same.
+    case real(Double)
     case string(String)
     case array([JSONValue])
     case object([(String, JSONValue)])
@@ -154,6 +156,7 @@ public enum JSONValue: Sendable {
         case .null: out += "null"
         case .bool(let value): out += value ? "true" : "false"
         case .number(let value): out += String(value)
+        case .real(let value): out += value.isFinite ? "\(value)" : "null"
         case .string(let value): out += Self.quoted(value)
         case .array(let items):
             guard !items.isEmpty else { out += "[]"; return }

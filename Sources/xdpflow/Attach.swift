@@ -2,7 +2,8 @@ import ArgumentParser
 import BPFKernel
 import FlowCompiler
 import FlowOffload
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `xdpflow attach dev DEV [mode auto|native|generic] [unparsed pass|drop] [metadata mark|rule]`.
 struct Attach: ParsableCommand {
@@ -61,11 +62,10 @@ struct Attach: ParsableCommand {
         }
         guard let device else { throw CommandError.usage("attach: expected 'dev DEV'") }
         if device == "lo" {
-            FileHandle.standardError.write(Data(
-                "Warning: lo carries this host's own traffic: its rules act on local connections, in generic mode\n".utf8))
+            printError("Warning: lo carries this host's own traffic: its rules act on local connections, in generic mode\n")
         }
         let attached = try Offload(device: device).attach(mode: mode, unparsedDrop: unparsedDrop, metadata: metadata)
-        if let recovery = attached.recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }
+        if let recovery = attached.recovery { printError("Warning: \(recovery)\n") }
         print("\(device): attached in \(attached.mode) mode, program id \(attached.programID), "
             + "\(attached.rules) rules in "
             + (attached.tables > 0 ? "\(attached.tables) tables" : "\(attached.subtables) subtables"))

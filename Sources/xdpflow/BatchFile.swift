@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A `-batch` file's text: standard input for `-`, else the file, which must be UTF-8.
 enum BatchFile {
@@ -19,22 +20,35 @@ enum BatchFile {
 
     static func text(at path: String) throws(CommandError) -> String {
         do {
-            if path == "-" { return try decoded(FileHandle.standardInput.readDataToEndOfFile()) }
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-                throw Problem.directory
-            }
+            if path == "-" { return try decoded(contents(of: STDIN_FILENO)) }
             let descriptor = open(path, O_RDONLY | O_CLOEXEC)
             guard descriptor >= 0 else { throw Problem.unopenable(errno: errno) }
-            let file = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
-            return try decoded(file.readDataToEndOfFile())
+            defer { close(descriptor) }
+            var status = stat()
+            if fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFDIR { throw Problem.directory }
+            return try decoded(contents(of: descriptor))
         } catch {
             throw .unreadableFile(path: path, error)
         }
     }
 
+    /// Everything left to read from `descriptor`.
+    private static func contents(of descriptor: Int32) throws(Problem) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw .unopenable(errno: errno)
+            }
+            if count == 0 { return bytes }
+            bytes += chunk[..<count]
+        }
+    }
+
     /// The bytes as text; the first line that is not UTF-8 named.
-    private static func decoded(_ bytes: Data) throws(Problem) -> String {
+    private static func decoded(_ bytes: [UInt8]) throws(Problem) -> String {
         if let text = String(validating: bytes, as: UTF8.self) { return text }
         let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
         let bad = lines.firstIndex { String(validating: $0, as: UTF8.self) == nil } ?? 0

@@ -2,7 +2,8 @@ import ArgumentParser
 import BPFKernel
 import FlowCompiler
 import FlowOffload
-import Foundation
+import FoundationEssentials
+import Glibc
 import Packets
 
 /// `xdpflow capture dev DEV`: the frames that `action xsk` rules steer, received over
@@ -107,7 +108,7 @@ struct Capture: ParsableCommand {
                  + "(rx ring full \(stats.rxRingFull), fill ring empty \(stats.fillRingEmpty))")
     }
 
-    static func say(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    static func say(_ line: String) { printError(line + "\n") }
 
     static func realtimeNanoseconds() -> UInt64 {
         var time = timespec()
@@ -178,8 +179,12 @@ final class CaptureOutput {
             PcapNGWriter.appendPacket(frame.bytes, nanoseconds: nanoseconds, comment: comment, to: &buffer)
         } else {
             let seconds = nanoseconds / 1_000_000_000, micros = nanoseconds % 1_000_000_000 / 1000
-            let clock = String(format: "%02d:%02d:%02d.%06d", Int(seconds / 3600 % 24), Int(seconds / 60 % 60),
-                               Int(seconds % 60), Int(micros))
+            func digits(_ value: UInt64, _ width: Int) -> String {
+                let text = String(value)
+                return String(repeating: "0", count: max(width - text.count, 0)) + text
+            }
+            let clock = "\(digits(seconds / 3600 % 24, 2)):\(digits(seconds / 60 % 60, 2)):\(digits(seconds % 60, 2))."
+                + digits(micros, 6)
             buffer += Array("\(clock) \(words), length \(frame.bytes.count)\n".utf8)
         }
     }

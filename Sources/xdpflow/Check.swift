@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlowOffload
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `xdpflow check [dev DEV]`: whether the kernel holds what the stored rules say.
 struct Check: ParsableCommand {
@@ -43,7 +44,7 @@ struct Check: ParsableCommand {
                 throw CommandError.refused(OffloadError.notAttached(name))
             }
             failed = failed || !differences.isEmpty
-            if let recovery { FileHandle.standardError.write(Data("Warning: \(recovery)\n".utf8)) }
+            if let recovery { printError("Warning: \(recovery)\n") }
             text += differences.isEmpty
                 ? "\(name): ok\n"
                 : "\(name): \(differences.count) difference\(differences.count == 1 ? "" : "s")\n"

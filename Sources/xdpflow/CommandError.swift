@@ -2,7 +2,8 @@ import ArgumentParser
 import BPFKernel
 import FlowOffload
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Every way a subcommand fails, as iproute2 reports it: one `Error: ...` line on standard
 /// error (`fail(_:)`) and tc's exit status on this machine (docs/runtime.md, "Exit status"):
@@ -89,12 +90,27 @@ enum CommandError: Error, CustomStringConvertible {
 func warn(_ notes: [ParseError], at place: String? = nil) {
     guard !notes.isEmpty else { return }
     let prefix = place.map { "Warning: \($0): " } ?? "Warning: "
-    FileHandle.standardError.write(Data(notes.map { prefix + "\($0)\n" }.joined().utf8))
+    printError(notes.map { prefix + "\($0)\n" }.joined())
 }
 
 /// The one way a subcommand's failure reaches the operator: `Error: DESCRIPTION` on
 /// standard error, and the exit status of its case.
 func fail(_ error: CommandError) -> Never {
-    FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+    printError("Error: \(error)\n")
     exit(error.status)
+}
+
+/// Writes `text` to standard error, whole (FileHandle is Foundation proper, which
+/// xdpflow does not link: FoundationEssentials and no ICU start faster).
+func printError(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in
+        var written = 0
+        while written < bytes.count {
+            let result = write(STDERR_FILENO, bytes.baseAddress! + written, bytes.count - written)
+            if result < 0 && errno == EINTR { continue }
+            guard result > 0 else { return }
+            written += result
+        }
+    }
 }

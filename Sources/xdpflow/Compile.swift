@@ -3,7 +3,8 @@ import BPFAssembly
 import FlowCompiler
 import FlowOffload
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `xdpflow compile -batch FILE [dev DEV]`: the plan and program a rule file compiles
 /// to, shown without touching a device.

@@ -3,7 +3,8 @@ import BPFKernel
 import FlowCompiler
 import FlowOffload
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `xdpflow filter ...`: the words after `filter` are read by FlowRules' grammar, so
 /// that a `tc filter ... flower` line works with `tc` replaced by `xdpflow`.
@@ -42,7 +43,7 @@ struct FilterRunner {
     /// Rules persist per device in the state directory (XDPFLOW_STATE_DIR); on an
     /// attached device they reach the kernel in the same step.
     let store: any RuleSetStore = OffloadingStore { message in
-        FileHandle.standardError.write(Data(("Warning: " + message + "\n").utf8))
+        printError("Warning: " + message + "\n")
     }
 
     func run(_ words: [String]) throws {
@@ -136,7 +137,7 @@ struct FilterRunner {
         }
         guard !failures.isEmpty else { return }
         failures.sort { $0.line < $1.line }
-        FileHandle.standardError.write(Data(failures.map { "Error: \($0.error)\n" }.joined().utf8))
+        printError(failures.map { "Error: \($0.error)\n" }.joined())
         throw ExitCode(failures[0].error.status)
     }
 
@@ -144,7 +145,7 @@ struct FilterRunner {
     /// error (standard output stays what tc prints).
     private func printVerifierLog(of device: String) throws {
         guard let log = try Offload(device: device).verifierLog() else { return }
-        FileHandle.standardError.write(Data(("verifier log of the program on \(device):\n" + log).utf8))
+        printError("verifier log of the program on \(device):\n" + log)
     }
 
     /// Before the rules of a device that is not attached, or whose kernel side does not
@@ -156,7 +157,7 @@ struct FilterRunner {
             lines.append("Warning: no xdpflow program on \(device): these rules are not live; run: xdpflow attach dev \(device)")
         }
         lines += status.problems.map { "Warning: not live as stored: \($0)" }
-        if !lines.isEmpty { FileHandle.standardError.write(Data(lines.map { $0 + "\n" }.joined().utf8)) }
+        if !lines.isEmpty { printError(lines.map { $0 + "\n" }.joined()) }
     }
 
     /// Every filter command names a device that exists, as tc's ("Cannot find device"):

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BPFKernel
-import Foundation
+import FoundationEssentials
+import Glibc
 import Packets
 
 /// `xdpflow gen dev DEV`: transmit frames out of a device (live-frames test runs).
@@ -102,19 +103,19 @@ struct Gen: ParsableCommand {
 
     private func summary(of report: TrafficReport, device: String) -> String {
         let seconds = Double(report.nanoseconds) / 1e9
+        let pps = UInt64(max(report.rate, 0).rounded())
         if global.json {
-            var object: [String: Any] = [
-                "dev": device, "frames": report.frames, "bytes": report.bytes,
-                "seconds": seconds, "pps": Int(report.rate.rounded()), "flows": flows,
-            ]
-            if let rate { object["target_pps"] = rate }
-            let options: JSONSerialization.WritingOptions = global.pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
-            let data = try! JSONSerialization.data(withJSONObject: object, options: options)
-            return String(decoding: data, as: UTF8.self)
+            let object = JSON.object([("bytes", .integer(report.bytes)), ("dev", .string(device)),
+                                      ("flows", .integer(flows)), ("frames", .integer(report.frames)),
+                                      ("pps", .number(pps)), ("seconds", .real(seconds))]
+                                     + (rate.map { [("target_pps", JSON.real($0))] } ?? []))
+            return object.serialized(pretty: global.pretty)
         }
         let flowText = flows > 1 ? " over \(flows) flows" : ""
+        let milliseconds = UInt64((seconds * 1000).rounded())
+        let fraction = String(milliseconds % 1000)
         return "sent \(report.frames) frames (\(report.bytes) bytes)\(flowText) on \(device) in "
-            + String(format: "%.3f s: %.0f pps", seconds, report.rate)
+            + "\(milliseconds / 1000).\(String(repeating: "0", count: 3 - fraction.count) + fraction) s: \(pps) pps"
     }
 
     static func bytes(hex: String) throws -> [UInt8] {

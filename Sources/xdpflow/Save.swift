@@ -1,7 +1,8 @@
 import ArgumentParser
 import FlowOffload
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `xdpflow save [dev DEV]`: the rules as a `-batch` file.
 struct Save: ParsableCommand {
@@ -19,13 +20,13 @@ struct Save: ParsableCommand {
         // Read as stored, without root too; a pending record is left for root, and said.
         let stored = try devices.map { ($0, try Offload(device: $0).stored()) }
         let pending = stored.compactMap { $0.1.pending.map { "Warning: \($0)\n" } }
-        FileHandle.standardError.write(Data(pending.joined().utf8))
+        printError(pending.joined())
         print(Self.text(stored), terminator: "")
     }
 
     static func text(_ devices: [(name: String, state: Offload.StoredState)], date: Date = Date()) -> String {
         let host = ProcessInfo.processInfo.hostName
-        var lines = ["# xdpflow save, \(ISO8601DateFormatter().string(from: date)), host \(host)",
+        var lines = ["# xdpflow save, \(date.formatted(.iso8601)), host \(host)",
                      "# restore with: xdpflow -batch FILE"]
         for (device, state) in devices {
             lines.append("")

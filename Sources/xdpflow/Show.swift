@@ -1,7 +1,8 @@
 import ArgumentParser
 import BPFKernel
 import FlowOffload
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `xdpflow show [dev DEV]`: what xdpflow has attached where.
 struct Show: ParsableCommand {
@@ -20,7 +21,7 @@ struct Show: ParsableCommand {
         let device = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "show")
         let reports = try (device.map { [$0] } ?? Offload.devices()).map(DeviceReport.init(device:))
         let pending = reports.compactMap { $0.pending.map { "Warning: \($0)\n" } }
-        FileHandle.standardError.write(Data(pending.joined().utf8))
+        printError(pending.joined())
         global.print(json: .array(reports.map(\.json)), text: reports.map(\.text).joined())
         // Without root an attached device was shown as stored: the command fails, naming what was not read.
         if reports.contains(where: { $0.status?.kernelRead == false }) {

@@ -3,7 +3,8 @@ import BPFAssembly
 import FlowCompiler
 import FlowOffload
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 import Packets
 
 /// `xdpflow trace -batch FILE --pcap CAPTURE`: what the compiled program does with each

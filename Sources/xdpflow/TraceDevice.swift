@@ -1,6 +1,7 @@
 import FlowOffload
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `xdpflow trace dev DEV --pcap CAPTURE` (no -batch): the frames go through the rules
 /// attached to DEV right now, over DEV's own maps but with counters and police buckets
@@ -12,7 +13,7 @@ struct DeviceTrace {
 
     init(device: String, check: Bool) throws {
         let tracer = try Offload(device: device).tracer()
-        if let warning = tracer.warning { FileHandle.standardError.write(Data("Warning: \(warning)\n".utf8)) }
+        if let warning = tracer.warning { printError("Warning: \(warning)\n") }
         datapath = tracer.datapath
         reference = check ? try ReferenceClassifier(rules: tracer.rules, device: device) : nil
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlowOffload
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// How a command prints: `-s`, `-j`, `-p` as plain values, for code that runs without
 /// ArgumentParser (`FilterFastPath`).
@@ -79,8 +80,8 @@ struct XDPFlow: ParsableCommand {
         } catch {
             // ArgumentParser's reading of the command line: its message, with the usage.
             guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-            Foundation.exit(1)
+            printError(fullMessage(for: error) + "\n")
+            Glibc.exit(1)
         }
         report { try command.run() }
     }

@@ -1,7 +1,8 @@
 import BPFKernel
 import FlowCompiler
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension Offload {
     /// A datapath that traces frames through the rules attached right now, without

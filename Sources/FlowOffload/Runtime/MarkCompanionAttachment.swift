@@ -1,7 +1,8 @@
 import BPFAssembly
 import BPFKernel
 import FlowCompiler
-import Foundation
+import FoundationEssentials
+import Glibc
 import SystemPackage
 
 /// The mark companion (`MarkCompanion`) attached to a device's tc ingress through tcx,

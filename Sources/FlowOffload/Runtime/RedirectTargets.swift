@@ -1,6 +1,7 @@
 import BPFKernel
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The devices that rules redirect or mirror to, checked when the rules are added
 /// (before they reach the kernel): a missing device is an error; a device that would
@@ -73,7 +74,7 @@ enum RedirectTargets {
     /// IFLA_LINK: for a veth, its peer's ifindex (in the peer's namespace).
     static func linkIndex(of name: String) -> UInt32? {
         guard let text = try? String(contentsOfFile: "/sys/class/net/\(name)/iflink", encoding: .utf8) else { return nil }
-        return UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        return UInt32(text.filter { !$0.isWhitespace })
     }
 
     /// The driver's name, as `ethtool -i` shows it (ETHTOOL_GDRVINFO).

@@ -1,5 +1,6 @@
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 import SystemPackage
 
 /// Rule sets on disk, one snapshot per device (`DEV.rules`) in a namespace's directory

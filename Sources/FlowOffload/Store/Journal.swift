@@ -1,5 +1,6 @@
 import FlowRules
-import Foundation
+import FoundationEssentials
+import Glibc
 import SystemPackage
 
 /// A device's journal (`DEV.journal`): the changes made since its snapshot (`DEV.rules`,

@@ -1,6 +1,7 @@
 import BPFKernel
 import CLibBPF
-import Foundation
+import FoundationEssentials
+import Glibc
 import SystemPackage
 
 /// A network namespace, as the kernel names it: the inode of its nsfs file. Device

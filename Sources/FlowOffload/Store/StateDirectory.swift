@@ -1,5 +1,6 @@
 import BPFKernel
-import Foundation
+import FoundationEssentials
+import Glibc
 import SystemPackage
 
 /// XDPFlow's state on disk: one directory (`XDPFLOW_STATE_DIR`, or /var/lib/xdpflow),
@@ -232,9 +233,8 @@ extension Errno {
     init(_ error: any Error) {
         if let errno = error as? Errno {
             self = errno
-        } else if let cocoa = error as NSError?, let underlying = cocoa.userInfo[NSUnderlyingErrorKey] as? NSError,
-                  underlying.domain == NSPOSIXErrorDomain {
-            self = Errno(rawValue: Int32(underlying.code))
+        } else if let cocoa = error as? CocoaError, let underlying = cocoa.underlying as? POSIXError {
+            self = Errno(rawValue: underlying.code.rawValue)
         } else {
             self = .ioError
         }
