@@ -210,38 +210,72 @@ extension [UInt8] {
     }
 }
 
-/// Whole-file reads and writes with the C library, so Packets needs no Foundation.
-enum FileBytes {
-    static func contents(ofPath path: String) throws(PcapError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
-        defer { close(fd) }
+/// Whole-file reads and writes with the C library, so Packets needs no Foundation; and
+/// the loops that short reads and writes and EINTR ask for, which the command line's
+/// streams use too.
+public enum FileBytes {
+    /// A read or write that failed: the C library's errno.
+    public struct Failure: Error, Sendable {
+        public let errno: Int32
+    }
+
+    /// Everything left to read from `descriptor`.
+    public static func contents(of descriptor: Int32) throws(Failure) -> [UInt8] {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if count < 0 {
                 if errno == EINTR { continue }
-                throw .io(path: path, operation: "read", errno: errno)
+                throw Failure(errno: errno)
             }
             if count == 0 { return bytes }
             bytes += chunk[..<count]
         }
     }
 
+    /// Writes all of `bytes` to `descriptor`.
+    public static func write(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32) throws(Failure) {
+        var written = 0
+        while written < bytes.count {
+            let count = Glibc.write(descriptor, bytes.baseAddress! + written, bytes.count - written)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw Failure(errno: errno)
+            }
+            written += count
+        }
+    }
+
+    /// Writes all of `bytes` to `descriptor`; what failed, if anything.
+    public static func write(_ bytes: [UInt8], to descriptor: Int32) -> Failure? {
+        bytes.withUnsafeBytes { raw -> Failure? in
+            do throws(Failure) {
+                try write(raw, to: descriptor)
+                return nil
+            } catch {
+                return error
+            }
+        }
+    }
+
+    static func contents(ofPath path: String) throws(PcapError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        do {
+            return try contents(of: fd)
+        } catch {
+            throw .io(path: path, operation: "read", errno: error.errno)
+        }
+    }
+
     static func store(_ bytes: [UInt8], path: String) throws(PcapError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
-        var written = 0
-        while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                let error = errno
-                close(fd)
-                throw .io(path: path, operation: "write", errno: error)
-            }
-            written += count
+        if let failure = write(bytes, to: fd) {
+            close(fd)
+            throw .io(path: path, operation: "write", errno: failure.errno)
         }
         guard close(fd) == 0 else { throw .io(path: path, operation: "close", errno: errno) }
     }

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import Packets
 
 /// A `-batch` file's text: standard input for `-`, else the file, which must be UTF-8.
 enum BatchFile {
@@ -8,12 +9,13 @@ enum BatchFile {
         case directory
         case notUTF8(line: Int)
         case unopenable(errno: Int32)
+        case unreadable(errno: Int32)
 
         var description: String {
             switch self {
             case .directory: "it is a directory, not a file of commands"
             case .notUTF8(let line): "line \(line) is not UTF-8 text"
-            case .unopenable(let errno): String(cString: strerror(errno))
+            case .unopenable(let errno), .unreadable(let errno): String(cString: strerror(errno))
             }
         }
     }
@@ -34,16 +36,10 @@ enum BatchFile {
 
     /// Everything left to read from `descriptor`.
     private static func contents(of descriptor: Int32) throws(Problem) -> [UInt8] {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw .unopenable(errno: errno)
-            }
-            if count == 0 { return bytes }
-            bytes += chunk[..<count]
+        do {
+            return try FileBytes.contents(of: descriptor)
+        } catch {
+            throw .unreadable(errno: error.errno)
         }
     }
 

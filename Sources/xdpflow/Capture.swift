@@ -191,14 +191,8 @@ final class CaptureOutput {
 
     /// Writes what was gathered; a frame is on its way before the next batch is taken.
     func flush() throws {
-        var written = 0
-        while written < buffer.count {
-            let result = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-            if result < 0 {
-                if errno == EINTR { continue }
-                throw CommandError.refused(CaptureWriteError(path: path, operation: "write", errno: errno))
-            }
-            written += result
+        if let failure = FileBytes.write(buffer, to: fd) {
+            throw CommandError.refused(CaptureWriteError(path: path, operation: "write", errno: failure.errno))
         }
         buffer.removeAll(keepingCapacity: true)
     }

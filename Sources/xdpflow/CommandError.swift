@@ -2,6 +2,7 @@ import ArgumentParser
 import BPFKernel
 import FlowOffload
 import FlowRules
+import Packets
 import FoundationEssentials
 import Glibc
 
@@ -104,13 +105,6 @@ func fail(_ error: CommandError) -> Never {
 /// xdpflow does not link: FoundationEssentials and no ICU start faster).
 func printError(_ text: String) {
     var text = text
-    text.withUTF8 { bytes in
-        var written = 0
-        while written < bytes.count {
-            let result = write(STDERR_FILENO, bytes.baseAddress! + written, bytes.count - written)
-            if result < 0 && errno == EINTR { continue }
-            guard result > 0 else { return }
-            written += result
-        }
-    }
+    // Nowhere left to say that standard error failed.
+    text.withUTF8 { try? FileBytes.write(UnsafeRawBufferPointer($0), to: STDERR_FILENO) }
 }
