@@ -69,7 +69,7 @@ struct LiveChangeTests {
         var present = Set<UInt16>()
         for step in 0..<24 {
             Thread.sleep(forTimeInterval: epoch)
-            traffic.waitUntilSending()
+            traffic.waitUntilArriving(at: lab.device)
             // Every shape comes once in the first steps, then at random.
             let shape = step < shapes.count ? shapes[step] : shapes.randomElement()!
             let adding = !present.contains(shape.prio)
@@ -226,12 +226,10 @@ private struct Outcome: Hashable, CustomStringConvertible {
 /// frames alternately, counted.
 private final class Traffic {
     private let stopping = Flag()
-    /// Set while a run sends (between runs: its setup and a pause).
-    private let sending = Flag()
     private let running: NetworkNamespace.Running<(passing: Int, dropped: Int)>
 
     init(lab: OffloadLab, passing: [UInt8], dropped: [UInt8]) {
-        let peer = lab.peer, stopping = stopping, sending = sending
+        let peer = lab.peer, stopping = stopping
         running = NetworkNamespace.start(in: lab.namespace) {
             // One program sends both, eight passing frames to one dropped, in turn: a
             // live-frames run costs tens of milliseconds to set up, and one run for both
@@ -242,9 +240,7 @@ private final class Traffic {
             var sent = (passing: 0, dropped: 0)
             while !stopping.isSet {
                 let start = DispatchTime.now().uptimeNanoseconds
-                sending.set()
                 try generator.send(mix, count: rounds * mix.count)
-                sending.clear()
                 sent.passing += rounds * 8
                 sent.dropped += rounds
                 // A pause of a third of the run: on 2 CPUs the captures' reader, not
@@ -259,11 +255,23 @@ private final class Traffic {
 
     deinit { stopping.set() }
 
-    /// Waits until a run sends (at most a second): a change made then meets traffic,
-    /// one made in a gap between runs would not.
-    func waitUntilSending() {
+    /// Waits (at most a second) until frames arrive at `device`: its receive counter
+    /// moves within a millisecond. A change made then meets traffic; the sender pauses
+    /// between runs (a run's setup, and a third of a run for the captures), and a
+    /// change made in a pause would not.
+    func waitUntilArriving(at device: String) {
+        let path = "/sys/class/net/\(device)/statistics/rx_packets"
+        func received() -> Int {
+            (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int($0.filter(\.isNumber)) } ?? 0
+        }
         let deadline = DispatchTime.now().uptimeNanoseconds + 1_000_000_000
-        while !sending.isSet, DispatchTime.now().uptimeNanoseconds < deadline { Thread.sleep(forTimeInterval: 0.0005) }
+        var before = received()
+        while DispatchTime.now().uptimeNanoseconds < deadline {
+            Thread.sleep(forTimeInterval: 0.001)
+            let now = received()
+            if now > before { return }
+            before = now
+        }
     }
 
     /// Stops sending; returns how many frames of each kind went out.
@@ -278,7 +286,6 @@ private final class Flag: @unchecked Sendable {
     private var value = false
     var isSet: Bool { lock.withLock { value } }
     func set() { lock.withLock { value = true } }
-    func clear() { lock.withLock { value = false } }
 }
 
 extension Array where Element == UInt64 {
