@@ -206,7 +206,7 @@ public struct Subtable: Hashable, Sendable {
         }
         mix(mask.keyBytes.count <= 2 ? 0 : 1)
         let hex = String(UInt32(truncatingIfNeeded: hash ^ hash >> 32), radix: 16)
-        return "xf_st_" + String(repeating: "0", count: 8 - hex.count) + hex
+        return "xf_st_" + hex.leftPadded(to: 8)
     }
 
     /// The entries a hash subtable has room for; nil for a direct one.

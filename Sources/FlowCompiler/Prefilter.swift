@@ -1,3 +1,5 @@
+import Packets
+
 /// Which hash subtables can hit a frame, told by two bytes of its key record that they
 /// all key on in full (the top of an address, or a port): one inlined array lookup
 /// decides which of the hash lookups to make, so a frame pays for the subtables that
@@ -107,6 +109,6 @@ public struct Prefilter: Hashable, Sendable {
             mix(UInt8(bit))
         }
         let hex = String(UInt32(truncatingIfNeeded: hash ^ hash >> 32), radix: 16)
-        return "xf_pf_" + String(repeating: "0", count: 8 - hex.count) + hex
+        return "xf_pf_" + hex.leftPadded(to: 8)
     }
 }

@@ -1,5 +1,6 @@
 import BPFAssembly
 import FlowRules
+import Packets
 
 /// The classifier for rule sets too large for one lookup per (prio, mask): tuple space
 /// search in the manner of OVS and TupleMerge, with the tables in maps the program
@@ -595,10 +596,6 @@ extension RecordBytes {
     func word(_ word: Int) -> UInt64 {
         (0 ..< 8).reduce(UInt64(0)) { $0 | UInt64(self[8 * word + $1]) << (8 * $1) }
     }
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
 
 extension Array {

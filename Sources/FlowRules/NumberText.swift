@@ -96,8 +96,7 @@ enum TCNames {
     static func classID(_ id: UInt32) -> String { String(id >> 16, radix: 16) + ":" + String(id & 0xffff, radix: 16) }
 
     static func hex<T: BinaryInteger>(_ value: T, width: Int) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        String(value, radix: 16).leftPadded(to: width)
     }
 }
 

@@ -141,10 +141,12 @@ extension FixedWidthInteger where Self: UnsignedInteger {
         self.init(text, radix: 10)
     }
 
-    fileprivate func paddedHex(width: Int) -> String {
-        let digits = String(self, radix: 16)
-        return String(repeating: "0", count: Swift.max(0, width - digits.count)) + digits
-    }
+    fileprivate func paddedHex(width: Int) -> String { String(self, radix: 16).leftPadded(to: width) }
+}
+
+extension String {
+    /// With zeros in front up to `width` characters: digits of a fixed width.
+    public func leftPadded(to width: Int) -> String { String(repeating: "0", count: Swift.max(0, width - count)) + self }
 }
 
 extension UInt8 {

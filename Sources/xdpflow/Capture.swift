@@ -179,10 +179,7 @@ final class CaptureOutput {
             PcapNGWriter.appendPacket(frame.bytes, nanoseconds: nanoseconds, comment: comment, to: &buffer)
         } else {
             let seconds = nanoseconds / 1_000_000_000, micros = nanoseconds % 1_000_000_000 / 1000
-            func digits(_ value: UInt64, _ width: Int) -> String {
-                let text = String(value)
-                return String(repeating: "0", count: max(width - text.count, 0)) + text
-            }
+            func digits(_ value: UInt64, _ width: Int) -> String { String(value).leftPadded(to: width) }
             let clock = "\(digits(seconds / 3600 % 24, 2)):\(digits(seconds / 60 % 60, 2)):\(digits(seconds % 60, 2))."
                 + digits(micros, 6)
             buffer += Array("\(clock) \(words), length \(frame.bytes.count)\n".utf8)

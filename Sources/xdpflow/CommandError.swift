@@ -2,9 +2,9 @@ import ArgumentParser
 import BPFKernel
 import FlowOffload
 import FlowRules
-import Packets
 import FoundationEssentials
 import Glibc
+import Packets
 
 /// Every way a subcommand fails, as iproute2 reports it: one `Error: ...` line on standard
 /// error (`fail(_:)`) and tc's exit status on this machine (docs/runtime.md, "Exit status"):

@@ -113,9 +113,8 @@ struct Gen: ParsableCommand {
         }
         let flowText = flows > 1 ? " over \(flows) flows" : ""
         let milliseconds = UInt64((seconds * 1000).rounded())
-        let fraction = String(milliseconds % 1000)
         return "sent \(report.frames) frames (\(report.bytes) bytes)\(flowText) on \(device) in "
-            + "\(milliseconds / 1000).\(String(repeating: "0", count: 3 - fraction.count) + fraction) s: \(pps) pps"
+            + "\(milliseconds / 1000).\(String(milliseconds % 1000).leftPadded(to: 3)) s: \(pps) pps"
     }
 
     static func bytes(hex: String) throws -> [UInt8] {
