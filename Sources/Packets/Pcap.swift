@@ -247,9 +247,10 @@ public enum FileBytes {
         }
     }
 
-    /// Writes all of `bytes` to `descriptor`; what failed, if anything.
-    public static func write(_ bytes: [UInt8], to descriptor: Int32) -> Failure? {
-        bytes.withUnsafeBytes { raw -> Failure? in
+    /// Writes all of `bytes` to `descriptor`.
+    public static func write(_ bytes: [UInt8], to descriptor: Int32) throws(Failure) {
+        // withUnsafeBytes rethrows untyped: the failure comes out as a value.
+        let failure = bytes.withUnsafeBytes { raw -> Failure? in
             do throws(Failure) {
                 try write(raw, to: descriptor)
                 return nil
@@ -257,6 +258,7 @@ public enum FileBytes {
                 return error
             }
         }
+        if let failure { throw failure }
     }
 
     static func contents(ofPath path: String) throws(PcapError) -> [UInt8] {
@@ -273,9 +275,11 @@ public enum FileBytes {
     static func store(_ bytes: [UInt8], path: String) throws(PcapError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
-        if let failure = write(bytes, to: fd) {
+        do {
+            try write(bytes, to: fd)
+        } catch {
             close(fd)
-            throw .io(path: path, operation: "write", errno: failure.errno)
+            throw .io(path: path, operation: "write", errno: error.errno)
         }
         guard close(fd) == 0 else { throw .io(path: path, operation: "close", errno: errno) }
     }

@@ -188,8 +188,10 @@ final class CaptureOutput {
 
     /// Writes what was gathered; a frame is on its way before the next batch is taken.
     func flush() throws {
-        if let failure = FileBytes.write(buffer, to: fd) {
-            throw CommandError.refused(CaptureWriteError(path: path, operation: "write", errno: failure.errno))
+        do {
+            try FileBytes.write(buffer, to: fd)
+        } catch {
+            throw CommandError.refused(CaptureWriteError(path: path, operation: "write", errno: error.errno))
         }
         buffer.removeAll(keepingCapacity: true)
     }
