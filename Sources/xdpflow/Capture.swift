@@ -163,18 +163,22 @@ final class CaptureOutput {
         var queue: UInt32
     }
 
-    private var said: [Origin: (words: String, comment: PcapNGWriter.Comment?)] = [:]
+    private typealias Said = (words: String, comment: PcapNGWriter.Comment)
+    private var said: [Origin: Said] = [:]
     /// The last frame's: most frames in a row come from one rule.
-    private var last: (origin: Origin, words: String, comment: PcapNGWriter.Comment)?
+    private var last: (origin: Origin, said: Said)?
 
     func append(_ frame: FlowCapture.Frame, nanoseconds: UInt64) {
         let origin = Origin(metadata: frame.metadata, queue: frame.queue)
         if origin != last?.origin {
-            let (words, comment) = said[origin] ?? (Capture.words(frame.metadata, queue: frame.queue), nil)
-            last = (origin, words, comment ?? PcapNGWriter.Comment(words))
-            said[origin] = (last!.words, last!.comment)
+            let made = said[origin] ?? {
+                let words = Capture.words(frame.metadata, queue: frame.queue)
+                return (words, PcapNGWriter.Comment(words))
+            }()
+            said[origin] = made
+            last = (origin, made)
         }
-        let (words, comment) = (last!.words, last!.comment)
+        let (words, comment) = last!.said
         if pcapng {
             PcapNGWriter.appendPacket(frame.bytes, nanoseconds: nanoseconds, comment: comment, to: &buffer)
         } else {
