@@ -41,7 +41,7 @@ public struct Offload {
     public let pinRoot: FilePath
 
     public static var defaultPinRoot: FilePath {
-        if let path = ProcessInfo.processInfo.environment["XDPFLOW_PIN_DIR"] { return FilePath(path) }
+        if let path = getenv("XDPFLOW_PIN_DIR") { return FilePath(String(cString: path)) }
         // Under `ip netns exec`, /sys is the command's own, without bpffs: pins made
         // there would die with it. The bpffs an ancestor (the shell that ran `ip`) sees is
         // where every other command finds them.
@@ -202,6 +202,16 @@ public struct Offload {
     /// carried into the kernel, and committed. If `body` throws or anything refuses the
     /// change (the verifier, a full map, a full disk), rules and kernel stay as they were.
     public func update<T>(_ body: (inout RuleSet, inout RuleChange) throws -> T) throws -> Update<T> {
+        do {
+            return try change(body)
+        } catch {
+            // Whatever a failed change left, the next command reads it from the disk.
+            forgetKept()
+            throw error
+        }
+    }
+
+    private func change<T>(_ body: (inout RuleSet, inout RuleChange) throws -> T) throws -> Update<T> {
         try locked { stored, recovery in
             guard let offload = stored.offload else {
                 throw OffloadError.notAttachedForRules(device, stored: stored.rules.count)
@@ -229,7 +239,9 @@ public struct Offload {
                 try? journal.abort(sequence, programID: live.slot?.programID)
                 throw error
             }
-            compactIfLarge(live, sequence: sequence, offload: offload)
+            let compacted = compactIfLarge(live, sequence: sequence, offload: offload)
+            keep(Stored(rules: live.rules, offload: compacted ?? offload, sequence: sequence,
+                        programID: live.datapath.program?.id ?? stored.programID, keptPlan: live.datapath.plan))
             return Update(result: outcome.result, change: change, recovery: recovery, warnings: warnings)
         }
     }
@@ -254,6 +266,9 @@ public struct Offload {
         /// The program the slot should hold.
         var programID: UInt32?
         var pending: Journal.Record?
+        /// The plan of these rules, as a process that serves many commands kept it
+        /// (`KeptState`); nil when read from disk.
+        var keptPlan: Plan?
     }
 
     /// Reads the snapshot and the journal.
@@ -364,7 +379,7 @@ public struct Offload {
         try OffloadError.lifting {
             try state.locked {
                 try store.makeDirectory()
-                var stored = try load()
+                var stored = try keptState() ?? load()
                 let recovery = try recover(&stored)
                 return try body(stored, recovery)
             }
@@ -419,6 +434,7 @@ public struct Offload {
 
     /// The plan of the stored rules, as the kernel should hold it.
     func plan(_ stored: Stored, _ offload: OffloadState) throws -> Plan {
+        if let kept = stored.keptPlan { return kept }
         let base = stored.planned ?? (stored.rules, [])
         var plan = try compile(base.rules, memory: offload.memory, ruleCapacity: offload.ruleCapacity)
         for change in base.changes {
@@ -467,9 +483,10 @@ public struct Offload {
     /// replays the journal through the plan, rule by rule): the plan's memory first,
     /// then the rules, then the journal goes (each step leaves a state `load` reads
     /// right). A snapshot that cannot be written is left for a later command.
-    private func compactIfLarge(_ live: LiveRuleSet, sequence: UInt64, offload: OffloadState) {
+    /// Returns the state written, if it was.
+    private func compactIfLarge(_ live: LiveRuleSet, sequence: UInt64, offload: OffloadState) -> OffloadState? {
         let rulesSize = (try? FileManager.default.attributesOfItem(atPath: files.path.appending(store.fileName(device)).string)[.size] as? Int) ?? 0
-        guard journal.size > max(32 << 10, rulesSize / 4) else { return }
+        guard journal.size > max(32 << 10, rulesSize / 4) else { return nil }
         var next = offload
         next.memory = live.datapath.plan.memory
         next.sequence = sequence
@@ -478,8 +495,10 @@ public struct Offload {
             try files.write(next, to: offloadFile)
             try store.write(live.rules, sequence: sequence, for: device)
             try files.remove(journalFile)
+            return next
         } catch {
             // The journal still holds everything.
+            return nil
         }
     }
 

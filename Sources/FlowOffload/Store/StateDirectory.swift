@@ -20,7 +20,7 @@ public struct StateDirectory: Sendable {
     public let path: FilePath
 
     public static var `default`: StateDirectory {
-        StateDirectory(FilePath(ProcessInfo.processInfo.environment["XDPFLOW_STATE_DIR"] ?? "/var/lib/xdpflow"))
+        StateDirectory(FilePath(getenv("XDPFLOW_STATE_DIR").map { String(cString: $0) } ?? "/var/lib/xdpflow"))
     }
 
     public init(_ path: FilePath) { self.path = path }
