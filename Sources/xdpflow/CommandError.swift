@@ -97,8 +97,13 @@ func warn(_ notes: [ParseError], at place: String? = nil) {
 /// The one way a subcommand's failure reaches the operator: `Error: DESCRIPTION` on
 /// standard error, and the exit status of its case.
 func fail(_ error: CommandError) -> Never {
+    exit(report(error))
+}
+
+/// Reports `error` as `fail` does, for a caller that goes on; returns its exit status.
+func report(_ error: CommandError) -> Int32 {
     printError("Error: \(error)\n")
-    exit(error.status)
+    return error.status
 }
 
 /// Writes `text` to standard error, whole (FileHandle is Foundation proper, which

@@ -62,6 +62,7 @@ struct XDPFlow: ParsableCommand {
     /// reported by `fail(_:)`, the one way.
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments == [CommandServer.argument] { CommandServer.serve() }
         var command: any ParsableCommand
         do {
             if let name = try Self.takeNamespace(&arguments) {
@@ -71,7 +72,7 @@ struct XDPFlow: ParsableCommand {
                     fail(.refused(error))
                 }
             }
-            if Self.ranFast(arguments) { return }
+            Self.runFast(arguments)
             if arguments.count > 1, arguments[0] == "help", let unknown = Self.unknownCommand(arguments[1...]) {
                 fail(.usage("help: no command '\(unknown)'; commands: "
                     + configuration.subcommands.map { $0._commandName }.joined(separator: ", ")))
@@ -96,12 +97,15 @@ struct XDPFlow: ParsableCommand {
         return nil
     }
 
-    /// `filter` commands and `-batch` without ArgumentParser (`FilterFastPath`); false
-    /// for every other command line.
-    static func ranFast(_ arguments: [String]) -> Bool {
-        var ran = false
-        report { ran = try FilterFastPath.run(arguments) }
-        return ran
+    /// `filter` commands and `-batch` without ArgumentParser (`FilterFastPath`), root's
+    /// through the command server when one runs, and exits; returns for every other
+    /// command line.
+    static func runFast(_ arguments: [String]) {
+        guard let invocation = FilterFastPath.invocation(arguments) else { return }
+        if let status = CommandServer.forward(arguments) { Glibc.exit(status) }
+        let status = FilterFastPath.status(running: invocation)
+        CommandServer.startIfUseful()
+        Glibc.exit(status)
     }
 
     /// Runs a command, reporting its failure the one way.
@@ -148,10 +152,16 @@ struct XDPFlow: ParsableCommand {
 /// read without ArgumentParser: its reflection over the command tree costs about 7 ms
 /// of every process (a third of a rule add; bench suite cli, section cli-breakdown).
 /// Their words are FlowRules' grammar anyway; only the global flags are read here, and
-/// anything else (help, an unknown flag) goes the usual way.
+/// anything else (help, an unknown flag) goes the usual way. Root's go to the command
+/// server when one runs (`CommandServer`).
 enum FilterFastPath {
-    /// Runs the command and returns true, or returns false for ArgumentParser.
-    static func run(_ arguments: [String]) throws -> Bool {
+    enum Invocation {
+        case filter(words: [String], options: OutputOptions)
+        case batch(path: String, force: Bool, options: OutputOptions)
+    }
+
+    /// The command `arguments` name, or nil for ArgumentParser.
+    static func invocation(_ arguments: [String]) -> Invocation? {
         var options = OutputOptions()
         var force = false
         var rest = arguments[...]
@@ -162,17 +172,37 @@ enum FilterFastPath {
             case "-p", "-pretty", "--pretty": options.pretty = true
             case "-f", "-force", "--force": force = true
             case "-batch", "--batch":
-                guard rest.count == 2 else { return false }
-                try FilterRunner(options: options).runBatch(path: rest.last!, force: force)
-                return true
-            default: return false
+                guard rest.count == 2 else { return nil }
+                return .batch(path: rest.last!, force: force, options: options)
+            default: return nil
             }
             rest = rest.dropFirst()
         }
         guard rest.first == "filter", rest.count > 1,
               !["help", "--help", "-h"].contains(rest[rest.startIndex + 1])
-        else { return false }
-        try FilterRunner(options: options).run(Array(rest))
-        return true
+        else { return nil }
+        return .filter(words: Array(rest), options: options)
+    }
+
+    static func run(_ invocation: Invocation) throws {
+        switch invocation {
+        case .filter(let words, let options):
+            try FilterRunner(options: options).run(words)
+        case .batch(let path, let force, let options):
+            try FilterRunner(options: options).runBatch(path: path, force: force)
+        }
+    }
+
+    /// Runs `invocation` and returns its exit status, its failure reported the one way.
+    static func status(running invocation: Invocation) -> Int32 {
+        do {
+            try run(invocation)
+            return 0
+        } catch let status as ExitCode {
+            // A status without a message (a forced batch's, printed already).
+            return status.rawValue
+        } catch {
+            return report(CommandError(error))
+        }
     }
 }

@@ -47,11 +47,12 @@ struct CrashTests {
                 // Detach, and attach again, each killed somewhere.
                 operation = lab.xdpflowCommand("detach dev DEV")
             }
-            let outcome = try Self.killed(operation, after: .milliseconds(Int.random(in: 0...80, using: &random)))
+            let outcome = try Self.killed(operation, after: .milliseconds(Int.random(in: 0...80, using: &random)),
+                                          state: lab.state)
             outcomes[outcome, default: 0] += 1
             if kill % 4 == 3 {
                 _ = try? Self.killed(lab.xdpflowCommand("attach dev DEV"),
-                                     after: .milliseconds(Int.random(in: 0...80, using: &random)))
+                                     after: .milliseconds(Int.random(in: 0...80, using: &random)), state: lab.state)
             }
 
             // The next command: check. It says what it finished or rolled back, and then agrees.
@@ -73,11 +74,13 @@ struct CrashTests {
             }
         }
         #expect(sent > 0, "frames were checked: \(outcomes)")
+        #expect(outcomes.keys.contains { $0.contains("server") }, "commands died in the command server too: \(outcomes)")
     }
 
-    /// Runs `command`, kills it with SIGKILL after `delay` (if it still runs), and says
-    /// whether it had finished.
-    static func killed(_ command: [String], after delay: Duration) throws -> String {
+    /// Runs `command`, kills it with SIGKILL after `delay` (if it still runs), and with
+    /// it the command server of `state`, which may be running it; says whether it had
+    /// finished.
+    static func killed(_ command: [String], after delay: Duration, state: StateDirectory) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = command
@@ -85,12 +88,14 @@ struct CrashTests {
         process.standardError = FileHandle.nullDevice
         try process.run()
         Thread.sleep(forTimeInterval: Double(delay.components.attoseconds) / 1e18 + Double(delay.components.seconds))
+        let servers = commandServers(of: state)
+        servers.forEach { kill($0, SIGKILL) }
         guard process.isRunning else {
             process.waitUntilExit()
-            return "finished"
+            return servers.isEmpty ? "finished" : "finished, server killed"
         }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        return "killed"
+        return servers.isEmpty ? "killed" : "killed with its server"
     }
 }

@@ -213,3 +213,18 @@ func captured(_ capture: Capture, _ expected: Int, timeout: Duration = .seconds(
 func hex(_ bytes: [UInt8]) -> String {
     bytes.map { String(format: "%02x", $0) }.joined()
 }
+
+/// The xdpflow command servers (`xdpflow --command-server`) that serve `state`: those
+/// whose environment names it.
+func commandServers(of state: StateDirectory) -> [pid_t] {
+    let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return processes.compactMap { name -> pid_t? in
+        guard let pid = pid_t(name),
+              let command = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"),
+              command.split(separator: 0).map({ String(decoding: $0, as: UTF8.self) }).last == "--command-server",
+              let environment = FileManager.default.contents(atPath: "/proc/\(name)/environ")
+        else { return nil }
+        let variables = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return variables.contains("XDPFLOW_STATE_DIR=\(state.path)") ? pid : nil
+    }
+}

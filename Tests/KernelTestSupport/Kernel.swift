@@ -24,7 +24,7 @@ public enum Kernel {
 }
 
 /// What a command printed and how it exited.
-public struct CommandResult: Sendable {
+public struct CommandResult: Sendable, Equatable {
     public var status: Int32
     public var output: String
     public var errors: String
