@@ -8,7 +8,8 @@ import SystemPackage
 /// frees them as it would without a server. It is used only while the device's files
 /// and pins are exactly as that change left them: another writer changes at least one
 /// of them (a journal record, a snapshot, an attach or detach, pins made or removed),
-/// and the next command reads them again. A change that fails forgets it.
+/// and the next command reads them again. So does a change that fails once it has
+/// touched the kernel: its journal record was written first.
 struct KeptState {
     var stored: Offload.Stored
     var stamps: [FileStamp]
@@ -48,30 +49,40 @@ extension Offload {
 
     private var keptKey: String { "\(state.path)\u{0}\(namespace.directoryName)\u{0}\(pinRoot)\u{0}\(device)" }
 
-    /// The files and pins a change leaves behind.
-    private var stamps: [FileStamp] {
-        [files.path.appending(store.fileName(device)), journal.path, files.path.appending(offloadFile), pins]
+    /// The files and pins a change leaves behind, as they are now.
+    var stamps: [FileStamp] {
+        guard Self.keepsState else { return [] }
+        return [files.path.appending(store.fileName(device)), journal.path, files.path.appending(offloadFile), pins]
             .map(FileStamp.init)
     }
 
-    /// The kept state, if the disk and pins are still as it left them; the caller holds the lock.
-    func keptState() -> Stored? {
-        guard Self.keepsState, let kept = KeptState.devices[keptKey] else { return nil }
-        guard kept.stamps == stamps else {
-            forgetKept()
-            return nil
-        }
+    /// Takes the kept state, if the disk and pins are still as it left them (`stamps`
+    /// now); the caller holds the lock.
+    func takeKept(stamped stamps: [FileStamp]) -> Stored? {
+        guard let kept = KeptState.devices.removeValue(forKey: keptKey), kept.stamps == stamps else { return nil }
         return kept.stored
     }
 
-    /// Keeps `stored` (with its plan) for the next command; the caller holds the lock
-    /// and has written everything the change writes.
+    /// Keeps `stored` for the next command, stamped with the files and pins as its change
+    /// left them; the caller holds the lock and has written everything the change writes.
     func keep(_ stored: Stored) {
-        guard Self.keepsState else { return }
+        guard Self.keepsState, stored.keptPlan != nil else { return }
         KeptState.devices[keptKey] = KeptState(stored: stored, stamps: stamps)
     }
 
-    func forgetKept() {
-        KeptState.devices[keptKey] = nil
+    /// Keeps `stored` (with its plan) when the files and pins still carry `stamps`, those
+    /// it was read or kept with: what a command that changed nothing leaves.
+    func keep(_ stored: Stored, ifStill stamps: [FileStamp]) {
+        guard Self.keepsState, stored.keptPlan != nil, KeptState.devices[keptKey] == nil, self.stamps == stamps
+        else { return }
+        KeptState.devices[keptKey] = KeptState(stored: stored, stamps: stamps)
+    }
+}
+
+extension Offload.Stored {
+    /// Takes back the rules and plan that `adopt` moved into `live`.
+    mutating func take(_ live: LiveRuleSet) {
+        rules = live.rules
+        keptPlan = live.datapath.plan
     }
 }

@@ -202,30 +202,28 @@ public struct Offload {
     /// carried into the kernel, and committed. If `body` throws or anything refuses the
     /// change (the verifier, a full map, a full disk), rules and kernel stay as they were.
     public func update<T>(_ body: (inout RuleSet, inout RuleChange) throws -> T) throws -> Update<T> {
-        do {
-            return try change(body)
-        } catch {
-            // Whatever a failed change left, the next command reads it from the disk.
-            forgetKept()
-            throw error
-        }
-    }
-
-    private func change<T>(_ body: (inout RuleSet, inout RuleChange) throws -> T) throws -> Update<T> {
         try locked { stored, recovery in
             guard let offload = stored.offload else {
                 throw OffloadError.notAttachedForRules(device, stored: stored.rules.count)
             }
-            let live = try adopt(stored, offload)
+            let live = try adopt(&stored, offload)
             let sequence = stored.sequence + 1
             var warnings: [String] = []
             var recorded = RuleChange()
-            let outcome = try live.update(body, willCarry: { change in
-                recorded = change
-                warnings = try RedirectTargets.check(change.added, on: device)
-                try journal.begin(sequence, .change, change, device: device)
-            })
+            let outcome: (result: T, change: LiveRuleSet.Change?)
+            do {
+                outcome = try live.update(body, willCarry: { change in
+                    recorded = change
+                    warnings = try RedirectTargets.check(change.added, on: device)
+                    try journal.begin(sequence, .change, change, device: device)
+                })
+            } catch {
+                // Refused before the kernel saw it: the rules are as they were.
+                stored.take(live)
+                throw error
+            }
             guard let change = outcome.change else {
+                stored.take(live)
                 return Update(result: outcome.result, recovery: recovery)
             }
             do {
@@ -375,13 +373,17 @@ public struct Offload {
     /// what a command that died left pending (`body` gets what was done, if anything).
     /// Whatever fails in FlowOffload or below is an `OffloadError`; what `body` throws
     /// of its own (a caller's rule change) is passed on as it is.
-    func locked<T>(_ body: (Stored, String?) throws -> T) throws -> T {
+    /// `body` may move the rules and plan out of the state it gets (`adopt`).
+    func locked<T>(_ body: (inout Stored, String?) throws -> T) throws -> T {
         try OffloadError.lifting {
             try state.locked {
                 try store.makeDirectory()
-                var stored = try keptState() ?? load()
+                let found = stamps
+                var stored = try takeKept(stamped: found) ?? load()
+                // Kept again if nothing changed it (a refused change, a show).
+                defer { keep(stored, ifStill: found) }
                 let recovery = try recover(&stored)
-                return try body(stored, recovery)
+                return try body(&stored, recovery)
             }
         }
     }
@@ -455,12 +457,17 @@ public struct Offload {
         return slot
     }
 
-    /// The engine over the pinned kernel objects.
-    func adopt(_ stored: Stored, _ offload: OffloadState) throws -> LiveRuleSet {
+    /// The engine over the pinned kernel objects. The rules and their plan move out of
+    /// `stored` into it, so that changing them copies neither (100,000 rules).
+    func adopt(_ stored: inout Stored, _ offload: OffloadState) throws -> LiveRuleSet {
         let slot = try pinnedSlot(stored)
         let plan = try plan(stored, offload)
-        let datapath = try Datapath(adopting: plan, options: offload.options, maps: try pinnedMaps(for: plan))
-        return LiveRuleSet(adopting: stored.rules, datapath: datapath, slot: slot, targetIndex: redirectIndex)
+        stored.keptPlan = nil
+        let maps = try pinnedMaps(for: plan)
+        let datapath = try Datapath(adopting: consume plan, options: offload.options, maps: maps)
+        let rules = stored.rules
+        stored.rules = RuleSet()
+        return LiveRuleSet(adopting: consume rules, datapath: datapath, slot: slot, targetIndex: redirectIndex)
     }
 
     /// A new program and fresh maps for the stored rules, keeping only the counters and

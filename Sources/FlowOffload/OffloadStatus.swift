@@ -380,7 +380,7 @@ extension Offload {
     public func verifierLog() throws -> String? {
         try locked { stored, _ -> String? in
             guard let offload = stored.offload else { return nil }
-            let datapath = try adopt(stored, offload).datapath
+            let datapath = try adopt(&stored, offload).datapath
             do throws(BPFError) {
                 return try Program.verifierLog(name: "xdpflow", instructions: datapath.instructions, maps: datapath.maps)
             } catch {
