@@ -4,14 +4,16 @@ import FlowRules
 import Foundation
 
 /// Where the time of `xdpflow filter add` goes, for a rule into the existing subtable of
-/// the device with `CLICases.existing` rules: the command, its process start, the same
-/// add as a library call, and the steps that call takes, each timed in this process on
-/// that device's own state files and multiplied by the times one add takes it.
+/// the device with `CLICases.existing` rules: the command through the command server,
+/// the same command without it (what the server saves), its process start, the same add
+/// as a library call, and the steps that call takes, each timed in this process on that
+/// device's own state files and multiplied by the times one add takes it.
 struct AddBreakdown {
     let peers: Peers
 
     enum Step: String, CaseIterable {
-        case command = "`xdpflow filter add` (as in the update table)"
+        case served = "`xdpflow filter add` through the command server (as in the update table; CPU: the client's)"
+        case command = "`xdpflow filter add` without the server (XDPFLOW_COMMAND_SERVER=off)"
         case start = "process start: `xdpflow --version`"
         case library = "`Offload.run` in this process: the add without a process"
         case readRules = "read DEV's snapshot and replay its journal (FileRuleSetStore), without the checks below"
@@ -27,7 +29,7 @@ struct AddBreakdown {
         var perAdd: Int? {
             switch self {
             case .readRules, .ruleSet, .readState, .plan, .journal: 1
-            case .command, .start, .library: nil
+            case .served, .command, .start, .library: nil
             }
         }
     }
@@ -42,10 +44,12 @@ struct AddBreakdown {
 
     func measure(rounds: Int) throws -> Section {
         let results = try Benchmark.alternate([
-            CLIUpdateCases(peers: peers).xdpflow(.existingSubtable).renamed(Step.command.rawValue,
-                                                                         metrics: Self.metrics(.command)),
+            CLIUpdateCases(peers: peers).xdpflow(.existingSubtable).renamed(Step.served.rawValue,
+                                                                         metrics: Self.metrics(.served)),
+            CLIUpdateCases(peers: peers).xdpflow(.existingSubtable, environment: CLIUpdateCases.serverOff)
+                .renamed(Step.command.rawValue, metrics: Self.metrics(.command)),
             Benchmark(Step.start.rawValue, metrics: Self.metrics(.start)) {
-                let time = try timedCommand([peers.xdpflow, "--version"])
+                let time = try timedCommand([peers.xdpflow, "--version"], environment: CLIUpdateCases.serverOff)
                 return [time.wall, time.cpu]
             },
             library(), steps(),
@@ -59,7 +63,10 @@ struct AddBreakdown {
             slug: "cli-breakdown", title: "Where `xdpflow filter add` spends its time (existing subtable)",
             method: """
                 The add of the update table's case (a), on the same device (\(CLICases.existing.grouped) rules), \
-                taken apart. Process start is `xdpflow --version` (the binary, the Swift runtime and \
+                taken apart. It goes through xdpflow's command server, which keeps the device's plan \
+                between commands; its CPU time is the client process's alone (wait4 does not see the \
+                server's). The rest takes apart the same add without the server, which reads the state \
+                and plans every rule again: that is what the server saves. Process start is `xdpflow --version` (the binary, the Swift runtime and \
                 Foundation loaded, arguments parsed by ArgumentParser, which `filter` commands skip), timed \
                 as the adds are. `Offload.run` is the same add made by this process through the library, \
                 which `filter add` calls: the lock, snapshot and journal read, one plan, the change through \
@@ -67,7 +74,7 @@ struct AddBreakdown {
                 parts of that call, each timed in this process on the device's own state files (the journal \
                 record goes to a scratch file on the same file system); what they leave out (lock, opening \
                 the pinned maps, Plan.apply, the map writes themselves, the redirect check, the commit) is \
-                the rest. The four rows are measured in turn, \(rounds) rounds after a \
+                the rest. The five rows are measured in turn, \(rounds) rounds after a \
                 warm-up; medians (min-max). Wall time is what an operator waits; CPU time (user and system: \
                 wait4 for the commands, the thread's clock in process) is the work, which load on a shared \
                 machine disturbs much less, so the parts are added up and compared in CPU time; wall minus \

@@ -152,7 +152,9 @@ struct CLIUpdateCases {
         SINK` on clsact (this kernel has neither cls_flower nor act_gact, so not `flower skip_hw ... action \
         drop`: u32 and mirred are what tc can do here; rule parsing and the netlink round trip are tc's \
         either way); `nft add rule netdev T ingress ip saddr .. ip daddr .. udp sport .. udp dport .. \
-        counter drop` on a netdev ingress chain. CPU is the command's user and system time (wait4); \
+        counter drop` on a netdev ingress chain. xdpflow's commands go to its command server (started by \
+        the first of them, kept warm by the samples; see cli-breakdown for the same add without it). \
+        CPU is the command's user and system time (wait4): for xdpflow the client's, without the server's; \
         the gap to the wall time is waiting (fsync, the scheduler). p99 is the nearest-rank percentile (with \(samples) \
         samples it is the \(Int((0.99 * Double(samples)).rounded(.up)))th smallest). \
         For comparison, the seed figures for a first flow from the xdp_flow RFC (bpf-next, 2019, another \
@@ -160,9 +162,12 @@ struct CLIUpdateCases {
         """
     }
 
-    /// One sample: `xdpflow filter add`, timed; the program swapped or not as the case
-    /// says; the rule takes its frame; the rule deleted (in process).
-    func xdpflow(_ updateCase: Case) -> Benchmark {
+    /// The environment of a command that runs without the command server.
+    static let serverOff = ["XDPFLOW_COMMAND_SERVER": "off"]
+
+    /// One sample: `xdpflow filter add` (with `environment`), timed; the program swapped or
+    /// not as the case says; the rule takes its frame; the rule deleted (`filter del`).
+    func xdpflow(_ updateCase: Case, environment: [String: String] = [:]) -> Benchmark {
         var sample = 0
         return Benchmark("xdpflow \(updateCase)", metrics: Self.metrics) {
             defer { sample += 1 }
@@ -170,7 +175,7 @@ struct CLIUpdateCases {
             let prio = updateCase.prio, handle = Self.firstHandle + sample
             let program = peers.xdpflowProgramID
             let time = try timedCommand([peers.xdpflow] + RuleWords.xdpflow(
-                dev: peers.xdp.device, prio: prio, handle: handle, flow))
+                dev: peers.xdp.device, prio: prio, handle: handle, flow), environment: environment)
             let swapped = peers.xdpflowProgramID != program
             guard swapped == (updateCase == .newSubtable) else {
                 throw BenchError("xdpflow \(updateCase): the program was \(swapped ? "" : "not ")swapped")
@@ -242,7 +247,8 @@ struct CLIScaleCases {
                 subtable: map writes), timed from spawn to exit as in cli-update, \(samples) samples (a fifth \
                 of them with many rules) after a warm-up, with \(few.grouped) and then \(many.grouped) such rules on the device (loaded with \
                 `xdpflow -batch`, whose time is given). Every sample's rule must take its frame; then it is \
-                deleted again (in process, untimed).
+                deleted again (`xdpflow filter del`, untimed). The commands go to xdpflow's command server, \
+                which keeps the device's plan: the first add after the load reads it.
                 """,
             columns: [Column("rules on the device", key: "rules"), Column("p50 ms", key: "p50_ms"),
                       Column("p99 ms", key: "p99_ms"), Column("CPU p50 ms", key: "cpu_p50_ms"),

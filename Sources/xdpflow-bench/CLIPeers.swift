@@ -120,10 +120,10 @@ final class Peers {
         try Offload(device: xdp.device).statistics()?.rules[rule]?.packets ?? 0
     }
 
-    /// Deletes an XDPFlow rule through the library, as `xdpflow filter del` would.
+    /// Deletes an XDPFlow rule with `xdpflow filter del`, through the command server that
+    /// keeps the device's plan (a change in this process would make it read the disk again).
     func xdpflowDelete(prio: Int, handle: Int) throws {
-        let selector = RuleSelector(prio: UInt16(prio), handle: UInt32(handle))
-        _ = try Offload(device: xdp.device).run(FilterCommand(device: xdp.device, operation: .delete(selector)))
+        try Shell.run([xdpflow, "filter", "del", "dev", xdp.device, "prio", "\(prio)", "handle", "\(handle)", "flower"])
     }
 
     /// The program in the slot of XDPFlow's entry program: the one a new subtable replaces.

@@ -79,10 +79,10 @@ struct CommandTime {
     var cpu: Double
 }
 
-/// Runs a command to its end and times it. Its output goes to /dev/null, its errors to
-/// a file without a name (unlinked at once, so that nothing is left behind however the
-/// run ends) that a failure quotes.
-func timedCommand(_ arguments: [String]) throws -> CommandTime {
+/// Runs a command to its end and times it, with `environment` added to this process's.
+/// Its output goes to /dev/null, its errors to a file without a name (unlinked at once,
+/// so that nothing is left behind however the run ends) that a failure quotes.
+func timedCommand(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandTime {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(Lab.prefix)-\(UUID().uuidString).err").path
     let errors = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
     guard errors >= 0 else { throw BenchError("cannot create \(path): \(String(cString: strerror(errno)))") }
@@ -95,12 +95,15 @@ func timedCommand(_ arguments: [String]) throws -> CommandTime {
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
     posix_spawn_file_actions_adddup2(&actions, errors, 2)
     let argv = arguments.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
+    let envp = environment.isEmpty ? nil
+        : ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0)=\($1)") } + [nil]
+    defer { (argv + (envp ?? [])).forEach { free($0) } }
     var pid: pid_t = 0
     var status: Int32 = 0
     var usage = rusage()
     let ((spawned, reaped), nanoseconds) = timed {
-        let spawned = posix_spawnp(&pid, argv[0]!, &actions, nil, argv, environ)
+        let spawned = envp.map { posix_spawnp(&pid, argv[0]!, &actions, nil, argv, $0) }
+            ?? posix_spawnp(&pid, argv[0]!, &actions, nil, argv, environ)
         return (spawned, spawned == 0 ? wait4(pid, &status, 0, &usage) : -1)
     }
     guard spawned == 0, reaped == pid else {
