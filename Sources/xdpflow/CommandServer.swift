@@ -117,6 +117,12 @@ enum CommandServer {
         }
         signal(SIGPIPE, SIG_IGN)
         chdir("/")
+        // As ps and top name it (the kernel keeps 15 bytes).
+        let comm = open("/proc/self/comm", O_WRONLY | O_CLOEXEC)
+        if comm >= 0 {
+            _ = try? FileBytes.write(Array("xdpflow-server".utf8), to: comm)
+            close(comm)
+        }
         Offload.keepsState = true
         var idle = 0
         while idle < idleSeconds * 1000 {
@@ -139,11 +145,11 @@ enum CommandServer {
     private static func serve(_ client: Int32) {
         var credentials = PeerCredentials()
         var length = socklen_t(MemoryLayout<PeerCredentials>.size)
-        guard getsockopt(client, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.uid == geteuid(),
-              let (words, descriptors) = receive(on: client)
+        guard getsockopt(client, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.uid == geteuid()
         else { return }
+        let (words, descriptors) = receive(on: client) ?? ([], [])
         defer { descriptors.forEach { close($0) } }
-        let arguments = words.isEmpty ? [] : String(decoding: words, as: UTF8.self)
+        let arguments = String(decoding: words, as: UTF8.self)
             .split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
         var status = declined
         if descriptors.count == 4, let invocation = FilterFastPath.invocation(arguments) {
