@@ -277,7 +277,11 @@ public struct Offload {
         var planned: (rules: RuleSet, changes: [RuleChange])? = planSequence == rulesSequence ? (rules, []) : nil
         var stored = Stored(rules: rules, offload: offload, sequence: max(rulesSequence, planSequence ?? 0),
                             programID: offload?.programID)
-        for record in try journal.records() {
+        let records = try journal.records()
+        // A detach that died may have removed the snapshot already, so that the records
+        // after it no longer replay; the rules go with the detach the next command finishes.
+        let detaching = records.last.map { !$0.finished && $0.kind == .detach } ?? false
+        for record in records {
             stored.sequence = max(stored.sequence, record.sequence)
             guard record.finished else {
                 stored.pending = record
@@ -294,6 +298,11 @@ public struct Offload {
             }
             do {
                 try rules.apply(record.change)
+            } catch where detaching {
+                rules = RuleSet()
+                stored.sequence = records.last!.sequence
+                stored.pending = records.last
+                break
             } catch {
                 throw StoreError.badRecord(journal.path, sequence: record.sequence, reason: error)
             }

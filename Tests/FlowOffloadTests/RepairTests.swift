@@ -36,6 +36,27 @@ struct RepairTests {
         #expect(try lab.offload.check()?.recovery == nil, "rolled back once")
     }
 
+    /// A detach removes the link and pins, then the snapshot, then the journal. Killed
+    /// between the last two on a device whose journal was compacted, it leaves records
+    /// that no longer replay (their rules were in the snapshot): the next command finishes
+    /// the detach instead of failing on them (CrashTests found it).
+    @Test func aDetachThatDiedAfterRemovingTheSnapshotIsFinished() throws {
+        let lab = try OffloadLab()
+        try lab.filter("filter add dev DEV protocol ip prio 47 handle 1 flower ip_proto udp dst_port 53 action drop")
+        let files = lab.offload.files.path
+        // As a compaction left it (the add in the snapshot, a later change in the journal),
+        // and then the detach, halfway.
+        try "begin 3 change\n- 0 47 1\ncommit 3\nbegin 4 detach\n"
+            .write(toFile: files.appending("\(lab.device).journal").string, atomically: true, encoding: .utf8)
+        try? FileManager.default.removeItem(atPath: files.appending("\(lab.device).rules").string)
+
+        let checked = try #require(try lab.offload.check())
+        #expect(checked.recovery == "finished detaching \(lab.device): an earlier detach did not finish")
+        #expect(XDPLink.attachedProgramID(lab.veths.device) == nil)
+        #expect(try lab.offload.stored().rules.rules.isEmpty)
+        #expect(!lab.offload.isAttached)
+    }
+
     @Test func theAuditFindsAnEntryTheRulesDoNotHave() throws {
         let lab = try OffloadLab()
         try lab.filter("filter add dev DEV protocol ip prio 1 handle 1 flower ip_proto udp dst_port 53 action drop")
