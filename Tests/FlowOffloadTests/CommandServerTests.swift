@@ -13,7 +13,9 @@ struct CommandServerTests {
     @Test func commandsThroughTheServerDoWhatTheyDoAlone() throws {
         let lab = try OffloadLab()
         try lab.xdpflow("filter add dev DEV protocol ip prio 1 handle 1 flower ip_proto udp dst_port 53 action drop")
+        // The first command started a server (one that lost the race for the address exits).
         _ = try settled(at: 1) { commandServers(of: lab.state).count }
+        try lab.xdpflow("filter show dev DEV")
         let server = try #require(commandServers(of: lab.state).first, "the first command started a server")
 
         func both(_ line: String) throws -> (served: CommandResult, alone: CommandResult) {
