@@ -7,8 +7,9 @@ import Packets
 /// server. A command that starts a process pays for it in every run (the Swift runtime's
 /// first use of each type, the state on disk read and planned again: 7 ms with 10 rules,
 /// seconds with 100,000), while what it changes is a few map writes and one synced journal
-/// record. The server keeps each device's plan and open maps from one change to the next
-/// (`Offload.keepsState`), so a command costs the same with 10 rules or 100,000.
+/// record. The server keeps each device's stored state and plan from one change to the
+/// next (`Offload.keepsState`; no kernel object: those are opened from their pins by each
+/// command), so a command costs the same with 10 rules or 100,000.
 ///
 /// The first such command runs itself and then starts the server; later ones hand it
 /// their words, standard input, output and error and working directory (SCM_RIGHTS) and
@@ -141,13 +142,14 @@ enum CommandServer {
         exit(0)
     }
 
-    /// One command: run with the client's standard streams and directory, its status sent back.
+    /// One command: run with the client's standard streams and directory, its status sent
+    /// back. Another user's, or one whose message cannot be read, is declined.
     private static func serve(_ client: Int32) {
         var credentials = PeerCredentials()
         var length = socklen_t(MemoryLayout<PeerCredentials>.size)
-        guard getsockopt(client, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.uid == geteuid()
-        else { return }
-        let (words, descriptors) = receive(on: client) ?? ([], [])
+        let trusted = getsockopt(client, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0
+            && credentials.uid == geteuid()
+        let (words, descriptors) = (trusted ? receive(on: client) : nil) ?? ([], [])
         defer { descriptors.forEach { close($0) } }
         let arguments = String(decoding: words, as: UTF8.self)
             .split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
