@@ -189,7 +189,9 @@ struct FilterRunner {
         var stats: ((FlowRule) -> RuleStats?)?
         // Without root the counters cannot be read: none are shown (`requireCountersReadable`).
         let readsCounters = options.stats && Privileges.sufficient
-        let counters = readsCounters ? try? Offload(device: command.device).statistics() : nil
+        let counters = readsCounters
+            ? try? Offload(device: command.device).statistics(of: Set(rules.map { RuleID(prio: $0.prio, handle: $0.handle) }))
+            : nil
         if readsCounters {
             let now = counters == nil ? nil : try? KernelClock.now()
             stats = { rule in
