@@ -63,6 +63,13 @@ extension Offload {
         return kept.stored
     }
 
+    /// The kept state, left kept, if the disk and pins are still as it left them; for
+    /// what only reads, under the shared lock.
+    func kept(stamped stamps: [FileStamp]) -> Stored? {
+        guard let kept = KeptState.devices[keptKey], kept.stamps == stamps else { return nil }
+        return kept.stored
+    }
+
     /// Keeps `stored` for the next command, stamped with the files and pins as its change
     /// left them; the caller holds the lock and has written everything the change writes.
     func keep(_ stored: Stored) {

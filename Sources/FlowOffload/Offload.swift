@@ -318,7 +318,7 @@ public struct Offload {
     /// opened, so any user who can read the state directory may call it. A pending
     /// record stays pending, its change out of the rules.
     func read() throws -> Stored {
-        try OffloadError.lifting { try state.reading { try load() } }
+        try OffloadError.lifting { try state.reading { try kept(stamped: stamps) ?? load() } }
     }
 
     /// What the state directory holds for the device, as a command that shows rules
