@@ -193,20 +193,18 @@ public struct Subtable: Hashable, Sendable {
     }
 
     static func mapName(prio: UInt16, mask: SubtableMask, guards: [KeyField: [UInt8]]) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
-        func mix(_ byte: UInt8) { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        mix(UInt8(prio >> 8)); mix(UInt8(prio & 0xff))
+        var hash = FNV1a()
+        hash.mix(UInt8(prio >> 8)); hash.mix(UInt8(prio & 0xff))
         for field in mask.fields.keys.sorted() {
-            mix(UInt8(field.rawValue))
-            mask.fields[field]!.forEach(mix)
+            hash.mix(UInt8(field.rawValue))
+            hash.mix(mask.fields[field]!)
         }
         for field in guards.keys.sorted() {
-            mix(0x80 | UInt8(field.rawValue))
-            guards[field]!.forEach(mix)
+            hash.mix(0x80 | UInt8(field.rawValue))
+            hash.mix(guards[field]!)
         }
-        mix(mask.keyBytes.count <= 2 ? 0 : 1)
-        let hex = String(UInt32(truncatingIfNeeded: hash ^ hash >> 32), radix: 16)
-        return "xf_st_" + hex.leftPadded(to: 8)
+        hash.mix(mask.keyBytes.count <= 2 ? 0 : 1)
+        return "xf_st_" + String(hash.folded, radix: 16).leftPadded(to: 8)
     }
 
     /// The entries a hash subtable has room for; nil for a direct one.

@@ -101,14 +101,12 @@ public struct Prefilter: Hashable, Sendable {
     /// Named by what its bits mean, so that a plan that filters differently gets a new
     /// map rather than rewriting one a running program reads.
     public var mapName: String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
-        func mix(_ byte: UInt8) { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        mix(UInt8(offset))
+        var hash = FNV1a()
+        hash.mix(UInt8(offset))
         for (name, bit) in bits.sorted(by: { $0.value < $1.value }) {
-            name.utf8.forEach(mix)
-            mix(UInt8(bit))
+            hash.mix(name.utf8)
+            hash.mix(UInt8(bit))
         }
-        let hex = String(UInt32(truncatingIfNeeded: hash ^ hash >> 32), radix: 16)
-        return "xf_pf_" + hex.leftPadded(to: 8)
+        return "xf_pf_" + String(hash.folded, radix: 16).leftPadded(to: 8)
     }
 }

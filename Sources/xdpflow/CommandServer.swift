@@ -263,11 +263,11 @@ enum CommandServer {
             let pins = absolute(Offload.defaultPinRoot.string)
             let key = [state, pins, mounts, "\(geteuid())",
                        "\(binary.st_dev) \(binary.st_ino) \(binary.st_size) \(binary.st_mtim.tv_sec) \(binary.st_mtim.tv_nsec)"]
-            // FNV-1a, 64 bits: a name, not a secret (the server checks who connects).
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in key.joined(separator: "\u{0}").utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            // A name, not a secret (the server checks who connects).
+            var hash = FNV1a()
+            hash.mix(key.joined(separator: "\u{0}").utf8)
             return Address(stateDirectory: state, pinRoot: pins,
-                           name: [0] + Array("xdpflow-server-\(String(hash, radix: 16).leftPadded(to: 16))".utf8))
+                           name: [0] + Array("xdpflow-server-\(String(hash.value, radix: 16).leftPadded(to: 16))".utf8))
         }
 
         static func link(_ path: String) -> String? {
