@@ -56,18 +56,18 @@ extension Offload {
             .map(FileStamp.init)
     }
 
-    /// Takes the kept state, if the disk and pins are still as it left them (`stamps`
-    /// now); the caller holds the lock.
-    func takeKept(stamped stamps: [FileStamp]) -> Stored? {
-        guard let kept = KeptState.devices.removeValue(forKey: keptKey), kept.stamps == stamps else { return nil }
-        return kept.stored
-    }
-
-    /// The kept state, left kept, if the disk and pins are still as it left them; for
-    /// what only reads, under the shared lock.
+    /// The kept state, if the disk and pins are still as it left them (`stamps` now),
+    /// left kept: for what only reads, under the shared lock.
     func kept(stamped stamps: [FileStamp]) -> Stored? {
         guard let kept = KeptState.devices[keptKey], kept.stamps == stamps else { return nil }
         return kept.stored
+    }
+
+    /// The kept state as `kept(stamped:)` gives it, taken: the caller holds the lock and
+    /// keeps it again (`keep`) once done, so that a change owns the only copy.
+    func takeKept(stamped stamps: [FileStamp]) -> Stored? {
+        defer { KeptState.devices[keptKey] = nil }
+        return kept(stamped: stamps)
     }
 
     /// Keeps `stored` for the next command, stamped with the files and pins as its change
