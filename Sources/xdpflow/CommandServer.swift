@@ -185,6 +185,21 @@ enum CommandServer {
         headerSize + (count * MemoryLayout<Int32>.size + 7) & ~7
     }
 
+    /// A message over `payload` (one iovec) and `control`, for sendmsg and recvmsg.
+    private static func withMessage<T>(_ payload: inout [UInt8], _ control: inout [UInt8],
+                                       _ body: (inout msghdr) -> T) -> T {
+        payload.withUnsafeMutableBytes { payload in
+            control.withUnsafeMutableBytes { control in
+                var vector = iovec(iov_base: payload.baseAddress, iov_len: payload.count)
+                return withUnsafeMutablePointer(to: &vector) { vector in
+                    var message = msghdr(msg_name: nil, msg_namelen: 0, msg_iov: vector, msg_iovlen: 1,
+                                         msg_control: control.baseAddress, msg_controllen: control.count, msg_flags: 0)
+                    return body(&message)
+                }
+            }
+        }
+    }
+
     /// Sends `bytes` with `descriptors` attached, in one message.
     private static func send(_ bytes: [UInt8], descriptors: [Int32], on socket: Int32) -> Bool {
         var control = [UInt8](repeating: 0, count: controlSize(descriptors.count))
@@ -197,33 +212,16 @@ enum CommandServer {
                 buffer.storeBytes(of: descriptor, toByteOffset: headerSize + index * 4, as: Int32.self)
             }
         }
-        var bytes = bytes
-        return bytes.withUnsafeMutableBytes { payload in
-            control.withUnsafeMutableBytes { control in
-                var vector = iovec(iov_base: payload.baseAddress, iov_len: payload.count)
-                return withUnsafeMutablePointer(to: &vector) { vector in
-                    var message = msghdr(msg_name: nil, msg_namelen: 0, msg_iov: vector, msg_iovlen: 1,
-                                         msg_control: control.baseAddress, msg_controllen: control.count, msg_flags: 0)
-                    return sendmsg(socket, &message, 0) == payload.count
-                }
-            }
-        }
+        var payload = bytes
+        return withMessage(&payload, &control) { sendmsg(socket, &$0, 0) == bytes.count }
     }
 
     /// A message and the descriptors attached to it.
     private static func receive(on socket: Int32) -> ([UInt8], [Int32])? {
         var payload = [UInt8](repeating: 0, count: 64 << 10)
         var control = [UInt8](repeating: 0, count: controlSize(maximumDescriptors))
-        let received = payload.withUnsafeMutableBytes { payload in
-            control.withUnsafeMutableBytes { control in
-                var vector = iovec(iov_base: payload.baseAddress, iov_len: payload.count)
-                return withUnsafeMutablePointer(to: &vector) { vector in
-                    var message = msghdr(msg_name: nil, msg_namelen: 0, msg_iov: vector, msg_iovlen: 1,
-                                         msg_control: control.baseAddress, msg_controllen: control.count, msg_flags: 0)
-                    let count = recvmsg(socket, &message, Int32(MSG_CMSG_CLOEXEC))
-                    return (count, message.msg_controllen, message.msg_flags)
-                }
-            }
+        let received = withMessage(&payload, &control) { message in
+            (recvmsg(socket, &message, Int32(MSG_CMSG_CLOEXEC)), message.msg_controllen, message.msg_flags)
         }
         guard received.0 >= 0 else { return nil }
         var descriptors: [Int32] = []
