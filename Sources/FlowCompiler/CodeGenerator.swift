@@ -159,8 +159,8 @@ public struct CodeGenerator {
     /// those still to visit.
     static let initialCandidates: Int16 = -416
     static let candidates: Int16 = -424
-    /// Scratch: the head's unfiltered bits, one word per address field.
-    static let unfilteredBits: Int16 = -440
+    /// Scratch: the head's unfiltered bits, one word per `TableFilter` dimension.
+    static let unfilteredBits: Int16 = -456
 
     let plan: Plan
     let options: CompileOptions
@@ -411,19 +411,21 @@ public struct CodeGenerator {
                   .load(.r3, .word, from: .r0, Int16(TableListHead.countsOffset + 4)), .alu(.sub, .r3, .r2),
                   .alu(.mul, .r3, .r1), .alu(.add, .r2, .r3), .store(.double, to: .fp, Self.tableCount, .r2),
                   .alu(.mul, .r1, Int32(tables.tableCapacity)), .store(.double, to: .fp, Self.tableBase, .r1),
-                  .load(.r1, .double, from: .r0, Int16(TableListHead.unfilteredOffset)),
-                  .store(.double, to: .fp, Self.unfilteredBits, .r1),
-                  .load(.r1, .double, from: .r0, Int16(TableListHead.unfilteredOffset + 8)),
-                  .store(.double, to: .fp, Self.unfilteredBits + 8, .r1),
                   // r9: a zero the verifier cannot tell from the values later turns leave
                   // (0 ^ length ^ length), so that the turns meet in one state; it never
                   // learns a constant to follow round the loop.
                   .mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1), .alu(.xor, .r9, .r1)])
-        // The filtered tables worth a visit: those with a bucket under the top 16 bits of
-        // both addresses (an absent header reads as zero; a filtered table needs it anyway).
-        for (position, fields) in TableFilter.addresses.enumerated() {
+        for position in TableFilter.dimensions.indices {
+            asm.emit([.load(.r1, .double, from: .r0, Int16(TableListHead.unfilteredOffset + 8 * position)),
+                      .store(.double, to: .fp, Self.unfilteredBits + Int16(8 * position), .r1)])
+        }
+        // The filtered tables worth a visit: those with a bucket under the first 16 bits
+        // of every dimension (an absent header reads as zero; a filtered table needs it
+        // anyway). A dimension whose fields no rule reads filters no table: its lookup
+        // would give the head's bits again.
+        for (position, fields) in TableFilter.dimensions.enumerated() where fields.contains(where: plan.fields.contains) {
             let bits = Self.unfilteredBits + Int16(8 * position)
-            // The address's top 16 bits, from the field the frame has (the record holds
+            // The field's first 16 bits, from the one the frame has (the record holds
             // zero in the other, when the rules read it at all).
             asm.emit(.mov(.r1, 0))
             for field in fields where plan.fields.contains(field) {
@@ -436,8 +438,11 @@ public struct CodeGenerator {
                       .jump(.equal, .r0, 0, to: "search_budget"), .load(.r1, .double, from: .r0, 0),
                       .load(.r2, .double, from: .fp, bits), .alu(.or, .r1, .r2), .store(.double, to: .fp, bits, .r1)])
         }
-        asm.emit([.load(.r1, .double, from: .fp, Self.unfilteredBits), .load(.r2, .double, from: .fp, Self.unfilteredBits + 8),
-                  .alu(.and, .r1, .r2), .store(.double, to: .fp, Self.initialCandidates, .r1)])
+        asm.emit(.load(.r1, .double, from: .fp, Self.unfilteredBits))
+        for position in TableFilter.dimensions.indices.dropFirst() {
+            asm.emit([.load(.r2, .double, from: .fp, Self.unfilteredBits + Int16(8 * position)), .alu(.and, .r1, .r2)])
+        }
+        asm.emit(.store(.double, to: .fp, Self.initialCandidates, .r1))
         resetSearch()
 
         asm.label("search")
@@ -457,7 +462,8 @@ public struct CodeGenerator {
                   .jump(to: "search_visit")])
 
         // Visit the filtered table of the lowest candidate bit (its index: the bits below
-        // it, counted), unless the best so far outranks it.
+        // it, counted), unless the best so far outranks it, and then every table after it
+        // in lookup order too: those leave the candidates at once.
         asm.label("search_filtered")
         asm.emit([.mov(.r2, 0), .alu(.sub, .r2, .r1), .alu(.and, .r2, .r1), .alu(.xor, .r1, .r2),
                   .store(.double, to: .fp, Self.candidates, .r1), .alu(.sub, .r2, 1)])
@@ -466,7 +472,10 @@ public struct CodeGenerator {
                   .store(.word, to: .fp, Self.scratch, .r2), .loadMap(.r1, FlowMaps.tables), .mov(.r2, .fp),
                   .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search"),
                   .mov(.r7, .r0), .load(.r1, .double, from: .r7, Int16(TableEntry.rankOffset)),
-                  .load(.r2, .double, from: .fp, Self.bestRank), .jump(.less, .r2, .r1, to: "search")])
+                  .load(.r2, .double, from: .fp, Self.bestRank), .jump(.greaterOrEqual, .r2, .r1, to: "search_visit"),
+                  .load(.r1, .double, from: .r7, Int16(TableEntry.laterOffset)), .alu(.xor, .r1, -1),
+                  .load(.r2, .double, from: .fp, Self.candidates), .alu(.and, .r2, .r1),
+                  .store(.double, to: .fp, Self.candidates, .r2), .jump(to: "search")])
 
         // r7: a table worth a probe.
         asm.label("search_visit")

@@ -72,6 +72,20 @@ public struct TupleTables: Equatable, Sendable {
     /// The filter's tables, by index.
     public var filtered: [Table] { tables.values.filter(TableFilter.filters).sorted { $0.index < $1.index } }
 
+    /// Per filtered table (by index), the bits of the filtered tables after it in lookup
+    /// order: a frame whose best so far outranks a table outranks those too, and drops
+    /// them from its candidates at once (`TableEntry.laterOffset`). The program visits
+    /// candidates by index, which is lookup order for tables made together.
+    public var later: [UInt32: UInt64] {
+        var bits: UInt64 = 0
+        var later: [UInt32: UInt64] = [:]
+        for table in lookupOrder.reversed() where TableFilter.filters(table) {
+            later[table.index] = bits
+            bits |= 1 << UInt64(table.index)
+        }
+        return later
+    }
+
     /// The rules of `entries` (slot, and the rest of what a table holds of them) in
     /// tables, keeping the indexes and sizes of `memory`.
     init(_ entries: [(slot: UInt32, rule: TableRule)], memory: TableMemory?) {
@@ -387,12 +401,19 @@ public struct TableWrites: Equatable, Sendable {
     public var list = false
     /// Filtered tables (by index) that came or went or whose best rank moved.
     public var entries: Set<UInt32> = []
+    /// The filtered tables' order changed: every entry's `TupleTables.later` bits with it.
+    public var order = false
     /// Filter entries (`TableFilter` keys) whose bits changed.
     public var filter: Set<UInt32> = []
 
     /// Notes that `table` came, went or changed its best rank.
     mutating func changed(_ table: Table) {
-        if TableFilter.filters(table) { entries.insert(table.index) } else { list = true }
+        if TableFilter.filters(table) {
+            entries.insert(table.index)
+            order = true
+        } else {
+            list = true
+        }
     }
 
     public init() {}
@@ -402,6 +423,7 @@ public struct TableWrites: Equatable, Sendable {
         buckets.formUnion(later.buckets)
         list = list || later.list
         entries.formUnion(later.entries)
+        order = order || later.order
         filter.formUnion(later.filter)
     }
 
@@ -459,25 +481,28 @@ public struct RuleCheck: Equatable, Sendable {
 /// past the head): its best rank, index, required headers and mask words, in the order
 /// of the plan's words. An entry is at least as large as the head, which shares its map.
 public enum TableEntry {
-    public static let rankOffset = 0, indexOffset = 8, presenceOffset = 12, masksOffset = 16
+    public static let rankOffset = 0, indexOffset = 8, presenceOffset = 12, laterOffset = 16, masksOffset = 24
     public static func byteCount(words: Int) -> Int { max(masksOffset + 8 * words, TableListHead.byteCount) }
 
-    public static func encoded(_ table: Table, words: [Int]) -> [UInt8] {
+    /// `later`: a filtered table's `TupleTables.later` bits (the list's entries have none).
+    public static func encoded(_ table: Table, words: [Int], later: UInt64 = 0) -> [UInt8] {
         var writer = ByteWriter(capacity: byteCount(words: words.count))
         writer.write(table.rank)
         writer.write(table.index)
         writer.write(table.mask.presence.rawValue)
+        writer.write(later)
         for word in words { writer.write(table.mask.word(word)) }
         return writer.bytes + Array(repeating: 0, count: byteCount(words: words.count) - writer.bytes.count)
     }
 
     /// What the map holds at the index of a filtered table that went: one no frame's
-    /// headers satisfy.
+    /// headers satisfy, and that drops no other table.
     public static func vacant(words: Int) -> [UInt8] {
         var writer = ByteWriter(capacity: byteCount(words: words))
         writer.write(UInt64.max)
         writer.write(UInt32(0))
         writer.write(UInt32.max)
+        writer.write(UInt64(0))
         return writer.bytes + Array(repeating: 0, count: byteCount(words: words) - writer.bytes.count)
     }
 
@@ -489,21 +514,26 @@ public enum TableEntry {
     public static func mapEntries(tableCapacity: Int) -> Int { 2 * tableCapacity + 1 + Int(TableFilter.filteredTables) }
 }
 
-/// Which tables may hold a frame's rule, by the top 16 bits of each address (source,
-/// destination; IPv4 or IPv6, whichever the frame has: the other reads as zero): for
-/// each address and each value of those bits, a bit per table (the first 64 by index)
-/// with a bucket there. The program reads the two words once per search and visits a
-/// filtered table only where both have its bit: a table whose buckets are all elsewhere
-/// costs nothing. Tables that mask neither address by 8 bits or more, or that come past
-/// the first 64, are in the list instead. Exact: each bit counts the buckets behind it.
+/// Which tables may hold a frame's rule, by the first 16 bits of each of four fields
+/// (the source and destination address, IPv4 or IPv6, whichever the frame has: the
+/// other reads as zero; the source and destination port): for each dimension and each
+/// value of those bits, a bit per table (the first 64 by index) with a bucket there.
+/// The program reads the four words once per search and visits a filtered table only
+/// where all have its bit: a table whose buckets are all elsewhere costs nothing.
+/// Tables that mask none of the four fields by 8 bits or more, or that come past the
+/// first 64, are in the list instead. Exact: each bit counts the buckets behind it.
+///
+/// The ports are there because the addresses alone let through most tables of a rule
+/// set whose rules share prefixes: ClassBench's ACL and IP-chain sets probed 2.8 to 8.2
+/// tables a frame to find 1.1 buckets; with the ports, 1.7 to 4 (docs/compiler.md).
 public struct TableFilter: Equatable, Sendable {
-    /// Per address, the fields that hold it.
-    public static let addresses: [[KeyField]] = [[.srcIPv4, .srcIPv6], [.dstIPv4, .dstIPv6]]
-    /// Per address.
+    /// Per dimension, the fields that hold it.
+    public static let dimensions: [[KeyField]] = [[.srcIPv4, .srcIPv6], [.dstIPv4, .dstIPv6], [.srcPort], [.dstPort]]
+    /// Per dimension.
     public static let entries = 1 << 16
     static let filteredTables: UInt32 = 64
 
-    /// Filter key (`address x entries + top 16 bits`) -> table index -> buckets.
+    /// Filter key (`dimension x entries + first 16 bits`) -> table index -> buckets.
     private var counts: [UInt32: [UInt32: Int]] = [:]
 
     /// The tables' bits at `key`.
@@ -514,28 +544,27 @@ public struct TableFilter: Equatable, Sendable {
     /// Every key with a bit.
     public var indexes: Set<UInt32> { Set(counts.keys) }
 
-    /// The field of address `position` that filters `table`: one whose first byte the
+    /// The field of dimension `position` that filters `table`: one whose first byte the
     /// table masks whole.
     static func field(of table: Table, _ position: Int) -> KeyField? {
         guard table.index < filteredTables else { return nil }
-        return addresses[position].first { table.mask.bytes[$0.offset] == 0xff }
+        return dimensions[position].first { table.mask.bytes[$0.offset] == 0xff }
     }
 
     /// Whether the program finds `table` by its bits rather than in the list.
-    public static func filters(_ table: Table) -> Bool { addresses.indices.contains { field(of: table, $0) != nil } }
+    public static func filters(_ table: Table) -> Bool { dimensions.indices.contains { field(of: table, $0) != nil } }
 
-    /// Per address, the bits of the filtered tables it does not filter.
-    public static func unfiltered(_ tables: [Table]) -> (UInt64, UInt64) {
-        func bits(_ position: Int) -> UInt64 {
+    /// Per dimension, the bits of the filtered tables it does not filter.
+    public static func unfiltered(_ tables: [Table]) -> [UInt64] {
+        dimensions.indices.map { position in
             tables.reduce(0) { $0 | (field(of: $1, position) == nil ? 1 << UInt64($1.index) : 0) }
         }
-        return (bits(0), bits(1))
     }
 
     /// Counts the bucket with `key` in `table` in (or out of) the entries it covers;
     /// `changed` learns the keys whose bits change.
     mutating func count(_ key: RecordBytes, in table: Table, _ sign: Int, _ changed: inout Set<UInt32>) {
-        for position in Self.addresses.indices {
+        for position in Self.dimensions.indices {
             guard let field = Self.field(of: table, position) else { continue }
             // A mask of 16 bits or more: one value; of 8 to 15 (coarse masks have 8): all 256.
             let high = UInt32(key[field.offset]) << 8
@@ -553,21 +582,28 @@ public struct TableFilter: Equatable, Sendable {
 }
 
 /// The tables list's head: which half of the list the program reads (`generation & 1`),
-/// how many tables each half holds, and per address field the filtered tables' bits that
-/// field does not filter (they hold for every frame). A change writes the other half,
-/// then its count, then the generation: a frame reads one whole list, old or new.
+/// how many tables each half holds, and per filter dimension the filtered tables' bits
+/// that dimension does not filter (they hold for every frame). A change writes the
+/// other half, then its count, then the generation: a frame reads one whole list, old
+/// or new.
 public struct TableListHead: Equatable, Sendable, MapCodable {
     public var generation: UInt32
     public var counts: (UInt32, UInt32)
-    public var unfiltered: (UInt64, UInt64)
+    /// One word per `TableFilter.dimensions`.
+    public var unfiltered: [UInt64]
 
-    public init(generation: UInt32, counts: (UInt32, UInt32), unfiltered: (UInt64, UInt64)) {
+    public init(generation: UInt32, counts: (UInt32, UInt32), unfiltered: [UInt64]) {
+        precondition(unfiltered.count == TableFilter.dimensions.count)
         self.generation = generation
         self.counts = counts
         self.unfiltered = unfiltered
     }
 
-    public static let byteCount = 32
+    /// A head for a map that has none yet: half 0, empty.
+    public static let empty = TableListHead(generation: 0, counts: (0, 0),
+                                            unfiltered: Array(repeating: 0, count: TableFilter.dimensions.count))
+
+    public static let byteCount = unfilteredOffset + 8 * TableFilter.dimensions.count
     public static let generationOffset = 0, countsOffset = 4, unfilteredOffset = 16
 
     public func encode(into writer: inout ByteWriter) {
@@ -575,15 +611,15 @@ public struct TableListHead: Equatable, Sendable, MapCodable {
         writer.write(counts.0)
         writer.write(counts.1)
         writer.write(UInt32(0))
-        writer.write(unfiltered.0)
-        writer.write(unfiltered.1)
+        for bits in unfiltered { writer.write(bits) }
     }
 
     public init(from reader: inout ByteReader) throws(ByteDecodingError) {
         generation = try reader.read()
         counts = (try reader.read(), try reader.read())
         let _: UInt32 = try reader.read()
-        unfiltered = (try reader.read(), try reader.read())
+        unfiltered = []
+        for _ in TableFilter.dimensions { unfiltered.append(try reader.read()) }
     }
 
     public static func == (a: Self, b: Self) -> Bool {

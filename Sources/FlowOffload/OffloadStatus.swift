@@ -317,13 +317,14 @@ extension Offload {
                     found.append("\(FlowMaps.tables) lists another table at \(position) than \(table.mask)")
                 }
             }
+            let later = tables.later
             for table in tables.filtered
             where try map.lookup(TableEntry.key(filtered: table.index, tableCapacity: capacity).encodedBytes)
-                != TableEntry.encoded(table, words: words) {
+                != TableEntry.encoded(table, words: words, later: later[table.index]!) {
                 found.append("\(FlowMaps.tables) holds another entry for table \(table.index) than \(table.mask)")
             }
             if let head, head.unfiltered != TableFilter.unfiltered(tables.filtered) {
-                found.append("\(FlowMaps.tables) does not say which tables each address leaves unfiltered")
+                found.append("\(FlowMaps.tables) does not say which tables each filter field leaves unfiltered")
             }
         }
         if let map = maps[FlowMaps.tableFilter] {

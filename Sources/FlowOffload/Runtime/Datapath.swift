@@ -139,7 +139,7 @@ public final class Datapath {
                 MapSpec(name: FlowMaps.rules, type: .array, keySize: 4, valueSize: RuleCheck.byteCount(words: words),
                         maxEntries: plan.ruleCapacity + Int(RuleSlots.firstRule)),
                 MapSpec(name: FlowMaps.tableFilter, type: .array, key: UInt32.self, value: UInt64.self,
-                        maxEntries: TableFilter.addresses.count * TableFilter.entries),
+                        maxEntries: TableFilter.dimensions.count * TableFilter.entries),
             ]
         }
         for subtable in plan.subtables {
@@ -245,7 +245,8 @@ public final class Datapath {
         let slots = kept(FlowMaps.rules) ? writes.rules : Set(tables.rules.keys)
         let filtered = tables.filtered
         let filteredByIndex = Dictionary(uniqueKeysWithValues: filtered.map { ($0.index, $0) })
-        let indexes = kept(FlowMaps.tables) ? writes.entries : Set(filteredByIndex.keys)
+        let indexes = kept(FlowMaps.tables) && !writes.order ? writes.entries : writes.entries.union(filteredByIndex.keys)
+        let later = tables.later
         func entryKey(_ index: UInt32) -> [UInt8] {
             TableEntry.key(filtered: index, tableCapacity: tables.tableCapacity).encodedBytes
         }
@@ -259,7 +260,9 @@ public final class Datapath {
         }
         if let list {
             let present = indexes.compactMap { filteredByIndex[$0] }.sorted { $0.index < $1.index }
-            try updateInBatches(list, present.map { (entryKey($0.index), TableEntry.encoded($0, words: words)) })
+            try updateInBatches(list, present.map { table in
+                (entryKey(table.index), TableEntry.encoded(table, words: words, later: later[table.index]!))
+            })
             count += present.count
         }
         if let map = maps[FlowMaps.buckets] {
@@ -289,7 +292,7 @@ public final class Datapath {
             if writes.list || !kept(FlowMaps.tables) {
                 count += try writeList(tables, filtered: filtered, into: list, kept: kept(FlowMaps.tables))
             } else if !writes.entries.isEmpty {
-                // Only which filtered tables an address leaves unfiltered can have changed.
+                // Only which filtered tables a dimension leaves unfiltered can have changed.
                 var head = try readHead(tables, from: list)
                 head.unfiltered = TableFilter.unfiltered(filtered)
                 try put(head, tables, into: list)
@@ -317,7 +320,7 @@ public final class Datapath {
     private static func writeList(_ tables: TupleTables, filtered: [Table], into map: BPFKernel.Map, kept: Bool)
         throws(BPFError) -> Int {
         let capacity = UInt32(tables.tableCapacity), words = tables.words
-        var head = kept ? try readHead(tables, from: map) : TableListHead(generation: 0, counts: (0, 0), unfiltered: (0, 0))
+        var head = kept ? try readHead(tables, from: map) : .empty
         let half: UInt32 = kept ? (head.generation &+ 1) & 1 : 0
         let order = tables.list
         try updateInBatches(map, order.enumerated().map { position, table in
@@ -339,7 +342,7 @@ public final class Datapath {
 
     private static func readHead(_ tables: TupleTables, from map: BPFKernel.Map) throws(BPFError) -> TableListHead {
         let key = TableEntry.headKey(tableCapacity: tables.tableCapacity).encodedBytes
-        guard let bytes = try map.lookup(key) else { return TableListHead(generation: 0, counts: (0, 0), unfiltered: (0, 0)) }
+        guard let bytes = try map.lookup(key) else { return .empty }
         do {
             return try TableListHead(decoding: Array(bytes.prefix(TableListHead.byteCount)))
         } catch {
