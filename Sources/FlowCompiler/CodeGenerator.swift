@@ -461,14 +461,14 @@ public struct CodeGenerator {
                   .load(.r2, .double, from: .fp, Self.bestRank), .jump(.less, .r2, .r1, to: "search_end"),
                   .jump(to: "search_visit")])
 
-        // Visit the filtered table of the lowest candidate bit (its index: the bits below
-        // it, counted), unless the best so far outranks it, and then every table after it
-        // in lookup order too: those leave the candidates at once.
+        // Visit the filtered table of the lowest candidate bit (its entry at the bit's
+        // de Bruijn index), unless the best so far outranks it, and then every table
+        // after it in lookup order too: those leave the candidates at once.
         asm.label("search_filtered")
         asm.emit([.mov(.r2, 0), .alu(.sub, .r2, .r1), .alu(.and, .r2, .r1), .alu(.xor, .r1, .r2),
-                  .store(.double, to: .fp, Self.candidates, .r1), .alu(.sub, .r2, 1)])
-        populationCount(.r2)
-        asm.emit([.alu(.add, .r2, Int32(TableEntry.key(filtered: 0, tableCapacity: tables.tableCapacity))),
+                  .store(.double, to: .fp, Self.candidates, .r1),
+                  .loadImmediate(.r3, Int64(bitPattern: TableEntry.deBruijn)), .alu(.mul, .r2, .r3), .alu(.rsh, .r2, 58),
+                  .alu(.add, .r2, Int32(TableEntry.filteredBase(tableCapacity: tables.tableCapacity))),
                   .store(.word, to: .fp, Self.scratch, .r2), .loadMap(.r1, FlowMaps.tables), .mov(.r2, .fp),
                   .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search"),
                   .mov(.r7, .r0), .load(.r1, .double, from: .r7, Int16(TableEntry.rankOffset)),
@@ -563,18 +563,6 @@ public struct CodeGenerator {
         storeZero(at: Self.bestRank, minus: 1)
         asm.emit([.load(.r1, .double, from: .fp, Self.initialCandidates), .alu(.or, .r1, 0),
                   .store(.double, to: .fp, Self.candidates, .r1)])
-    }
-
-    /// `register` = the number of its bits set (SWAR: no branches, so no ways for the
-    /// verifier to follow); clobbers r3 and r4.
-    private mutating func populationCount(_ register: Register) {
-        asm.emit([.mov(.r3, register), .alu(.rsh, .r3, 1), .loadImmediate(.r4, 0x5555_5555_5555_5555),
-                  .alu(.and, .r3, .r4), .alu(.sub, register, .r3),
-                  .mov(.r3, register), .loadImmediate(.r4, 0x3333_3333_3333_3333), .alu(.and, .r3, .r4),
-                  .alu(.rsh, register, 2), .alu(.and, register, .r4), .alu(.add, register, .r3),
-                  .mov(.r3, register), .alu(.rsh, .r3, 4), .alu(.add, register, .r3),
-                  .loadImmediate(.r4, 0x0f0f_0f0f_0f0f_0f0f), .alu(.and, register, .r4),
-                  .loadImmediate(.r4, 0x0101_0101_0101_0101), .alu(.mul, register, .r4), .alu(.rsh, register, 56)])
     }
 
     /// Stores r9's zero (less `minus`) at `slot` as a value of its own: a copy would share

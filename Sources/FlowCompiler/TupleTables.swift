@@ -508,8 +508,15 @@ public enum TableEntry {
 
     /// The tables map's keys: the list's two halves, the head, then the filtered tables.
     public static func headKey(tableCapacity: Int) -> UInt32 { UInt32(2 * tableCapacity) }
+    public static func filteredBase(tableCapacity: Int) -> UInt32 { headKey(tableCapacity: tableCapacity) + 1 }
+
+    /// A filtered table's place past the head is not its index but its bit's de Bruijn
+    /// index, `(1 << index) x deBruijn >> 58`, a permutation of 0-63: the program finds
+    /// it from the candidate's bit in a multiply and a shift, where counting the bits
+    /// below it took seventeen dependent instructions a visit.
+    public static let deBruijn: UInt64 = 0x03f7_9d71_b4ca_8b09
     public static func key(filtered index: UInt32, tableCapacity: Int) -> UInt32 {
-        headKey(tableCapacity: tableCapacity) + 1 + index
+        filteredBase(tableCapacity: tableCapacity) + UInt32(((1 << UInt64(index)) &* deBruijn) >> 58)
     }
     public static func mapEntries(tableCapacity: Int) -> Int { 2 * tableCapacity + 1 + Int(TableFilter.filteredTables) }
 }
