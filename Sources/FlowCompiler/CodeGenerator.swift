@@ -159,8 +159,10 @@ public struct CodeGenerator {
     /// those still to visit.
     static let initialCandidates: Int16 = -416
     static let candidates: Int16 = -424
-    /// Scratch: the head's unfiltered bits, one word per `TableFilter` dimension.
-    static let unfilteredBits: Int16 = -456
+    /// Scratch before the search: the head's unfiltered bits, one word per `TableFilter`
+    /// dimension, in the bucket key's room (the combined stack of main and its calls has
+    /// 512 bytes).
+    static let unfilteredBits: Int16 = tableKey
 
     let plan: Plan
     let options: CompileOptions
@@ -419,18 +421,27 @@ public struct CodeGenerator {
             asm.emit([.load(.r1, .double, from: .r0, Int16(TableListHead.unfilteredOffset + 8 * position)),
                       .store(.double, to: .fp, Self.unfilteredBits + Int16(8 * position), .r1)])
         }
-        // The filtered tables worth a visit: those with a bucket under the first 16 bits
-        // of every dimension (an absent header reads as zero; a filtered table needs it
-        // anyway). A dimension whose fields no rule reads filters no table: its lookup
-        // would give the head's bits again.
-        for (position, fields) in TableFilter.dimensions.enumerated() where fields.contains(where: plan.fields.contains) {
+        // The filtered tables worth a visit: those with a bit under every dimension's key
+        // (an absent header reads as zero; a filtered table needs it anyway). A dimension
+        // whose fields no rule reads filters no table: its lookup would give the head's
+        // bits again.
+        for (position, dimension) in TableFilter.dimensions.enumerated()
+        where dimension.fields.contains(where: plan.fields.contains) {
             let bits = Self.unfilteredBits + Int16(8 * position)
-            // The field's first 16 bits, from the one the frame has (the record holds
-            // zero in the other, when the rules read it at all).
+            // The key from the field the frame has (the record holds zero in the other,
+            // when the rules read it at all): its first 16 bits, or its first 24 hashed.
             asm.emit(.mov(.r1, 0))
-            for field in fields where plan.fields.contains(field) {
-                asm.emit([.load(.r2, .half, from: .fp, Self.record + Int16(field.offset)), .endian(.big, .r2, bits: 16),
-                          .alu(.or, .r1, .r2)])
+            for field in dimension.fields where plan.fields.contains(field) {
+                if dimension.bytes == 3 {
+                    asm.emit([.load(.r2, .word, from: .fp, Self.record + Int16(field.offset)), .alu(.or, .r1, .r2)])
+                } else {
+                    asm.emit([.load(.r2, .half, from: .fp, Self.record + Int16(field.offset)), .endian(.big, .r2, bits: 16),
+                              .alu(.or, .r1, .r2)])
+                }
+            }
+            if dimension.bytes == 3 {
+                asm.emit([.alu(.and, .r1, 0xff_ffff), .alu(.mul, .r1, Int32(bitPattern: TableFilter.hashMultiplier), .bits32),
+                          .alu(.rsh, .r1, 16, .bits32)])
             }
             if position > 0 { asm.emit(.alu(.add, .r1, Int32(position * TableFilter.entries))) }
             asm.emit([.store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, FlowMaps.tableFilter), .mov(.r2, .fp),

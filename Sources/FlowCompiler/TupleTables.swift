@@ -521,26 +521,45 @@ public enum TableEntry {
     public static func mapEntries(tableCapacity: Int) -> Int { 2 * tableCapacity + 1 + Int(TableFilter.filteredTables) }
 }
 
-/// Which tables may hold a frame's rule, by the first 16 bits of each of four fields
-/// (the source and destination address, IPv4 or IPv6, whichever the frame has: the
-/// other reads as zero; the source and destination port): for each dimension and each
-/// value of those bits, a bit per table (the first 64 by index) with a bucket there.
-/// The program reads the four words once per search and visits a filtered table only
-/// where all have its bit: a table whose buckets are all elsewhere costs nothing.
-/// Tables that mask none of the four fields by 8 bits or more, or that come past the
-/// first 64, are in the list instead. Exact: each bit counts the buckets behind it.
+/// Which tables may hold a frame's rule, by six keys of 16 bits (dimensions): the top
+/// 16 bits of each address (source and destination; IPv4 or IPv6, whichever the frame
+/// has: the other reads as zero), a hash of each address's top 24 bits, and each port.
+/// For each dimension and key, a bit per table (the first 64 by index) with a bucket
+/// there. The program reads the six words once per search and visits a filtered table
+/// only where all have its bit: a table whose buckets are all elsewhere costs nothing.
+/// An address filters a table in one dimension: by its top 16 bits when the table masks
+/// 8 to 23 of them, by the hash of 24 when it masks more. Tables that mask no address
+/// by 8 bits or more and neither port whole, or that come past the first 64, are in the
+/// list instead. Exact: each bit counts the buckets behind it (a hash only lets more
+/// tables through, never fewer).
 ///
-/// The ports are there because the addresses alone let through most tables of a rule
-/// set whose rules share prefixes: ClassBench's ACL and IP-chain sets probed 2.8 to 8.2
-/// tables a frame to find 1.1 buckets; with the ports, 1.7 to 4 (docs/compiler.md).
+/// Why these six, measured with a model of the search on ClassBench's ACL and IP-chain
+/// sets (docs/compiler.md): with the top 16 bits of the addresses alone a frame probed
+/// 2.8 to 8.2 tables to find 1.1 buckets, since the sets' rules share prefixes; with the
+/// ports too, 1.7 to 4.0; with the 24-bit hash as well, 1.3 to 1.8.
 public struct TableFilter: Equatable, Sendable {
-    /// Per dimension, the fields that hold it.
-    public static let dimensions: [[KeyField]] = [[.srcIPv4, .srcIPv6], [.dstIPv4, .dstIPv6], [.srcPort], [.dstPort]]
+    /// A dimension: the fields that hold it, and how many of a field's first bytes its
+    /// key reads: 2 are the key; 3 are hashed into one (`hash24`).
+    public struct Dimension: Sendable {
+        public let fields: [KeyField]
+        public let bytes: Int
+    }
+
+    public static let dimensions = [
+        Dimension(fields: [.srcIPv4, .srcIPv6], bytes: 2), Dimension(fields: [.dstIPv4, .dstIPv6], bytes: 2),
+        Dimension(fields: [.srcIPv4, .srcIPv6], bytes: 3), Dimension(fields: [.dstIPv4, .dstIPv6], bytes: 3),
+        Dimension(fields: [.srcPort], bytes: 2), Dimension(fields: [.dstPort], bytes: 2),
+    ]
     /// Per dimension.
     public static let entries = 1 << 16
     static let filteredTables: UInt32 = 64
 
-    /// Filter key (`dimension x entries + first 16 bits`) -> table index -> buckets.
+    /// The key of three leading bytes, read as a little-endian word's low 24 bits: the
+    /// top half of the word times a 32-bit golden-ratio constant.
+    public static let hashMultiplier: UInt32 = 0x9e37_79b1
+    public static func hash24(_ bytes: UInt32) -> UInt32 { ((bytes & 0xff_ffff) &* hashMultiplier) >> 16 }
+
+    /// Filter key (`dimension x entries + key`) -> table index -> buckets.
     private var counts: [UInt32: [UInt32: Int]] = [:]
 
     /// The tables' bits at `key`.
@@ -552,10 +571,15 @@ public struct TableFilter: Equatable, Sendable {
     public var indexes: Set<UInt32> { Set(counts.keys) }
 
     /// The field of dimension `position` that filters `table`: one whose first byte the
-    /// table masks whole.
+    /// table masks whole and, for the addresses, the dimension that reads as many of
+    /// its bytes as the table masks whole (up to 3).
     static func field(of table: Table, _ position: Int) -> KeyField? {
         guard table.index < filteredTables else { return nil }
-        return dimensions[position].first { table.mask.bytes[$0.offset] == 0xff }
+        let dimension = dimensions[position]
+        return dimension.fields.first { field in
+            let whole = (0 ..< min(field.width, 3)).prefix { table.mask.bytes[field.offset + $0] == 0xff }.count
+            return whole >= 1 && (field.width <= 2 || (whole == 3) == (dimension.bytes == 3))
+        }
     }
 
     /// Whether the program finds `table` by its bits rather than in the list.
@@ -568,16 +592,24 @@ public struct TableFilter: Equatable, Sendable {
         }
     }
 
+    /// The keys of dimension `position` under which `table`'s bucket `key` lies.
+    static func keys(of key: RecordBytes, in table: Table, _ position: Int, field: KeyField) -> ClosedRange<UInt32> {
+        if dimensions[position].bytes == 3 {
+            let hash = hash24(UInt32(key[field.offset]) | UInt32(key[field.offset + 1]) << 8 | UInt32(key[field.offset + 2]) << 16)
+            return hash ... hash
+        }
+        // A mask of 16 bits or more: one value; of 8 to 15 (coarse masks have 8): all 256.
+        let high = UInt32(key[field.offset]) << 8
+        let low = UInt32(key[field.offset + 1])
+        return table.mask.bytes[field.offset + 1] == 0xff ? high | low ... high | low : high ... high | 0xff
+    }
+
     /// Counts the bucket with `key` in `table` in (or out of) the entries it covers;
     /// `changed` learns the keys whose bits change.
     mutating func count(_ key: RecordBytes, in table: Table, _ sign: Int, _ changed: inout Set<UInt32>) {
         for position in Self.dimensions.indices {
             guard let field = Self.field(of: table, position) else { continue }
-            // A mask of 16 bits or more: one value; of 8 to 15 (coarse masks have 8): all 256.
-            let high = UInt32(key[field.offset]) << 8
-            let low = UInt32(key[field.offset + 1])
-            let values = table.mask.bytes[field.offset + 1] == 0xff ? high | low ... high | low : high ... high | 0xff
-            for value in values {
+            for value in Self.keys(of: key, in: table, position, field: field) {
                 let filterKey = UInt32(position) << 16 | value
                 let left = (counts[filterKey]?[table.index] ?? 0) + sign
                 if left == 0 || left == sign { changed.insert(filterKey) }
