@@ -75,15 +75,25 @@ public struct TupleTables: Equatable, Sendable {
     /// Per filtered table (by index), the bits of the filtered tables after it in lookup
     /// order: a frame whose best so far outranks a table outranks those too, and drops
     /// them from its candidates at once (`TableEntry.laterOffset`). The program visits
-    /// candidates by index, which is lookup order for tables made together.
-    public var later: [UInt32: UInt64] {
+    /// candidates by index, which is lookup order for tables made together. Kept, and
+    /// made again only when a filtered table comes, goes or moves in that order.
+    public private(set) var later: [UInt32: UInt64] = [:]
+
+    private static func later(of tables: some Sequence<Table>) -> [UInt32: UInt64] {
         var bits: UInt64 = 0
         var later: [UInt32: UInt64] = [:]
-        for table in lookupOrder.reversed() where TableFilter.filters(table) {
+        for table in tables.filter(\.isFiltered).sorted(by: { ($0.rank, $0.index) > ($1.rank, $1.index) }) {
             later[table.index] = bits
             bits |= 1 << UInt64(table.index)
         }
         return later
+    }
+
+    /// Makes `later` again; `writes` learns the filtered entries whose bits changed.
+    private mutating func reorder(_ writes: inout TableWrites) {
+        let made = Self.later(of: tables.values)
+        for (index, bits) in made where later[index] != bits { writes.entries.insert(index) }
+        later = made
     }
 
     /// The rules of `entries` (slot, and the rest of what a table holds of them) in
@@ -116,6 +126,7 @@ public struct TupleTables: Equatable, Sendable {
         }
         fitCapacities()
         readFieldsAgain()
+        later = Self.later(of: tables.values)
     }
 
     public static let minimumTableCapacity = 64
@@ -133,9 +144,8 @@ public struct TupleTables: Equatable, Sendable {
         var table = tables.removeValue(forKey: rule.table) ?? Table(mask: rule.table, index: index)
         let before = table.rank
         table.ranks.insert(rule.rank, at: table.ranks.partitioningIndex { $0 >= rule.rank })
-        if isNew || before != rule.rank && table.rank == rule.rank {
-            writes.changed(table)
-        }
+        let moved = isNew || before != rule.rank && table.rank == rule.rank
+        if moved { writes.changed(table) }
         var chain = table.buckets.removeValue(forKey: rule.key) ?? []
         if chain.isEmpty {
             bucketCount += 1
@@ -152,6 +162,7 @@ public struct TupleTables: Equatable, Sendable {
         } else {
             writes.rules.insert(chain[position - 1])
         }
+        if moved && table.isFiltered { reorder(&writes) }
         fitCapacities()
     }
 
@@ -178,13 +189,16 @@ public struct TupleTables: Equatable, Sendable {
             filter.count(rule.key, in: table, -1, &writes.filter)
         }
         table.buckets[rule.key] = chain.isEmpty ? nil : chain
+        let moved = table.ranks.isEmpty || table.rank != before
         if table.ranks.isEmpty {
             tables[rule.table] = nil
             tableIndex.remove(rule.table)
-            writes.changed(table)
         } else {
-            if table.rank != before { writes.changed(table) }
             tables[rule.table] = table
+        }
+        if moved {
+            writes.changed(table)
+            if table.isFiltered { reorder(&writes) }
         }
     }
 
@@ -244,6 +258,9 @@ public struct TupleTables: Equatable, Sendable {
 /// A table's mask: record bytes, coarser than (or as fine as) the masks of its rules.
 public struct TableMask: Hashable, Sendable, Codable, CustomStringConvertible {
     var bytes: RecordBytes
+    /// The headers a frame must have to be looked up in the table; kept, since every
+    /// change of its rules reads it.
+    public private(set) var presence: Presence = []
 
     /// `pattern`'s mask with each address prefix shortened to a multiple of its step; a
     /// mask that is not a prefix keeps its longest leading prefix.
@@ -260,14 +277,14 @@ public struct TableMask: Hashable, Sendable, Codable, CustomStringConvertible {
                 bytes[field.offset + index] = bits == 0 ? 0 : UInt8(0xff << (8 - bits) & 0xff)
             }
         }
+        presence = fields.reduce(into: []) { $0.formUnion($1.presence) }
     }
 
-    /// The fields with mask bits, and the headers a frame must have to be looked up.
+    /// The fields with mask bits.
     public var fields: [KeyField] {
         KeyField.allCases.filter { field in (field.offset ..< field.offset + field.width).contains { bytes[$0] != 0 } }
     }
 
-    public var presence: Presence { fields.reduce(into: []) { $0.formUnion($1.presence) } }
 
     /// The mask's bytes of `field`.
     public func field(_ field: KeyField) -> [UInt8] { bytes.field(field) }
@@ -297,6 +314,7 @@ public struct TableMask: Hashable, Sendable, Codable, CustomStringConvertible {
             bytes[offset] = byte
             index = next
         }
+        presence = fields.reduce(into: []) { $0.formUnion($1.presence) }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -308,7 +326,11 @@ public struct TableMask: Hashable, Sendable, Codable, CustomStringConvertible {
 /// One table: its rules by bucket, each bucket's chain best rank first.
 public struct Table: Equatable, Sendable {
     public let mask: TableMask
-    public internal(set) var index: UInt32
+    public internal(set) var index: UInt32 {
+        didSet { filterFields = TableFilter.fields(filtering: mask, index: index) }
+    }
+    /// Per `TableFilter` dimension, the field that filters the table; nil where none does.
+    public private(set) var filterFields: [KeyField?]
     /// Its rules' ranks, ascending.
     var ranks: [UInt64] = []
     /// Key (value under the table's mask) -> the slots of its rules, by rank.
@@ -317,7 +339,11 @@ public struct Table: Equatable, Sendable {
     init(mask: TableMask, index: UInt32) {
         self.mask = mask
         self.index = index
+        filterFields = TableFilter.fields(filtering: mask, index: index)
     }
+
+    /// Whether the program finds the table by its filter bits rather than in the list.
+    public var isFiltered: Bool { filterFields.contains { $0 != nil } }
 
     /// The best rank of its rules: no frame finds a better one here.
     public var rank: UInt64 { ranks.first ?? .max }
@@ -399,21 +425,15 @@ public struct TableWrites: Equatable, Sendable {
     public var buckets: Set<BucketID> = []
     /// The list changed (a table of it came or went, or its best rank moved).
     public var list = false
-    /// Filtered tables (by index) that came or went or whose best rank moved.
+    /// Filtered tables (by index) that came or went, or whose best rank or
+    /// `TupleTables.later` bits moved.
     public var entries: Set<UInt32> = []
-    /// The filtered tables' order changed: every entry's `TupleTables.later` bits with it.
-    public var order = false
     /// Filter entries (`TableFilter` keys) whose bits changed.
     public var filter: Set<UInt32> = []
 
     /// Notes that `table` came, went or changed its best rank.
     mutating func changed(_ table: Table) {
-        if TableFilter.filters(table) {
-            entries.insert(table.index)
-            order = true
-        } else {
-            list = true
-        }
+        if table.isFiltered { entries.insert(table.index) } else { list = true }
     }
 
     public init() {}
@@ -423,7 +443,6 @@ public struct TableWrites: Equatable, Sendable {
         buckets.formUnion(later.buckets)
         list = list || later.list
         entries.formUnion(later.entries)
-        order = order || later.order
         filter.formUnion(later.filter)
     }
 
@@ -570,20 +589,23 @@ public struct TableFilter: Equatable, Sendable {
     /// Every key with a bit.
     public var indexes: Set<UInt32> { Set(counts.keys) }
 
-    /// The field of dimension `position` that filters `table`: one whose first byte the
-    /// table masks whole and, for the addresses, the dimension that reads as many of
-    /// its bytes as the table masks whole (up to 3).
-    static func field(of table: Table, _ position: Int) -> KeyField? {
-        guard table.index < filteredTables else { return nil }
-        let dimension = dimensions[position]
-        return dimension.fields.first { field in
-            let whole = (0 ..< min(field.width, 3)).prefix { table.mask.bytes[field.offset + $0] == 0xff }.count
-            return whole >= 1 && (field.width <= 2 || (whole == 3) == (dimension.bytes == 3))
+    /// Per dimension, the field that filters the table of `mask` at `index`: one whose
+    /// first byte the mask holds whole and, for the addresses, in the dimension that
+    /// reads as many of its bytes as the mask holds whole (up to 3).
+    static func fields(filtering mask: TableMask, index: UInt32) -> [KeyField?] {
+        dimensions.map { dimension in
+            guard index < filteredTables else { return nil }
+            return dimension.fields.first { field in
+                let whole = (0 ..< min(field.width, 3)).prefix { mask.bytes[field.offset + $0] == 0xff }.count
+                return whole >= 1 && (field.width <= 2 || (whole == 3) == (dimension.bytes == 3))
+            }
         }
     }
 
+    static func field(of table: Table, _ position: Int) -> KeyField? { table.filterFields[position] }
+
     /// Whether the program finds `table` by its bits rather than in the list.
-    public static func filters(_ table: Table) -> Bool { dimensions.indices.contains { field(of: table, $0) != nil } }
+    public static func filters(_ table: Table) -> Bool { table.isFiltered }
 
     /// Per dimension, the bits of the filtered tables it does not filter.
     public static func unfiltered(_ tables: [Table]) -> [UInt64] {

@@ -243,10 +243,11 @@ public final class Datapath {
         var count = 0
         func kept(_ name: String) -> Bool { keptMaps.contains(name) }
         let slots = kept(FlowMaps.rules) ? writes.rules : Set(tables.rules.keys)
-        let filtered = tables.filtered
-        let filteredByIndex = Dictionary(uniqueKeysWithValues: filtered.map { ($0.index, $0) })
-        let indexes = kept(FlowMaps.tables) && !writes.order ? writes.entries : writes.entries.union(filteredByIndex.keys)
-        let later = tables.later
+        // Sorting every table is most of a change that writes a rule and a bucket: only
+        // what the list and the filtered entries need does.
+        lazy var filtered = tables.filtered
+        lazy var filteredByIndex = Dictionary(uniqueKeysWithValues: filtered.map { ($0.index, $0) })
+        let indexes = kept(FlowMaps.tables) ? writes.entries : Set(tables.later.keys)
         func entryKey(_ index: UInt32) -> [UInt8] {
             TableEntry.key(filtered: index, tableCapacity: tables.tableCapacity).encodedBytes
         }
@@ -261,7 +262,7 @@ public final class Datapath {
         if let list {
             let present = indexes.compactMap { filteredByIndex[$0] }.sorted { $0.index < $1.index }
             try updateInBatches(list, present.map { table in
-                (entryKey(table.index), TableEntry.encoded(table, words: words, later: later[table.index]!))
+                (entryKey(table.index), TableEntry.encoded(table, words: words, later: tables.later[table.index]!))
             })
             count += present.count
         }
