@@ -502,11 +502,12 @@ public struct CodeGenerator {
             }
             asm.emit(.store(.double, to: .fp, Self.tableKey + Int16(8 * position), .r1))
         }
+        // A bucket: its first rule is checked at once, not a turn later (the check sets
+        // `candidate` to the rule after it).
         asm.emit([.loadMap(.r1, FlowMaps.buckets), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.tableKey)),
-                  .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search"), .load(.r1, .word, from: .r0, 0),
-                  .store(.double, to: .fp, Self.candidate, .r1), .jump(to: "search")])
+                  .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search"), .load(.r1, .word, from: .r0, 0)])
 
-        // Check the next rule of the chain.
+        // Check the rule at slot r1, the next of its chain.
         asm.label("search_check")
         asm.emit([.store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, FlowMaps.rules), .mov(.r2, .fp),
                   .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem),
