@@ -285,7 +285,6 @@ public struct TableMask: Hashable, Sendable, Codable, CustomStringConvertible {
         KeyField.allCases.filter { field in (field.offset ..< field.offset + field.width).contains { bytes[$0] != 0 } }
     }
 
-
     /// The mask's bytes of `field`.
     public func field(_ field: KeyField) -> [UInt8] { bytes.field(field) }
 
@@ -573,8 +572,8 @@ public struct TableFilter: Equatable, Sendable {
     public static let entries = 1 << 16
     static let filteredTables: UInt32 = 64
 
-    /// The key of three leading bytes, read as a little-endian word's low 24 bits: the
-    /// top half of the word times a 32-bit golden-ratio constant.
+    /// The key of a field's first three bytes (the low 24 bits of the little-endian word
+    /// they start): the top 16 bits of their product with a 32-bit golden-ratio constant.
     public static let hashMultiplier: UInt32 = 0x9e37_79b1
     public static func hash24(_ bytes: UInt32) -> UInt32 { ((bytes & 0xff_ffff) &* hashMultiplier) >> 16 }
 

@@ -324,7 +324,7 @@ extension Offload {
                 found.append("\(FlowMaps.tables) holds another entry for table \(table.index) than \(table.mask)")
             }
             if let head, head.unfiltered != TableFilter.unfiltered(tables.filtered) {
-                found.append("\(FlowMaps.tables) does not say which tables each filter field leaves unfiltered")
+                found.append("\(FlowMaps.tables) does not say which tables each filter dimension leaves unfiltered")
             }
         }
         if let map = maps[FlowMaps.tableFilter] {

@@ -143,9 +143,6 @@ import Testing
                 "\(walk.stats)")
     }
 
-    /// A rule with a field no rule of the tables reads, in a word they read (ip_tos beside
-    /// ip_proto), needs a program that extracts it: either the change says so, or the
-    /// program is the same (`TableShape` holds the fields; `LiveTableTests` has the frames).
     /// The program finds a filtered table's entry at its bit's de Bruijn index: each of
     /// the 64 bits must have a place of its own, past the head and inside the map.
     @Test func everyFilteredTableHasAnEntryOfItsOwn() {
@@ -157,6 +154,9 @@ import Testing
         }
     }
 
+    /// A rule with a field no rule of the tables reads, in a word they read (ip_tos beside
+    /// ip_proto), needs a program that extracts it: either the change says so, or the
+    /// program is the same (`TableShape` holds the fields; `LiveTableTests` has the frames).
     @Test func aNewFieldInAWordTheTablesReadIsInTheProgram() throws {
         var plan = try Plan(ruleSet(["filter add dev xft0 protocol ip prio 2 handle 1 flower ip_proto udp action drop"]),
                             device: testDevice, inlineLimit: 0)
