@@ -152,12 +152,15 @@ extension Plan {
         guard targetCount <= Self.maxRedirectTargets else { throw .tooManyRedirectTargets(count: targetCount) }
         let group = rule.broadcastGroup
         let ruleKey = RuleKey(rule, device: device)
-        let patterns = ruleKey.alternatives
+        let groups = broadcastIndex.count + (group.map { broadcastIndex[$0] == nil ? 1 : 0 } ?? 0)
+        // Past the prios that can fit inline, the rule's subtables are not counted.
+        let counted = usage.prios.keys.count + (usage.prios.contains(rule.prio) ? 0 : 1) <= inlineLimit
+        let patterns = counted ? ruleKey.alternatives : []
         let tables = patterns.map { SubtableKey(prio: rule.prio, pattern: $0) }
         let newTables = Set(tables.filter { usage.subtables[$0] == nil })
-        let groups = broadcastIndex.count + (group.map { broadcastIndex[$0] == nil ? 1 : 0 } ?? 0)
-        let newKeys = Set(tables).filter { usage.subtableKeys[$0] == nil }.count
-        let inline = fitsInline(subtables: usage.subtableKeys.count + newKeys, groups: groups)
+        let inline = counted && fitsInline(subtables: usage.subtableKeys!.count
+                                               + Set(tables).filter { usage.subtableKeys![$0] == nil }.count,
+                                           groups: groups)
         guard inline || groups <= Self.maxBroadcastGroups else { throw .tooManyBroadcastGroups(count: groups) }
         guard Int(slots.lowestFree - slots.first) < Self.maxRuleCapacity else {
             throw .tooManyRules(count: rules.count + 1, capacity: Self.maxRuleCapacity)
@@ -195,7 +198,12 @@ extension Plan {
         rulesBySlot.insert(rule, at: Int(slot - slots.first))
         change.writes.counters.insert(slot)
         try fitRuleCapacity()
-        for table in tables { usage.subtableKeys[table, default: 0] += 1 }
+        usage.prios.add(rule.prio)
+        if counted {
+            for table in tables { usage.subtableKeys![table, default: 0] += 1 }
+        } else {
+            usage.subtableKeys = nil
+        }
         if inline != (self.tables == nil) {
             try switchClassifier(&change.writes)
             finish(&change, from: shape)
@@ -268,13 +276,26 @@ extension Plan {
         let value = SubtableValue(slot: slots[id]!, handle: rule.handle, action: 0)
         rulesBySlot.remove(at: Int(value.slot - slots.first))
         slots.remove(id)
-        let patterns = RuleKey(rule, device: device).alternatives
-        for pattern in patterns {
-            let key = SubtableKey(prio: rule.prio, pattern: pattern)
-            let left = usage.subtableKeys[key]! - 1
-            usage.subtableKeys[key] = left == 0 ? nil : left
+        usage.prios.remove(rule.prio)
+        let counted = usage.prios.keys.count <= inlineLimit
+        let patterns = counted ? RuleKey(rule, device: device).alternatives : []
+        if counted, usage.subtableKeys != nil {
+            for pattern in patterns {
+                let key = SubtableKey(prio: rule.prio, pattern: pattern)
+                let left = usage.subtableKeys![key]! - 1
+                usage.subtableKeys![key] = left == 0 ? nil : left
+            }
+        } else if counted {
+            // Few enough prios again: the rules left are counted afresh.
+            var keys: [SubtableKey: Int] = [:]
+            for held in rulesBySlot.list where held.prio != 0 {
+                for pattern in RuleKey(held, device: device).alternatives {
+                    keys[SubtableKey(prio: held.prio, pattern: pattern), default: 0] += 1
+                }
+            }
+            usage.subtableKeys = keys
         }
-        let inline = fitsInline(subtables: usage.subtableKeys.count, groups: broadcastIndex.count)
+        let inline = counted && fitsInline(subtables: usage.subtableKeys!.count, groups: broadcastIndex.count)
         if inline != (tables == nil) {
             // Cannot throw: every rule left was planned before.
             try! switchClassifier(&change.writes)

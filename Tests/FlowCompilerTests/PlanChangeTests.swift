@@ -15,12 +15,33 @@ import Testing
     static let seeds: [UInt64] = (0 ..< UInt64(FuzzSettings.cases(24))).map { 0x5ca1e + $0 &* 0x9e37_79b9 }
 
     @Test(arguments: seeds) func ruleByRuleEqualsTheWholeRuleSet(seed: UInt64) throws {
+        _ = try walk(seed: seed, inlineLimit: Plan.defaultInlineLimit)
+    }
+
+    /// With room for two subtables inline, the generator's 1-4 prios take a plan past
+    /// the inline limit and back by their number alone, where the plan stops counting
+    /// its subtables and counts them afresh (`Plan.Usage.subtableKeys`).
+    @Test func ruleByRuleEqualsTheWholeRuleSetAcrossTheInlineLimit() throws {
+        var crossed = 0
+        for seed in Self.seeds.prefix(8) where try walk(seed: seed, inlineLimit: 2) { crossed += 1 }
+        #expect(crossed > 0, "no walk went past the inline limit and back")
+    }
+
+    /// Adds and removes random rules, checking the plan after each step; whether the
+    /// plan was in tables, then inline again.
+    private func walk(seed: UInt64, inlineLimit: Int) throws -> Bool {
         var rng = SeededRandom(seed: seed)
         let generator = RuleGenerator(pool: ValuePool(&rng), &rng)
         var rules = RuleSet()
-        var plan = try Plan(rules, device: testDevice, ruleCapacity: rng.pick([4, 64, Plan.defaultRuleCapacity]))
+        var plan = try Plan(rules, device: testDevice, ruleCapacity: rng.pick([4, 64, Plan.defaultRuleCapacity]),
+                            inlineLimit: inlineLimit)
         var stats = (adds: 0, removes: 0, refused: 0, newPrograms: 0)
+        var (wentPast, cameBack) = (false, false)
         for step in 0 ..< 160 {
+            defer {
+                wentPast = wentPast || plan.tables != nil
+                cameBack = cameBack || wentPast && plan.tables == nil
+            }
             let context = "seed \(seed) step \(step)"
             if rules.count == 0 || rng.chance(0.6) {
                 let prio = rng.pick(generator.prios)
@@ -40,7 +61,7 @@ import Testing
                     stats.refused += 1
                     #expect(plan == before, "\(context): a refused rule leaves the plan as it was")
                     #expect(throws: error, "\(context): the same refusal as the whole rule set's") {
-                        try Plan(next, device: testDevice, memory: before.memory)
+                        try Plan(next, device: testDevice, memory: before.memory, inlineLimit: inlineLimit)
                     }
                 }
             } else {
@@ -54,11 +75,12 @@ import Testing
             }
         }
         #expect(stats.adds > 40 && stats.removes > 20 && stats.newPrograms > 0, "\(stats)")
+        return cameBack
     }
 
     private func check(_ plan: Plan, after before: Plan, _ change: PlanChange, _ rules: RuleSet,
                        _ context: String) throws {
-        let whole = try Plan(rules, device: testDevice, memory: plan.memory)
+        let whole = try Plan(rules, device: testDevice, memory: plan.memory, inlineLimit: plan.inlineLimit)
         #expect(plan == whole, "\(context): the plan differs from the rule set's")
         var writes = change.writes, expected = plan.writes(since: before)
         // What the runtime writes whole whatever the writes say is left out: a subtable
