@@ -67,10 +67,10 @@ public struct TupleTables: Equatable, Sendable {
 
     /// The tables the program walks in order (by best rank), the ones the filter does
     /// not pick: the filter's tables it finds by their bits.
-    public var list: [Table] { lookupOrder.filter { !TableFilter.filters($0) } }
+    public var list: [Table] { lookupOrder.filter { !$0.isFiltered } }
 
     /// The filter's tables, by index.
-    public var filtered: [Table] { tables.values.filter(TableFilter.filters).sorted { $0.index < $1.index } }
+    public var filtered: [Table] { tables.values.filter(\.isFiltered).sorted { $0.index < $1.index } }
 
     /// Per filtered table (by index), the bits of the filtered tables after it in lookup
     /// order: a frame whose best so far outranks a table outranks those too, and drops
@@ -601,15 +601,10 @@ public struct TableFilter: Equatable, Sendable {
         }
     }
 
-    static func field(of table: Table, _ position: Int) -> KeyField? { table.filterFields[position] }
-
-    /// Whether the program finds `table` by its bits rather than in the list.
-    public static func filters(_ table: Table) -> Bool { table.isFiltered }
-
     /// Per dimension, the bits of the filtered tables it does not filter.
     public static func unfiltered(_ tables: [Table]) -> [UInt64] {
         dimensions.indices.map { position in
-            tables.reduce(0) { $0 | (field(of: $1, position) == nil ? 1 << UInt64($1.index) : 0) }
+            tables.reduce(0) { $0 | ($1.filterFields[position] == nil ? 1 << UInt64($1.index) : 0) }
         }
     }
 
@@ -629,7 +624,7 @@ public struct TableFilter: Equatable, Sendable {
     /// `changed` learns the keys whose bits change.
     mutating func count(_ key: RecordBytes, in table: Table, _ sign: Int, _ changed: inout Set<UInt32>) {
         for position in Self.dimensions.indices {
-            guard let field = Self.field(of: table, position) else { continue }
+            guard let field = table.filterFields[position] else { continue }
             for value in Self.keys(of: key, in: table, position, field: field) {
                 let filterKey = UInt32(position) << 16 | value
                 let left = (counts[filterKey]?[table.index] ?? 0) + sign

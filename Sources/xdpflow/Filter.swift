@@ -190,7 +190,7 @@ struct FilterRunner {
         // Without root the counters cannot be read: none are shown (`requireCountersReadable`).
         let readsCounters = options.stats && Privileges.sufficient
         let counters = readsCounters
-            ? try? Offload(device: command.device).statistics(of: Set(rules.map { RuleID(prio: $0.prio, handle: $0.handle) }))
+            ? try? Offload(device: command.device).statistics(of: Set(rules.map(RuleID.init)))
             : nil
         if readsCounters {
             let now = counters == nil ? nil : try? KernelClock.now()
