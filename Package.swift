@@ -80,7 +80,7 @@ let package = Package(
             dependencies: ["BPFAssembly", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         // Shared by the kernel and integration tests: capability checks, veth labs.
-        .target(name: "KernelTestSupport", dependencies: ["BPFKernel"], path: "Tests/KernelTestSupport"),
+        .target(name: "KernelTestSupport", dependencies: ["BPFKernel", "CLibBPF"], path: "Tests/KernelTestSupport"),
         // Shared by the classifier's tests and the benchmarks: ClassBench rule sets, a seeded
         // ACL generator, and traces of frames that hit a rule set's rules.
         .target(name: "RuleSetWorkloads", dependencies: ["FlowRules", "Packets"], path: "Tests/RuleSetWorkloads"),

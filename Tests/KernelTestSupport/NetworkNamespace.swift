@@ -1,3 +1,4 @@
+import CLibBPF
 import Foundation
 
 /// Code that runs inside a named network namespace (`ip netns add NAME`) without a
@@ -41,19 +42,12 @@ public enum NetworkNamespace {
         }
     }
 
-    private static let newNetworkNamespace: Int32 = 0x4000_0000   // CLONE_NEWNET
-
-    /// glibc's setns(2), which Swift's Glibc module does not import.
-    private static let setns: @convention(c) (Int32, Int32) -> Int32 = {
-        unsafeBitCast(dlsym(dlopen(nil, RTLD_NOW), "setns"), to: (@convention(c) (Int32, Int32) -> Int32).self)
-    }()
-
     /// Moves the calling thread into the namespace `name`.
     private static func enter(_ name: String) throws {
         let fd = open("/var/run/netns/\(name)", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw NamespaceError("cannot open namespace \(name): errno \(errno)") }
         defer { close(fd) }
-        guard setns(fd, newNetworkNamespace) == 0 else {
+        guard setns(fd, XDPFLOW_CLONE_NEWNET) == 0 else {
             throw NamespaceError("cannot enter namespace \(name): errno \(errno)")
         }
     }
