@@ -42,7 +42,11 @@ enum CommandServer {
         let directory = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directory >= 0 else { return nil }
         defer { close(directory) }
-        let words = Array(arguments.joined(separator: "\u{0}").utf8)
+        var words: [UInt8] = []
+        for (index, argument) in arguments.enumerated() {
+            if index > 0 { words.append(0) }
+            words.append(contentsOf: argument.utf8)
+        }
         guard send(words, descriptors: [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, directory], on: socket) else {
             return nil
         }
@@ -251,6 +255,10 @@ enum CommandServer {
         var pinRoot: String
         var name: [UInt8]
 
+        /// Runs in every client, so it stays off the Swift runtime's slow paths: generic
+        /// code the stdlib does not specialise (`joined`, a `some Sequence` parameter)
+        /// looks its types up by name at first use, a scan of every conformance in the
+        /// binary (a third of a served command's CPU).
         static func current() -> Address? {
             guard let cwd = getcwd(nil, 0) else { return nil }
             defer { free(cwd) }
@@ -259,11 +267,14 @@ enum CommandServer {
             guard stat("/proc/self/exe", &binary) == 0, let mounts = link("/proc/self/ns/mnt") else { return nil }
             let state = absolute(StateDirectory.default.path.string)
             let pins = absolute(Offload.defaultPinRoot.string)
-            let key = [state, pins, mounts, "\(geteuid())",
-                       "\(binary.st_dev) \(binary.st_ino) \(binary.st_size) \(binary.st_mtim.tv_sec) \(binary.st_mtim.tv_nsec)"]
+            let key = [state, pins, mounts, String(geteuid()), String(binary.st_dev), String(binary.st_ino),
+                       String(binary.st_size), String(binary.st_mtim.tv_sec), String(binary.st_mtim.tv_nsec)]
             // A name, not a secret (the server checks who connects).
             var hash = FNV1a()
-            hash.mix(key.joined(separator: "\u{0}").utf8)
+            for part in key {
+                for byte in part.utf8 { hash.mix(byte) }
+                hash.mix(0)
+            }
             return Address(stateDirectory: state, pinRoot: pins,
                            name: [0] + Array("xdpflow-server-\(String(hash.value, radix: 16).leftPadded(to: 16))".utf8))
         }
