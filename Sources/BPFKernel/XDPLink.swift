@@ -26,8 +26,8 @@ public enum XDPMode: String, Sendable, CaseIterable, CustomStringConvertible {
 public final class XDPLink: Pinnable, Sendable {
     public let descriptor: Descriptor
     public let device: NetworkInterface
-    /// The mode actually in use (never `.auto`).
-    public let mode: XDPMode
+    /// The mode this link attached its program in; nil when opened from a pin.
+    private let attachedMode: XDPMode?
     public var name: String { "xdp link on \(device)" }
 
     /// Attaches `program` to `device`. With `.auto`, native is tried first and generic
@@ -36,15 +36,15 @@ public final class XDPLink: Pinnable, Sendable {
         self.device = device
         if mode != .auto {
             descriptor = try XDPLink.create(program, device, mode)
-            self.mode = mode
+            attachedMode = mode
             return
         }
         do {
             descriptor = try XDPLink.create(program, device, .native)
-            self.mode = .native
+            attachedMode = .native
         } catch .call(_, _, let errno) where errno == .notSupported || errno == .invalidArgument {
             descriptor = try XDPLink.create(program, device, .generic)
-            self.mode = .generic
+            attachedMode = .generic
         }
     }
 
@@ -67,9 +67,19 @@ public final class XDPLink: Pinnable, Sendable {
             throw .notAnXDPLink(path: path.string)
         }
         device = try NetworkInterface(index: info.xdp.ifindex)
-        var query = bpf_xdp_query_opts.upToAttachMode()
-        try check("bpf_xdp_query", device.name, bpf_xdp_query(Int32(device.index), 0, &query))
-        mode = query.attach_mode == UInt8(XDP_ATTACHED_SKB) ? .generic : .native
+        attachedMode = nil
+    }
+
+    /// The mode actually in use (never `.auto`). Of a link opened from its pin it is asked
+    /// of the kernel when wanted: bpf_xdp_query dumps every device over netlink, which
+    /// would otherwise be most of a rule change's system time.
+    public var mode: XDPMode {
+        get throws(BPFError) {
+            if let attachedMode { return attachedMode }
+            var query = bpf_xdp_query_opts.upToAttachMode()
+            try check("bpf_xdp_query", device.name, bpf_xdp_query(Int32(device.index), 0, &query))
+            return query.attach_mode == UInt8(XDP_ATTACHED_SKB) ? .generic : .native
+        }
     }
 
     /// The id of the program behind the link; nil when the link is defunct (its device

@@ -130,7 +130,7 @@ public struct Offload {
                 try pinMaps(datapath)
                 try slot.pin(in: pins)
                 try companion.pin(in: pins)
-                try files.write(OffloadState(mode: slot.link.mode.rawValue, memory: plan.memory, unparsedDrop: unparsedDrop,
+                try files.write(OffloadState(mode: try slot.link.mode.rawValue, memory: plan.memory, unparsedDrop: unparsedDrop,
                                              ruleCapacity: ruleCapacity, sequence: sequence,
                                              programID: datapath.program!.id, metadata: metadata),
                                 to: offloadFile)
@@ -141,7 +141,7 @@ public struct Offload {
             }
             let note = reattach ? "\(device) was attached before but its link was gone (a reboot, or bpffs "
                 + "remounted): its \(stored.rules.count) stored rules are loaded again" : nil
-            return Attachment(mode: slot.link.mode, programID: datapath.program!.id, rules: plan.rules.count,
+            return Attachment(mode: try slot.link.mode, programID: datapath.program!.id, rules: plan.rules.count,
                               subtables: plan.subtables.count, tables: plan.tables?.tables.count ?? 0, recovery: [recovery, note].compactMap { $0 }.first)
         }
     }

@@ -21,7 +21,7 @@ struct XDPLinkTests {
         func received() throws -> UInt64 { try counters.get(0)?.reduce(0, +) ?? 0 }
 
         let link = try XDPLink(attaching: passing, to: lab.device, mode: .auto)
-        #expect(link.mode == .native, "veth has native XDP")
+        #expect(try link.mode == .native, "veth has native XDP")
         #expect(XDPLink.attachedProgramID(lab.device) == passing.id)
 
         try lab.inNamespace([Self.xdpflow, "gen", "dev", lab.peerName, "--count", "100"])
@@ -43,7 +43,7 @@ struct XDPLinkTests {
         defer { try? unpin(pin) }
         let reopened = try XDPLink(pinnedAt: pin)
         #expect(reopened.device == lab.device)
-        #expect(reopened.mode == .native)
+        #expect(try reopened.mode == .native)
 
         try reopened.detach()
         #expect(XDPLink.attachedProgramID(lab.device) == nil)
@@ -54,7 +54,7 @@ struct XDPLinkTests {
         let counters = try PerCPUArray<UInt64>(name: "counters", maxEntries: 1)
         let program = try Program.loadXDP(name: "generic", instructions: countingProgram(.pass), maps: ["counters": counters.map])
         let link = try XDPLink(attaching: program, to: lab.device, mode: .generic)
-        #expect(link.mode == .generic)
+        #expect(try link.mode == .generic)
         #expect(XDPLink.attachedProgramID(lab.device) == program.id)
         try link.detach()
         #expect(XDPLink.attachedProgramID(lab.device) == nil)
