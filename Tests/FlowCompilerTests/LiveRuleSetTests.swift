@@ -106,6 +106,43 @@ struct LiveRuleSetTests {
         #expect(try live.add(rule(port54)).change == .mapWrites(2))
     }
 
+    @Test func aChangeLargerThanThePlanIsPlannedWholeAsRuleByRuleWouldPlanIt() throws {
+        let live = try live([port53])
+        _ = try live.datapath.trace(udp4(dst: 53).bytes)
+        let kept = try #require(live.rules.rules.first)
+        let program = live.datapath.program?.id
+        // Past LiveRuleSet's threshold for a whole plan, and more than the plan holds.
+        let lines = (0 ..< 1_500).map { index in
+            "filter add dev xft0 protocol ip prio \(2 + index % 3) flower dst_ip 198.51.\(index / 250).\(index % 250) action drop"
+        }
+        let added = try ruleSet(lines).rules
+        var ruleByRule = live.datapath.plan
+        _ = try ruleByRule.apply(RuleChange(removed: [], added: added))
+
+        let change = try live.apply(RuleChange(removed: [], added: added))
+        guard case .newProgram(let id) = change else {
+            Issue.record("a change larger than the plan is a new program, got \(change)")
+            return
+        }
+        #expect(id != program)
+        #expect(live.datapath.plan == ruleByRule)
+        #expect(try packets(live, kept) == 1, "the counters map is kept")
+        let last = try #require(added.last)
+        #expect(try live.datapath.trace(udp4(dst: 80, to: IPv4Address("198.51.5.249")!).bytes).matched == [RuleID(last)])
+        #expect(try live.datapath.trace(udp4(dst: 53).bytes).verdict == .drop)
+        #expect(try packets(live, kept) == 2)
+
+        // Refused whole (a redirect target without an ifindex): nothing changes.
+        let rules = live.rules, plan = live.datapath.plan
+        let refused = try ruleSet(lines.map { $0.replacingOccurrences(of: "prio ", with: "prio 1")
+            .replacingOccurrences(of: "action drop", with: "action mirred egress redirect dev xft9") }).rules
+        #expect(throws: OffloadError.self) { try live.apply(RuleChange(removed: [], added: refused)) }
+        #expect(live.rules == rules)
+        #expect(live.datapath.plan == plan)
+        #expect(live.datapath.program?.id == id)
+        #expect(try live.datapath.trace(udp4(dst: 80, to: IPv4Address("198.51.5.249")!).bytes).verdict == .drop)
+    }
+
     @Test func theRuleCapacityDoublesAndTheCountersMoveToTheLargerMap() throws {
         let live = try live([port53], ruleCapacity: 1)
         _ = try live.datapath.trace(udp4(dst: 53).bytes)
