@@ -37,16 +37,25 @@ public struct Batch {
         return (Batch(lines: lines), errors)
     }
 
+    /// Each command read and parsed, on every core for a long batch.
     private static func parsed(_ text: String) -> [Result<Line, BatchError>] {
-        commandWords(text).map { number, words in
-            words.flatMap { words -> Result<Line, BatchError> in
+        let (commands, unfinished) = commandTexts(text)
+        var parsed = commands.concurrentMap { start, text -> Result<Line, BatchError>? in
+            do throws(BatchError) {
+                let words = try Self.words(text, line: start)
+                guard !words.isEmpty else { return nil }
                 do throws(ParseError) {
-                    return .success(Line(number: number, command: try FilterCommand.parse(words)))
+                    return .success(Line(number: start, command: try FilterCommand.parse(words)))
                 } catch {
-                    return .failure(BatchError(line: number, reason: .parse(error)))
+                    return .failure(BatchError(line: start, reason: .parse(error)))
                 }
+            } catch {
+                return .failure(error)
             }
-        }
+        }.compactMap { $0 }
+        // Applying the command cut short would apply another rule than the one written.
+        if let unfinished { parsed.append(.failure(BatchError(line: unfinished, reason: .trailingBackslash))) }
+        return parsed
     }
 
     /// Runs the batch on `store`. `output` receives, in order and only once everything
@@ -137,10 +146,10 @@ public struct Batch {
         }
     }
 
-    /// The words of each command (or why they cannot be read) with the number of its
-    /// first line.
-    static func commandWords(_ text: String) -> [(Int, Result<[String], BatchError>)] {
-        var commands: [(Int, Result<[String], BatchError>)] = []
+    /// The text of each command (continued lines joined) with the number of its first
+    /// line; and the first line of a command the file's end cut short, if one did.
+    static func commandTexts(_ text: String) -> (commands: [(Int, Substring.UnicodeScalarView)], unfinished: Int?) {
+        var commands: [(Int, Substring.UnicodeScalarView)] = []
         var pending: (start: Int, text: String.UnicodeScalarView)?
         var lines = Self.lines(text)
         // The file's last newline ends its last line; it starts no line a `\` continues into.
@@ -161,18 +170,9 @@ public struct Batch {
                 whole = Substring(String(joined)).unicodeScalars
             }
             pending = nil
-            do {
-                let words = try Self.words(whole, line: start)
-                if !words.isEmpty { commands.append((start, .success(words))) }
-            } catch {
-                commands.append((start, .failure(error)))
-            }
+            commands.append((start, whole))
         }
-        if let pending {
-            // Applying the command cut short would apply another rule than the one written.
-            commands.append((pending.start, .failure(BatchError(line: pending.start, reason: .trailingBackslash))))
-        }
-        return commands
+        return (commands, pending?.start)
     }
 
     /// The lines of `text`, split where `Character.isNewline` would split them ("\r\n" is

@@ -50,6 +50,23 @@ import Testing
         #expect(word("filter add dev eth0 flower\u{2028}filter add dev eth0 flower z") == "z")
     }
 
+    /// Long batches are read in chunks on every core: the lines come back in file
+    /// order, and the error is the first bad line's, whichever chunk holds it.
+    @Test func aLongBatchKeepsItsOrderAndItsFirstError() throws {
+        var lines = (1 ... 10_000).map { "filter add dev eth0 prio \($0) protocol ip flower ip_proto udp dst_port \($0) action drop" }
+        lines[4_999] = "filter add dev eth0 prio 5000 protocol ip flower \\\n  ip_proto udp dst_port 5000 action drop"
+        let batch = try Batch(text: lines.joined(separator: "\n") + "\n")
+        #expect(batch.lines.count == 10_000)
+        #expect(batch.lines.map(\.number) == (1 ... 5_000).map { $0 } + (5_002 ... 10_001).map { $0 })
+        #expect(batch.lines.map { $0.command.operation } == lines.map { try! parse($0.replacingOccurrences(of: "\\\n ", with: "")).operation })
+
+        lines[8_999] = "filter add dev eth0 flower dstport 1"
+        lines[6_000] = "filter add dev eth0 flower srcport 1"
+        #expect { try Batch(text: lines.joined(separator: "\n")) } throws: { error in
+            (error as! BatchError).line == 6_002 && (error as! BatchError).description.contains("'srcport'")
+        }
+    }
+
     @Test func aTrailingBackslashIsAnErrorNamingItsLine() {
         for text in ["filter add dev eth0 flower action drop\nfilter add dev eth0 protocol ip flower \\",
                      "filter add dev eth0 flower action drop\nfilter add dev eth0 protocol ip flower \\\n"] {

@@ -96,7 +96,7 @@ public struct FileRuleSetStore: RuleSetStore {
 
     /// One `filter add` line per rule.
     static func text(of set: RuleSet, sequence: UInt64, device: String) -> String {
-        header + "\(sequence)\n" + set.rules.map { $0.commandLine(device: device) + "\n" }.joined()
+        header + "\(sequence)\n" + set.rules.commandLines(device: device)
     }
 
     /// The rules of `text`, added in order. Its words hold no white space (names are

@@ -109,7 +109,7 @@ struct Journal {
     func begin(_ sequence: UInt64, _ kind: Kind, _ change: RuleChange, device: String) throws(StoreError) {
         var text = "begin \(sequence) \(kind.rawValue)\n"
         for rule in change.removed { text += "- \(rule.chain) \(rule.prio) \(rule.handle)\n" }
-        for rule in change.added { text += "+ " + rule.commandLine(device: device) + "\n" }
+        text += change.added.commandLines(device: device, prefix: "+ ")
         try append(text, sync: true)
     }
 
