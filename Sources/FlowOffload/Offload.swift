@@ -211,11 +211,21 @@ public struct Offload {
             var warnings: [String] = []
             var recorded = RuleChange()
             let outcome: (result: T, change: LiveRuleSet.Change?)
+            // The record's sync runs while the change is prepared; the device runs none
+            // of it before the record is durable.
+            var durable: PendingSync?
+            defer { try? durable?.wait() }
             do {
                 outcome = try live.update(body, willCarry: { change in
                     recorded = change
                     warnings = try RedirectTargets.check(change.added, on: device)
-                    try journal.begin(sequence, .change, change, device: device)
+                    durable = try journal.beginSyncing(sequence, .change, change, device: device)
+                }, beforeLive: { () throws(OffloadError) in
+                    do throws(StoreError) {
+                        try durable?.wait()
+                    } catch {
+                        throw .store(error)
+                    }
                 })
             } catch {
                 // Refused before the kernel saw it: the rules are as they were.

@@ -23,16 +23,20 @@ public final class Datapath {
     /// running datapath, pass it as `replacing`: maps with the same name and spec are
     /// kept with their entries (counters, buckets, subtables), and only the differences
     /// from its plan are written. `sharing` limits the maps kept to those named.
+    /// `beforeLive` runs once the program is verified, before the kept maps change.
     public convenience init(plan: Plan, options: CompileOptions = CompileOptions(),
                             targetIndex: (String) throws(BPFError) -> UInt32,
-                            replacing previous: Datapath? = nil, sharing shared: Set<String>? = nil) throws(OffloadError) {
+                            replacing previous: Datapath? = nil, sharing shared: Set<String>? = nil,
+                            beforeLive: () throws(OffloadError) -> Void = {}) throws(OffloadError) {
         try self.init(plan: plan, options: options, targetIndex: targetIndex, replacing: previous,
-                      writes: previous.map { plan.writes(since: $0.plan) } ?? MapWrites(), sharing: shared)
+                      writes: previous.map { plan.writes(since: $0.plan) } ?? MapWrites(), sharing: shared,
+                      beforeLive: beforeLive)
     }
 
     /// `writes` is what the kept maps of `previous` need to hold `plan`.
     init(plan: Plan, options: CompileOptions, targetIndex: (String) throws(BPFError) -> UInt32,
-         replacing previous: Datapath?, writes: MapWrites, sharing shared: Set<String>? = nil) throws(OffloadError) {
+         replacing previous: Datapath?, writes: MapWrites, sharing shared: Set<String>? = nil,
+         beforeLive: () throws(OffloadError) -> Void = {}) throws(OffloadError) {
         let reuse = (previous?.maps ?? [:]).filter {
             (shared?.contains($0.key) ?? true) && !writes.droppedMaps.contains($0.key)
         }
@@ -45,6 +49,7 @@ public final class Datapath {
             throw .assembly(error)
         }
         var maps: [String: BPFKernel.Map] = [:]
+        let kept: Set<String>
         do {
             var specs = Self.mapSpecs(for: plan)
             if options.recordMatches {
@@ -63,7 +68,7 @@ public final class Datapath {
             self.views = views
             // New maps are filled before the program loads; the kept ones, which the
             // running program reads, only once the verifier has accepted the new one.
-            let kept = Set(maps.filter { reuse[$0.key] === $0.value }.keys)
+            kept = Set(maps.filter { reuse[$0.key] === $0.value }.keys)
             try Self.write(plan, writes, keptMaps: kept, only: Set(maps.keys).subtracting(kept), views: views,
                            maps: maps, targetIndex: targetIndex)
             if let old = reuse[FlowMaps.counters], let new = maps[FlowMaps.counters], old !== new {
@@ -79,6 +84,11 @@ public final class Datapath {
             }
             program = try Program.loadXDP(name: "xdpflow", instructions: instructions, maps: maps)
             self.instructions = instructions
+        } catch {
+            throw .kernel(error)
+        }
+        try beforeLive()
+        do {
             try Self.write(plan, writes, keptMaps: kept, only: kept, views: views, maps: maps,
                            targetIndex: targetIndex)
         } catch {

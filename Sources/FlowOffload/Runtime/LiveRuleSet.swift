@@ -84,9 +84,12 @@ public final class LiveRuleSet {
     /// `FilterCommand.apply(to:recording:)`), and carries the change: a command, or a
     /// whole batch as one change. `willCarry` sees the change before the kernel does
     /// (the store journals it there). When either throws, what `body` did is taken back.
+    /// `beforeLive` runs once the change is prepared (planned, a new program verified),
+    /// before the device runs any of it (the store waits there for its journal's sync).
     @discardableResult
     public func update<T>(_ body: (inout RuleSet, inout RuleChange) throws -> T,
-                          willCarry: (RuleChange) throws -> Void = { _ in }) throws -> (result: T, change: Change?) {
+                          willCarry: (RuleChange) throws -> Void = { _ in },
+                          beforeLive: () throws(OffloadError) -> Void = {}) throws -> (result: T, change: Change?) {
         var recorded = RuleChange()
         let result: T
         do {
@@ -97,7 +100,7 @@ public final class LiveRuleSet {
             throw error
         }
         guard !recorded.isEmpty else { return (result, nil) }
-        return (result, try carry(recorded))
+        return (result, try carry(recorded, beforeLive: beforeLive))
     }
 
     /// Applies `change`, recorded on a rule set that held these rules (a journal's
@@ -113,9 +116,9 @@ public final class LiveRuleSet {
     /// Carries `change`, already made to the rules, into the plan and the kernel. When
     /// anything refuses it, the rules, the plan and the maps go back to where they were:
     /// the change's inverse through the same plan, its writes written back.
-    private func carry(_ change: RuleChange) throws -> Change {
+    private func carry(_ change: RuleChange, beforeLive: () throws(OffloadError) -> Void = {}) throws -> Change {
         if change.added.count >= Self.wholeChange, change.added.count > datapath.plan.rules.count {
-            return try carryWhole(change)
+            return try carryWhole(change, beforeLive: beforeLive)
         }
         let sizes = datapath.plan.sizes
         let planned: PlanChange
@@ -127,10 +130,11 @@ public final class LiveRuleSet {
         }
         do {
             if planned.keepsProgram {
+                try beforeLive()
                 return .mapWrites(try datapath.write(planned.writes, targetIndex: targetIndex))
             }
             let next = try Datapath(plan: datapath.plan, options: datapath.options, targetIndex: targetIndex,
-                                    replacing: datapath, writes: planned.writes)
+                                    replacing: datapath, writes: planned.writes, beforeLive: beforeLive)
             try slot?.run(next.program!)
             datapath = next
             return .newProgram(id: next.program!.id)
@@ -152,7 +156,7 @@ public final class LiveRuleSet {
     /// maps beside the counters: the same plan (a plan changed rule by rule is the plan
     /// built at once) for half the work (perf, 100,000 ACL rules: 0.8 s planned at once,
     /// 1.6 s rule by rule). A refusal leaves the running datapath untouched.
-    private func carryWhole(_ change: RuleChange) throws -> Change {
+    private func carryWhole(_ change: RuleChange, beforeLive: () throws(OffloadError) -> Void) throws -> Change {
         let next: Datapath
         do {
             let plan: Plan
@@ -163,7 +167,7 @@ public final class LiveRuleSet {
                 throw OffloadError.compile(error)
             }
             next = try Datapath(plan: plan, options: datapath.options, targetIndex: targetIndex,
-                                replacing: datapath, sharing: Datapath.rebuildKeeps)
+                                replacing: datapath, sharing: Datapath.rebuildKeeps, beforeLive: beforeLive)
             try slot?.run(next.program!)
         } catch {
             try? rules.apply(change.inverse)

@@ -1,16 +1,17 @@
 import FlowRules
+import Dispatch
 import FoundationEssentials
 import Glibc
 import SystemPackage
 
 /// A device's journal (`DEV.journal`): the changes made since its snapshot (`DEV.rules`,
-/// `DEV.offload.json`), appended and synced before they reach the kernel, so that a
+/// `DEV.offload.json`), appended and synced before the device runs them, so that a
 /// command costs one append instead of a rewrite of every rule, and a command that dies
 /// halfway leaves a record of what it was doing.
 ///
 /// A record is written in two appends:
 ///
-///     begin 12 change           synced before the kernel is touched
+///     begin 12 change           synced before the device runs any of it
 ///     - 0 10 1                  a rule that goes: chain prio handle
 ///     + filter add dev ...      a rule that comes, as `xdpflow save` prints it
 ///     commit 12 prog 3921       once the kernel holds it (and the program then running)
@@ -105,12 +106,20 @@ struct Journal {
         return records
     }
 
-    /// The first append of a record: what is about to change.
+    /// The first append of a record: what is about to change, synced before it returns.
     func begin(_ sequence: UInt64, _ kind: Kind, _ change: RuleChange, device: String) throws(StoreError) {
+        try beginSyncing(sequence, kind, change, device: device).wait()
+    }
+
+    /// `begin`, its fsync left running on another thread while the change is prepared
+    /// (planned, its program generated and verified, new maps filled); the caller waits
+    /// for it before the device runs anything of the change.
+    func beginSyncing(_ sequence: UInt64, _ kind: Kind, _ change: RuleChange,
+                      device: String) throws(StoreError) -> PendingSync {
         var text = "begin \(sequence) \(kind.rawValue)\n"
         for rule in change.removed { text += "- \(rule.chain) \(rule.prio) \(rule.handle)\n" }
         text += change.added.commandLines(device: device, prefix: "+ ")
-        try append(text, sync: true)
+        return try append(text)
     }
 
     /// The second: the kernel holds the change.
@@ -124,13 +133,21 @@ struct Journal {
         try finish("abort", sequence, programID: programID)
     }
 
+    /// Not synced (see above).
     private func finish(_ word: String, _ sequence: UInt64, programID: UInt32?) throws(StoreError) {
-        try append("\(word) \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n", sync: false)
+        let written = try write("\(word) \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n")
+        try? written.fd.close()
     }
 
-    /// Appends `text` (and syncs it); a failed append is cut off again, so the file never
-    /// ends in a record half written by a command that is still running.
-    func append(_ text: String, sync: Bool) throws(StoreError) {
+    /// Appends `text` and starts its sync (`PendingSync`).
+    private func append(_ text: String) throws(StoreError) -> PendingSync {
+        let written = try write(text)
+        return PendingSync(path, written.fd, end: written.end, newFile: written.created)
+    }
+
+    /// Appends `text`, the file left open; a failed write is cut off again, so the file
+    /// never ends in a record half written by a command that is still running.
+    private func write(_ text: String) throws(StoreError) -> (fd: FileDescriptor, end: Int64, created: Bool) {
         let created = !FileManager.default.fileExists(atPath: path.string)
         let fd: FileDescriptor
         do {
@@ -139,21 +156,63 @@ struct Journal {
         } catch {
             throw .write(path, Errno(error))
         }
-        defer { try? fd.close() }
         if created { fchmod(fd.rawValue, StateDirectory.fileMode) }
         let end = (try? fd.seek(offset: 0, from: .end)) ?? 0
         do {
             _ = try fd.writeAll(text.utf8)
-            if sync { try fd.sync() }
         } catch {
             _ = ftruncate(fd.rawValue, off_t(end))
+            try? fd.close()
             throw .write(path, Errno(error))
         }
-        if created { try StateDirectory.syncDirectory(path.removingLastComponent()) }
+        return (fd, end, created)
     }
 
     var size: Int {
         var info = stat()
         return stat(path.string, &info) == 0 ? Int(info.st_size) : 0
     }
+}
+
+/// A journal append being synced on another thread: its fsync, and its directory's for a
+/// new file. `wait()` returns once the append is durable, or cuts it off again (the file
+/// never ends in a record that is not durable) and names the file and the errno; it
+/// closes the file either way, at the latest when the value goes.
+final class PendingSync: @unchecked Sendable {
+    private let path: FilePath
+    private let fd: FileDescriptor
+    private let end: Int64
+    private let synced = DispatchSemaphore(value: 0)
+    /// Written by the syncing thread before it signals `synced`.
+    private var failure: StoreError?
+    private var outcome: Result<Void, StoreError>?
+
+    fileprivate init(_ path: FilePath, _ fd: FileDescriptor, end: Int64, newFile: Bool) {
+        self.path = path
+        self.fd = fd
+        self.end = end
+        DispatchQueue.global().async { [self] in
+            do {
+                try fd.sync()
+                if newFile { try StateDirectory.syncDirectory(path.removingLastComponent()) }
+            } catch let error as StoreError {
+                failure = error
+            } catch {
+                failure = .write(path, Errno(error))
+            }
+            synced.signal()
+        }
+    }
+
+    func wait() throws(StoreError) {
+        if outcome == nil {
+            synced.wait()
+            if let failure { _ = ftruncate(fd.rawValue, off_t(end)) }
+            try? fd.close()
+            outcome = failure.map { .failure($0) } ?? .success(())
+        }
+        try outcome!.get()
+    }
+
+    deinit { try? wait() }
 }
