@@ -107,18 +107,29 @@ struct LiveRuleSetTests {
     }
 
     @Test func aChangeLargerThanThePlanIsPlannedWholeAsRuleByRuleWouldPlanIt() throws {
-        let live = try live([port53])
+        let police = "filter add dev xft0 protocol ip prio 1 flower ip_proto udp dst_port 9 action police rate 8bit burst 1500 conform-exceed drop/pass"
+        let live = try live([port53, police])
         _ = try live.datapath.trace(udp4(dst: 53).bytes)
         let kept = try #require(live.rules.rules.first)
         let program = live.datapath.program?.id
+        let rules = live.rules, plan = live.datapath.plan, maps = live.datapath.maps
         // Past LiveRuleSet's threshold for a whole plan, and more than the plan holds.
         let lines = (0 ..< 1_500).map { index in
             "filter add dev xft0 protocol ip prio \(2 + index % 3) flower dst_ip 198.51.\(index / 250).\(index % 250) action drop"
         }
+
+        // Refused whole (a redirect target without an ifindex): nothing changes.
+        let refused = try ruleSet(lines.map { $0.replacingOccurrences(of: "action drop", with: "action mirred egress redirect dev xft9") }).rules
+        #expect(throws: OffloadError.self) { try live.apply(RuleChange(removed: [], added: refused)) }
+        #expect(live.rules == rules)
+        #expect(live.datapath.plan == plan)
+        #expect(live.datapath.program?.id == program)
+        #expect(try live.datapath.trace(udp4(dst: 53).bytes).verdict == .drop)
+        #expect(try packets(live, kept) == 2)
+
         let added = try ruleSet(lines).rules
         var ruleByRule = live.datapath.plan
         _ = try ruleByRule.apply(RuleChange(removed: [], added: added))
-
         let change = try live.apply(RuleChange(removed: [], added: added))
         guard case .newProgram(let id) = change else {
             Issue.record("a change larger than the plan is a new program, got \(change)")
@@ -126,21 +137,34 @@ struct LiveRuleSetTests {
         }
         #expect(id != program)
         #expect(live.datapath.plan == ruleByRule)
-        #expect(try packets(live, kept) == 1, "the counters map is kept")
+        // The classifier's maps are new; the others are the running ones.
+        for name in [FlowMaps.counters, FlowMaps.actions, FlowMaps.policers] {
+            #expect(live.datapath.maps[name] === maps[name], "\(name) is kept")
+        }
+        #expect(try packets(live, kept) == 2, "the counters map is kept")
         let last = try #require(added.last)
         #expect(try live.datapath.trace(udp4(dst: 80, to: IPv4Address("198.51.5.249")!).bytes).matched == [RuleID(last)])
         #expect(try live.datapath.trace(udp4(dst: 53).bytes).verdict == .drop)
-        #expect(try packets(live, kept) == 2)
+        #expect(try packets(live, kept) == 3)
+    }
 
-        // Refused whole (a redirect target without an ifindex): nothing changes.
+    /// What the store does before a change goes live (it waits for its journal's sync)
+    /// can refuse it; the kernel then never saw the change, and nothing is written back.
+    @Test func aChangeStoppedBeforeItGoesLiveLeavesTheKernelAlone() throws {
+        let live = try live([port53, port54])
+        _ = try live.datapath.trace(udp4(dst: 53).bytes)
+        let first = try #require(live.rules.rules.first)
         let rules = live.rules, plan = live.datapath.plan
-        let refused = try ruleSet(lines.map { $0.replacingOccurrences(of: "prio ", with: "prio 1")
-            .replacingOccurrences(of: "action drop", with: "action mirred egress redirect dev xft9") }).rules
-        #expect(throws: OffloadError.self) { try live.apply(RuleChange(removed: [], added: refused)) }
+        #expect(throws: OffloadError.self) {
+            try live.update({ rules, change in
+                try FilterCommand(device: testDevice, operation: .delete(RuleSelector(prio: 1, handle: first.handle)))
+                    .apply(to: &rules, recording: &change)
+            }, beforeLive: { () throws(OffloadError) in throw .countersNeedRoot })
+        }
         #expect(live.rules == rules)
         #expect(live.datapath.plan == plan)
-        #expect(live.datapath.program?.id == id)
-        #expect(try live.datapath.trace(udp4(dst: 80, to: IPv4Address("198.51.5.249")!).bytes).verdict == .drop)
+        #expect(try packets(live, first) == 1, "its counter was not written back")
+        #expect(try live.datapath.trace(udp4(dst: 53).bytes).matched == [RuleID(first)])
     }
 
     @Test func theRuleCapacityDoublesAndTheCountersMoveToTheLargerMap() throws {

@@ -11,8 +11,8 @@ import FlowRules
 /// merged and written once. When the change fits the running program (its subtables
 /// exist with room, its actions need no code or map the program lacks) that is all;
 /// otherwise a new program is loaded over the kept maps and swapped into the slot
-/// (`ProgramSlot`). A change that adds more rules than the plan holds (a batch into a new
-/// device) is planned whole instead, into fresh maps beside the counters. Map writes and
+/// (`ProgramSlot`). A change that only adds, more rules than the plan holds (a batch into
+/// a new device), is planned whole instead, into fresh classifier maps. Map writes and
 /// the swap are synchronous: a rule acts when the call returns. A change the kernel
 /// refuses is taken back the same way it came, rule by rule in reverse (a whole plan's
 /// maps are simply dropped), and leaves rules, plan and maps as they were.
@@ -115,9 +115,10 @@ public final class LiveRuleSet {
 
     /// Carries `change`, already made to the rules, into the plan and the kernel. When
     /// anything refuses it, the rules, the plan and the maps go back to where they were:
-    /// the change's inverse through the same plan, its writes written back.
+    /// the change's inverse through the same plan, its writes written back once the
+    /// kernel's maps had begun to change (`beforeLive` had returned).
     private func carry(_ change: RuleChange, beforeLive: () throws(OffloadError) -> Void = {}) throws -> Change {
-        if change.added.count >= Self.wholeChange, change.added.count > datapath.plan.rules.count {
+        if change.removed.isEmpty, change.added.count >= Self.wholeChange, change.added.count > datapath.plan.rules.count {
             return try carryWhole(change, beforeLive: beforeLive)
         }
         let sizes = datapath.plan.sizes
@@ -128,20 +129,24 @@ public final class LiveRuleSet {
             try? rules.apply(change.inverse)
             throw OffloadError.compile(error)
         }
+        var written = false
+        func live() throws(OffloadError) {
+            try beforeLive()
+            written = true
+        }
         do {
             if planned.keepsProgram {
-                try beforeLive()
+                try live()
                 return .mapWrites(try datapath.write(planned.writes, targetIndex: targetIndex))
             }
             let next = try Datapath(plan: datapath.plan, options: datapath.options, targetIndex: targetIndex,
-                                    replacing: datapath, writes: planned.writes, beforeLive: beforeLive)
+                                    replacing: datapath, writes: planned.writes, beforeLive: live)
             try slot?.run(next.program!)
             datapath = next
             return .newProgram(id: next.program!.id)
         } catch {
-            if let back = try? datapath.plan.apply(change.inverse) {
-                _ = try? datapath.write(back.writes, targetIndex: targetIndex)
-            }
+            let back = try? datapath.plan.apply(change.inverse)
+            if written, let back { _ = try? datapath.write(back.writes, targetIndex: targetIndex) }
             datapath.plan.restore(sizes)
             try? rules.apply(change.inverse)
             throw error
@@ -151,11 +156,14 @@ public final class LiveRuleSet {
     /// Adds from which a change that outgrows the plan is planned whole.
     static let wholeChange = 1024
 
-    /// A change that adds more rules than the plan holds (a batch into a new or small
-    /// device) is planned with all the rules at once, as attach plans them, into fresh
-    /// maps beside the counters: the same plan (a plan changed rule by rule is the plan
-    /// built at once) for half the work (perf, 100,000 ACL rules: 0.8 s planned at once,
-    /// 1.6 s rule by rule). A refusal leaves the running datapath untouched.
+    /// A change that only adds, more rules than the plan holds (a batch into a new or
+    /// small device), is planned with all the rules at once, as attach plans them: the
+    /// same plan (a plan changed rule by rule is the plan built at once) for half the
+    /// work (perf, 100,000 ACL rules: 0.8 s planned at once, 1.6 s rule by rule). The
+    /// classifier's maps are made afresh and filled before the program loads; every other
+    /// map (counters, actions, redirect targets, policer buckets, AF_XDP sockets) is kept
+    /// and given what the new rules need, in indexes no running rule holds. So a refusal
+    /// leaves what the running program reads as it was.
     private func carryWhole(_ change: RuleChange, beforeLive: () throws(OffloadError) -> Void) throws -> Change {
         let next: Datapath
         do {
@@ -166,8 +174,10 @@ public final class LiveRuleSet {
             } catch {
                 throw OffloadError.compile(error)
             }
-            next = try Datapath(plan: plan, options: datapath.options, targetIndex: targetIndex,
-                                replacing: datapath, sharing: Datapath.rebuildKeeps, beforeLive: beforeLive)
+            let classifier = Set(datapath.plan.subtables.map(\.mapName)).union(FlowMaps.tableMaps)
+                .union(datapath.plan.prefilter.map { [$0.mapName] } ?? [])
+            next = try Datapath(plan: plan, options: datapath.options, targetIndex: targetIndex, replacing: datapath,
+                                sharing: Set(datapath.maps.keys).subtracting(classifier), beforeLive: beforeLive)
             try slot?.run(next.program!)
         } catch {
             try? rules.apply(change.inverse)
