@@ -137,12 +137,13 @@ struct Journal {
     private func finish(_ word: String, _ sequence: UInt64, programID: UInt32?) throws(StoreError) {
         let written = try write("\(word) \(sequence)" + (programID.map { " prog \($0)" } ?? "") + "\n")
         try? written.fd.close()
+        if written.created { try StateDirectory.syncDirectory(path.removingLastComponent()) }
     }
 
     /// Appends `text` and starts its sync (`PendingSync`).
     private func append(_ text: String) throws(StoreError) -> PendingSync {
         let written = try write(text)
-        return PendingSync(path, written.fd, end: written.end, newFile: written.created)
+        return PendingSync(path, written.fd, newFile: written.created)
     }
 
     /// Appends `text`, the file left open; a failed write is cut off again, so the file
@@ -175,44 +176,44 @@ struct Journal {
 }
 
 /// A journal append being synced on another thread: its fsync, and its directory's for a
-/// new file. `wait()` returns once the append is durable, or cuts it off again (the file
-/// never ends in a record that is not durable) and names the file and the errno; it
-/// closes the file either way, at the latest when the value goes.
-final class PendingSync: @unchecked Sendable {
-    private let path: FilePath
+/// new file. `wait()` returns once the append is durable, or names the file and the
+/// errno. A record whose sync failed stays in the file as written: the device runs none
+/// of its change, and the next command finds it pending and rolls it back (the kernel
+/// rebuilt from the stored rules), whatever reached the disk. `wait()` closes the file.
+final class PendingSync {
     private let fd: FileDescriptor
-    private let end: Int64
-    private let synced = DispatchSemaphore(value: 0)
-    /// Written by the syncing thread before it signals `synced`.
-    private var failure: StoreError?
+    private let sync = Sync()
     private var outcome: Result<Void, StoreError>?
 
-    fileprivate init(_ path: FilePath, _ fd: FileDescriptor, end: Int64, newFile: Bool) {
-        self.path = path
+    /// What the syncing thread hands back, through the semaphore.
+    private final class Sync: @unchecked Sendable {
+        let done = DispatchSemaphore(value: 0)
+        /// Written before `done` is signalled, read after it is waited for.
+        var failure: StoreError?
+    }
+
+    fileprivate init(_ path: FilePath, _ fd: FileDescriptor, newFile: Bool) {
         self.fd = fd
-        self.end = end
-        DispatchQueue.global().async { [self] in
+        let sync = self.sync
+        DispatchQueue.global().async {
             do {
                 try fd.sync()
                 if newFile { try StateDirectory.syncDirectory(path.removingLastComponent()) }
             } catch let error as StoreError {
-                failure = error
+                sync.failure = error
             } catch {
-                failure = .write(path, Errno(error))
+                sync.failure = .write(path, Errno(error))
             }
-            synced.signal()
+            sync.done.signal()
         }
     }
 
     func wait() throws(StoreError) {
         if outcome == nil {
-            synced.wait()
-            if let failure { _ = ftruncate(fd.rawValue, off_t(end)) }
+            sync.done.wait()
             try? fd.close()
-            outcome = failure.map { .failure($0) } ?? .success(())
+            outcome = sync.failure.map { .failure($0) } ?? .success(())
         }
         try outcome!.get()
     }
-
-    deinit { try? wait() }
 }
