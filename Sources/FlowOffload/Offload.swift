@@ -120,17 +120,18 @@ public struct Offload {
             try journal.begin(sequence, .attach, RuleChange(), device: device)
             let plan = try compile(stored.rules, memory: nil, ruleCapacity: ruleCapacity)
             let options = CompileOptions(unparsedVerdict: unparsedDrop ? .drop : .pass, metadata: metadata)
-            let datapath: Datapath, slot: ProgramSlot
+            let datapath: Datapath, slot: ProgramSlot, attachedMode: XDPMode
             do {
                 datapath = try Datapath(plan: plan, options: options, targetIndex: redirectIndex)
                 slot = try ProgramSlot(running: datapath.program!, attachingTo: interface, mode: mode)
+                attachedMode = try slot.link.mode
                 let companion = try MarkCompanionAttachment(attachingTo: interface, layout: metadata)
                 try BPFFS.makeDirectories(pins)
                 try pinOwner()
                 try pinMaps(datapath)
                 try slot.pin(in: pins)
                 try companion.pin(in: pins)
-                try files.write(OffloadState(mode: try slot.link.mode.rawValue, memory: plan.memory, unparsedDrop: unparsedDrop,
+                try files.write(OffloadState(mode: attachedMode.rawValue, memory: plan.memory, unparsedDrop: unparsedDrop,
                                              ruleCapacity: ruleCapacity, sequence: sequence,
                                              programID: datapath.program!.id, metadata: metadata),
                                 to: offloadFile)
@@ -141,7 +142,7 @@ public struct Offload {
             }
             let note = reattach ? "\(device) was attached before but its link was gone (a reboot, or bpffs "
                 + "remounted): its \(stored.rules.count) stored rules are loaded again" : nil
-            return Attachment(mode: try slot.link.mode, programID: datapath.program!.id, rules: plan.rules.count,
+            return Attachment(mode: attachedMode, programID: datapath.program!.id, rules: plan.rules.count,
                               subtables: plan.subtables.count, tables: plan.tables?.tables.count ?? 0, recovery: [recovery, note].compactMap { $0 }.first)
         }
     }
