@@ -19,7 +19,7 @@ BENCH_ARGS  ?=
 # its libraries import FoundationEssentials only, so neither Foundation proper nor ICU is
 # in the binary.
 RELEASE     ?= -c release -Xswiftc -static-executable \
-               $(addprefix -Xlinker ,$(shell pkg-config --static --libs-only-l libbpf libxdp 2>/dev/null))
+               $(addprefix -Xlinker ,$(shell pkg-config --static --libs libbpf libxdp))
 BENCH_BUILD_FLAGS ?=
 BENCH_BUILD  = $(SWIFT) build $(RELEASE) $(BENCH_BUILD_FLAGS)
 BENCH_RUN    = $$($(BENCH_BUILD) --show-bin-path)/xdpflow-bench --commit $$(git describe --always --dirty 2>/dev/null || echo unknown)
