@@ -112,6 +112,8 @@ public final class Map: Pinnable, Sendable {
     public let descriptor: Descriptor
     public let spec: MapSpec
     public var name: String { spec.name }
+    /// The pin this map was opened from (`init(pinnedAt:)`); nil for one made here.
+    public let pinPath: FilePath?
 
     public init(_ spec: MapSpec) throws(BPFError) {
         var opts = bpf_map_create_opts()
@@ -121,6 +123,7 @@ public final class Map: Pinnable, Sendable {
                                 UInt32(spec.keySize), UInt32(spec.valueSize), UInt32(spec.maxEntries), &opts)
         descriptor = Descriptor(try check("bpf_map_create", spec.name, fd))
         self.spec = spec
+        pinPath = nil
     }
 
     /// Opens the map pinned at `path`; its spec is read back from the kernel.
@@ -135,6 +138,7 @@ public final class Map: Pinnable, Sendable {
         let name = withUnsafeBytes(of: info.name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
         spec = MapSpec(name: name, type: type, keySize: Int(info.key_size), valueSize: Int(info.value_size),
                        maxEntries: Int(info.max_entries), flags: MapFlags(rawValue: info.map_flags))
+        pinPath = path
     }
 
     /// The kernel's id of this map (as `bpftool map show` lists it).

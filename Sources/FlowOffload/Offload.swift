@@ -558,6 +558,8 @@ public struct Offload {
     private func pinMaps(_ datapath: Datapath) throws {
         for (name, map) in datapath.maps {
             let path = pins.appending(name)
+            // A kept map, opened from this pin under the lock this command holds.
+            if map.pinPath == path { continue }
             if FileManager.default.fileExists(atPath: path.string) {
                 if let pinned = try? BPFKernel.Map(pinnedAt: path), pinned.id == map.id { continue }
                 try unpin(path)
