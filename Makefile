@@ -15,7 +15,7 @@ BENCH_ARGS  ?=
 # Release builds are static executables (the Swift runtime, FoundationEssentials, libbpf and
 # libxdp from their archives, with the libraries pkg-config --static names): no dynamic
 # loader, no relocations, no shared libraries to map. A command that hands its words to
-# the command server then costs ~0.8 ms of CPU, not 3.4 ms (bench suite cli). xdpflow and
+# the command server then costs ~1.2 ms of CPU, not 3.4 ms (bench suite cli). xdpflow and
 # its libraries import FoundationEssentials only, so neither Foundation proper nor ICU is
 # in the binary.
 RELEASE     ?= -c release -Xswiftc -static-executable \
