@@ -15,7 +15,7 @@ import FlowRules
 /// a new device), is planned whole instead, into fresh classifier maps. Map writes and
 /// the swap are synchronous: a rule acts when the call returns. A change the kernel
 /// refuses is taken back the same way it came, rule by rule in reverse (a whole plan's
-/// maps are simply dropped), and leaves rules, plan and maps as they were.
+/// fresh maps are dropped), and leaves rules, plan and maps as they were.
 public final class LiveRuleSet {
     public private(set) var rules: RuleSet
     public private(set) var datapath: Datapath
