@@ -148,7 +148,7 @@ struct Journal {
 
     /// Appends `text`, the file left open; a failed write is cut off again, so the file
     /// never ends in a record half written by a command that is still running.
-    private func write(_ text: String) throws(StoreError) -> (fd: FileDescriptor, end: Int64, created: Bool) {
+    private func write(_ text: String) throws(StoreError) -> (fd: FileDescriptor, created: Bool) {
         let created = !FileManager.default.fileExists(atPath: path.string)
         let fd: FileDescriptor
         do {
@@ -166,7 +166,7 @@ struct Journal {
             try? fd.close()
             throw .write(path, Errno(error))
         }
-        return (fd, end, created)
+        return (fd, created)
     }
 
     var size: Int {
