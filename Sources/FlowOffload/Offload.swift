@@ -496,10 +496,11 @@ public struct Offload {
     private func rebuild(_ stored: Stored, _ offload: OffloadState) throws -> UInt32 {
         let slot = try pinnedSlot(stored)
         let plan = try plan(stored, offload)
-        let counters = try pinnedMaps(for: plan).filter { Datapath.rebuildKeeps.contains($0.key) }
+        let kept: Set = [FlowMaps.counters, FlowMaps.xsks, FlowMaps.xskUnbound]
+        let counters = try pinnedMaps(for: plan).filter { kept.contains($0.key) }
         let adopted = try Datapath(adopting: plan, options: offload.options, maps: counters)
         let next = try Datapath(plan: plan, options: offload.options, targetIndex: redirectIndex, replacing: adopted,
-                                sharing: Datapath.rebuildKeeps)
+                                sharing: kept)
         try slot.run(next.program!)
         try pinMaps(next)
         return next.program!.id

@@ -179,10 +179,6 @@ public final class Datapath {
     /// Entries per BPF_MAP_UPDATE_BATCH call when maps are filled.
     static let batchSize = 65536
 
-    /// The maps a datapath built afresh for its rules takes over from the one it
-    /// replaces: what only the kernel writes (counters) or others bound (AF_XDP sockets).
-    public static let rebuildKeeps: Set<String> = [FlowMaps.counters, FlowMaps.xsks, FlowMaps.xskUnbound]
-
     /// Fills the maps named in `names` for `plan`: those in `keptMaps` hold an earlier
     /// plan and take `writes`; the others are new and take everything. The shared maps
     /// are written through their views, the subtables through `maps`. Returns the
