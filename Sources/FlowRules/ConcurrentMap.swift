@@ -20,11 +20,3 @@ extension Array where Element: Sendable {
         return Array<T>(results.joined())
     }
 }
-
-extension Sequence<FlowRule> {
-    /// `commandLine(device:)` of each rule after `prefix`, each ended by a newline, as one
-    /// text: what the state directory keeps (snapshots, journal records).
-    public func commandLines(device: String, prefix: String = "") -> String {
-        Array(self).concurrentMap { prefix + $0.commandLine(device: device) + "\n" }.joined()
-    }
-}

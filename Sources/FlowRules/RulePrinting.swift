@@ -167,3 +167,11 @@ extension FlowAction {
 extension ActionControl {
     var words: [String] { description.split(separator: " ").map(String.init) }
 }
+
+extension Sequence<FlowRule> {
+    /// `commandLine(device:)` of each rule after `prefix`, each ended by a newline, as one
+    /// text: what the state directory keeps (snapshots, journal records).
+    public func commandLines(device: String, prefix: String = "") -> String {
+        Array(self).concurrentMap { prefix + $0.commandLine(device: device) + "\n" }.joined()
+    }
+}
