@@ -223,6 +223,36 @@ struct CompiledProgramTests {
         try check(rules(limit + 1), frames)
     }
 
+    /// Fields the rules' checks compare and no table masks (TOS, TTL, IP and TCP flags, a
+    /// VLAN priority, a port masked in part) put rules that differ only in them into one
+    /// table, each still deciding only its own frames, the first by rank in the chain.
+    @Test func rulesThatDifferInCheckedOnlyFieldsShareATable() throws {
+        let lines = [
+            "ip_tos 0xb8/0xfc", "ip_ttl 1", "ip_flags frag", "tcp_flags 0x2/0x12", "src_port 0/0xfc00",
+            "dst_port 0x100/0xff00", "ip_ttl 64/0xc0",
+        ].enumerated().map { index, match in
+            "filter add dev xft0 protocol 802.1Q prio \(index + 1) flower vlan_id 7 vlan_prio \(index % 2) "
+                + "vlan_ethtype ip src_ip 192.0.2.0/24 ip_proto tcp \(match) action \(index % 2 == 0 ? "drop" : "pass")"
+        }
+        let rules = try ruleSet(lines)
+        #expect(try Plan(rules, device: testDevice, inlineLimit: 0).tables?.tables.count == 1)
+        // TOS, TTL, TCP flags, source port, destination port.
+        let headers: [(UInt8, UInt8, UInt16, UInt16, UInt16)] = [
+            (0, 64, TCPFlag.syn, 1000, 80), (0xb8, 64, TCPFlag.ack, 1000, 80), (0, 1, TCPFlag.syn, 2000, 80),
+            (0, 64, TCPFlag.syn | TCPFlag.ack, 80, 2000), (0, 64, TCPFlag.ack, 2000, 0x1ff), (0, 70, TCPFlag.ack, 2000, 80),
+            (0, 200, TCPFlag.fin, 2000, 80),
+        ]
+        var frames: [[UInt8]] = []
+        for (tos, ttl, flags, sport, dport) in headers {
+            for priority: UInt8 in [0, 1] {
+                frames.append(ether().vlan(id: 7, priority: priority)
+                    .ipv4(src: IPv4Address(rawValue: 0xc000_0205), dst: server, tos: tos, ttl: ttl)
+                    .tcp(src: sport, dst: dport, flags: flags).bytes)
+            }
+        }
+        #expect(try disagreements(rules, frames, inlineLimit: 0) == [])
+    }
+
     /// Hash subtables keyed on dst_ip are looked up only where the prefilter says they
     /// hold entries; others (src_ip only, direct) always are; the lowest handle still wins.
     @Test func thePrefilterSkipsOnlySubtablesThatCannotHit() throws {

@@ -7,16 +7,18 @@ import Testing
 /// 10,032 distinct masks load through the verifier and classify as the reference does.
 @Suite(.enabled(if: kernelAvailable, kernelUnavailable), .serialized)
 struct ScaleTests {
-    /// Rule i: prio i + 1, `dst_mac` under one of 48 prefix lengths and `ip_ttl` under one
-    /// of 209 masks (neither is coarsened into another table), drop or pass by parity.
+    /// Rule i: prio i + 1, `dst_mac` under one of 48 prefix lengths and `src_mac` under one
+    /// of 209 masks of its last byte (neither is coarsened into another table), drop or
+    /// pass by parity.
     static func rule(_ index: Int) -> String {
         let length = 1 + index % 48, mask = 1 + index / 48 % 209
         return "filter add dev xft0 protocol ip prio \(index + 1) flower dst_mac \(Self.mac(index))/\(length) "
-            + "ip_ttl \(index & mask)/0x\(String(mask, radix: 16)) action \(index % 2 == 0 ? "drop" : "pass")"
+            + "src_mac \(Self.mac(index & mask, first: 0))/\(Self.mac(mask, first: 0)) "
+            + "action \(index % 2 == 0 ? "drop" : "pass")"
     }
 
-    static func mac(_ index: Int) -> String {
-        [0x02, 0, 0, index >> 16 & 0xff, index >> 8 & 0xff, index & 0xff]
+    static func mac(_ index: Int, first: Int = 0x02) -> String {
+        [first, 0, 0, index >> 16 & 0xff, index >> 8 & 0xff, index & 0xff]
             .map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
             .joined(separator: ":")
     }
@@ -31,7 +33,8 @@ struct ScaleTests {
         let frames = (0 ..< 120).map { _ in
             let index = rng.int(0 ... count - 1)
             let dst = MACAddress(rawValue: 0x0200_0000_0000 | UInt64(index))
-            return ether(dst: dst).ipv4(src: client, dst: server, ttl: UInt8(index & 0xff)).udp(src: 1, dst: 2).bytes
+            let src = MACAddress(rawValue: UInt64(index & 0xff))
+            return ether(dst: dst, src: src).ipv4(src: client, dst: server).udp(src: 1, dst: 2).bytes
         }
         #expect(try disagreements(rules, frames) == [])
     }
