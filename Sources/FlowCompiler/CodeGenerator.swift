@@ -18,13 +18,14 @@ public enum FlowMaps {
     public static func broadcast(_ index: UInt32) -> String { "xf_bcast_\(index)" }
     /// The table classifier's maps (`TupleTables`). Array, u32 position -> `TableEntry`:
     /// the tables list, two halves of `tableCapacity` entries, then at 2 x
-    /// `tableCapacity` the `TableListHead` (in the same map: a new list is a new head).
+    /// `tableCapacity` the `TableListHead` (in the same map: a new list is a new head),
+    /// then the filtered tables' entries, 64 for each filter word.
     public static let tables = "xf_tables"
     /// Hash, table index and masked words -> the first slot of the bucket's chain.
     public static let buckets = "xf_buckets"
     /// Array, u32 slot -> `RuleCheck`.
     public static let rules = "xf_rules"
-    /// Array, u32 `TableFilter` key -> u64 table bits.
+    /// Array, u32 `TableFilter` key -> table bits, `TupleTables.filterWords` u64s.
     public static let tableFilter = "xf_table_filter"
     public static let tableMaps: Set<String> = [tables, buckets, rules, tableFilter]
     /// XSKMAP, u32 receive queue -> AF_XDP socket, for `xsk` actions; the sockets'
@@ -155,14 +156,17 @@ public struct CodeGenerator {
     static let hitRank: Int16 = -32
     /// Ranks below it were decided before a `continue`.
     static let floorRank: Int16 = -408
-    /// The filtered tables a search starts with (the frame's `TableFilter` bits), and
-    /// those still to visit.
-    static let initialCandidates: Int16 = -416
-    static let candidates: Int16 = -424
-    /// Scratch before the search: the head's unfiltered bits, one word per `TableFilter`
-    /// dimension, in the bucket key's room (the combined stack of main and its calls has
-    /// 512 bytes).
-    static let unfilteredBits: Int16 = tableKey
+    /// The filtered tables of the current filter word still to visit, and that word.
+    static let candidates: Int16 = -416
+    static let candidateWord: Int16 = -424
+    /// The filtered tables a search starts with (the frame's `TableFilter` bits), a word
+    /// each from here up (`TableFilter.maxWords` at most: the combined stack of main and
+    /// its calls has 512 bytes).
+    static func initialCandidates(words: Int) -> Int16 { -432 - Int16(8 * (words - 1)) }
+    /// Scratch before the search, in the bucket key's room: the head's address, then the
+    /// address of each dimension's filter value.
+    static let headAddress: Int16 = tableKey
+    static func filterAddress(_ position: Int) -> Int16 { tableKey + Int16(8 * (position + 1)) }
 
     let plan: Plan
     let options: CompileOptions
@@ -416,18 +420,16 @@ public struct CodeGenerator {
                   // r9: a zero the verifier cannot tell from the values later turns leave
                   // (0 ^ length ^ length), so that the turns meet in one state; it never
                   // learns a constant to follow round the loop.
-                  .mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1), .alu(.xor, .r9, .r1)])
-        for position in TableFilter.dimensions.indices {
-            asm.emit([.load(.r1, .double, from: .r0, Int16(TableListHead.unfilteredOffset + 8 * position)),
-                      .store(.double, to: .fp, Self.unfilteredBits + Int16(8 * position), .r1)])
-        }
+                  .mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1), .alu(.xor, .r9, .r1),
+                  .store(.double, to: .fp, Self.headAddress, .r0)])
         // The filtered tables worth a visit: those with a bit under every dimension's key
         // (an absent header reads as zero; a filtered table needs it anyway). A dimension
-        // whose fields no rule reads filters no table: its lookup would give the head's
-        // bits again.
-        for (position, dimension) in TableFilter.dimensions.enumerated()
-        where dimension.fields.contains(where: plan.fields.contains) {
-            let bits = Self.unfilteredBits + Int16(8 * position)
+        // whose fields no rule reads filters no table.
+        let dimensions = TableFilter.dimensions.indices.filter { position in
+            TableFilter.dimensions[position].fields.contains(where: plan.fields.contains)
+        }
+        for position in dimensions {
+            let dimension = TableFilter.dimensions[position]
             // The key from the field the frame has (the record holds zero in the other,
             // when the rules read it at all): its first 16 bits, or its first 24 hashed.
             asm.emit(.mov(.r1, 0))
@@ -446,21 +448,40 @@ public struct CodeGenerator {
             if position > 0 { asm.emit(.alu(.add, .r1, Int32(position * TableFilter.entries))) }
             asm.emit([.store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, FlowMaps.tableFilter), .mov(.r2, .fp),
                       .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem),
-                      .jump(.equal, .r0, 0, to: "search_budget"), .load(.r1, .double, from: .r0, 0),
-                      .load(.r2, .double, from: .fp, bits), .alu(.or, .r1, .r2), .store(.double, to: .fp, bits, .r1)])
+                      .jump(.equal, .r0, 0, to: "search_budget"), .store(.double, to: .fp, Self.filterAddress(position), .r0)])
         }
-        asm.emit(.load(.r1, .double, from: .fp, Self.unfilteredBits))
-        for position in TableFilter.dimensions.indices.dropFirst() {
-            asm.emit([.load(.r2, .double, from: .fp, Self.unfilteredBits + Int16(8 * position)), .alu(.and, .r1, .r2)])
+        // Word by word: the AND over the dimensions of their bits and the head's bits of
+        // the tables they do not filter.
+        let filterWords = tables.filterWords
+        for word in 0 ..< filterWords {
+            if dimensions.isEmpty { asm.emit(.mov(.r1, 0)) }
+            for (order, position) in dimensions.enumerated() {
+                let unfiltered = TableListHead.unfilteredOffset + 8 * (position * TableFilter.maxWords + word)
+                asm.emit([.load(.r3, .double, from: .fp, Self.headAddress), .load(.r2, .double, from: .r3, Int16(unfiltered)),
+                          .load(.r3, .double, from: .fp, Self.filterAddress(position)),
+                          .load(.r3, .double, from: .r3, Int16(8 * word)), .alu(.or, .r2, .r3),
+                          order == 0 ? .mov(.r1, .r2) : .alu(.and, .r1, .r2)])
+            }
+            asm.emit(.store(.double, to: .fp, Self.initialCandidates(words: filterWords) + Int16(8 * word), .r1))
         }
-        asm.emit(.store(.double, to: .fp, Self.initialCandidates, .r1))
         resetSearch()
 
         asm.label("search")
         asm.emit([.mayGoto("search_budget"), .load(.r1, .double, from: .fp, Self.candidate),
                   .jump(.notEqual, .r1, 0, to: "search_check"),
-                  .load(.r1, .double, from: .fp, Self.candidates), .jump(.notEqual, .r1, 0, to: "search_filtered"),
-                  // Visit the next table of the list.
+                  .load(.r1, .double, from: .fp, Self.candidates), .jump(.notEqual, .r1, 0, to: "search_filtered")])
+        if tables.filterWords > 1 {
+            // The next word's candidates, while there is one (a variable offset into the
+            // words, bounded by the jump).
+            asm.emit([.load(.r1, .double, from: .fp, Self.candidateWord), .alu(.add, .r1, 1),
+                      .jump(.greaterOrEqual, .r1, Int32(tables.filterWords), to: "search_list"),
+                      .store(.double, to: .fp, Self.candidateWord, .r1), .alu(.lsh, .r1, 3), .mov(.r2, .fp),
+                      .alu(.add, .r2, Int32(Self.initialCandidates(words: tables.filterWords))), .alu(.add, .r2, .r1),
+                      .load(.r1, .double, from: .r2, 0), .store(.double, to: .fp, Self.candidates, .r1),
+                      .jump(to: "search")])
+        }
+        asm.label("search_list")
+        asm.emit([// Visit the next table of the list.
                   .load(.r1, .double, from: .fp, Self.tablePosition), .load(.r2, .double, from: .fp, Self.tableCount),
                   .jump(.greaterOrEqual, .r1, .r2, to: "search_end"), .mov(.r2, .r1), .alu(.add, .r2, 1),
                   .store(.double, to: .fp, Self.tablePosition, .r2), .load(.r2, .double, from: .fp, Self.tableBase),
@@ -479,8 +500,11 @@ public struct CodeGenerator {
         asm.emit([.mov(.r2, 0), .alu(.sub, .r2, .r1), .alu(.and, .r2, .r1), .alu(.xor, .r1, .r2),
                   .store(.double, to: .fp, Self.candidates, .r1),
                   .loadImmediate(.r3, Int64(bitPattern: TableEntry.deBruijn)), .alu(.mul, .r2, .r3), .alu(.rsh, .r2, 58),
-                  .alu(.add, .r2, Int32(TableEntry.filteredBase(tableCapacity: tables.tableCapacity))),
-                  .store(.word, to: .fp, Self.scratch, .r2), .loadMap(.r1, FlowMaps.tables), .mov(.r2, .fp),
+                  .alu(.add, .r2, Int32(TableEntry.filteredBase(tableCapacity: tables.tableCapacity)))])
+        if tables.filterWords > 1 {
+            asm.emit([.load(.r3, .double, from: .fp, Self.candidateWord), .alu(.lsh, .r3, 6), .alu(.add, .r2, .r3)])
+        }
+        asm.emit([.store(.word, to: .fp, Self.scratch, .r2), .loadMap(.r1, FlowMaps.tables), .mov(.r2, .fp),
                   .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search"),
                   .mov(.r7, .r0), .load(.r1, .double, from: .r7, Int16(TableEntry.rankOffset)),
                   .load(.r2, .double, from: .fp, Self.bestRank), .jump(.greaterOrEqual, .r2, .r1, to: "search_visit"),
@@ -571,9 +595,11 @@ public struct CodeGenerator {
 
     /// The search from the first table, with nothing found.
     private mutating func resetSearch() {
-        for slot in [Self.tablePosition, Self.candidate, Self.bestSlot, Self.floorRank] { storeZero(at: slot) }
+        for slot in [Self.tablePosition, Self.candidate, Self.bestSlot, Self.floorRank, Self.candidateWord] {
+            storeZero(at: slot)
+        }
         storeZero(at: Self.bestRank, minus: 1)
-        asm.emit([.load(.r1, .double, from: .fp, Self.initialCandidates), .alu(.or, .r1, 0),
+        asm.emit([.load(.r1, .double, from: .fp, Self.initialCandidates(words: plan.tables!.filterWords)), .alu(.or, .r1, 0),
                   .store(.double, to: .fp, Self.candidates, .r1)])
     }
 

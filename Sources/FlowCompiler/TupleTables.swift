@@ -82,22 +82,27 @@ public struct TupleTables: Equatable, Sendable {
     /// The filter's tables, by index.
     public var filtered: [Table] { tables.values.filter(\.isFiltered).sorted { $0.index < $1.index } }
 
-    /// Per filtered table (by index), the bits of the filtered tables after it in lookup
-    /// order: a frame whose best so far outranks a table outranks those too, and drops
-    /// them from its candidates at once (`TableEntry.laterOffset`). The program visits
-    /// candidates by index, which is lookup order for tables made together. Kept, and
-    /// made again only when a filtered table comes, goes or moves in that order.
+    /// Per filtered table (by index), the bits of the filtered tables of its filter word
+    /// after it in lookup order: a frame whose best so far outranks a table outranks
+    /// those too, and drops them from its candidates at once (`TableEntry.laterOffset`).
+    /// The program visits candidates by index, which is lookup order for tables made
+    /// together. Kept, and made again only when a filtered table comes, goes or moves in
+    /// that order.
     public private(set) var later: [UInt32: UInt64] = [:]
 
     private static func later(of tables: some Sequence<Table>) -> [UInt32: UInt64] {
-        var bits: UInt64 = 0
+        var bits: [UInt32: UInt64] = [:]
         var later: [UInt32: UInt64] = [:]
         for table in tables.filter(\.isFiltered).sorted(by: { ($0.rank, $0.index) > ($1.rank, $1.index) }) {
-            later[table.index] = bits
-            bits |= 1 << UInt64(table.index)
+            later[table.index] = bits[table.index / 64, default: 0]
+            bits[table.index / 64, default: 0] |= 1 << UInt64(table.index % 64)
         }
         return later
     }
+
+    /// Words of filter bits a frame reads: a bit for each table the list has room for, up
+    /// to `TableFilter.maxWords`. The program is made for this many.
+    public var filterWords: Int { TableFilter.words(tableCapacity: tableCapacity) }
 
     /// Makes `later` again; `writes` learns the filtered entries whose bits changed.
     private mutating func reorder(_ writes: inout TableWrites) {
@@ -117,7 +122,8 @@ public struct TupleTables: Equatable, Sendable {
             rules[slot] = rule
             count(rule, +1)
             if tables[rule.table] == nil {
-                tables[rule.table] = Table(mask: rule.table, index: 0)
+                // Indexed and filtered below, once the room for tables is known.
+                tables[rule.table] = Table(mask: rule.table, index: 0, filterWords: 1)
                 masks.append(rule.table)
             }
             tables[rule.table]!.ranks.append(rule.rank)
@@ -131,11 +137,22 @@ public struct TupleTables: Equatable, Sendable {
                 tables[mask]!.buckets[key]!.sort { rules[$0]!.rank < rules[$1]!.rank }
             }
             bucketCount += tables[mask]!.buckets.count
-            var ignored = Set<UInt32>()
+        }
+        growCapacities()
+        refilter()
+        readFieldsAgain()
+    }
+
+    /// Every table's filter fields, the filter and `later` made again for `filterWords`:
+    /// a table past the words' bits is in the list.
+    private mutating func refilter() {
+        let words = filterWords
+        filter = TableFilter()
+        var ignored = Set<UInt32>()
+        for mask in Array(tables.keys) {
+            tables[mask]!.filterWords = words
             for key in tables[mask]!.buckets.keys { filter.count(key, in: tables[mask]!, +1, &ignored) }
         }
-        fitCapacities()
-        readFieldsAgain()
         later = Self.later(of: tables.values)
     }
 
@@ -151,7 +168,8 @@ public struct TupleTables: Equatable, Sendable {
         count(rule, +1)
         let (index, isNew) = tableIndex.insert(rule.table)
         // The table out of the dictionary while it changes: one lookup, not one a step.
-        var table = tables.removeValue(forKey: rule.table) ?? Table(mask: rule.table, index: index)
+        var table = tables.removeValue(forKey: rule.table)
+            ?? Table(mask: rule.table, index: index, filterWords: filterWords)
         let before = table.rank
         table.ranks.insert(rule.rank, at: table.ranks.partitioningIndex { $0 >= rule.rank })
         let moved = isNew || before != rule.rank && table.rank == rule.rank
@@ -254,12 +272,21 @@ public struct TupleTables: Equatable, Sendable {
 
     /// Puts back the sizes of `memory` (a change the kernel refused was undone).
     mutating func restore(_ memory: TableMemory) {
+        let words = filterWords
         bucketCapacity = memory.bucketCapacity
         tableCapacity = memory.tableCapacity
+        if filterWords != words { refilter() }
     }
 
-    /// Room for twice the buckets and tables; kept while they fit, as subtables' are.
+    /// Room for twice the buckets and tables; kept while they fit, as subtables' are. More
+    /// room for tables is more filter words, a new program and maps: filtered afresh.
     private mutating func fitCapacities() {
+        let words = filterWords
+        growCapacities()
+        if filterWords != words { refilter() }
+    }
+
+    private mutating func growCapacities() {
         if bucketCount > bucketCapacity { bucketCapacity = Plan.capacity(for: bucketCount) }
         while tables.count > tableCapacity { tableCapacity *= 2 }
     }
@@ -343,7 +370,11 @@ public struct TableMask: Hashable, Sendable, Codable, CustomStringConvertible {
 public struct Table: Equatable, Sendable {
     public let mask: TableMask
     public internal(set) var index: UInt32 {
-        didSet { filterFields = TableFilter.fields(filtering: mask, index: index) }
+        didSet { filterFields = TableFilter.fields(filtering: mask, index: index, words: filterWords) }
+    }
+    /// The plan's `TupleTables.filterWords`.
+    var filterWords: Int {
+        didSet { filterFields = TableFilter.fields(filtering: mask, index: index, words: filterWords) }
     }
     /// Per `TableFilter` dimension, the field that filters the table; nil where none does.
     public private(set) var filterFields: [KeyField?]
@@ -352,10 +383,11 @@ public struct Table: Equatable, Sendable {
     /// Key (value under the table's mask) -> the slots of its rules, by rank.
     var buckets: [RecordBytes: [UInt32]] = [:]
 
-    init(mask: TableMask, index: UInt32) {
+    init(mask: TableMask, index: UInt32, filterWords: Int) {
         self.mask = mask
         self.index = index
-        filterFields = TableFilter.fields(filtering: mask, index: index)
+        self.filterWords = filterWords
+        filterFields = TableFilter.fields(filtering: mask, index: index, words: filterWords)
     }
 
     /// Whether the program finds the table by its filter bits rather than in the list.
@@ -545,28 +577,33 @@ public enum TableEntry {
     public static func headKey(tableCapacity: Int) -> UInt32 { UInt32(2 * tableCapacity) }
     public static func filteredBase(tableCapacity: Int) -> UInt32 { headKey(tableCapacity: tableCapacity) + 1 }
 
-    /// A filtered table's place past the head is not its index but its bit's de Bruijn
-    /// index, `(1 << index) x deBruijn >> 58`, a permutation of 0-63: the program finds
+    /// A filtered table's place in its word's 64 is not its bit but the bit's de Bruijn
+    /// index, `(1 << bit) x deBruijn >> 58`, a permutation of 0-63: the program finds
     /// it from the candidate's bit in a multiply and a shift, where counting the bits
     /// below it took seventeen dependent instructions a visit.
     public static let deBruijn: UInt64 = 0x03f7_9d71_b4ca_8b09
+    /// Past the head, 64 places for each filter word: the word's, then the bit's.
     public static func key(filtered index: UInt32, tableCapacity: Int) -> UInt32 {
-        filteredBase(tableCapacity: tableCapacity) + UInt32(((1 << UInt64(index)) &* deBruijn) >> 58)
+        filteredBase(tableCapacity: tableCapacity) + index / 64 * 64
+            + UInt32(((1 << UInt64(index % 64)) &* deBruijn) >> 58)
     }
-    public static func mapEntries(tableCapacity: Int) -> Int { 2 * tableCapacity + 1 + Int(TableFilter.filteredTables) }
+    public static func mapEntries(tableCapacity: Int) -> Int {
+        2 * tableCapacity + 1 + 64 * TableFilter.words(tableCapacity: tableCapacity)
+    }
 }
 
 /// Which tables may hold a frame's rule, by six keys of 16 bits (dimensions): the top
 /// 16 bits of each address (source and destination; IPv4 or IPv6, whichever the frame
 /// has: the other reads as zero), a hash of each address's top 24 bits, and each port.
-/// For each dimension and key, a bit per table (the first 64 by index) with a bucket
-/// there. The program reads the six words once per search and visits a filtered table
-/// only where all have its bit: a table whose buckets are all elsewhere costs nothing.
-/// An address filters a table in one dimension: by its top 16 bits when the table masks
-/// 8 to 23 of them, by the hash of 24 when it masks more. Tables that mask no address
-/// by 8 bits or more and neither port whole, or that come past the first 64, are in the
-/// list instead. Exact: each bit counts the buckets behind it (a hash only lets more
-/// tables through, never fewer).
+/// For each dimension and key, a bit per table with a bucket there, in as many 64-bit
+/// words as the plan has room for tables (`words(tableCapacity:)`, at most `maxWords`).
+/// The program ANDs the six values once per search and visits a filtered table only
+/// where all have its bit: a table whose buckets are all elsewhere costs nothing. An
+/// address filters a table in one dimension: by its top 16 bits when the table masks 8
+/// to 23 of them, by the hash of 24 when it masks more. Tables that mask no address by
+/// 8 bits or more and neither port whole, or whose index is past the words' bits, are
+/// in the list instead. Exact: each bit counts the buckets behind it (a hash only lets
+/// more tables through, never fewer).
 ///
 /// Why these six, measured with a model of the search on ClassBench's ACL and IP-chain
 /// sets (docs/compiler.md): with the top 16 bits of the addresses alone a frame probed
@@ -587,7 +624,12 @@ public struct TableFilter: Equatable, Sendable {
     ]
     /// Per dimension.
     public static let entries = 1 << 16
-    static let filteredTables: UInt32 = 64
+    /// A frame ANDs six values of this many words at most: 384 tables, a value of 48
+    /// bytes (a filter map of 19 MB), and room on the program's stack for the words.
+    public static let maxWords = 6
+
+    /// Words for a plan with room for `tableCapacity` tables (64, doubled as they grow).
+    public static func words(tableCapacity: Int) -> Int { min(maxWords, max(1, tableCapacity / 64)) }
 
     /// The key of a field's first three bytes (the low 24 bits of the little-endian word
     /// they start): the top 16 bits of their product with a 32-bit golden-ratio constant.
@@ -597,9 +639,18 @@ public struct TableFilter: Equatable, Sendable {
     /// Filter key (`dimension x entries + key`) -> table index -> buckets.
     private var counts: [UInt32: [UInt32: Int]] = [:]
 
-    /// The tables' bits at `key`.
-    public func bits(at key: UInt32) -> UInt64 {
-        counts[key]?.keys.reduce(UInt64(0)) { $0 | 1 << UInt64($1) } ?? 0
+    /// The tables' bits at `key`, `words` words.
+    public func bits(at key: UInt32, words: Int) -> [UInt64] {
+        var bits = [UInt64](repeating: 0, count: words)
+        for index in counts[key]?.keys ?? [:].keys { bits[Int(index / 64)] |= 1 << UInt64(index % 64) }
+        return bits
+    }
+
+    /// The filter map's value at `key`: `bits(at:words:)` as the program loads them.
+    public func value(at key: UInt32, words: Int) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8 * words)
+        for word in bits(at: key, words: words) { writer.write(word) }
+        return writer.bytes
     }
 
     /// Every key with a bit.
@@ -608,9 +659,9 @@ public struct TableFilter: Equatable, Sendable {
     /// Per dimension, the field that filters the table of `mask` at `index`: one whose
     /// first byte the mask holds whole and, for the addresses, in the dimension that
     /// reads as many of its bytes as the mask holds whole (up to 3).
-    static func fields(filtering mask: TableMask, index: UInt32) -> [KeyField?] {
+    static func fields(filtering mask: TableMask, index: UInt32, words: Int) -> [KeyField?] {
         dimensions.map { dimension in
-            guard index < filteredTables else { return nil }
+            guard index < 64 * words else { return nil }
             return dimension.fields.first { field in
                 let whole = (0 ..< min(field.width, 3)).prefix { mask.bytes[field.offset + $0] == 0xff }.count
                 return whole >= 1 && (field.width <= 2 || (whole == 3) == (dimension.bytes == 3))
@@ -618,11 +669,16 @@ public struct TableFilter: Equatable, Sendable {
         }
     }
 
-    /// Per dimension, the bits of the filtered tables it does not filter.
+    /// Per dimension, the bits of the filtered tables it does not filter: `maxWords` words
+    /// a dimension.
     public static func unfiltered(_ tables: [Table]) -> [UInt64] {
-        dimensions.indices.map { position in
-            tables.reduce(0) { $0 | ($1.filterFields[position] == nil ? 1 << UInt64($1.index) : 0) }
+        var bits = [UInt64](repeating: 0, count: dimensions.count * maxWords)
+        for table in tables {
+            for position in dimensions.indices where table.filterFields[position] == nil {
+                bits[position * maxWords + Int(table.index / 64)] |= 1 << UInt64(table.index % 64)
+            }
         }
+        return bits
     }
 
     /// The keys of dimension `position` under which `table`'s bucket `key` lies.
@@ -655,17 +711,18 @@ public struct TableFilter: Equatable, Sendable {
 
 /// The tables list's head: which half of the list the program reads (`generation & 1`),
 /// how many tables each half holds, and per filter dimension the filtered tables' bits
-/// that dimension does not filter (they hold for every frame). A change writes the
+/// that dimension does not filter (they hold for every frame; `TableFilter.maxWords`
+/// words a dimension, whatever the plan's, so the head has one size). A change writes the
 /// other half, then its count, then the generation: a frame reads one whole list, old
 /// or new.
 public struct TableListHead: Equatable, Sendable, MapCodable {
     public var generation: UInt32
     public var counts: (UInt32, UInt32)
-    /// One word per `TableFilter.dimensions`.
+    /// `TableFilter.maxWords` words per `TableFilter.dimensions`.
     public var unfiltered: [UInt64]
 
     public init(generation: UInt32, counts: (UInt32, UInt32), unfiltered: [UInt64]) {
-        precondition(unfiltered.count == TableFilter.dimensions.count)
+        precondition(unfiltered.count == Self.unfilteredWords)
         self.generation = generation
         self.counts = counts
         self.unfiltered = unfiltered
@@ -673,9 +730,10 @@ public struct TableListHead: Equatable, Sendable, MapCodable {
 
     /// A head for a map that has none yet: half 0, empty.
     public static let empty = TableListHead(generation: 0, counts: (0, 0),
-                                            unfiltered: Array(repeating: 0, count: TableFilter.dimensions.count))
+                                            unfiltered: Array(repeating: 0, count: unfilteredWords))
 
-    public static let byteCount = unfilteredOffset + 8 * TableFilter.dimensions.count
+    static let unfilteredWords = TableFilter.dimensions.count * TableFilter.maxWords
+    public static let byteCount = unfilteredOffset + 8 * unfilteredWords
     public static let generationOffset = 0, countsOffset = 4, unfilteredOffset = 16
 
     public func encode(into writer: inout ByteWriter) {
@@ -691,7 +749,7 @@ public struct TableListHead: Equatable, Sendable, MapCodable {
         counts = (try reader.read(), try reader.read())
         let _: UInt32 = try reader.read()
         unfiltered = []
-        for _ in TableFilter.dimensions { unfiltered.append(try reader.read()) }
+        for _ in 0 ..< Self.unfilteredWords { unfiltered.append(try reader.read()) }
     }
 
     public static func == (a: Self, b: Self) -> Bool {

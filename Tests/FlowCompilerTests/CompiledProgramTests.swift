@@ -253,6 +253,40 @@ struct CompiledProgramTests {
         #expect(try disagreements(rules, frames, inlineLimit: 0) == [])
     }
 
+    /// 160 filtered tables (each pair of address prefix lengths, with or without a
+    /// protocol and whole ports, with or without a destination MAC) take four filter
+    /// words: the frames of tables in every word, and frames no rule has, classify as
+    /// the reference does.
+    @Test func filteredTablesPastTheFirstWordAreFound() throws {
+        var lines: [String] = [], frames: [[UInt8]] = []
+        let ports = [(nil, nil), (1000, nil), (nil, 53), (1000, 53)] as [(Int?, Int?)]
+        for (source, destination) in [8, 16, 24, 32].flatMap({ source in [8, 16, 24, 32].map { (source, $0) } }) {
+            for (proto, mac) in [nil, "tcp", "udp"].flatMap({ proto in [false, true].map { (proto, $0) } }) {
+                for (sport, dport) in proto == nil ? [(nil, nil)] : ports {
+                    let index = lines.count
+                    let src = IPv4Address(rawValue: 0x0a00_0000 | UInt32(index) << 8 | 1)
+                    let dst = IPv4Address(rawValue: 0xc0a8_0000 | UInt32(index) << 8 | 2)
+                    var match = (mac ? "dst_mac \(routerMAC) " : "") + "src_ip \(src)/\(source) dst_ip \(dst)/\(destination) "
+                    if let proto { match += "ip_proto \(proto) " }
+                    if let sport { match += "src_port \(sport) " }
+                    if let dport { match += "dst_port \(dport) " }
+                    lines.append("filter add dev xft0 protocol ip prio \(400 - index) flower \(match)"
+                        + "action \(index % 2 == 0 ? "drop" : "pass")")
+                    let frame = ether().ipv4(src: src, dst: dst)
+                    let (sent, received) = (UInt16(sport ?? 7), UInt16(dport ?? 9))
+                    frames.append((proto == "udp" ? frame.udp(src: sent, dst: received) : frame.tcp(src: sent, dst: received)).bytes)
+                    frames.append(ether().ipv4(src: src, dst: IPv4Address(rawValue: dst.rawValue ^ 0xff00_0000))
+                        .udp(src: 1000, dst: 53).bytes)
+                }
+            }
+        }
+        let rules = try ruleSet(lines)
+        let tables = try #require(try Plan(rules, device: testDevice, inlineLimit: 0).tables)
+        #expect(tables.filterWords == 4)
+        #expect(tables.filtered.count == 160 && tables.list.isEmpty)
+        #expect(try disagreements(rules, frames, inlineLimit: 0) == [])
+    }
+
     /// Hash subtables keyed on dst_ip are looked up only where the prefilter says they
     /// hold entries; others (src_ip only, direct) always are; the lowest handle still wins.
     @Test func thePrefilterSkipsOnlySubtablesThatCannotHit() throws {

@@ -437,7 +437,7 @@ struct TableMapsModel: Equatable {
     /// The current list, then the filtered tables' entries by index and the filter.
     var list: [[UInt8]] = []
     var entries: [UInt32: [UInt8]] = [:]
-    var filter: [UInt32: UInt64] = [:]
+    var filter: [UInt32: [UInt64]] = [:]
 
     /// Maps filled afresh for `tables`.
     init(_ tables: TupleTables) {
@@ -446,7 +446,7 @@ struct TableMapsModel: Equatable {
         for bucket in tables.buckets { buckets[bucket.mapKey(words: words)] = tables.head(of: bucket)! }
         list = tables.list.map { TableEntry.encoded($0, words: words) }
         for table in tables.filtered { entries[table.index] = TableEntry.encoded(table, words: words) }
-        for key in tables.filter.indexes { filter[key] = tables.filter.bits(at: key) }
+        for key in tables.filter.indexes { filter[key] = tables.filter.bits(at: key, words: tables.filterWords) }
     }
 
     /// `writes` for `tables` (the plan after the change) into maps kept: the checks of
@@ -470,8 +470,8 @@ struct TableMapsModel: Equatable {
         let filtered = Dictionary(uniqueKeysWithValues: tables.filtered.map { ($0.index, $0) })
         for index in writes.entries { entries[index] = filtered[index].map { TableEntry.encoded($0, words: words) } }
         for key in writes.filter {
-            let bits = tables.filter.bits(at: key)
-            filter[key] = bits == 0 ? nil : bits
+            let bits = tables.filter.bits(at: key, words: tables.filterWords)
+            filter[key] = bits.allSatisfy { $0 == 0 } ? nil : bits
         }
     }
 }

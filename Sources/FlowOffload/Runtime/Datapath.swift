@@ -148,7 +148,7 @@ public final class Datapath {
                         maxEntries: tables.bucketCapacity, flags: .noPrealloc),
                 MapSpec(name: FlowMaps.rules, type: .array, keySize: 4, valueSize: RuleCheck.byteCount(words: words),
                         maxEntries: plan.ruleCapacity + Int(RuleSlots.firstRule)),
-                MapSpec(name: FlowMaps.tableFilter, type: .array, key: UInt32.self, value: UInt64.self,
+                MapSpec(name: FlowMaps.tableFilter, type: .array, keySize: 4, valueSize: 8 * tables.filterWords,
                         maxEntries: TableFilter.dimensions.count * TableFilter.entries),
             ]
         }
@@ -296,7 +296,9 @@ public final class Datapath {
         }
         if let map = maps[FlowMaps.tableFilter] {
             let keys = kept(FlowMaps.tableFilter) ? writes.filter : tables.filter.indexes
-            try updateInBatches(map, keys.sorted().map { ($0.encodedBytes, tables.filter.bits(at: $0).encodedBytes) })
+            try updateInBatches(map, keys.sorted().map { key in
+                (key.encodedBytes, tables.filter.value(at: key, words: tables.filterWords))
+            })
             count += keys.count
         }
         if let list {
