@@ -142,7 +142,7 @@ public struct CodeGenerator {
     static let prefilterBits = Register.r7
     // Main's stack frame with tables, past the slots above: the search's state lives on
     // the stack, where the calls in the loop leave it.
-    /// A bucket key: up to 13 masked words, the table index in word 0's presence bytes.
+    /// A bucket key (table index, fingerprint); before the search, the room for scratch.
     static let tableKey: Int16 = -352
     static let tablePosition: Int16 = -360
     static let tableCount: Int16 = -368
@@ -517,15 +517,16 @@ public struct CodeGenerator {
         asm.emit([.load(.r1, .word, from: .r7, Int16(TableEntry.presenceOffset)),
                   .load(.r2, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)), .alu(.and, .r2, .r1),
                   .jump(.notEqual, .r2, .r1, to: "search")])
+        // The bucket: the table's index and the fingerprint of the frame's masked words
+        // (`BucketID.fingerprint`).
+        asm.emit(.mov(.r3, 0))
         for (position, word) in words.enumerated() {
             asm.emit([.load(.r1, .double, from: .fp, Self.record + Int16(word * 8)),
-                      .load(.r2, .double, from: .r7, Int16(TableEntry.masksOffset + 8 * position)), .alu(.and, .r1, .r2)])
-            if word == 0 {
-                // The presence bytes, masked to zero, take the table's index.
-                asm.emit([.load(.r2, .word, from: .r7, Int16(TableEntry.indexOffset)), .alu(.or, .r1, .r2)])
-            }
-            asm.emit(.store(.double, to: .fp, Self.tableKey + Int16(8 * position), .r1))
+                      .load(.r2, .double, from: .r7, Int16(TableEntry.masksOffset + 8 * position)), .alu(.and, .r1, .r2),
+                      .alu(.mul, .r1, BucketID.multiplierImmediate(word)), .alu(.xor, .r3, .r1)])
         }
+        asm.emit([.alu(.rsh, .r3, 32), .store(.word, to: .fp, Self.tableKey + 4, .r3),
+                  .load(.r1, .word, from: .r7, Int16(TableEntry.indexOffset)), .store(.word, to: .fp, Self.tableKey, .r1)])
         // A bucket: its first rule is checked at once, not a turn later (the check sets
         // `candidate` to the rule after it).
         asm.emit([.loadMap(.r1, FlowMaps.buckets), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.tableKey)),

@@ -287,7 +287,7 @@ extension Offload {
         if let map = maps[FlowMaps.buckets] {
             var kernel = Dictionary(try map.lookupBatch(batchSize: 65536).map { ($0.key, $0.value) }) { a, _ in a }
             for bucket in tables.buckets {
-                let key = bucket.mapKey(words: words), head = tables.head(of: bucket)!
+                let key = bucket.mapKey, head = tables.head(of: bucket)!
                 switch kernel.removeValue(forKey: key) {
                 case nil: found.append("\(FlowMaps.buckets) lacks the bucket of \(rule(head)) (key \(TraceRecord.hex(key)))")
                 case let held? where held != head.encodedBytes:

@@ -287,6 +287,37 @@ struct CompiledProgramTests {
         #expect(try disagreements(rules, frames, inlineLimit: 0) == [])
     }
 
+    /// Two rules whose keys' fingerprints collide (one table, one bucket, one chain by
+    /// rank) each decide only their own frames. The second rule's destination is solved
+    /// for: the fingerprint's high half of word 5 (both IPv4 addresses) is the source's
+    /// part plus the destination times the multiplier's low half.
+    @Test func rulesWhoseBucketsCollideShareAChainAndStillDecideAlone() throws {
+        let multiplier = UInt64(bitPattern: Int64(BucketID.multiplierImmediate(KeyField.srcIPv4.offset / 8)))
+        let low = UInt32(truncatingIfNeeded: multiplier)
+        var inverse: UInt32 = 1
+        for _ in 0 ..< 5 { inverse = inverse &* (2 &- low &* inverse) }
+        /// An address as a little-endian load of its record bytes reads it.
+        func loaded(_ address: UInt32) -> UInt32 { address.byteSwapped }
+        func sourcePart(_ source: UInt32) -> UInt32 { UInt32(truncatingIfNeeded: (UInt64(loaded(source)) &* multiplier) >> 32) }
+        let (source1, destination1, source2): (UInt32, UInt32, UInt32) = (0x0a00_0001, 0xc0a8_0001, 0x0a00_0002)
+        let destination2 = (loaded(destination1) &+ (sourcePart(source1) &- sourcePart(source2)) &* inverse).byteSwapped
+        let addresses = [(source1, destination1), (source2, destination2)].map {
+            (IPv4Address(rawValue: $0.0), IPv4Address(rawValue: $0.1))
+        }
+        let lines = addresses.enumerated().map { index, pair in
+            "filter add dev xft0 protocol ip prio \(index + 1) flower src_ip \(pair.0) dst_ip \(pair.1) "
+                + "action \(index == 0 ? "drop" : "pass")"
+        } + ["filter add dev xft0 protocol ip prio 3 flower dst_ip \(addresses[1].1) action drop"]
+        let rules = try ruleSet(lines)
+        let tables = try #require(try Plan(rules, device: testDevice, inlineLimit: 0).tables)
+        let buckets = Dictionary(grouping: tables.rules.values, by: \.prio).mapValues { $0.map(\.bucket) }
+        #expect(buckets[1] == buckets[2], "the two keys were solved to collide")
+        #expect(tables.tables.count == 2)
+        let frames = [addresses[0], addresses[1], (addresses[0].0, addresses[1].1), (addresses[1].0, addresses[0].1)]
+            .map { ether().ipv4(src: $0.0, dst: $0.1).udp(src: 1, dst: 2).bytes }
+        #expect(try disagreements(rules, frames, inlineLimit: 0) == [])
+    }
+
     /// Hash subtables keyed on dst_ip are looked up only where the prefilter says they
     /// hold entries; others (src_ip only, direct) always are; the lowest handle still wins.
     @Test func thePrefilterSkipsOnlySubtablesThatCannotHit() throws {

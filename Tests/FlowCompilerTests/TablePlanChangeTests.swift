@@ -443,7 +443,7 @@ struct TableMapsModel: Equatable {
     init(_ tables: TupleTables) {
         let words = tables.words
         for (slot, rule) in tables.rules { rules[slot] = rule.check(next: tables.next(after: slot), words: words).encodedBytes }
-        for bucket in tables.buckets { buckets[bucket.mapKey(words: words)] = tables.head(of: bucket)! }
+        for bucket in tables.buckets { buckets[bucket.mapKey] = tables.head(of: bucket)! }
         list = tables.list.map { TableEntry.encoded($0, words: words) }
         for table in tables.filtered { entries[table.index] = TableEntry.encoded(table, words: words) }
         for key in tables.filter.indexes { filter[key] = tables.filter.bits(at: key, words: tables.filterWords) }
@@ -462,10 +462,10 @@ struct TableMapsModel: Equatable {
             if tables.head(of: bucket) != nil, tables.tableIndex[bucket.table] == bucket.index {
                 set.append(bucket)
             } else {
-                buckets[bucket.mapKey(words: words)] = nil
+                buckets[bucket.mapKey] = nil
             }
         }
-        for bucket in set { buckets[bucket.mapKey(words: words)] = tables.head(of: bucket)! }
+        for bucket in set { buckets[bucket.mapKey] = tables.head(of: bucket)! }
         if writes.list { list = tables.list.map { TableEntry.encoded($0, words: words) } }
         let filtered = Dictionary(uniqueKeysWithValues: tables.filtered.map { ($0.index, $0) })
         for index in writes.entries { entries[index] = filtered[index].map { TableEntry.encoded($0, words: words) } }

@@ -144,7 +144,7 @@ public final class Datapath {
             specs += [
                 MapSpec(name: FlowMaps.tables, type: .array, keySize: 4, valueSize: TableEntry.byteCount(words: words),
                         maxEntries: TableEntry.mapEntries(tableCapacity: tables.tableCapacity)),
-                MapSpec(name: FlowMaps.buckets, type: .hash, keySize: 8 * words, valueSize: 4,
+                MapSpec(name: FlowMaps.buckets, type: .hash, keySize: 8, valueSize: 4,
                         maxEntries: tables.bucketCapacity, flags: .noPrealloc),
                 MapSpec(name: FlowMaps.rules, type: .array, keySize: 4, valueSize: RuleCheck.byteCount(words: words),
                         maxEntries: plan.ruleCapacity + Int(RuleSlots.firstRule)),
@@ -284,14 +284,14 @@ public final class Datapath {
                         buckets.append(bucket)
                     } else {
                         // Deleted before any is set: a new table may reuse the index.
-                        _ = try map.delete(bucket.mapKey(words: words))
+                        _ = try map.delete(bucket.mapKey)
                         count += 1
                     }
                 }
             } else {
                 buckets = Array(tables.buckets)
             }
-            try updateInBatches(map, buckets.map { ($0.mapKey(words: words), tables.head(of: $0)!.encodedBytes) })
+            try updateInBatches(map, buckets.map { ($0.mapKey, tables.head(of: $0)!.encodedBytes) })
             count += buckets.count
         }
         if let map = maps[FlowMaps.tableFilter] {
