@@ -21,7 +21,8 @@ public enum FlowMaps {
     /// `tableCapacity` the `TableListHead` (in the same map: a new list is a new head),
     /// then the filtered tables' entries, 64 for each filter word.
     public static let tables = "xf_tables"
-    /// Hash, table index and masked words -> the first slot of the bucket's chain.
+    /// Hash, table index and fingerprint of the masked words -> the first slot of the
+    /// bucket's chain.
     public static let buckets = "xf_buckets"
     /// Array, u32 slot -> `RuleCheck`.
     public static let rules = "xf_rules"
@@ -142,7 +143,7 @@ public struct CodeGenerator {
     static let prefilterBits = Register.r7
     // Main's stack frame with tables, past the slots above: the search's state lives on
     // the stack, where the calls in the loop leave it.
-    /// A bucket key (table index, fingerprint); before the search, the room for scratch.
+    /// A bucket key: table index, fingerprint.
     static let tableKey: Int16 = -352
     static let tablePosition: Int16 = -360
     static let tableCount: Int16 = -368
@@ -156,17 +157,18 @@ public struct CodeGenerator {
     static let hitRank: Int16 = -32
     /// Ranks below it were decided before a `continue`.
     static let floorRank: Int16 = -408
-    /// The filtered tables of the current filter word still to visit, and that word.
-    static let candidates: Int16 = -416
-    static let candidateWord: Int16 = -424
-    /// The filtered tables a search starts with (the frame's `TableFilter` bits), a word
-    /// each from here up (`TableFilter.maxWords` at most: the combined stack of main and
-    /// its calls has 512 bytes).
-    static func initialCandidates(words: Int) -> Int16 { -432 - Int16(8 * (words - 1)) }
-    /// Scratch before the search, in the bucket key's room: the head's address, then the
-    /// address of each dimension's filter value.
-    static let headAddress: Int16 = tableKey
-    static func filterAddress(_ position: Int) -> Int16 { tableKey + Int16(8 * (position + 1)) }
+    /// The filtered tables of the current filter word still to visit, that word, and the
+    /// words after it, each moved down one as the search moves to the next: a fixed
+    /// offset for each (a variable one needs root). In the room of a subtable's key,
+    /// which a plan in tables has no use for (the combined stack of main and its calls
+    /// has 512 bytes).
+    static let candidates: Int16 = key
+    static let candidateWord: Int16 = key + 8
+    static func laterWord(_ word: Int) -> Int16 { key + 8 + Int16(8 * word) }
+    /// The head's address and the address of each dimension's filter value, while the
+    /// search lasts: the filter words are ANDed again after a `continue`.
+    static let headAddress: Int16 = tableKey + 8
+    static func filterAddress(_ position: Int) -> Int16 { tableKey + 16 + Int16(8 * position) }
 
     let plan: Plan
     let options: CompileOptions
@@ -450,20 +452,7 @@ public struct CodeGenerator {
                       .alu(.add, .r2, Int32(Self.scratch)), .call(.mapLookupElem),
                       .jump(.equal, .r0, 0, to: "search_budget"), .store(.double, to: .fp, Self.filterAddress(position), .r0)])
         }
-        // Word by word: the AND over the dimensions of their bits and the head's bits of
-        // the tables they do not filter.
-        let filterWords = tables.filterWords
-        for word in 0 ..< filterWords {
-            if dimensions.isEmpty { asm.emit(.mov(.r1, 0)) }
-            for (order, position) in dimensions.enumerated() {
-                let unfiltered = TableListHead.unfilteredOffset + 8 * (position * TableFilter.maxWords + word)
-                asm.emit([.load(.r3, .double, from: .fp, Self.headAddress), .load(.r2, .double, from: .r3, Int16(unfiltered)),
-                          .load(.r3, .double, from: .fp, Self.filterAddress(position)),
-                          .load(.r3, .double, from: .r3, Int16(8 * word)), .alu(.or, .r2, .r3),
-                          order == 0 ? .mov(.r1, .r2) : .alu(.and, .r1, .r2)])
-            }
-            asm.emit(.store(.double, to: .fp, Self.initialCandidates(words: filterWords) + Int16(8 * word), .r1))
-        }
+        candidateWords(tables, dimensions: dimensions)
         resetSearch()
 
         asm.label("search")
@@ -471,14 +460,16 @@ public struct CodeGenerator {
                   .jump(.notEqual, .r1, 0, to: "search_check"),
                   .load(.r1, .double, from: .fp, Self.candidates), .jump(.notEqual, .r1, 0, to: "search_filtered")])
         if tables.filterWords > 1 {
-            // The next word's candidates, while there is one (a variable offset into the
-            // words, bounded by the jump).
+            // The next word's candidates, while there is one; the words after it move down.
             asm.emit([.load(.r1, .double, from: .fp, Self.candidateWord), .alu(.add, .r1, 1),
                       .jump(.greaterOrEqual, .r1, Int32(tables.filterWords), to: "search_list"),
-                      .store(.double, to: .fp, Self.candidateWord, .r1), .alu(.lsh, .r1, 3), .mov(.r2, .fp),
-                      .alu(.add, .r2, Int32(Self.initialCandidates(words: tables.filterWords))), .alu(.add, .r2, .r1),
-                      .load(.r1, .double, from: .r2, 0), .store(.double, to: .fp, Self.candidates, .r1),
-                      .jump(to: "search")])
+                      .store(.double, to: .fp, Self.candidateWord, .r1),
+                      .load(.r1, .double, from: .fp, Self.laterWord(1)), .store(.double, to: .fp, Self.candidates, .r1)])
+            for word in 1 ..< tables.filterWords - 1 {
+                asm.emit([.load(.r1, .double, from: .fp, Self.laterWord(word + 1)),
+                          .store(.double, to: .fp, Self.laterWord(word), .r1)])
+            }
+            asm.emit(.jump(to: "search"))
         }
         asm.label("search_list")
         asm.emit([// Visit the next table of the list.
@@ -525,8 +516,9 @@ public struct CodeGenerator {
                       .load(.r2, .double, from: .r7, Int16(TableEntry.masksOffset + 8 * position)), .alu(.and, .r1, .r2),
                       .alu(.mul, .r1, BucketID.multiplierImmediate(word)), .alu(.xor, .r3, .r1)])
         }
-        asm.emit([.alu(.rsh, .r3, 32), .store(.word, to: .fp, Self.tableKey + 4, .r3),
-                  .load(.r1, .word, from: .r7, Int16(TableEntry.indexOffset)), .store(.word, to: .fp, Self.tableKey, .r1)])
+        asm.emit([.mov(.r1, .r3), .alu(.rsh, .r1, 32), .alu(.xor, .r3, .r1), .alu(.lsh, .r3, 32),
+                  .load(.r1, .word, from: .r7, Int16(TableEntry.indexOffset)), .alu(.or, .r3, .r1),
+                  .store(.double, to: .fp, Self.tableKey, .r3)])
         // A bucket: its first rule is checked at once, not a turn later (the check sets
         // `candidate` to the rule after it).
         asm.emit([.loadMap(.r1, FlowMaps.buckets), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.tableKey)),
@@ -581,6 +573,7 @@ public struct CodeGenerator {
             asm.emit([.mov(.r1, .r6), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.record)), .call(Label("parse")),
                       .jump(.notEqual, .r0, 0, to: "unparsed"),
                       .load(.r8, .double, from: .fp, Self.bestRank)])
+            candidateWords(tables, dimensions: dimensions)
             resetSearch()
             asm.emit([.alu(.rsh, .r8, 32), .alu(.add, .r8, 1), .alu(.lsh, .r8, 32),
                       .store(.double, to: .fp, Self.floorRank, .r8), .jump(to: "search")])
@@ -594,14 +587,29 @@ public struct CodeGenerator {
         asm.label("search_miss")
     }
 
+    /// The frame's candidates, word by word: the AND over `dimensions` of their bits and
+    /// of the head's bits of the tables each does not filter (the addresses are on the
+    /// stack, from the search's start).
+    private mutating func candidateWords(_ tables: TupleTables, dimensions: [Int]) {
+        for word in 0 ..< tables.filterWords {
+            if dimensions.isEmpty { asm.emit(.mov(.r1, 0)) }
+            for (order, position) in dimensions.enumerated() {
+                let unfiltered = TableListHead.unfilteredOffset + 8 * (position * TableFilter.maxWords + word)
+                asm.emit([.load(.r3, .double, from: .fp, Self.headAddress), .load(.r2, .double, from: .r3, Int16(unfiltered)),
+                          .load(.r3, .double, from: .fp, Self.filterAddress(position)),
+                          .load(.r3, .double, from: .r3, Int16(8 * word)), .alu(.or, .r2, .r3),
+                          order == 0 ? .mov(.r1, .r2) : .alu(.and, .r1, .r2)])
+            }
+            asm.emit([.alu(.or, .r1, 0), .store(.double, to: .fp, word == 0 ? Self.candidates : Self.laterWord(word), .r1)])
+        }
+    }
+
     /// The search from the first table, with nothing found.
     private mutating func resetSearch() {
         for slot in [Self.tablePosition, Self.candidate, Self.bestSlot, Self.floorRank, Self.candidateWord] {
             storeZero(at: slot)
         }
         storeZero(at: Self.bestRank, minus: 1)
-        asm.emit([.load(.r1, .double, from: .fp, Self.initialCandidates(words: plan.tables!.filterWords)), .alu(.or, .r1, 0),
-                  .store(.double, to: .fp, Self.candidates, .r1)])
     }
 
     /// Stores r9's zero (less `minus`) at `slot` as a value of its own: a copy would share

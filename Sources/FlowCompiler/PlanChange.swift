@@ -349,8 +349,8 @@ extension Plan {
         let now = ProgramShape(self)
         change.keepsProgram = now == shape
         if let before = shape.tables?.words, let after = now.tables?.words, before != after {
-            // Every check, bucket key and list entry is laid out by the words: maps made
-            // afresh, not kept ones of the same size holding the old layout.
+            // Every check and list entry is laid out by the words: maps made afresh, not
+            // kept ones of the same size holding the old layout.
             change.writes.droppedMaps.formUnion(FlowMaps.tableMaps)
         }
         if now.layouts != shape.layouts || now.broadcastGroups != shape.broadcastGroups,
@@ -451,7 +451,7 @@ struct ProgramShape: Equatable {
 struct TableShape: Equatable {
     /// The parser extracts these.
     var fields: Set<KeyField>
-    /// The layout of every check, bucket key and list entry.
+    /// The layout of every check and list entry.
     var words: [Int]
     var usesRanges: Bool
     var tableCapacity: Int

@@ -54,9 +54,9 @@ public struct TupleTables: Equatable, Sendable {
     /// rule reading another field of a word already read (ip_tos beside ip_proto, a
     /// source port beside a destination port) is map writes, not a new program.
     public private(set) var fields: Set<KeyField> = []
-    /// The record's 8-byte words the rules read: a bucket key and a rule's check are these
-    /// words, masked, in this order. Word 0 is always one: its first four bytes (the
-    /// presence word, never masked) carry a bucket key's table index.
+    /// The record's 8-byte words the rules read: a rule's check and a table's mask are
+    /// these words, in this order, and a bucket's fingerprint folds them. Word 0 is always
+    /// one: it holds the protocol every rule names.
     public private(set) var words = [0]
 
     /// `words` and `fields` again, after a field got its first user or lost its last:
@@ -128,6 +128,7 @@ public struct TupleTables: Equatable, Sendable {
             }
             tables[rule.table]!.ranks.append(rule.rank)
             tables[rule.table]!.buckets[rule.bucket, default: []].append(slot)
+            tables[rule.table]!.keys[rule.key, default: 0] += 1
         }
         let indexes = tableIndex.assign(masks)
         for (mask, index) in zip(masks, indexes) {
@@ -150,7 +151,9 @@ public struct TupleTables: Equatable, Sendable {
         filter = TableFilter()
         for mask in Array(tables.keys) { tables[mask]!.filterWords = words }
         var ignored = Set<UInt32>()
-        for rule in rules.values { filter.count(rule.key, in: tables[rule.table]!, +1, &ignored) }
+        for table in tables.values {
+            for key in table.keys.keys { filter.count(key, in: table, +1, &ignored) }
+        }
         later = Self.later(of: tables.values)
     }
 
@@ -174,7 +177,8 @@ public struct TupleTables: Equatable, Sendable {
         if moved { writes.changed(table) }
         var chain = table.buckets.removeValue(forKey: rule.bucket) ?? []
         if chain.isEmpty { bucketCount += 1 }
-        filter.count(rule.key, in: table, +1, &writes.filter)
+        table.keys[rule.key, default: 0] += 1
+        if table.keys[rule.key] == 1 { filter.count(rule.key, in: table, +1, &writes.filter) }
         let position = chain.partitioningIndex { rules[$0]!.rank > rule.rank }
         chain.insert(slot, at: position)
         table.buckets[rule.bucket] = chain
@@ -182,7 +186,7 @@ public struct TupleTables: Equatable, Sendable {
         // The rule first (its link to the next), then what leads to it.
         writes.rules.insert(slot)
         if position == 0 {
-            writes.buckets.insert(BucketID(table: rule.table, index: index, key: rule.bucket))
+            writes.buckets.insert(BucketID(table: rule.table, index: index, fingerprint: rule.bucket))
         } else {
             writes.rules.insert(chain[position - 1])
         }
@@ -202,14 +206,18 @@ public struct TupleTables: Equatable, Sendable {
         let position = chain.firstIndex(of: slot)!
         chain.remove(at: position)
         if position == 0 {
-            writes.buckets.insert(BucketID(table: rule.table, index: table.index, key: rule.bucket))
+            writes.buckets.insert(BucketID(table: rule.table, index: table.index, fingerprint: rule.bucket))
         } else {
             writes.rules.insert(chain[position - 1])
         }
         // Its check goes too, once nothing leads to it.
         writes.rules.insert(slot)
         if chain.isEmpty { bucketCount -= 1 }
-        filter.count(rule.key, in: table, -1, &writes.filter)
+        table.keys[rule.key]! -= 1
+        if table.keys[rule.key] == 0 {
+            table.keys[rule.key] = nil
+            filter.count(rule.key, in: table, -1, &writes.filter)
+        }
         table.buckets[rule.bucket] = chain.isEmpty ? nil : chain
         let moved = table.ranks.isEmpty || table.rank != before
         if table.ranks.isEmpty {
@@ -227,7 +235,7 @@ public struct TupleTables: Equatable, Sendable {
     /// Every bucket of every table.
     public var buckets: Set<BucketID> {
         Set(tables.values.flatMap { table in
-            table.buckets.keys.map { BucketID(table: table.mask, index: table.index, key: $0) }
+            table.buckets.keys.map { BucketID(table: table.mask, index: table.index, fingerprint: $0) }
         })
     }
 
@@ -251,7 +259,7 @@ public struct TupleTables: Equatable, Sendable {
     }
 
     /// The first slot of a bucket's chain; nil when the bucket is empty.
-    public func head(of bucket: BucketID) -> UInt32? { tables[bucket.table]?.buckets[bucket.key]?.first }
+    public func head(of bucket: BucketID) -> UInt32? { tables[bucket.table]?.buckets[bucket.fingerprint]?.first }
 
 
     private mutating func count(_ rule: TableRule, _ sign: Int) {
@@ -376,6 +384,9 @@ public struct Table: Equatable, Sendable {
     var ranks: [UInt64] = []
     /// Bucket (`TableRule.bucket`) -> the slots of its rules, by rank.
     var buckets: [UInt32: [UInt32]] = [:]
+    /// Key (value under the mask) -> its rules: the filter counts keys, several of which
+    /// may share a bucket.
+    var keys: [RecordBytes: Int] = [:]
 
     init(mask: TableMask, index: UInt32, filterWords: Int) {
         self.mask = mask
@@ -454,23 +465,25 @@ public struct TableRule: Equatable, Sendable {
 public struct BucketID: Hashable, Sendable {
     public var table: TableMask
     public var index: UInt32
-    var key: UInt32
+    var fingerprint: UInt32
 
     /// The buckets map's key: the table's index, then the fingerprint.
     public var mapKey: [UInt8] {
         var writer = ByteWriter(capacity: 8)
         writer.write(index)
-        writer.write(key)
+        writer.write(fingerprint)
         return writer.bytes
     }
 
-    /// The high half of the XOR of each record word (as a little-endian load reads it)
-    /// times the odd multiplier of its place: a word no rule reads is zero and adds
-    /// nothing, so the fingerprint does not change with the words the plan reads.
+    /// The XOR of each record word (as a little-endian load reads it) times the odd
+    /// multiplier of its place, its halves XORed: a word no rule reads is zero and adds
+    /// nothing, so the fingerprint does not change with the words the plan reads. (The
+    /// high half alone barely told keys apart in a word's low half: the multipliers are
+    /// 32-bit immediates.)
     static func fingerprint(_ key: RecordBytes) -> UInt32 {
         var hash: UInt64 = 0
         for word in 0 ..< KeyField.recordSize / 8 { hash ^= key.word(word) &* multiplier(word) }
-        return UInt32(truncatingIfNeeded: hash >> 32)
+        return UInt32(truncatingIfNeeded: hash >> 32 ^ hash)
     }
 
     /// A 32-bit immediate, sign-extended to 64 bits as the program's multiply reads it.
@@ -618,7 +631,7 @@ public enum TableEntry {
 /// address filters a table in one dimension: by its top 16 bits when the table masks 8
 /// to 23 of them, by the hash of 24 when it masks more. Tables that mask no address by
 /// 8 bits or more and neither port whole, or whose index is past the words' bits, are
-/// in the list instead. Exact: each bit counts the rules behind it (a hash only lets
+/// in the list instead. Exact: each bit counts the keys behind it (a hash only lets
 /// more tables through, never fewer).
 ///
 /// Why these six, measured with a model of the search on ClassBench's ACL and IP-chain
@@ -641,7 +654,7 @@ public struct TableFilter: Equatable, Sendable {
     /// Per dimension.
     public static let entries = 1 << 16
     /// A frame ANDs six values of this many words at most: 384 tables, a value of 48
-    /// bytes (a filter map of 19 MB), and room on the program's stack for the words.
+    /// bytes (a filter map of 19 MB), and a short shift of the words on the stack.
     public static let maxWords = 6
 
     /// Words for a plan with room for `tableCapacity` tables (64, doubled as they grow).
@@ -652,7 +665,7 @@ public struct TableFilter: Equatable, Sendable {
     public static let hashMultiplier: UInt32 = 0x9e37_79b1
     public static func hash24(_ bytes: UInt32) -> UInt32 { ((bytes & 0xff_ffff) &* hashMultiplier) >> 16 }
 
-    /// Filter key (`dimension x entries + key`) -> table index -> rules.
+    /// Filter key (`dimension x entries + key`) -> table index -> keys.
     private var counts: [UInt32: [UInt32: Int]] = [:]
 
     /// The tables' bits at `key`, `words` words.
@@ -709,7 +722,7 @@ public struct TableFilter: Equatable, Sendable {
         return table.mask.bytes[field.offset + 1] == 0xff ? high | low ... high | low : high ... high | 0xff
     }
 
-    /// Counts the bucket with `key` in `table` in (or out of) the entries it covers;
+    /// Counts the table key `key` of `table` in (or out of) the entries it covers;
     /// `changed` learns the keys whose bits change.
     mutating func count(_ key: RecordBytes, in table: Table, _ sign: Int, _ changed: inout Set<UInt32>) {
         for position in Self.dimensions.indices {

@@ -253,25 +253,28 @@ struct CompiledProgramTests {
         #expect(try disagreements(rules, frames, inlineLimit: 0) == [])
     }
 
-    /// 160 filtered tables (each pair of address prefix lengths, with or without a
-    /// protocol and whole ports, with or without a destination MAC) take four filter
-    /// words: the frames of tables in every word, and frames no rule has, classify as
-    /// the reference does.
+    /// 320 filtered tables (each pair of address prefix lengths, with or without a
+    /// protocol and whole ports, with or without each MAC address) take six filter words,
+    /// on a stack that leaves `hit` and its calls room (`continue` makes it a function,
+    /// and the test's trace build gives it one more call): the frames of tables in every
+    /// word, and frames no rule has, classify as the reference does.
     @Test func filteredTablesPastTheFirstWordAreFound() throws {
         var lines: [String] = [], frames: [[UInt8]] = []
         let ports = [(nil, nil), (1000, nil), (nil, 53), (1000, 53)] as [(Int?, Int?)]
+        let macs = [(false, false), (true, false), (false, true), (true, true)]
         for (source, destination) in [8, 16, 24, 32].flatMap({ source in [8, 16, 24, 32].map { (source, $0) } }) {
-            for (proto, mac) in [nil, "tcp", "udp"].flatMap({ proto in [false, true].map { (proto, $0) } }) {
+            for (proto, (dstMAC, srcMAC)) in [nil, "tcp", "udp"].flatMap({ proto in macs.map { (proto, $0) } }) {
                 for (sport, dport) in proto == nil ? [(nil, nil)] : ports {
                     let index = lines.count
                     let src = IPv4Address(rawValue: 0x0a00_0000 | UInt32(index) << 8 | 1)
                     let dst = IPv4Address(rawValue: 0xc0a8_0000 | UInt32(index) << 8 | 2)
-                    var match = (mac ? "dst_mac \(routerMAC) " : "") + "src_ip \(src)/\(source) dst_ip \(dst)/\(destination) "
+                    var match = (dstMAC ? "dst_mac \(routerMAC) " : "") + (srcMAC ? "src_mac \(hostMAC) " : "")
+                        + "src_ip \(src)/\(source) dst_ip \(dst)/\(destination) "
                     if let proto { match += "ip_proto \(proto) " }
                     if let sport { match += "src_port \(sport) " }
                     if let dport { match += "dst_port \(dport) " }
-                    lines.append("filter add dev xft0 protocol ip prio \(400 - index) flower \(match)"
-                        + "action \(index % 2 == 0 ? "drop" : "pass")")
+                    let action = index % 3 == 0 ? "continue" : index % 3 == 1 ? "drop" : "pass"
+                    lines.append("filter add dev xft0 protocol ip prio \(1000 - index) flower \(match)action \(action)")
                     let frame = ether().ipv4(src: src, dst: dst)
                     let (sent, received) = (UInt16(sport ?? 7), UInt16(dport ?? 9))
                     frames.append((proto == "udp" ? frame.udp(src: sent, dst: received) : frame.tcp(src: sent, dst: received)).bytes)
@@ -282,28 +285,32 @@ struct CompiledProgramTests {
         }
         let rules = try ruleSet(lines)
         let tables = try #require(try Plan(rules, device: testDevice, inlineLimit: 0).tables)
-        #expect(tables.filterWords == 4)
-        #expect(tables.filtered.count == 160 && tables.list.isEmpty)
+        #expect(tables.filterWords == TableFilter.maxWords)
+        #expect(tables.filtered.count == 320 && tables.list.isEmpty)
         #expect(try disagreements(rules, frames, inlineLimit: 0) == [])
     }
 
     /// Two rules whose keys' fingerprints collide (one table, one bucket, one chain by
-    /// rank) each decide only their own frames. The second rule's destination is solved
-    /// for: the fingerprint's high half of word 5 (both IPv4 addresses) is the source's
-    /// part plus the destination times the multiplier's low half.
+    /// rank) each decide only their own frames. The pair is searched for: keys that
+    /// differ only in word 5 (both IPv4 addresses) collide where that word's part of the
+    /// fingerprint does, the other words' parts being the same.
     @Test func rulesWhoseBucketsCollideShareAChainAndStillDecideAlone() throws {
         let multiplier = UInt64(bitPattern: Int64(BucketID.multiplierImmediate(KeyField.srcIPv4.offset / 8)))
-        let low = UInt32(truncatingIfNeeded: multiplier)
-        var inverse: UInt32 = 1
-        for _ in 0 ..< 5 { inverse = inverse &* (2 &- low &* inverse) }
-        /// An address as a little-endian load of its record bytes reads it.
-        func loaded(_ address: UInt32) -> UInt32 { address.byteSwapped }
-        func sourcePart(_ source: UInt32) -> UInt32 { UInt32(truncatingIfNeeded: (UInt64(loaded(source)) &* multiplier) >> 32) }
-        let (source1, destination1, source2): (UInt32, UInt32, UInt32) = (0x0a00_0001, 0xc0a8_0001, 0x0a00_0002)
-        let destination2 = (loaded(destination1) &+ (sourcePart(source1) &- sourcePart(source2)) &* inverse).byteSwapped
-        let addresses = [(source1, destination1), (source2, destination2)].map {
-            (IPv4Address(rawValue: $0.0), IPv4Address(rawValue: $0.1))
+        func part(_ source: UInt32, _ destination: UInt32) -> UInt32 {
+            // The word as a little-endian load of the record's bytes reads it.
+            let hash = (UInt64(source.byteSwapped) | UInt64(destination.byteSwapped) << 32) &* multiplier
+            return UInt32(truncatingIfNeeded: hash >> 32 ^ hash)
         }
+        var rng = SeededRandom(seed: 0xc0111de)
+        var seen: [UInt32: (UInt32, UInt32)] = [:]
+        var pair: ((UInt32, UInt32), (UInt32, UInt32))?
+        while pair == nil {
+            let addresses = (0x0a00_0000 | UInt32(rng.int(0 ... 0xff_ffff)), 0xc0a8_0000 | UInt32(rng.int(0 ... 0xffff)))
+            let fingerprint = part(addresses.0, addresses.1)
+            if let other = seen[fingerprint], other != addresses { pair = (other, addresses) }
+            seen[fingerprint] = addresses
+        }
+        let addresses = [pair!.0, pair!.1].map { (IPv4Address(rawValue: $0.0), IPv4Address(rawValue: $0.1)) }
         let lines = addresses.enumerated().map { index, pair in
             "filter add dev xft0 protocol ip prio \(index + 1) flower src_ip \(pair.0) dst_ip \(pair.1) "
                 + "action \(index == 0 ? "drop" : "pass")"
@@ -311,7 +318,7 @@ struct CompiledProgramTests {
         let rules = try ruleSet(lines)
         let tables = try #require(try Plan(rules, device: testDevice, inlineLimit: 0).tables)
         let buckets = Dictionary(grouping: tables.rules.values, by: \.prio).mapValues { $0.map(\.bucket) }
-        #expect(buckets[1] == buckets[2], "the two keys were solved to collide")
+        #expect(buckets[1] == buckets[2], "the two keys were found to collide")
         #expect(tables.tables.count == 2)
         let frames = [addresses[0], addresses[1], (addresses[0].0, addresses[1].1), (addresses[1].0, addresses[0].1)]
             .map { ether().ipv4(src: $0.0, dst: $0.1).udp(src: 1, dst: 2).bytes }

@@ -12,7 +12,7 @@ import Testing
 /// built from its rules with its memory, whether it classifies by tables from the start
 /// (`inlineLimit` 0) or crosses the default inline limit one way and the other. After
 /// each step the change's writes, put into the maps a new program would keep (a model
-/// of each: subtables, prefilter, actions, the three table maps), must leave them as
+/// of each: subtables, prefilter, actions, the four table maps), must leave them as
 /// maps filled afresh for the plan after; a change that says the program stays must
 /// keep it (same instructions, same map specs); and a rule between table plans of the
 /// same words, capacities, layers and action code must say so: a new mask or a new prio
@@ -428,7 +428,7 @@ struct TableProgramShape: Equatable, CustomStringConvertible {
     }
 }
 
-/// What the table classifier's three maps hold, as `Datapath` writes them: checks by
+/// What the table classifier's four maps hold, as `Datapath` writes them: checks by
 /// slot (a slot without one holds the vacant check, here: nothing), bucket heads by map
 /// key, and the current list.
 struct TableMapsModel: Equatable {
@@ -445,7 +445,9 @@ struct TableMapsModel: Equatable {
         for (slot, rule) in tables.rules { rules[slot] = rule.check(next: tables.next(after: slot), words: words).encodedBytes }
         for bucket in tables.buckets { buckets[bucket.mapKey] = tables.head(of: bucket)! }
         list = tables.list.map { TableEntry.encoded($0, words: words) }
-        for table in tables.filtered { entries[table.index] = TableEntry.encoded(table, words: words) }
+        for table in tables.filtered {
+            entries[table.index] = TableEntry.encoded(table, words: words, later: tables.later[table.index]!)
+        }
         for key in tables.filter.indexes { filter[key] = tables.filter.bits(at: key, words: tables.filterWords) }
     }
 
@@ -468,7 +470,9 @@ struct TableMapsModel: Equatable {
         for bucket in set { buckets[bucket.mapKey] = tables.head(of: bucket)! }
         if writes.list { list = tables.list.map { TableEntry.encoded($0, words: words) } }
         let filtered = Dictionary(uniqueKeysWithValues: tables.filtered.map { ($0.index, $0) })
-        for index in writes.entries { entries[index] = filtered[index].map { TableEntry.encoded($0, words: words) } }
+        for index in writes.entries {
+            entries[index] = filtered[index].map { TableEntry.encoded($0, words: words, later: tables.later[$0.index]!) }
+        }
         for key in writes.filter {
             let bits = tables.filter.bits(at: key, words: tables.filterWords)
             filter[key] = bits.allSatisfy { $0 == 0 } ? nil : bits

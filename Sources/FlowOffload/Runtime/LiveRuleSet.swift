@@ -146,8 +146,9 @@ public final class LiveRuleSet {
             return .newProgram(id: next.program!.id)
         } catch {
             let back = try? datapath.plan.apply(change.inverse)
-            if written, let back { _ = try? datapath.write(back.writes, targetIndex: targetIndex) }
+            // The sizes first: the writes go to the maps the running program has.
             datapath.plan.restore(sizes)
+            if written, let back { _ = try? datapath.write(back.writes, targetIndex: targetIndex) }
             try? rules.apply(change.inverse)
             throw error
         }
