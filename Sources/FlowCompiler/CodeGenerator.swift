@@ -591,11 +591,12 @@ public struct CodeGenerator {
     /// of the head's bits of the tables each does not filter (the addresses are on the
     /// stack, from the search's start).
     private mutating func candidateWords(_ tables: TupleTables, dimensions: [Int]) {
+        asm.emit(.load(.r4, .double, from: .fp, Self.headAddress))
         for word in 0 ..< tables.filterWords {
             if dimensions.isEmpty { asm.emit(.mov(.r1, 0)) }
             for (order, position) in dimensions.enumerated() {
                 let unfiltered = TableListHead.unfilteredOffset + 8 * (position * TableFilter.maxWords + word)
-                asm.emit([.load(.r3, .double, from: .fp, Self.headAddress), .load(.r2, .double, from: .r3, Int16(unfiltered)),
+                asm.emit([.load(.r2, .double, from: .r4, Int16(unfiltered)),
                           .load(.r3, .double, from: .fp, Self.filterAddress(position)),
                           .load(.r3, .double, from: .r3, Int16(8 * word)), .alu(.or, .r2, .r3),
                           order == 0 ? .mov(.r1, .r2) : .alu(.and, .r1, .r2)])

@@ -349,8 +349,9 @@ extension Plan {
         let now = ProgramShape(self)
         change.keepsProgram = now == shape
         if let before = shape.tables?.words, let after = now.tables?.words, before != after {
-            // Every check and list entry is laid out by the words: maps made afresh, not
-            // kept ones of the same size holding the old layout.
+            // Every check and list entry is laid out by the words, and the buckets lead
+            // into the checks (a kept bucket would lead the running program to a slot its
+            // own map holds no check for): maps made afresh, all four together.
             change.writes.droppedMaps.formUnion(FlowMaps.tableMaps)
         }
         if now.layouts != shape.layouts || now.broadcastGroups != shape.broadcastGroups,

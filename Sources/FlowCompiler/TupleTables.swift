@@ -671,7 +671,7 @@ public struct TableFilter: Equatable, Sendable {
     /// The tables' bits at `key`, `words` words.
     public func bits(at key: UInt32, words: Int) -> [UInt64] {
         var bits = [UInt64](repeating: 0, count: words)
-        for index in counts[key]?.keys ?? [:].keys { bits[Int(index / 64)] |= 1 << UInt64(index % 64) }
+        for index in (counts[key] ?? [:]).keys { bits[Int(index / 64)] |= 1 << UInt64(index % 64) }
         return bits
     }
 

@@ -331,7 +331,7 @@ extension Offload {
             for (key, bytes) in try map.lookupBatch(batchSize: 65536) {
                 let index = try UInt32(decoding: key)
                 if bytes != tables.filter.value(at: index, words: tables.filterWords) {
-                    found.append("\(FlowMaps.tableFilter) holds other bits at \(index) than the rules' buckets give")
+                    found.append("\(FlowMaps.tableFilter) holds other bits at \(index) than the rules' keys give")
                 }
             }
         }
