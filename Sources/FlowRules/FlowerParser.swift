@@ -264,7 +264,7 @@ struct FlowerParser {
     static func prefix<Address: MaskableField & LosslessStringConvertible>(
         _ text: String, as _: Address.Type
     ) -> Masked<Address>? {
-        guard let slash = text.firstIndex(of: "/") else { return Address(text).map { Masked($0) } }
+        guard let slash = text.utf8.firstIndex(of: UInt8(ascii: "/")) else { return Address(text).map { Masked($0) } }
         guard let address = Address(String(text[..<slash])) else { return nil }
         let suffix = text[text.index(after: slash)...]
         if let length = UInt8(tcText: suffix, base: .decimal) { return Masked(address, prefixLength: Int(length)) }

@@ -30,14 +30,28 @@ extension IPv4Address: LosslessStringConvertible {
     /// A dotted quad of decimal octets 0-255 without leading zeros ("192.0.2.1"),
     /// as inet_pton(3) reads it.
     public init?(_ text: String) {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
-        var value: UInt32 = 0
-        for part in parts {
-            guard let octet = UInt8(strictDecimal: part) else { return nil }
-            value = value << 8 | UInt32(octet)
-        }
+        guard let value = Self.value(text.utf8) else { return nil }
         self.init(rawValue: value)
+    }
+
+    /// The dotted quad of `bytes`, read byte by byte: a rule set of 100,000 rules holds
+    /// as many addresses.
+    fileprivate static func value(_ bytes: some Collection<UInt8>) -> UInt32? {
+        var value: UInt32 = 0, octet: UInt32 = 0, digits = 0, dots = 0
+        for byte in bytes {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                (octet, digits, dots) = (0, 0, dots + 1)
+                continue
+            }
+            // A digit; a leading zero only as the whole octet.
+            guard (0x30 ... 0x39).contains(byte), digits == 0 || octet != 0 else { return nil }
+            octet = octet * 10 + UInt32(byte - 0x30)
+            digits += 1
+            guard octet <= 255 else { return nil }
+        }
+        return digits > 0 && dots == 3 ? value << 8 | octet : nil
     }
 
     public var description: String {
@@ -49,37 +63,54 @@ extension IPv4Address: LosslessStringConvertible {
 extension IPv6Address: LosslessStringConvertible {
     /// The text forms of RFC 4291 section 2.2: eight groups of one to four hex digits,
     /// at most one "::" standing for one or more zero groups, and optionally a dotted
-    /// quad in place of the last two groups ("::ffff:192.0.2.1").
+    /// quad in place of the last two groups ("::ffff:192.0.2.1"). Read byte by byte.
     public init?(_ text: String) {
-        let halves = text.split(separator: "::", maxSplits: 2, omittingEmptySubsequences: false)
-        guard halves.count <= 2 else { return nil }
-        guard let head = Self.groups(halves[0], mayEndWithIPv4: halves.count == 1) else { return nil }
-        var groups = head
-        if halves.count == 2 {
-            guard let tail = Self.groups(halves[1], mayEndWithIPv4: true),
-                  head.count + tail.count <= 7
-            else { return nil }
-            groups += Array(repeating: 0, count: 8 - head.count - tail.count) + tail
+        let bytes = text.utf8
+        var groups: [UInt16] = []
+        // Where "::" stands among the groups.
+        var gap: Int?
+        var position = bytes.startIndex
+        if bytes.starts(with: [0x3A, 0x3A]) {
+            gap = 0
+            position = bytes.index(position, offsetBy: 2)
+        }
+        while position < bytes.endIndex, groups.count < 8 {
+            let start = position
+            var group: UInt16 = 0, digits = 0
+            while position < bytes.endIndex, let digit = bytes[position].hexDigitValue {
+                guard digits < 4 else { return nil }
+                (group, digits) = (group << 4 | UInt16(digit), digits + 1)
+                position = bytes.index(after: position)
+            }
+            if position < bytes.endIndex, bytes[position] == UInt8(ascii: ".") {
+                // A dotted quad ends the address.
+                guard let v4 = IPv4Address.value(bytes[start...]) else { return nil }
+                groups += [UInt16(truncatingIfNeeded: v4 >> 16), UInt16(truncatingIfNeeded: v4)]
+                position = bytes.endIndex
+                break
+            }
+            guard digits > 0 else { return nil }
+            groups.append(group)
+            guard position < bytes.endIndex else { break }
+            // A colon, then a group, or a second colon: the gap, then a group or the end.
+            guard bytes[position] == UInt8(ascii: ":") else { return nil }
+            position = bytes.index(after: position)
+            if position < bytes.endIndex, bytes[position] == UInt8(ascii: ":") {
+                guard gap == nil else { return nil }
+                gap = groups.count
+                position = bytes.index(after: position)
+                if position == bytes.endIndex { break }
+            } else if position == bytes.endIndex {
+                return nil
+            }
+        }
+        guard position == bytes.endIndex else { return nil }
+        if let gap {
+            guard groups.count <= 7 else { return nil }
+            groups.insert(contentsOf: repeatElement(0, count: 8 - groups.count), at: gap)
         }
         guard groups.count == 8 else { return nil }
         self.init(rawValue: groups.reduce(0) { $0 << 16 | UInt128($1) })
-    }
-
-    /// Colon-separated 16-bit groups; an empty string is no groups (one side of "::").
-    private static func groups(_ text: Substring, mayEndWithIPv4: Bool) -> [UInt16]? {
-        if text.isEmpty { return [] }
-        let fields = text.split(separator: ":", omittingEmptySubsequences: false)
-        var groups: [UInt16] = []
-        for (index, field) in fields.enumerated() {
-            if index == fields.count - 1, mayEndWithIPv4, field.contains(".") {
-                guard let v4 = IPv4Address(String(field)) else { return nil }
-                groups += [UInt16(truncatingIfNeeded: v4.rawValue >> 16), UInt16(truncatingIfNeeded: v4.rawValue)]
-            } else {
-                guard (1 ... 4).contains(field.utf8.count), let group = UInt16(hexDigits: field) else { return nil }
-                groups.append(group)
-            }
-        }
-        return groups
     }
 
     /// RFC 5952: lowercase, no leading zeros, the longest run of two or more zero
@@ -133,14 +164,6 @@ extension FixedWidthInteger where Self: UnsignedInteger {
         self.init(text, radix: 16)
     }
 
-    /// Decimal digits only, no leading zero unless the number is 0.
-    fileprivate init?(strictDecimal text: Substring) {
-        guard !text.isEmpty, text.utf8.allSatisfy({ (0x30 ... 0x39).contains($0) }),
-              text.utf8.count == 1 || text.utf8.first != 0x30
-        else { return nil }
-        self.init(text, radix: 10)
-    }
-
     fileprivate func paddedHex(width: Int) -> String { String(self, radix: 16).leftPadded(to: width) }
 }
 
@@ -150,7 +173,15 @@ extension String {
 }
 
 extension UInt8 {
-    fileprivate var isASCIIHexDigit: Bool {
-        (0x30 ... 0x39).contains(self) || (0x41 ... 0x46).contains(self) || (0x61 ... 0x66).contains(self)
+    fileprivate var isASCIIHexDigit: Bool { hexDigitValue != nil }
+
+    /// The value of an ASCII hex digit, either case.
+    fileprivate var hexDigitValue: UInt8? {
+        switch self {
+        case 0x30 ... 0x39: self - 0x30
+        case 0x41 ... 0x46: self - 0x41 + 10
+        case 0x61 ... 0x66: self - 0x61 + 10
+        default: nil
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Glibc
 import Packets
 import PropertyBased
 import Testing
@@ -83,6 +84,37 @@ import Testing
             #expect(IPv4Address(IPv4Address(rawValue: v4).description)?.rawValue == v4)
             let macAddress = MACAddress(rawValue: mac)
             #expect(MACAddress(macAddress.description) == macAddress)
+        }
+    }
+
+    /// Text that is nearly an address (a printed one with characters replaced, dropped
+    /// or doubled) reads as inet_pton(3) reads it, or not at all where it refuses it.
+    @Test func addressesReadAsInetPtonReadsThem() async {
+        let printed = zip(Gen.uint64(), Gen.uint64(), Gen.int(in: 0 ... 8), Gen.uint32()).map { high, low, zeroGroups, v4 in
+            let raw = UInt128(high) << 64 | UInt128(low)
+            let v6: String = IPv6Address(rawValue: zeroGroups == 8 ? 0 : raw >> (16 * zeroGroups)).description
+            let quad: String = IPv4Address(rawValue: v4).description
+            let mixed: String = String(v6.prefix { $0 != ":" }) + "::" + quad
+            return [v6, quad, mixed, "::ffff:" + quad][Int(low % 4)]
+        }
+        let alphabet: [String] = "0123456789abcdefABCDEFg:.:.".map { String($0) }
+        let edits = Gen.int(in: 0 ... alphabet.count - 1).map { alphabet[$0] }.array(of: 3)
+        await propertyCheck(count: 3000, input: printed, edits, Gen.int(in: 0 ... 40), Gen.int(in: 0 ... 3)) { text, edits, at, kind in
+            var characters: [String] = text.map { String($0) }
+            let place = min(at, characters.count)
+            switch kind {
+            case 0 where place < characters.count: characters[place] = edits[0]
+            case 1 where place < characters.count: characters.remove(at: place)
+            case 2: characters.insert(contentsOf: edits, at: place)
+            default: break
+            }
+            let edited = characters.joined()
+            var v6 = in6_addr(), v4 = in_addr()
+            let expected6 = inet_pton(AF_INET6, edited, &v6) == 1
+                ? withUnsafeBytes(of: v6) { $0.reduce(UInt128(0)) { $0 << 8 | UInt128($1) } } : nil
+            let expected4 = inet_pton(AF_INET, edited, &v4) == 1 ? UInt32(bigEndian: v4.s_addr) : nil
+            #expect(IPv6Address(edited)?.rawValue == expected6, "\(edited)")
+            #expect(IPv4Address(edited)?.rawValue == expected4, "\(edited)")
         }
     }
 }
