@@ -7,6 +7,7 @@
 ///   the rule sets it touches; only when all succeed are the new rule sets written to
 ///   the store, one device at a time, each by replaying its commands on the stored set
 ///   inside `RuleSetStore.update` (so a writer that got in between is not overwritten).
+///   A batch that only changes one device's rules runs once, inside that update.
 public struct Batch {
     public struct Line: Hashable, Sendable {
         /// 1-based; for a continued command, the number of its first line.
@@ -61,6 +62,14 @@ public struct Batch {
     /// Runs the batch on `store`. `output` receives, in order and only once everything
     /// has been written, each command with the rules it named (see `FilterCommand.apply`).
     public func run(on store: any RuleSetStore, output: (Line, [FlowRule]) -> Void) throws(BatchError) {
+        // Every line changing one device's rules: the store's one update of them is all or
+        // nothing by itself, and names what each line did. (A batch of 100,000 rules would
+        // otherwise add each rule twice.)
+        if let device = lines.first?.command.device,
+           lines.allSatisfy({ $0.command.changesRules && $0.command.device == device }) {
+            for (line, rules) in zip(lines, try Self.write(lines, to: store)) { output(line, rules) }
+            return
+        }
         var sets: [String: RuleSet] = [:]
         var results: [(Line, [FlowRule])] = []
         for line in lines {
@@ -130,14 +139,19 @@ public struct Batch {
     }
 
     /// One device's commands in one `RuleSetStore.update`; the error names the line.
-    private static func write(_ commands: [Line], to store: any RuleSetStore) throws(BatchError) {
+    /// Returns the rules each command named.
+    @discardableResult
+    private static func write(_ commands: [Line], to store: any RuleSetStore) throws(BatchError) -> [[FlowRule]] {
         var failedLine = commands[0].number
         do {
-            try store.update(device: commands[0].command.device) { set, change in
+            return try store.update(device: commands[0].command.device) { set, change in
+                var named: [[FlowRule]] = []
+                named.reserveCapacity(commands.count)
                 for command in commands {
                     failedLine = command.number
-                    try command.command.apply(to: &set, recording: &change)
+                    named.append(try command.command.apply(to: &set, recording: &change))
                 }
+                return named
             }
         } catch let error as RuleSetError {
             throw BatchError(line: failedLine, reason: .rules(error))
@@ -146,57 +160,64 @@ public struct Batch {
         }
     }
 
-    /// The text of each command (continued lines joined) with the number of its first
-    /// line; and the first line of a command the file's end cut short, if one did.
-    static func commandTexts(_ text: String) -> (commands: [(Int, Substring.UnicodeScalarView)], unfinished: Int?) {
-        var commands: [(Int, Substring.UnicodeScalarView)] = []
-        var pending: (start: Int, text: String.UnicodeScalarView)?
-        var lines = Self.lines(text)
+    /// The bytes of each command (continued lines joined) with the number of its first
+    /// line; and the first line of a command the file's end cut short, if one did. Read
+    /// as UTF-8 bytes: a batch of 100,000 rules is split without decoding its scalars
+    /// (or grapheme clusters) one by one.
+    static func commandTexts(_ text: String) -> (commands: [(Int, ArraySlice<UInt8>)], unfinished: Int?) {
+        let bytes = Array(text.utf8)
+        var commands: [(Int, ArraySlice<UInt8>)] = []
+        var pending: (start: Int, bytes: [UInt8])?
+        var lines = Self.lines(bytes)
         // The file's last newline ends its last line; it starts no line a `\` continues into.
         if lines.count > 1, lines.last!.isEmpty { lines.removeLast() }
         for (index, line) in lines.enumerated() {
             let start = pending?.start ?? index + 1
-            if line.last == "\\" {
-                var joined = pending?.text ?? String.UnicodeScalarView()
-                joined.append(contentsOf: line.dropLast())
-                joined.append(" ")
-                pending = (start, joined)
+            if line.last == UInt8(ascii: "\\") {
+                pending = (start, (pending?.bytes ?? []) + line.dropLast() + [UInt8(ascii: " ")])
                 continue
             }
             // Only a continued command is copied; a line is read where it lies.
-            var whole = line
-            if var joined = pending?.text {
-                joined.append(contentsOf: line)
-                whole = Substring(String(joined)).unicodeScalars
-            }
+            commands.append((start, pending.map { ArraySlice($0.bytes + line) } ?? line))
             pending = nil
-            commands.append((start, whole))
         }
         return (commands, pending?.start)
     }
 
-    /// The lines of `text`, split where `Character.isNewline` would split them ("\r\n" is
-    /// one newline), but scalar by scalar: a batch of 100,000 rules is read without
-    /// breaking it into grapheme clusters first.
-    static func lines(_ text: String) -> [Substring.UnicodeScalarView] {
-        var lines: [Substring.UnicodeScalarView] = []
-        let scalars = Substring(text).unicodeScalars
-        var start = scalars.startIndex, position = start
-        while position < scalars.endIndex {
-            let scalar = scalars[position]
-            guard Self.isNewline(scalar) else {
-                position = scalars.index(after: position)
+    /// The lines of `bytes`, split where `Character.isNewline` would split them ("\r\n"
+    /// is one newline).
+    static func lines(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
+        var lines: [ArraySlice<UInt8>] = []
+        var start = 0, position = 0
+        while position < bytes.count {
+            let (scalar, length) = Self.scalar(bytes, at: position)
+            guard isNewline(scalar) else {
+                position += length
                 continue
             }
-            lines.append(scalars[start ..< position])
-            position = scalars.index(after: position)
-            if scalar == "\r", position < scalars.endIndex, scalars[position] == "\n" {
-                position = scalars.index(after: position)
-            }
+            lines.append(bytes[start ..< position])
+            position += scalar == "\r" && position + 1 < bytes.count && bytes[position + 1] == 0x0A ? 2 : length
             start = position
         }
-        lines.append(scalars[start...])
+        lines.append(bytes[start...])
         return lines
+    }
+
+    /// The length of the white space at `position`, nil for none.
+    private static func whitespaceLength(_ bytes: ArraySlice<UInt8>, at position: Int) -> Int? {
+        let (scalar, length) = Self.scalar(bytes, at: position)
+        return isWhitespace(scalar) ? length : nil
+    }
+
+    /// The scalar whose UTF-8 sequence starts at `position`, and the sequence's length.
+    private static func scalar<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, at position: Int)
+        -> (Unicode.Scalar, Int) where Bytes.Index == Int {
+        let first = bytes[position]
+        guard first >= 0x80 else { return (Unicode.Scalar(first), 1) }
+        let length = first < 0xE0 ? 2 : first < 0xF0 ? 3 : 4
+        var value = UInt32(first) & (0x7F >> length)
+        for index in position + 1 ..< position + length { value = value << 6 | UInt32(bytes[index] & 0x3F) }
+        return (Unicode.Scalar(value)!, length)
     }
 
     static func isNewline(_ scalar: Unicode.Scalar) -> Bool {
@@ -223,41 +244,35 @@ public struct Batch {
 
     /// The words of one command: runs of text between white space, quoted runs (which
     /// keep white space) joined to what touches them, up to a `#` that starts a word.
-    /// A word without quotes is one copy of its slice.
-    private static func words(_ text: Substring.UnicodeScalarView, line: Int) throws(BatchError) -> [String] {
+    /// A word without quotes is decoded from where it lies.
+    private static func words(_ text: ArraySlice<UInt8>, line: Int) throws(BatchError) -> [String] {
         var words: [String] = []
+        // Always at a scalar's first byte: a scalar is stepped over whole.
         var position = text.startIndex
         while position < text.endIndex {
-            if Self.isWhitespace(text[position]) {
-                position = text.index(after: position)
+            if let length = Self.whitespaceLength(text, at: position) {
+                position += length
                 continue
             }
-            if text[position] == "#" { break }
-            var word: String?
+            if text[position] == UInt8(ascii: "#") { break }
+            var joined: [UInt8]?
             var run = position
-            while position < text.endIndex, !Self.isWhitespace(text[position]) {
+            while position < text.endIndex, Self.whitespaceLength(text, at: position) == nil {
                 let quote = text[position]
-                guard quote == "\"" || quote == "'" else {
-                    position = text.index(after: position)
+                guard quote == UInt8(ascii: "\"") || quote == UInt8(ascii: "'") else {
+                    position += Self.scalar(text, at: position).1
                     continue
                 }
-                let opening = text.index(after: position)
-                guard let closing = text[opening...].firstIndex(of: quote) else {
+                guard let closing = text[(position + 1)...].firstIndex(of: quote) else {
                     throw BatchError(line: line, reason: .unterminatedQuote)
                 }
-                var joined = word ?? ""
-                joined.unicodeScalars.append(contentsOf: text[run ..< position])
-                joined.unicodeScalars.append(contentsOf: text[opening ..< closing])
-                word = joined
-                position = text.index(after: closing)
+                joined = (joined ?? []) + text[run ..< position] + text[position + 1 ..< closing]
+                position = closing + 1
                 run = position
             }
-            if var joined = word {
-                joined.unicodeScalars.append(contentsOf: text[run ..< position])
-                words.append(joined)
-            } else {
-                words.append(String(Substring(text[run ..< position])))
-            }
+            let word = joined.map { $0 + text[run ..< position] }
+            words.append(word.map { String(decoding: $0, as: UTF8.self) }
+                ?? String(decoding: text[run ..< position], as: UTF8.self))
         }
         return words
     }
