@@ -574,9 +574,10 @@ public struct Plan: Equatable, Sendable {
             }
             builders = []
             subtables = []
-            tables = TupleTables(zip(rules, values).compactMap { rule, value in
+            let device = device
+            tables = TupleTables(zip(rules, values).lazy.compactMap { rule, value in
                 TableRule(rule, key: RuleKey(rule, device: device), action: value.action).map { (value.slot, $0) }
-            }, memory: memory?.tables)
+            }, count: values.count, memory: memory?.tables)
             indexSubtables(keys: [:])
         }
     }

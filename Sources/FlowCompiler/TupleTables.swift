@@ -111,16 +111,19 @@ public struct TupleTables: Equatable, Sendable {
         later = made
     }
 
-    /// The rules of `entries` (slot, and the rest of what a table holds of them) in
-    /// tables, keeping the indexes and sizes of `memory`.
-    init(_ entries: [(slot: UInt32, rule: TableRule)], memory: TableMemory?) {
+    /// The rules of `placed` (slot, and the rest of what a table holds of them) in
+    /// tables, keeping the indexes and sizes of `memory`. Room for `count` rules (at
+    /// most) is made at once: 100,000 rules of 360 bytes, grown step by step, are copied
+    /// and their pages faulted in again at each doubling.
+    init(_ placed: some Sequence<(slot: UInt32, rule: TableRule)>, count: Int, memory: TableMemory?) {
         tableIndex = memory?.tableIndex ?? StableIndex()
         bucketCapacity = memory?.bucketCapacity ?? Plan.capacity(for: 0)
         tableCapacity = memory?.tableCapacity ?? Self.minimumTableCapacity
         var masks: [TableMask] = []
-        for (slot, rule) in entries {
+        rules.reserveCapacity(count)
+        for (slot, rule) in placed {
             rules[slot] = rule
-            count(rule, +1)
+            self.count(rule, +1)
             if tables[rule.table] == nil {
                 // Indexed and filtered below, once the room for tables is known.
                 tables[rule.table] = Table(mask: rule.table, index: 0, filterWords: 1)
@@ -416,8 +419,6 @@ public struct TableRule: Equatable, Sendable {
     public var srcPorts: PortRange?
     public var dstPorts: PortRange?
     let table: TableMask
-    /// The rule's value under its table's mask.
-    let key: RecordBytes
     /// Its bucket in the table: `key`'s fingerprint.
     public let bucket: UInt32
     let fields: [KeyField]
@@ -432,12 +433,19 @@ public struct TableRule: Equatable, Sendable {
         srcPorts = ruleKey.srcPorts
         dstPorts = ruleKey.dstPorts
         table = TableMask(pattern)
-        var key = RecordBytes()
-        for offset in 0 ..< KeyField.recordSize { key[offset] = value[offset] & table.bytes[offset] }
-        self.key = key
-        bucket = BucketID.fingerprint(key)
+        bucket = BucketID.fingerprint(Self.key(pattern.value, under: table))
         fields = pattern.fields.fields
         presence = fields.reduce(into: []) { $0.formUnion($1.presence) }
+    }
+
+    /// The rule's value under its table's mask; made when asked (a plan holds 100,000
+    /// rules, and few changes ask).
+    var key: RecordBytes { Self.key(value, under: table) }
+
+    private static func key(_ value: RecordBytes, under table: TableMask) -> RecordBytes {
+        var key = RecordBytes()
+        for offset in 0 ..< KeyField.recordSize { key[offset] = value[offset] & table.bytes[offset] }
+        return key
     }
 
     static func rank(prio: UInt16, handle: UInt32) -> UInt64 { UInt64(prio) << 32 | UInt64(handle) }
