@@ -27,6 +27,20 @@ import Testing
         #expect(crossed > 0, "no walk went past the inline limit and back")
     }
 
+    /// A plan's memory reads back as written, and a rule's slot written by an earlier
+    /// version (an object, not one number) reads too.
+    @Test func memoryReadsBackAndReadsTheEarlierForm() throws {
+        var rng = SeededRandom(seed: 7)
+        let generator = RuleGenerator(pool: ValuePool(&rng), &rng)
+        let memory = try Plan(generator.ruleSet(count: 40, &rng), device: testDevice, inlineLimit: 0).memory
+        #expect(memory.slots.count > 10 && memory.tables != nil)
+        #expect(try JSONDecoder().decode(Plan.Memory.self, from: JSONEncoder().encode(memory)) == memory)
+        let earlier = #"[{"prio": 3, "handle": 2}, {"prio": 65535, "handle": 4294967295}]"#
+        #expect(try JSONDecoder().decode([RuleID].self, from: Data(earlier.utf8))
+            == [RuleID(prio: 3, handle: 2), RuleID(prio: 65535, handle: 0xffff_ffff)])
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode([RuleID].self, from: Data("[281474976710656]".utf8)) }
+    }
+
     /// Adds and removes random rules, checking the plan after each step; whether the
     /// plan was in tables, then inline again.
     private func walk(seed: UInt64, inlineLimit: Int) throws -> Bool {
