@@ -7,7 +7,6 @@
 ///   the rule sets it touches; only when all succeed are the new rule sets written to
 ///   the store, one device at a time, each by replaying its commands on the stored set
 ///   inside `RuleSetStore.update` (so a writer that got in between is not overwritten).
-///   A batch that only changes one device's rules runs once, inside that update.
 public struct Batch {
     public struct Line: Hashable, Sendable {
         /// 1-based; for a continued command, the number of its first line.
@@ -62,14 +61,6 @@ public struct Batch {
     /// Runs the batch on `store`. `output` receives, in order and only once everything
     /// has been written, each command with the rules it named (see `FilterCommand.apply`).
     public func run(on store: any RuleSetStore, output: (Line, [FlowRule]) -> Void) throws(BatchError) {
-        // Every line changing one device's rules: the store's one update of them is all or
-        // nothing by itself, and names what each line did. (A batch of 100,000 rules would
-        // otherwise add each rule twice.)
-        if let device = lines.first?.command.device,
-           lines.allSatisfy({ $0.command.changesRules && $0.command.device == device }) {
-            for (line, rules) in zip(lines, try Self.write(lines, to: store)) { output(line, rules) }
-            return
-        }
         var sets: [String: RuleSet] = [:]
         var results: [(Line, [FlowRule])] = []
         for line in lines {
@@ -139,19 +130,14 @@ public struct Batch {
     }
 
     /// One device's commands in one `RuleSetStore.update`; the error names the line.
-    /// Returns the rules each command named.
-    @discardableResult
-    private static func write(_ commands: [Line], to store: any RuleSetStore) throws(BatchError) -> [[FlowRule]] {
+    private static func write(_ commands: [Line], to store: any RuleSetStore) throws(BatchError) {
         var failedLine = commands[0].number
         do {
-            return try store.update(device: commands[0].command.device) { set, change in
-                var named: [[FlowRule]] = []
-                named.reserveCapacity(commands.count)
+            try store.update(device: commands[0].command.device) { set, change in
                 for command in commands {
                     failedLine = command.number
-                    named.append(try command.command.apply(to: &set, recording: &change))
+                    try command.command.apply(to: &set, recording: &change)
                 }
-                return named
             }
         } catch let error as RuleSetError {
             throw BatchError(line: failedLine, reason: .rules(error))
