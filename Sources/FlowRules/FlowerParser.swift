@@ -266,7 +266,8 @@ struct FlowerParser {
     ) -> Masked<Address>? {
         guard let slash = text.utf8.firstIndex(of: UInt8(ascii: "/")) else { return Address(text).map { Masked($0) } }
         guard let address = Address(String(text[..<slash])) else { return nil }
-        let suffix = text[text.index(after: slash)...]
+        // After the slash's byte, not its Character: `/` with a combining mark is no slash.
+        let suffix = Substring(text.utf8[text.utf8.index(after: slash)...])
         if let length = UInt8(tcText: suffix, base: .decimal) { return Masked(address, prefixLength: Int(length)) }
         guard let mask = Address(String(suffix)) else { return nil }
         let masked = Masked(address, mask: mask)

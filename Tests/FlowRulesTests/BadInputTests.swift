@@ -89,6 +89,9 @@ let badInputs: [BadInput] = [
     BadInput("\(ip) ip_ttl 1/100", "ip_ttl 1/100: expected 0-255 (decimal, else hex) with an optional /MASK (hex)", at: 8),
     BadInput("\(ip) dst_ip 10.0.0.0/33",
              "dst_ip 10.0.0.0/33: expected an IPv4 address with an optional /0-32 or /MASK (a prefix)", at: 8),
+    // A slash with a combining mark is one Character, and no slash.
+    BadInput("\(ip) dst_ip 10.0.0.0/\u{301}24",
+             "dst_ip 10.0.0.0/\u{301}24: expected an IPv4 address with an optional /0-32 or /MASK (a prefix)", at: 8),
     BadInput("\(ip) dst_ip 10.0.0.0/255.0.255.0",
              "dst_ip 10.0.0.0/255.0.255.0: expected an IPv4 address with an optional /0-32 or /MASK (a prefix)", at: 8),
     BadInput("\(ip6) dst_ip 2001:db8::/129",
