@@ -93,9 +93,11 @@ public struct TupleTables: Equatable, Sendable {
     private static func later(of tables: some Sequence<Table>) -> [UInt32: UInt64] {
         var bits: [UInt32: UInt64] = [:]
         var later: [UInt32: UInt64] = [:]
-        for table in tables.filter(\.isFiltered).sorted(by: { ($0.rank, $0.index) > ($1.rank, $1.index) }) {
-            later[table.index] = bits[table.index / 64, default: 0]
-            bits[table.index / 64, default: 0] |= 1 << UInt64(table.index % 64)
+        // Ranks and indexes only: a table copied is three collections retained and released.
+        let order = tables.lazy.filter(\.isFiltered).map { (rank: $0.rank, index: $0.index) }
+        for (_, index) in order.sorted(by: { ($0.rank, $0.index) > ($1.rank, $1.index) }) {
+            later[index] = bits[index / 64, default: 0]
+            bits[index / 64, default: 0] |= 1 << UInt64(index % 64)
         }
         return later
     }
@@ -180,8 +182,9 @@ public struct TupleTables: Equatable, Sendable {
         if moved { writes.changed(table) }
         var chain = table.buckets.removeValue(forKey: rule.bucket) ?? []
         if chain.isEmpty { bucketCount += 1 }
-        table.keys[rule.key, default: 0] += 1
-        if table.keys[rule.key] == 1 { filter.count(rule.key, in: table, +1, &writes.filter) }
+        let key = rule.key
+        table.keys[key, default: 0] += 1
+        if table.keys[key] == 1 { filter.count(key, in: table, +1, &writes.filter) }
         let position = chain.partitioningIndex { rules[$0]!.rank > rule.rank }
         chain.insert(slot, at: position)
         table.buckets[rule.bucket] = chain
@@ -199,13 +202,15 @@ public struct TupleTables: Equatable, Sendable {
 
     /// Removes the rule at `slot`, which the tables must hold.
     mutating func remove(slot: UInt32, _ writes: inout TableWrites) {
-        guard let rule = rules.removeValue(forKey: slot), var table = tables[rule.table] else {
+        // The table out of the dictionary while it changes (as in `add`): a second
+        // reference would copy its buckets and keys.
+        guard let rule = rules.removeValue(forKey: slot), var table = tables.removeValue(forKey: rule.table) else {
             preconditionFailure("slot \(slot) is in no table")
         }
         count(rule, -1)
         let before = table.rank
         table.ranks.remove(at: table.ranks.firstIndex(of: rule.rank)!)
-        var chain = table.buckets[rule.bucket]!
+        var chain = table.buckets.removeValue(forKey: rule.bucket)!
         let position = chain.firstIndex(of: slot)!
         chain.remove(at: position)
         if position == 0 {
@@ -216,10 +221,11 @@ public struct TupleTables: Equatable, Sendable {
         // Its check goes too, once nothing leads to it.
         writes.rules.insert(slot)
         if chain.isEmpty { bucketCount -= 1 }
-        table.keys[rule.key]! -= 1
-        if table.keys[rule.key] == 0 {
-            table.keys[rule.key] = nil
-            filter.count(rule.key, in: table, -1, &writes.filter)
+        let key = rule.key
+        table.keys[key]! -= 1
+        if table.keys[key] == 0 {
+            table.keys[key] = nil
+            filter.count(key, in: table, -1, &writes.filter)
         }
         table.buckets[rule.bucket] = chain.isEmpty ? nil : chain
         let moved = table.ranks.isEmpty || table.rank != before
@@ -438,8 +444,8 @@ public struct TableRule: Equatable, Sendable {
         presence = fields.reduce(into: []) { $0.formUnion($1.presence) }
     }
 
-    /// The rule's value under its table's mask; made when asked (a plan holds 100,000
-    /// rules, and few changes ask).
+    /// The rule's value under its table's mask; made when asked, not kept (104 bytes a
+    /// rule, in a plan of 100,000: placing or removing a rule makes it once).
     var key: RecordBytes { Self.key(value, under: table) }
 
     private static func key(_ value: RecordBytes, under table: TableMask) -> RecordBytes {
@@ -706,11 +712,11 @@ public struct TableFilter: Equatable, Sendable {
         }
     }
 
-    /// Per dimension, the bits of the filtered tables it does not filter: `maxWords` words
-    /// a dimension.
-    public static func unfiltered(_ tables: [Table]) -> [UInt64] {
+    /// Per dimension, the bits of the filtered tables of `tables` it does not filter:
+    /// `maxWords` words a dimension.
+    public static func unfiltered(_ tables: some Sequence<Table>) -> [UInt64] {
         var bits = [UInt64](repeating: 0, count: dimensions.count * maxWords)
-        for table in tables {
+        for table in tables where table.isFiltered {
             for position in dimensions.indices where table.filterFields[position] == nil {
                 bits[position * maxWords + Int(table.index / 64)] |= 1 << UInt64(table.index % 64)
             }
