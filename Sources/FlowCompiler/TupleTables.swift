@@ -679,25 +679,29 @@ public struct TableFilter: Equatable, Sendable {
     public static let hashMultiplier: UInt32 = 0x9e37_79b1
     public static func hash24(_ bytes: UInt32) -> UInt32 { ((bytes & 0xff_ffff) &* hashMultiplier) >> 16 }
 
-    /// Filter key (`dimension x entries + key`) -> table index -> keys.
-    private var counts: [UInt32: [UInt32: Int]] = [:]
+    /// Filter key (`dimension x entries + key`) << 32 | table index -> the table's keys
+    /// under it. Flat: a table of /8 addresses counts a key under 256 filter keys at once.
+    private var counts: [UInt64: Int] = [:]
+    /// Filter key -> the bits of the tables with keys under it, `maxWords` words; kept as
+    /// the counts change, so that writing an entry reads it in one lookup.
+    private var tableBits: [UInt32: [UInt64]] = [:]
 
     /// The tables' bits at `key`, `words` words.
     public func bits(at key: UInt32, words: Int) -> [UInt64] {
-        var bits = [UInt64](repeating: 0, count: words)
-        for index in (counts[key] ?? [:]).keys { bits[Int(index / 64)] |= 1 << UInt64(index % 64) }
-        return bits
+        Array((tableBits[key] ?? Self.noBits).prefix(words))
     }
+
+    private static let noBits = [UInt64](repeating: 0, count: maxWords)
 
     /// The filter map's value at `key`: `bits(at:words:)` as the program loads them.
     public func value(at key: UInt32, words: Int) -> [UInt8] {
         var writer = ByteWriter(capacity: 8 * words)
-        for word in bits(at: key, words: words) { writer.write(word) }
+        for word in (tableBits[key] ?? Self.noBits).prefix(words) { writer.write(word) }
         return writer.bytes
     }
 
     /// Every key with a bit.
-    public var indexes: Set<UInt32> { Set(counts.keys) }
+    public var indexes: Set<UInt32> { Set(tableBits.keys) }
 
     /// Per dimension, the field that filters the table of `mask` at `index`: one whose
     /// first byte the mask holds whole and, for the addresses, in the dimension that
@@ -743,10 +747,15 @@ public struct TableFilter: Equatable, Sendable {
             guard let field = table.filterFields[position] else { continue }
             for value in Self.keys(of: key, in: table, position, field: field) {
                 let filterKey = UInt32(position) << 16 | value
-                let left = (counts[filterKey]?[table.index] ?? 0) + sign
-                if left == 0 || left == sign { changed.insert(filterKey) }
-                counts[filterKey, default: [:]][table.index] = left == 0 ? nil : left
-                if counts[filterKey]!.isEmpty { counts[filterKey] = nil }
+                let countKey = UInt64(filterKey) << 32 | UInt64(table.index)
+                let left = (counts[countKey] ?? 0) + sign
+                counts[countKey] = left == 0 ? nil : left
+                // The table's bit comes with its first key here and goes with its last.
+                guard left == 0 || left == sign else { continue }
+                changed.insert(filterKey)
+                var bits = tableBits.removeValue(forKey: filterKey) ?? Self.noBits
+                bits[Int(table.index / 64)] ^= 1 << UInt64(table.index % 64)
+                if bits != Self.noBits { tableBits[filterKey] = bits }
             }
         }
     }
