@@ -98,7 +98,10 @@ struct TrafficGeneratorTests {
         let paced = try generator.send(count: 3_000, rate: 10_000)
         #expect(paced.frames == 3_000)
         #expect(paced.nanoseconds >= 300_000_000, "three slices of 1000, the last due at 0.3 s")
-        #expect(paced.rate > 7_000 && paced.rate <= 10_000, "paced at \(paced.rate) pps")
+        // Never faster than asked; slower only by the wakeups a loaded machine delays (make
+        // test runs other suites beside this one on two cores: 0.43 s was seen, not 0.3).
+        #expect(paced.rate <= 10_000, "paced at \(paced.rate) pps")
+        #expect(paced.nanoseconds < 1_500_000_000, "paced, not stalled: \(paced.nanoseconds) ns")
         #expect(try settled(at: [103_001, 0], received) == [103_001, 0])
 
         let timed = try generator.send(count: .max, duration: 0.5)
