@@ -684,19 +684,28 @@ public struct TableFilter: Equatable, Sendable {
     private var counts: [UInt64: Int] = [:]
     /// Filter key -> the bits of the tables with keys under it, `maxWords` words; kept as
     /// the counts change, so that writing an entry reads it in one lookup.
-    private var tableBits: [UInt32: [UInt64]] = [:]
+    private var tableBits: [UInt32: Bits] = [:]
+
+    /// A filter key's bits, in place: a key that gets its first table allocates nothing.
+    /// (`maxWords` words: a generic argument must be a literal.)
+    private struct Bits: Equatable, Sendable {
+        var words = InlineArray<6, UInt64>(repeating: 0)
+
+        static func == (a: Self, b: Self) -> Bool { a.words.indices.allSatisfy { a.words[$0] == b.words[$0] } }
+        var isEmpty: Bool { words.indices.allSatisfy { words[$0] == 0 } }
+    }
 
     /// The tables' bits at `key`, `words` words.
     public func bits(at key: UInt32, words: Int) -> [UInt64] {
-        Array((tableBits[key] ?? Self.noBits).prefix(words))
+        let bits = tableBits[key] ?? Bits()
+        return (0 ..< words).map { bits.words[$0] }
     }
-
-    private static let noBits = [UInt64](repeating: 0, count: maxWords)
 
     /// The filter map's value at `key`: `bits(at:words:)` as the program loads them.
     public func value(at key: UInt32, words: Int) -> [UInt8] {
+        let bits = tableBits[key] ?? Bits()
         var writer = ByteWriter(capacity: 8 * words)
-        for word in (tableBits[key] ?? Self.noBits).prefix(words) { writer.write(word) }
+        for word in 0 ..< words { writer.write(bits.words[word]) }
         return writer.bytes
     }
 
@@ -753,9 +762,8 @@ public struct TableFilter: Equatable, Sendable {
                 // The table's bit comes with its first key here and goes with its last.
                 guard left == 0 || left == sign else { continue }
                 changed.insert(filterKey)
-                var bits = tableBits.removeValue(forKey: filterKey) ?? Self.noBits
-                bits[Int(table.index / 64)] ^= 1 << UInt64(table.index % 64)
-                if bits != Self.noBits { tableBits[filterKey] = bits }
+                tableBits[filterKey, default: Bits()].words[Int(table.index / 64)] ^= 1 << UInt64(table.index % 64)
+                if tableBits[filterKey]!.isEmpty { tableBits[filterKey] = nil }
             }
         }
     }
