@@ -669,7 +669,7 @@ public struct TableFilter: Equatable, Sendable {
     public static let entries = 1 << 16
     /// A frame ANDs six values of this many words at most: 384 tables, a value of 48
     /// bytes (a filter map of 19 MB), and a short shift of the words on the stack.
-    public static let maxWords = 6
+    public static let maxWords = Bits.Words.count
 
     /// Words for a plan with room for `tableCapacity` tables (64, doubled as they grow).
     public static func words(tableCapacity: Int) -> Int { min(maxWords, max(1, tableCapacity / 64)) }
@@ -687,9 +687,10 @@ public struct TableFilter: Equatable, Sendable {
     private var tableBits: [UInt32: Bits] = [:]
 
     /// A filter key's bits, in place: a key that gets its first table allocates nothing.
-    /// (`maxWords` words: a generic argument must be a literal.)
     private struct Bits: Equatable, Sendable {
-        var words = InlineArray<6, UInt64>(repeating: 0)
+        /// `maxWords` is their count.
+        typealias Words = InlineArray<6, UInt64>
+        var words = Words(repeating: 0)
 
         static func == (a: Self, b: Self) -> Bool { a.words.indices.allSatisfy { a.words[$0] == b.words[$0] } }
         var isEmpty: Bool { words.indices.allSatisfy { words[$0] == 0 } }

@@ -254,8 +254,9 @@ public final class Datapath {
         func kept(_ name: String) -> Bool { keptMaps.contains(name) }
         let slots = kept(FlowMaps.rules) ? writes.rules : Set(tables.rules.keys)
         let indexes = kept(FlowMaps.tables) ? writes.entries : Set(tables.later.keys)
-        // Of the filtered tables, those whose entries are written (a change writes one or
-        // two): copying and sorting every table was a fifth of a change's time.
+        // Of the filtered tables, those whose entries are written (a change writes its own,
+        // and those whose later-bits it moved): copying and sorting every table for them
+        // was a fifth of a change's time.
         lazy var filteredByIndex = Dictionary(uniqueKeysWithValues: tables.tables.values.lazy
             .filter { $0.isFiltered && indexes.contains($0.index) }.map { ($0.index, $0) })
         func entryKey(_ index: UInt32) -> [UInt8] {
