@@ -84,23 +84,14 @@ public struct ArrayMap<Value: MapCodable>: Sendable {
     }
 
     /// Writes all entries, in one BPF_MAP_UPDATE_BATCH call where the map type has one
-    /// (devmaps have none: one update each). Inlinable, so that a caller's `Value` is
-    /// known: unspecialised, each entry's tuple asked the runtime for its type (0.4 us an
-    /// entry, most of the prefilter's fill when a second subtable brings it).
+    /// (devmaps have none: one update each). Inlinable, with the batch writer, so that a
+    /// caller's `Value` is known: unspecialised, each entry's tuple asked the runtime for
+    /// its type (0.4 us an entry, most of the prefilter's fill when a second subtable
+    /// brings it).
     @inlinable
     public func set(contentsOf entries: [(index: UInt32, value: Value)], _ policy: UpdatePolicy = .any)
         throws(BPFError) {
-        guard map.spec.type.hasBatchOperations else {
-            for entry in entries { try set(entry.index, entry.value, policy) }
-            return
-        }
-        var keys = ByteWriter(capacity: entries.count * UInt32.byteCount)
-        var values = ByteWriter(capacity: entries.count * Value.byteCount)
-        for entry in entries {
-            keys.write(entry.index)
-            values.write(entry.value)
-        }
-        try map.updateBatch(keys: keys.bytes, values: values.bytes, policy)
+        try map.updateBatch(entries.map { (key: $0.index, value: $0.value) }, policy)
     }
 
     /// The indexes the kernel iterates: all of them for an array, the set ones for a devmap.
@@ -235,6 +226,7 @@ extension Map {
 
     /// Keys and values end to end in one batch call; one update each for map types
     /// without batches.
+    @inlinable
     func updateBatch<Key: MapCodable, Value: MapCodable>(_ entries: [(key: Key, value: Value)],
                                                          _ policy: UpdatePolicy) throws(BPFError) {
         guard spec.type.hasBatchOperations else {
