@@ -91,13 +91,15 @@ public struct TupleTables: Equatable, Sendable {
     public private(set) var later: [UInt32: UInt64] = [:]
 
     private static func later(of tables: some Sequence<Table>) -> [UInt32: UInt64] {
-        var bits: [UInt32: UInt64] = [:]
+        // Per filter word, the bits of the tables placed so far (a filtered table's index
+        // is within the words' bits).
+        var bits = [UInt64](repeating: 0, count: TableFilter.maxWords)
         var later: [UInt32: UInt64] = [:]
         // Ranks and indexes only: a table copied is three collections retained and released.
         let order = tables.lazy.filter(\.isFiltered).map { (rank: $0.rank, index: $0.index) }
         for (_, index) in order.sorted(by: { ($0.rank, $0.index) > ($1.rank, $1.index) }) {
-            later[index] = bits[index / 64, default: 0]
-            bits[index / 64, default: 0] |= 1 << UInt64(index % 64)
+            later[index] = bits[Int(index / 64)]
+            bits[Int(index / 64)] |= 1 << UInt64(index % 64)
         }
         return later
     }
