@@ -5,8 +5,8 @@ CONFIG      ?= debug
 KERNEL_TESTS ?= BPFKernelTests|FlowCompilerTests|FlowOffloadTests
 # Of those, the ones that run alone, one after another: fault injection (kills, full
 # disks) and the live-traffic suites that account for every frame (captures, nftables
-# counters).
-SOLO_TESTS   ?= CrashTests|StateFaultTests|LiveChangeTests|MarkTests|XSKTests|CaptureCommandTests
+# counters, the nftables differential's verdicts).
+SOLO_TESTS   ?= CrashTests|StateFaultTests|LiveChangeTests|MarkTests|XSKTests|CaptureCommandTests|NFTOffloadTests
 
 # Extra arguments for xdpflow-bench, e.g. BENCH_ARGS='--only packets,live'; benchmarks are
 # only meaningful optimised, so they always use the release build (xdpflow-bench runs the
@@ -56,7 +56,7 @@ test: deps
 
 fuzz: deps
 	$(SWIFT) build --build-tests
-	XDPFLOW_FUZZ_SCALE=$(FUZZ_SCALE) $(SWIFT) test --skip-build --filter 'DifferentialPropertyTests|ACLDifferentialTests|TablePlanChangeTests|ClassBenchTests|CrashTests'
+	XDPFLOW_FUZZ_SCALE=$(FUZZ_SCALE) $(SWIFT) test --skip-build --filter 'DifferentialPropertyTests|ACLDifferentialTests|TablePlanChangeTests|ClassBenchTests|CrashTests|NFTOffloadTests'
 	SWIFT='$(SWIFT)' scripts/fuzz-run $(FUZZ_SECONDS)
 
 # The demo measures rates: always a release build.

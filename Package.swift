@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "FlowRules", targets: ["FlowRules"]),
         .library(name: "FlowCompiler", targets: ["FlowCompiler"]),
         .library(name: "FlowOffload", targets: ["FlowOffload"]),
+        .library(name: "NFTables", targets: ["NFTables"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -48,6 +49,8 @@ let package = Package(
         .target(name: "FlowRules", dependencies: ["Packets"]),
         // Pure Swift: rule set -> plan (subtables by prio and mask) -> XDP program.
         .target(name: "FlowCompiler", dependencies: ["BPFAssembly", "FlowRules", "Packets"]),
+        // Pure Swift: nftables' ingress hooks (nft -j) as flower rules XDP can run.
+        .target(name: "NFTables", dependencies: ["FlowRules", "Packets"]),
         // Per-device runtime: the rule store, loading a plan into the kernel, test-run traces.
         .target(
             name: "FlowOffload",
@@ -59,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "xdpflow",
             dependencies: [
-                "BPFAssembly", "BPFKernel", "FlowRules", "FlowCompiler", "FlowOffload", "Packets",
+                "BPFAssembly", "BPFKernel", "FlowRules", "FlowCompiler", "FlowOffload", "NFTables", "Packets",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -107,10 +110,11 @@ let package = Package(
         .testTarget(
             name: "FlowOffloadTests",
             dependencies: [
-                "FlowOffload", "FlowCompiler", "FlowRules", "Packets", "BPFKernel", "BPFAssembly", "KernelTestSupport",
-                .product(name: "SystemPackage", package: "swift-system"),
+                "FlowOffload", "FlowCompiler", "FlowRules", "NFTables", "Packets", "BPFKernel", "BPFAssembly",
+                "KernelTestSupport", .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "FlowRules", "Packets"]),
         .testTarget(
             name: "FlowRulesTests",
             dependencies: [

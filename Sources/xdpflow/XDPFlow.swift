@@ -52,7 +52,7 @@ struct XDPFlow: ParsableCommand {
         abstract: "Run tc flower rules in a generated XDP program.",
         version: "0.1.0",
         subcommands: [Filter.self, Attach.self, Detach.self, Show.self, Check.self, Save.self, Compile.self, Trace.self,
-                      Probe.self, Features.self, Gen.self, Capture.self]
+                      Probe.self, Features.self, Gen.self, Capture.self, NFT.self]
     )
 
     @OptionGroup var global: GlobalOptions

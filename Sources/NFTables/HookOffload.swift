@@ -1,0 +1,470 @@
+import FlowRules
+import Packets
+
+/// The flower rules that run one device's nftables ingress hook in XDP, as far as XDP can
+/// be sure of nftables' verdict, and what became of each nftables rule.
+///
+/// The hook's base chains (netdev `ingress` chains of the device, and inet `ingress`
+/// chains, which see IPv4 and IPv6 only) run in priority order; a `drop` ends the hook,
+/// an `accept` only its base chain. XDP drops what nftables would drop and passes the
+/// rest, so nftables, which still runs after it, decides everything else itself:
+///
+/// - `drop` is a flower `drop`; the frame never reaches nftables, so `status` adds
+///   XDP's count to nftables' own.
+/// - `accept` is a flower `pass` in the last base chain; before another it hands the
+///   frame to nftables (that chain could still drop it).
+/// - A rule XDP cannot run (conntrack, `limit`, a counter without a verdict, a field
+///   flower has no key for, ...) becomes a `pass` for every frame it might match: its
+///   translatable matches before its first other statement, an over-approximation. The
+///   rules after it still run in XDP for the frames it cannot match.
+/// - `!=` is a `continue` rule (go on with the next prio) for the values excluded, at
+///   lower handles of the rule's prio; `jump` and `goto` inline the chain under the
+///   jump's matches; a `return` with matches hands those frames to nftables.
+/// - Frames on which nftables reads other bytes than flower (VLAN-tagged frames, which
+///   the kernel untags before the hook; IPv4 fragments, which have no ports for
+///   nftables; IPv6 extension headers, which nftables skips to find the protocol) go
+///   to nftables first, before any rule: the guards.
+public struct HookOffload: Sendable {
+    public var device: String
+    /// The hook's base chains, in the order they run.
+    public private(set) var chains: [Chain]
+    /// Prio and handle set, in order.
+    public private(set) var rules: [FlowRule] = []
+    /// Where each flower rule comes from, by prio and handle.
+    public private(set) var origins: [Slot: Origin] = [:]
+    /// Every nftables rule of the hook's chains (and of those they jump to), in order.
+    public private(set) var reports: [RuleReport] = []
+
+    /// The prios before the rules: the guards'.
+    static let firstRulePrio: UInt16 = 8
+
+    public init(ruleset: Ruleset, device: String) throws(OffloadLimit) {
+        self.device = device
+        chains = Self.ingressChains(of: ruleset, device: device)
+        var translator = Translator(ruleset: ruleset, device: device)
+        for (index, chain) in chains.enumerated() {
+            try translator.walkBase(chain, isLast: index == chains.count - 1)
+        }
+        try translator.emitGuards()
+        rules = translator.rules.sorted { ($0.prio, $0.handle) < ($1.prio, $1.handle) }
+        origins = translator.origins
+        reports = translator.reports
+    }
+
+    /// The base chains on `device`'s ingress hook, in the order the kernel runs them:
+    /// by priority, then as registered (a chain made later runs after one of equal priority).
+    public static func ingressChains(of ruleset: Ruleset, device: String) -> [Chain] {
+        let tableHandles = Dictionary(ruleset.tables.map { ($0.id, $0.handle) }, uniquingKeysWith: { a, _ in a })
+        return ruleset.chains.filter { chain in
+            guard let base = chain.base, base.hook == "ingress", base.type == "filter",
+                  chain.table.family == .netdev || chain.table.family == .inet else { return false }
+            return base.devices.contains(device)
+        }.sorted {
+            ($0.base!.priority, tableHandles[$0.table] ?? 0, $0.handle) < ($1.base!.priority, tableHandles[$1.table] ?? 0, $1.handle)
+        }
+    }
+
+    /// The devices with an ingress base chain.
+    public static func devices(of ruleset: Ruleset) -> [String] {
+        Set(ruleset.chains.flatMap { chain -> [String] in
+            guard let base = chain.base, base.hook == "ingress", base.type == "filter",
+                  chain.table.family == .netdev || chain.table.family == .inet else { return [] }
+            return base.devices
+        }).sorted()
+    }
+
+    /// The nftables rule behind a flower rule's prio and handle.
+    public func origin(prio: UInt16, handle: UInt32) -> Origin? { origins[Slot(prio: prio, handle: handle)] }
+}
+
+/// A flower rule's place.
+public struct Slot: Hashable, Sendable {
+    public var prio: UInt16
+    public var handle: UInt32
+}
+
+/// What a flower rule of the offload stands for.
+public struct Origin: Hashable, Sendable {
+    /// Nil for a guard; for a chain's policy, the chain with handle 0.
+    public var rule: Rule.ID?
+    public var role: Role
+}
+
+public enum Role: Hashable, Sendable {
+    /// Drops in XDP: nftables never sees the frame, its count is XDP's.
+    case drops
+    /// Passes the frame; nftables gives it the same verdict and counts it.
+    case passes
+    /// Frames the rule might match go to nftables, which decides them.
+    case handsOff
+    /// A `!=` value: the frame goes on to the next rule.
+    case skips
+}
+
+/// What became of one nftables rule.
+public struct RuleReport: Hashable, Sendable {
+    public enum Status: Hashable, Sendable {
+        /// Runs in XDP: `drop` (decided there) or `accept` (passed to nftables, which accepts).
+        case offloaded(Verdict)
+        /// Its frames go to nftables, for this reason.
+        case notOffloaded(String)
+        /// No frame reaches it in XDP: an earlier rule hands all of them to nftables.
+        case unreachable(Rule.ID)
+        /// It neither decides nor counts (a match alone, `continue`).
+        case noEffect
+    }
+
+    public var rule: Rule.ID
+    public var status: Status
+    /// The flower rules it became.
+    public var flowRules: Int
+}
+
+/// The offload needs more than XDPFlow holds.
+public struct OffloadLimit: Error, Hashable, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// Walks the chains and emits flower rules, one prio per nftables rule and protocol.
+struct Translator {
+    let ruleset: Ruleset
+    let device: String
+    var rules: [FlowRule] = []
+    var origins: [Slot: Origin] = [:]
+    var reports: [RuleReport] = []
+    var nextPrio = HookOffload.firstRulePrio
+    /// The rule after which XDP hands every frame to nftables.
+    var closedBy: Rule.ID?
+    /// What the guards must cover.
+    var readsNetwork = false, readsTransport = false
+
+    /// The most flower rules one nftables rule may become.
+    static let maxExpansion = 65_536
+
+    init(ruleset: Ruleset, device: String) {
+        self.ruleset = ruleset
+        self.device = device
+    }
+
+    mutating func walkBase(_ chain: Chain, isLast: Bool) throws(OffloadLimit) {
+        // An inet chain sees IPv4 and IPv6 frames only.
+        let context = chain.table.family == .inet ? [FlowKey(network: .ipv4), FlowKey(network: .ipv6)] : [FlowKey()]
+        let base = Base(chain: chain, isLast: isLast)
+        _ = try walk(chain, context: context, base: base, depth: 0)
+        guard closedBy == nil else { return }
+        let policy = Rule.ID(table: chain.table, chain: chain.name, handle: 0)
+        if chain.base?.policy == .drop {
+            try emit(context, skips: [], control: .drop, origin: Origin(rule: policy, role: .drops), report: nil)
+        } else if !isLast {
+            // Accepted: the next base chain runs; nothing to emit.
+        }
+    }
+
+    struct Base {
+        var chain: Chain
+        var isLast: Bool
+    }
+
+    /// Whether the rest of a jumped-to chain runs for the context's frames.
+    enum WalkEnd { case fellThrough, returned }
+
+    mutating func walk(_ chain: Chain, context: [FlowKey], base: Base, depth: Int) throws(OffloadLimit) -> WalkEnd {
+        for rule in ruleset.rules(of: chain) {
+            if let closedBy {
+                reports.append(RuleReport(rule: rule.id, status: .unreachable(closedBy), flowRules: 0))
+                continue
+            }
+            if try translate(rule, context: context, base: base, depth: depth) == .returned { return .returned }
+        }
+        return .fellThrough
+    }
+
+    /// One rule: its matches as keys, its verdict as flower's control.
+    mutating func translate(_ rule: Rule, context: [FlowKey], base: Base, depth: Int) throws(OffloadLimit) -> WalkEnd {
+        let reader = ConditionReader(ruleset: ruleset, table: rule.table)
+        var keys = context
+        var skips: [FlowKey] = []
+        // The frames the rule might match, as far as its matches before any other
+        // statement say: what a rule XDP cannot run hands to nftables.
+        var mightMatch = context
+        var problem: String?
+        var counted = false
+        var verdict: Verdict?
+        var verdictMap: (key: Expression, map: Expression)?
+        statements: for statement in rule.statements {
+            switch statement {
+            case .match(let match):
+                if counted, problem == nil { problem = "a counter before a match counts frames the rule does not match" }
+                do {
+                    let condition = try reader.condition(match)
+                    if match.op == "!=" {
+                        let excluded = Self.keys([FlowKey()], condition, device: device)
+                        skips += excluded
+                        // The field's header must be there: `ip saddr != X` needs IPv4.
+                        if let first = excluded.first {
+                            keys = keys.compactMap { $0.requiring(first) }
+                        }
+                    } else {
+                        keys = Self.keys(keys, condition, device: device)
+                        if problem == nil { mightMatch = Self.keys(mightMatch, condition, device: device) }
+                    }
+                    if keys.count > Self.maxExpansion, problem == nil {
+                        problem = "it expands to more than \(Self.maxExpansion) flower rules"
+                    }
+                } catch {
+                    problem = problem ?? error.description
+                }
+            case .counter:
+                counted = true
+            case .verdict(let value):
+                verdict = value
+                break statements
+            case .verdictMap(let key, let map):
+                verdictMap = (key, map)
+                break statements
+            case .other(let keyword):
+                problem = problem ?? "\(keyword) is not offloaded"
+                break statements
+            }
+        }
+        if let problem {
+            try handOff(mightMatch, rule: rule.id, reason: problem)
+            return .fellThrough
+        }
+        if let verdictMap {
+            try translateVerdictMap(verdictMap.key, verdictMap.map, keys: keys, skips: skips, rule: rule, counted: counted,
+                                    base: base)
+            return .fellThrough
+        }
+        return try apply(verdict, keys: keys, skips: skips, rule: rule.id, counted: counted, base: base, depth: depth,
+                         context: context)
+    }
+
+    mutating func apply(_ verdict: Verdict?, keys: [FlowKey], skips: [FlowKey], rule: Rule.ID, counted: Bool, base: Base,
+                        depth: Int, context: [FlowKey]) throws(OffloadLimit) -> WalkEnd {
+        switch verdict {
+        case nil, .continue?:
+            if counted {
+                try handOff(keys, rule: rule, reason: "a counter without a verdict: nftables counts its frames")
+            } else {
+                reports.append(RuleReport(rule: rule, status: .noEffect, flowRules: 0))
+            }
+        case .drop?:
+            try emit(keys, skips: skips, control: .drop, origin: Origin(rule: rule, role: .drops), report: .offloaded(.drop))
+        case .accept?:
+            try accept(keys, skips: skips, rule: rule, base: base)
+        case .return?:
+            if depth == 0 {
+                // The base chain's policy.
+                return try apply(base.chain.base?.policy ?? .accept, keys: keys, skips: skips, rule: rule, counted: counted,
+                                 base: base, depth: depth, context: context)
+            }
+            if skips.isEmpty, keys == context {
+                reports.append(RuleReport(rule: rule, status: .noEffect, flowRules: 0))
+                return .returned
+            }
+            try handOff(keys, rule: rule, reason: "a return with matches: the rest of the chain runs in nftables")
+        case .jump(let target)?, .goto(let target)?:
+            guard !counted, skips.isEmpty, depth < 16, let chain = ruleset.chain(target, in: rule.table) else {
+                let reason = counted ? "a counter with a jump" : !skips.isEmpty ? "a jump with a != match"
+                    : depth >= 16 ? "jumps nested deeper than 16" : "no chain \(target)"
+                try handOff(keys, rule: rule, reason: reason)
+                return .fellThrough
+            }
+            reports.append(RuleReport(rule: rule, status: .offloaded(verdict!), flowRules: 0))
+            _ = try walk(chain, context: keys, base: base, depth: depth + 1)
+            if case .goto = verdict!, closedBy == nil {
+                // A goto does not come back: what its chain does not decide gets the policy.
+                let policy = Rule.ID(table: base.chain.table, chain: base.chain.name, handle: 0)
+                if base.chain.base?.policy == .drop {
+                    try emit(keys, skips: [], control: .drop, origin: Origin(rule: policy, role: .drops), report: nil)
+                } else {
+                    try accept(keys, skips: [], rule: policy, base: base, reported: false)
+                }
+            }
+        }
+        return .fellThrough
+    }
+
+    /// `accept`: XDP passes the frame in the hook's last base chain; before another base
+    /// chain it hands it to nftables, since that chain may still drop it.
+    mutating func accept(_ keys: [FlowKey], skips: [FlowKey], rule: Rule.ID, base: Base, reported: Bool = true)
+        throws(OffloadLimit) {
+        if base.isLast {
+            try emit(keys, skips: skips, control: .pass, origin: Origin(rule: rule, role: .passes),
+                     report: reported ? .offloaded(.accept) : nil)
+        } else {
+            try handOff(keys, rule: rule, reason: "accept before the base chains after it", reported: reported)
+        }
+    }
+
+    /// `KEY vmap { VALUE : VERDICT }`: one rule per element, each with its verdict; the
+    /// elements of a map never overlap, so their order does not matter.
+    mutating func translateVerdictMap(_ key: Expression, _ map: Expression, keys: [FlowKey], skips: [FlowKey],
+                                      rule: Rule, counted: Bool, base: Base) throws(OffloadLimit) {
+        guard !counted else {
+            try handOff(keys, rule: rule.id, reason: "a counter with a verdict map")
+            return
+        }
+        let reader = ConditionReader(ruleset: ruleset, table: rule.table)
+        var elements: [Expression]
+        switch map {
+        case .set(let items): elements = items
+        case .reference(let name): elements = ruleset.set(name, in: rule.table)?.elements ?? []
+        default: elements = []
+        }
+        var emitted = 0
+        for element in elements {
+            guard case .mapping(let value, let data) = element, case .verdict(let verdict) = data,
+                  verdict == .drop || verdict == .accept || verdict == .continue else {
+                try handOff(keys, rule: rule.id, reason: "a verdict map with a verdict other than accept, drop or continue")
+                return
+            }
+            let condition: Condition
+            do {
+                condition = try reader.condition(Match(op: "==", left: key, right: value))
+            } catch {
+                try handOff(keys, rule: rule.id, reason: error.description)
+                return
+            }
+            let elementKeys = Self.keys(keys, condition, device: device)
+            let role: Role = verdict == .drop ? .drops : base.isLast ? .passes : .handsOff
+            if verdict != .continue {
+                emitted += try emit(elementKeys, skips: skips, control: verdict == .drop ? .drop : .pass,
+                                    origin: Origin(rule: rule.id, role: role), report: nil)
+            }
+        }
+        reports.append(RuleReport(rule: rule.id, status: .offloaded(.drop), flowRules: emitted))
+    }
+
+    /// Frames `keys` might match go to nftables: a `pass` that decides nothing.
+    mutating func handOff(_ keys: [FlowKey], rule: Rule.ID, reason: String, reported: Bool = true) throws(OffloadLimit) {
+        // Past the expansion limit: every frame of the context, as one rule per network.
+        let keys = keys.count > Self.maxExpansion ? [FlowKey()] : keys
+        try emit(keys, skips: [], control: .pass, origin: Origin(rule: rule, role: .handsOff),
+                 report: reported ? .notOffloaded(reason) : nil)
+        if keys.contains(FlowKey()) { closedBy = rule }
+    }
+
+    /// Emits the flower rules of `keys` under `control`, the `skips` first, one prio per
+    /// protocol; reports `report` for the rule. Returns the rules emitted.
+    @discardableResult
+    mutating func emit(_ keys: [FlowKey], skips: [FlowKey], control: ActionControl, origin: Origin,
+                       report: RuleReport.Status?) throws(OffloadLimit) -> Int {
+        var byProtocol: [FilterProtocol: [FlowRule]] = [:]
+        var order: [FilterProtocol] = []
+        for key in keys {
+            for rule in key.flowRules(actions: [.gact(control)]) {
+                if byProtocol[rule.filterProtocol] == nil { order.append(rule.filterProtocol) }
+                byProtocol[rule.filterProtocol, default: []].append(rule)
+            }
+            if key.network != .any || key.l4 != nil { readsNetwork = true }
+            if key.l4 != nil { readsTransport = true }
+        }
+        var emitted = 0
+        for filterProtocol in order {
+            guard nextPrio < UInt16.max else {
+                throw OffloadLimit(description: "the offload needs more than \(UInt16.max - HookOffload.firstRulePrio) prios "
+                    + "(one per nftables rule and protocol); the rules of \(origin.rule.map(String.init(describing:)) ?? "a guard") do not fit")
+            }
+            let prio = nextPrio
+            nextPrio += 1
+            let network: FlowKey.Network = filterProtocol == .ip ? .ipv4 : filterProtocol == .ipv6 ? .ipv6 : .any
+            let skipRules = skips.compactMap { $0.restricted(to: network, protocol: filterProtocol) }
+                .flatMap { $0.flowRules(actions: [.gact(.continue)]) }
+                .filter { $0.filterProtocol == filterProtocol }
+            var seen = Set<FlowMatch>()
+            var handle: UInt32 = 1
+            for (rule, role) in skipRules.map({ ($0, Role.skips) }) + byProtocol[filterProtocol]!.map({ ($0, origin.role) }) {
+                guard seen.insert(rule.match).inserted else { continue }
+                var placed = rule
+                placed.prio = prio
+                placed.handle = handle
+                rules.append(placed)
+                origins[Slot(prio: prio, handle: handle)] = Origin(rule: origin.rule, role: role)
+                handle += 1
+                emitted += 1
+            }
+        }
+        if let report, let rule = origin.rule {
+            reports.append(RuleReport(rule: rule, status: report, flowRules: emitted))
+        }
+        return emitted
+    }
+
+    /// The guards: frames whose headers nftables reads otherwise than flower go to it
+    /// before any rule.
+    mutating func emitGuards() throws(OffloadLimit) {
+        var prio: UInt16 = 1
+        func guardRule(_ filterProtocol: FilterProtocol, _ edit: (inout FlowMatch) -> Void = { _ in }) -> FlowRule {
+            var rule = FlowRule(prio: prio, handle: 1, filterProtocol: filterProtocol, actions: [.gact(.pass)])
+            edit(&rule.match)
+            prio += 1
+            return rule
+        }
+        var guards: [FlowRule] = []
+        if readsNetwork {
+            // The kernel takes a VLAN tag off before the hook; nftables reads what follows.
+            guards.append(guardRule(.vlan))
+            guards.append(guardRule(.qinq))
+        }
+        if readsTransport {
+            // nftables reads no transport header in a fragment.
+            guards.append(guardRule(.ip) { $0.ipFlags = IPFlagsMatch(isFragment: true) })
+            // nftables finds IPv6's protocol past its extension headers; flower reads the first.
+            var extensions = guardRule(.ipv6)
+            extensions.handle = 0
+            for (index, header) in [0, 43, 44, 51, 59, 60].enumerated() {
+                var each = extensions
+                each.handle = UInt32(index + 1)
+                each.match.ipProto = UInt8(header)
+                guards.append(each)
+            }
+        }
+        for rule in guards {
+            rules.append(rule)
+            origins[Slot(prio: rule.prio, handle: rule.handle)] = Origin(rule: nil, role: .handsOff)
+        }
+    }
+
+    /// `keys` each combined with each alternative of `condition`.
+    static func keys(_ keys: [FlowKey], _ condition: Condition, device: String) -> [FlowKey] {
+        var result: [FlowKey] = []
+        var seen = Set<FlowKey>()
+        for key in keys {
+            alternatives: for alternative in condition.alternatives {
+                var combined = key
+                for atom in alternative {
+                    guard let next = combined.adding(atom, device: device) else { continue alternatives }
+                    combined = next
+                }
+                if seen.insert(combined).inserted { result.append(combined) }
+            }
+        }
+        return result
+    }
+}
+
+extension FlowKey {
+    /// This key where `other`'s network and protocol are required as well.
+    func requiring(_ other: FlowKey) -> FlowKey? {
+        var key = self
+        if other.network != .any {
+            guard key.network == .any || key.network == other.network else { return nil }
+            key.network = other.network
+        }
+        if let l4 = other.l4 {
+            guard key.l4 == nil || key.l4 == l4 else { return nil }
+            key.l4 = l4
+        }
+        return key
+    }
+
+    /// This key within the rules of one flower protocol; nil when none of its frames are.
+    func restricted(to network: Network, protocol filterProtocol: FilterProtocol) -> FlowKey? {
+        if network == .any {
+            return FlowKey.filterProtocol(self.network) == filterProtocol || self.network == .any ? self : nil
+        }
+        return requiring(FlowKey(network: network))
+    }
+}

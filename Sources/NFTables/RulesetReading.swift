@@ -1,0 +1,203 @@
+import FlowRules
+import FoundationEssentials
+
+/// Why `nft -j` output cannot be read: the document and the object that failed.
+public struct RulesetError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var what: String
+
+    public init(_ what: String) { self.what = what }
+
+    public var description: String { "nft -j: \(what)" }
+}
+
+extension Ruleset {
+    /// Reads `nft -j list ruleset`. nft 1.0.6 leaves the devices of a netdev chain out
+    /// of its JSON; `listing` (`nft list ruleset`, the text) supplies them when given.
+    public init(json: [UInt8], listing: String? = nil) throws(RulesetError) {
+        let document: JSONValue
+        do {
+            document = try JSONDecoder().decode(JSONValue.self, from: Data(json))
+        } catch {
+            throw RulesetError("not JSON: \(error)")
+        }
+        guard let objects = document["nftables"]?.array else {
+            throw RulesetError("no \"nftables\" array at the top")
+        }
+        self.init()
+        let devices = listing.map(Self.devices(inListing:)) ?? [:]
+        for object in objects {
+            guard let (kind, body) = object.singleMember else { continue }
+            switch kind {
+            case "table":
+                tables.append(Table(id: try Self.tableID(body), handle: body["handle"]?.integer ?? 0))
+            case "chain":
+                var chain = Chain(table: try Self.tableID(body), name: try Self.name(body),
+                                  handle: body["handle"]?.integer ?? 0)
+                if let hook = body["hook"]?.string {
+                    var listed = body["dev"].map { $0.array?.compactMap(\.string) ?? [$0.string].compactMap { $0 } } ?? []
+                    if listed.isEmpty { listed = devices[ChainName(table: chain.table, name: chain.name)] ?? [] }
+                    chain.base = BaseChain(type: body["type"]?.string ?? "filter", hook: hook,
+                                           priority: body["prio"]?.integer ?? 0,
+                                           policy: body["policy"]?.string == "drop" ? .drop : .accept,
+                                           devices: listed)
+                }
+                chains.append(chain)
+            case "set", "map":
+                sets.append(NamedSet(table: try Self.tableID(body), name: try Self.name(body), isMap: kind == "map",
+                                     elements: (body["elem"]?.array ?? []).map(Expression.init(json:))))
+            case "rule":
+                guard let chain = body["chain"]?.string, let handle = body["handle"]?.integer else {
+                    throw RulesetError("a rule without its chain or handle")
+                }
+                rules.append(Rule(table: try Self.tableID(body), chain: chain, handle: handle,
+                                  statements: (body["expr"]?.array ?? []).map(Statement.init(json:)),
+                                  comment: body["comment"]?.string))
+            default:
+                continue
+            }
+        }
+    }
+
+    private static func tableID(_ body: JSONValue) throws(RulesetError) -> TableID {
+        guard let familyName = body["family"]?.string, let family = Family(rawValue: familyName),
+              let table = body["table"]?.string ?? body["name"]?.string else {
+            throw RulesetError("an object without its family and table: \(body.serialized(pretty: false))")
+        }
+        return TableID(family, table)
+    }
+
+    private static func name(_ body: JSONValue) throws(RulesetError) -> String {
+        guard let name = body["name"]?.string else {
+            throw RulesetError("an object without its name: \(body.serialized(pretty: false))")
+        }
+        return name
+    }
+
+    struct ChainName: Hashable {
+        var table: TableID
+        var name: String
+    }
+
+    /// The devices of each netdev base chain in `nft list ruleset`'s text: `device "X"` or
+    /// `devices = { X, Y }` on the chain's `type ... hook ...` line.
+    static func devices(inListing listing: String) -> [ChainName: [String]] {
+        var found: [ChainName: [String]] = [:]
+        var table: TableID?
+        var chain: String?
+        for line in listing.split(separator: "\n") {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let first = words.first else { continue }
+            if first == "table", words.count >= 3, let family = Family(rawValue: String(words[1])) {
+                table = TableID(family, unquoted(words[2]))
+            } else if first == "chain", words.count >= 2 {
+                chain = unquoted(words[1])
+            } else if first == "type", let table, let chain,
+                      let at = words.firstIndex(where: { $0 == "device" || $0 == "devices" }) {
+                // The names up to `priority`, without the set's punctuation.
+                let names = words[(at + 1)...].prefix { $0 != "priority" }
+                    .flatMap { $0.split(whereSeparator: { "={},;".contains($0) }) }
+                    .map(unquoted).filter { !$0.isEmpty }
+                found[ChainName(table: table, name: chain)] = names
+            }
+        }
+        return found
+    }
+
+    private static func unquoted(_ word: Substring) -> String {
+        var word = word
+        if word.hasSuffix(";") { word = word.dropLast() }
+        if word.count >= 2, word.hasPrefix("\""), word.hasSuffix("\"") { word = word.dropFirst().dropLast() }
+        return String(word)
+    }
+}
+
+extension Statement {
+    init(json: JSONValue) {
+        guard let (kind, body) = json.singleMember else {
+            self = .other(json.serialized(pretty: false))
+            return
+        }
+        switch kind {
+        case "match":
+            self = .match(Match(op: body["op"]?.string ?? "==", left: Expression(json: body["left"] ?? .null),
+                                right: Expression(json: body["right"] ?? .null)))
+        case "counter":
+            self = .counter(packets: UInt64(body["packets"]?.integer ?? 0), bytes: UInt64(body["bytes"]?.integer ?? 0))
+        case "vmap":
+            self = .verdictMap(key: Expression(json: body["key"] ?? .null), map: Expression(json: body["data"] ?? .null))
+        default:
+            if let verdict = Verdict(json: json) {
+                self = .verdict(verdict)
+            } else {
+                self = .other(kind)
+            }
+        }
+    }
+}
+
+extension Verdict {
+    /// `{"accept": null}`, `{"jump": {"target": "NAME"}}`, ...; nil for anything else.
+    init?(json: JSONValue) {
+        guard let (kind, body) = json.singleMember else { return nil }
+        switch kind {
+        case "accept": self = .accept
+        case "drop": self = .drop
+        case "continue": self = .continue
+        case "return": self = .return
+        case "jump": guard let target = body["target"]?.string else { return nil }; self = .jump(target)
+        case "goto": guard let target = body["target"]?.string else { return nil }; self = .goto(target)
+        default: return nil
+        }
+    }
+}
+
+extension Expression {
+    init(json: JSONValue) {
+        switch json {
+        case .string(let text) where text.hasPrefix("@"):
+            self = .reference(String(text.dropFirst()))
+        case .string, .number, .real, .bool:
+            self = .value(json)
+        case .array(let items):
+            // A map element as `[KEY, DATA]`.
+            if items.count == 2 {
+                self = .mapping(Expression(json: items[0]), Verdict(json: items[1]).map(MapData.verdict) ?? .other)
+            } else {
+                self = .other("array")
+            }
+        default:
+            guard let (kind, body) = json.singleMember else {
+                self = .other(json.serialized(pretty: false))
+                return
+            }
+            switch kind {
+            case "payload":
+                if let proto = body["protocol"]?.string, let field = body["field"]?.string {
+                    self = .payload(protocol: proto, field: field)
+                } else {
+                    self = .other("raw payload")
+                }
+            case "meta":
+                self = body["key"]?.string.map(Expression.meta) ?? .other("meta")
+            case "concat":
+                self = .concatenation((body.array ?? []).map(Expression.init(json:)))
+            case "prefix":
+                if let address = body["addr"]?.string, let length = body["len"]?.integer {
+                    self = .prefix(address: address, length: length)
+                } else {
+                    self = .other("prefix")
+                }
+            case "range":
+                let ends = body.array ?? []
+                self = ends.count == 2 ? .range(Expression(json: ends[0]), Expression(json: ends[1])) : .other("range")
+            case "set":
+                // An anonymous set of one element is written without the array.
+                self = .set((body.array ?? [body]).map(Expression.init(json:)))
+            case "elem":
+                self = Expression(json: body["val"] ?? .null)
+            default:
+                self = .other(kind)
+            }
+        }
+    }
+}

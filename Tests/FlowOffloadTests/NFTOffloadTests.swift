@@ -1,0 +1,304 @@
+import BPFKernel
+import Foundation
+import KernelTestSupport
+import NFTables
+import Packets
+import Testing
+
+/// `xdpflow nft sync` against the kernel: the same frames go through random nftables
+/// ingress rulesets on a veth, first with nftables alone, then with the offload attached,
+/// and each frame must get the same verdict both times. A frame's verdict is whether it
+/// left the ingress hook: an inet prerouting chain of the test's own records the source
+/// MAC of every frame that reaches it (each frame has its own), in a dynamic set.
+@Suite(.enabled(if: kernelAvailable, kernelUnavailable), .serialized)
+struct NFTOffloadTests {
+    /// Rulesets and frames of each, in `make test` (XDPFLOW_FUZZ_SCALE multiplies them).
+    static let rulesets = 10 * (ProcessInfo.processInfo.environment["XDPFLOW_FUZZ_SCALE"].flatMap(Int.init) ?? 1)
+    static let framesPerRuleset = 2_000
+
+    @Test func verdictsAgreeWithNFTablesAlone() throws {
+        var totals = (frames: 0, passed: 0, droppedInXDP: 0)
+        for seed in 0 ..< UInt64(Self.rulesets) {
+            var random = SplitMix(seed: seed &* 0x9e37_79b9 &+ 17)
+            let lab = try NFTLab()
+            let ruleset = RandomRuleset(device: lab.device, random: &random)
+            let frames = (0 ..< Self.framesPerRuleset).map { RandomFrame.make(index: $0, to: lab.deviceMAC, random: &random) }
+            try lab.load(ruleset.script(table: lab.table))
+            let alone = try lab.passed(frames)
+            let synced = try lab.xdpflow("nft sync dev DEV")
+            let offloaded = try lab.passed(frames)
+            let status = try lab.xdpflow("-j nft status dev DEV")
+            let differing = frames.indices.filter { alone.contains($0) != offloaded.contains($0) }
+            let shown = differing.isEmpty ? "" : try lab.xdpflow("nft show dev DEV")
+            #expect(differing.isEmpty, """
+                seed \(seed): \(differing.count) of \(frames.count) frames got another verdict with the offload; \
+                first: \(differing.prefix(3).map { "frame \($0) passed alone: \(alone.contains($0))" })
+                ruleset:
+                \(ruleset.script(table: lab.table))
+                \(synced)
+                \(shown)
+                """)
+            totals.frames += frames.count
+            totals.passed += alone.count
+            totals.droppedInXDP += Self.droppedInXDP(status)
+        }
+        print("nft differential: \(totals.frames) frames, \(totals.passed) passed, \(totals.frames - totals.passed) dropped, "
+            + "\(totals.droppedInXDP) of those in XDP")
+        // The offload must decide frames, not only pass them on.
+        #expect(totals.droppedInXDP > totals.frames / 20)
+    }
+
+    /// The frames XDP dropped, from `nft status -j`.
+    static func droppedInXDP(_ json: String) -> Int {
+        guard let devices = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] else { return 0 }
+        return devices.reduce(0) { sum, device in
+            let rules = device["rules"] as? [[String: Any]] ?? []
+            return sum + (device["policy_drops"] as? Int ?? 0)
+                + rules.reduce(0) { $0 + (($1["xdp"] as? [String: Any])?["packets"] as? Int ?? 0) }
+        }
+    }
+}
+
+/// A veth lab with nftables: the test's ruleset table on the device's ingress hook, the
+/// collector, and xdpflow's state of its own.
+final class NFTLab {
+    let lab: OffloadLab
+    let table: String
+    let collector: String
+    let deviceMAC: MACAddress
+
+    var device: String { lab.device }
+
+    init() throws {
+        lab = try OffloadLab(attach: false)
+        let tag = String(UInt32.random(in: 0 ... .max), radix: 16)
+        table = "xft_nft_\(tag)"
+        collector = "xft_seen_\(tag)"
+        // IPv6 frames reach prerouting only with IPv6 on; GRO takes the peer's XDP frames
+        // without a program on the device.
+        try run(["sysctl", "-qw", "net.ipv6.conf.\(lab.device).disable_ipv6=0"])
+        try run(["ethtool", "-K", lab.device, "gro", "on"])
+        deviceMAC = MACAddress(try String(contentsOfFile: "/sys/class/net/\(lab.device)/address", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines))!
+        try load("""
+            table inet \(collector) {
+              set seen { type ether_addr; flags dynamic; size 65535; }
+              chain pre { type filter hook prerouting priority -400; policy accept;
+                iifname "\(lab.device)" update @seen { ether saddr }
+              }
+            }
+            """)
+    }
+
+    deinit {
+        _ = try? run(["nft", "delete", "table", "netdev", table])
+        _ = try? run(["nft", "delete", "table", "inet", collector])
+    }
+
+    func load(_ script: String) throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(table)-\(UInt32.random(in: 0 ... .max)).nft")
+        try script.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        try run(["nft", "-f", file.path])
+    }
+
+    @discardableResult
+    func xdpflow(_ line: String) throws -> String { try lab.xdpflow(line) }
+
+    /// The indexes of the frames that left the ingress hook, sending each once.
+    func passed(_ frames: [[UInt8]]) throws -> Set<Int> {
+        try run(["nft", "flush", "set", "inet", collector, "seen"])
+        let before = try lab.peerStatistics().transmitErrors
+        let peer = lab.peer
+        try NetworkNamespace.run(in: lab.namespace) {
+            let generator = try TrafficGenerator(device: NetworkInterface(named: peer), frames: frames.map { GeneratedFrame($0) })
+            // Slowly enough for the device's receive ring.
+            try generator.send(count: frames.count, rate: 20_000)
+        }
+        let after = try lab.peerStatistics().transmitErrors
+        #expect(after == before, "frames lost before the device's ingress")
+        // The frames are handled after the send returns: wait until the set stops growing.
+        var seen: Set<MACAddress> = []
+        var stable = 0
+        while stable < 3 {
+            Thread.sleep(forTimeInterval: 0.05)
+            let now = try collected()
+            stable = now == seen ? stable + 1 : 0
+            seen = now
+        }
+        return Set(frames.indices.filter { seen.contains(RandomFrame.source(index: $0)) })
+    }
+
+    private func collected() throws -> Set<MACAddress> {
+        let json = try run(["nft", "-j", "list", "set", "inet", collector, "seen"])
+        let ruleset = try Ruleset(json: Array(json.utf8))
+        return Set(ruleset.sets.flatMap(\.elements).compactMap { element -> MACAddress? in
+            guard case .value(let value) = element, let text = value.string else { return nil }
+            return MACAddress(text)
+        })
+    }
+}
+
+/// A random netdev ingress ruleset: one to three base chains of random priority and
+/// policy, a regular chain to jump to, a named set, and rules drawn from the matches and
+/// statements the offload translates, mixed with ones it hands to nftables.
+struct RandomRuleset {
+    var device: String
+    var bases: [(priority: Int, policy: String, rules: [String])] = []
+    var sub: [String] = []
+    var setElements: [String] = []
+
+    init(device: String, random: inout SplitMix) {
+        self.device = device
+        setElements = (0 ..< random.next(in: 1 ... 4)).map { _ in Self.address4(&random) }
+        var priorities = Set<Int>()
+        for _ in 0 ..< random.next(in: 1 ... 3) {
+            var priority = random.next(in: -50 ... 50)
+            while !priorities.insert(priority).inserted { priority += 1 }
+            let policy = random.next(in: 0 ... 4) == 0 ? "drop" : "accept"
+            bases.append((priority, policy, (0 ..< random.next(in: 3 ... 14)).map { _ in Self.rule(&random, jump: true) }))
+        }
+        sub = (0 ..< random.next(in: 1 ... 4)).map { _ in
+            random.next(in: 0 ... 4) == 0 ? Self.matches(&random) + " return" : Self.rule(&random, jump: false)
+        }
+    }
+
+    func script(table: String) -> String {
+        var text = "table netdev \(table) {\n"
+        text += "  set blocked { type ipv4_addr; flags interval; elements = { \(setElements.joined(separator: ", ")) } }\n"
+        text += "  chain sub {\n" + sub.map { "    \($0)\n" }.joined() + "  }\n"
+        for (index, base) in bases.enumerated() {
+            text += "  chain base\(index) { type filter hook ingress device \"\(device)\" priority \(base.priority); "
+                + "policy \(base.policy);\n" + base.rules.map { "    \($0)\n" }.joined() + "  }\n"
+        }
+        return text + "}\n"
+    }
+
+    static func rule(_ random: inout SplitMix, jump: Bool) -> String {
+        let verdicts = ["drop", "drop", "accept", "continue", "counter drop", "counter accept"] + (jump ? ["jump sub", "goto sub"] : [])
+        switch random.next(in: 0 ... 19) {
+        case 0: return "meta pkttype host " + matches(&random) + " drop"
+        case 1: return matches(&random) + " limit rate 100000/second burst 100000 packets accept"
+        case 2: return matches(&random) + " counter"
+        // Keys that do not overlap, as a map's must not.
+        case 3: return "ip daddr vmap { 10.0.\(random.next(in: 0 ... 3)).0/24 : drop, 10.0.\(random.next(in: 4 ... 7)).0/25 : accept }"
+        case 4: return "meta mark != 0x1 " + matches(&random) + " drop"
+        default: return matches(&random) + " " + verdicts[random.next(in: 0 ... verdicts.count - 1)]
+        }
+    }
+
+    /// One to three matches that nftables takes together: one network family and one
+    /// transport protocol a rule.
+    static func matches(_ random: inout SplitMix) -> String {
+        var family = [4, 6, 0][random.next(in: 0 ... 2)]
+        var transport = [nil, "tcp", "udp"][random.next(in: 0 ... 2)]
+        return (0 ..< random.next(in: 1 ... 3)).map { _ in match(&random, family: &family, transport: &transport) }
+            .joined(separator: " ")
+    }
+
+    static func match(_ random: inout SplitMix, family: inout Int, transport: inout String?) -> String {
+        let ports = transport == "tcp" || transport == "udp" ? transport : nil
+        var choices: [(inout SplitMix) -> String] = []
+        if family != 6 {
+            choices += [
+                { "ip saddr \(prefix4(&$0))" }, { "ip daddr \(prefix4(&$0))" }, { "ip saddr != \(prefix4(&$0))" },
+                { _ in "ip saddr @blocked" }, { "ip daddr { \(prefix4(&$0)), \(address4(&$0)) }" },
+                { random in
+                    let low = address4(&random)
+                    return "ip daddr \(low)-\(low.split(separator: ".").prefix(3).joined(separator: ".")).255"
+                },
+            ]
+            if let ports {
+                choices.append { "ip saddr . \(ports) dport { \(address4(&$0)) . \(port(&$0)), \(address4(&$0)) . \(port(&$0)) }" }
+            }
+        }
+        if family != 4 {
+            choices += [{ "ip6 saddr \(prefix6(&$0))" }, { "ip6 daddr != \(prefix6(&$0))" }]
+        }
+        if let ports {
+            choices += [{ "\(ports) dport \(Self.ports(&$0))" }, { "\(ports) sport \(Self.ports(&$0))" },
+                        { "\(ports) dport != \(Self.ports(&$0, comparisons: false))" }, { _ in "meta l4proto \(ports)" }]
+            if family == 4 { choices.append { _ in "ip protocol \(ports)" } }
+        } else if transport == nil {
+            choices.append { _ in "meta l4proto icmp" }
+        }
+        if family == 0 { choices.append { _ in "meta protocol ip" } }
+        if family == 4, transport == nil { choices.append { _ in "icmp type echo-request" } }
+        let text = choices[random.next(in: 0 ... choices.count - 1)](&random)
+        // What the match fixes for the rest of the rule.
+        if text.hasPrefix("ip ") || text == "meta protocol ip" || text.hasPrefix("icmp") { family = 4 }
+        if text.hasPrefix("ip6 ") { family = 6 }
+        if text.contains("icmp") { transport = "icmp" }
+        return text
+    }
+
+    /// Addresses in 10.0.0.0/21, where the frames' are.
+    static func address4(_ random: inout SplitMix, above: Int = 0) -> String {
+        "10.0.\(random.next(in: 0 ... 7)).\(min(255, random.next(in: 0 ... 247) + above))"
+    }
+
+    static func prefix4(_ random: inout SplitMix) -> String {
+        ["10.0.\(random.next(in: 0 ... 3)).0/24", "10.0.0.0/22", "10.0.\(random.next(in: 0 ... 7)).\(random.next(in: 0 ... 3) * 64)/26"][random.next(in: 0 ... 2)]
+    }
+
+    static func prefix6(_ random: inout SplitMix) -> String {
+        ["2001:db8:0:\(random.next(in: 0 ... 3))::/64", "2001:db8::/48", "2001:db8:0:\(random.next(in: 0 ... 3))::\(random.next(in: 1 ... 9))"][random.next(in: 0 ... 2)]
+    }
+
+    static func port(_ random: inout SplitMix) -> Int { [22, 53, 80, 443, 1000, 1500, 60000][random.next(in: 0 ... 6)] }
+
+    static func ports(_ random: inout SplitMix, comparisons: Bool = true) -> String {
+        switch random.next(in: 0 ... (comparisons ? 5 : 3)) {
+        case 0: "\(port(&random))"
+        case 1: "1000-2000"
+        case 2: "0-1023"
+        case 3: "{ 22, 53, 443 }"
+        case 4: "< 1024"
+        default: ">= 60000"
+        }
+    }
+}
+
+/// The frames: IPv4 and IPv6, TCP, UDP and ICMP, to the device's MAC (the stack takes
+/// them to prerouting), each from a source MAC of its own that names it.
+enum RandomFrame {
+    static func source(index: Int) -> MACAddress { MACAddress(rawValue: 0x0200_0000_0000 | UInt64(index + 1)) }
+
+    static func make(index: Int, to destination: MACAddress, random: inout SplitMix) -> [UInt8] {
+        let ethernet = FrameBuilder().ethernet(dst: destination, src: source(index: index))
+        let ports = (RandomRuleset.port(&random), [22, 53, 80, 443, 1000, 1500, 2000, 60000, random.next(in: 1 ... 65535)][random.next(in: 0 ... 8)])
+        let ip: FrameBuilder
+        let v6 = random.next(in: 0 ... 3) == 0
+        let proto = [6, 17, 1][random.next(in: 0 ... 2)]
+        if v6 {
+            ip = ethernet.ipv6(src: IPv6Address("2001:db8:0:\(random.next(in: 0 ... 3))::\(random.next(in: 1 ... 9))")!,
+                               dst: IPv6Address("2001:db8:0:\(random.next(in: 0 ... 3))::\(random.next(in: 1 ... 9))")!)
+        } else {
+            ip = ethernet.ipv4(src: IPv4Address(RandomRuleset.address4(&random))!, dst: IPv4Address(RandomRuleset.address4(&random))!)
+        }
+        let frame: FrameBuilder = switch proto {
+        case 6: ip.tcp(src: UInt16(ports.0), dst: UInt16(ports.1))
+        case 17: ip.udp(src: UInt16(ports.0), dst: UInt16(ports.1))
+        default: v6 ? ip.icmpv6(type: 128, code: 0) : ip.icmp(type: [8, 0][random.next(in: 0 ... 1)], code: 0)
+        }
+        return frame.padded().bytes
+    }
+}
+
+/// A small seeded generator, so that a failing ruleset can be run again.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+
+    mutating func next(in range: ClosedRange<Int>) -> Int {
+        range.lowerBound + Int(next() % UInt64(range.count))
+    }
+}
