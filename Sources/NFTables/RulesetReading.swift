@@ -1,5 +1,4 @@
 import FlowRules
-import FoundationEssentials
 
 /// Why `nft -j` output cannot be read: the document and the object that failed.
 public struct RulesetError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -12,11 +11,11 @@ public struct RulesetError: Error, Hashable, Sendable, CustomStringConvertible {
 
 extension Ruleset {
     /// Reads `nft -j list ruleset`. nft 1.0.6 leaves the devices of a netdev chain out
-    /// of its JSON; `listing` (`nft list ruleset`, the text) supplies them when given.
+    /// of its JSON; `listing` (`nft list chains`, the text) supplies them when given.
     public init(json: [UInt8], listing: String? = nil) throws(RulesetError) {
         let document: JSONValue
         do {
-            document = try JSONDecoder().decode(JSONValue.self, from: Data(json))
+            document = try JSONValue(reading: json)
         } catch {
             throw RulesetError("not JSON: \(error)")
         }
@@ -78,7 +77,7 @@ extension Ruleset {
         var name: String
     }
 
-    /// The devices of each netdev base chain in `nft list ruleset`'s text: `device "X"` or
+    /// The devices of each netdev base chain in `nft list chains`' (or `list ruleset`'s) text: `device "X"` or
     /// `devices = { X, Y }` on the chain's `type ... hook ...` line.
     static func devices(inListing listing: String) -> [ChainName: [String]] {
         var found: [ChainName: [String]] = [:]
