@@ -45,7 +45,7 @@ public struct HookOffload: Sendable {
         for (index, chain) in chains.enumerated() {
             try translator.walkBase(chain, isLast: index == chains.count - 1)
         }
-        try translator.emitGuards()
+        translator.emitGuards()
         rules = translator.rules.sorted { ($0.prio, $0.handle) < ($1.prio, $1.handle) }
         origins = translator.origins
         reports = translator.reports
@@ -135,8 +135,6 @@ struct Translator {
     var nextPrio = HookOffload.firstRulePrio
     /// The rule after which XDP hands every frame to nftables.
     var closedBy: Rule.ID?
-    /// What the guards must cover.
-    var readsNetwork = false, readsTransport = false
 
     /// The most flower rules one nftables rule may become.
     static let maxExpansion = 65_536
@@ -358,8 +356,6 @@ struct Translator {
                 if byProtocol[rule.filterProtocol] == nil { order.append(rule.filterProtocol) }
                 byProtocol[rule.filterProtocol, default: []].append(rule)
             }
-            if key.network != .any || key.l4 != nil { readsNetwork = true }
-            if key.l4 != nil { readsTransport = true }
         }
         var emitted = 0
         for filterProtocol in order {
@@ -393,32 +389,36 @@ struct Translator {
     }
 
     /// The guards: frames whose headers nftables reads otherwise than flower go to it
-    /// before any rule.
-    mutating func emitGuards() throws(OffloadLimit) {
+    /// before any rule, when a rule could decide them otherwise.
+    mutating func emitGuards() {
+        func reads(_ filterProtocol: FilterProtocol, _ field: (FlowMatch) -> Bool) -> Bool {
+            rules.contains { $0.filterProtocol == filterProtocol && field($0.match) }
+        }
         var prio: UInt16 = 1
-        func guardRule(_ filterProtocol: FilterProtocol, _ edit: (inout FlowMatch) -> Void = { _ in }) -> FlowRule {
-            var rule = FlowRule(prio: prio, handle: 1, filterProtocol: filterProtocol, actions: [.gact(.pass)])
-            edit(&rule.match)
-            prio += 1
-            return rule
-        }
         var guards: [FlowRule] = []
-        if readsNetwork {
-            // The kernel takes a VLAN tag off before the hook; nftables reads what follows.
-            guards.append(guardRule(.vlan))
-            guards.append(guardRule(.qinq))
+        func guardRule(_ filterProtocol: FilterProtocol, handle: UInt32 = 1, _ edit: (inout FlowMatch) -> Void = { _ in }) {
+            var rule = FlowRule(prio: prio, handle: handle, filterProtocol: filterProtocol, actions: [.gact(.pass)])
+            edit(&rule.match)
+            guards.append(rule)
         }
-        if readsTransport {
-            // nftables reads no transport header in a fragment.
-            guards.append(guardRule(.ip) { $0.ipFlags = IPFlagsMatch(isFragment: true) })
-            // nftables finds IPv6's protocol past its extension headers; flower reads the first.
-            var extensions = guardRule(.ipv6)
-            extensions.handle = 0
+        // The kernel takes a VLAN tag off before the hook and nftables reads what
+        // follows; in XDP a tagged frame meets only the rules of every protocol, and one
+        // that drops could take it past a rule of its inner protocol.
+        if rules.contains(where: { $0.filterProtocol == .all && $0.actions == [.gact(.drop)] }) {
+            guardRule(.vlan)
+            prio += 1
+            guardRule(.qinq)
+            prio += 1
+        }
+        // nftables reads the ports of a first fragment; flower, none.
+        if reads(.ip, { $0.srcPort != nil || $0.dstPort != nil || $0.icmpType != nil || $0.icmpCode != nil }) {
+            guardRule(.ip) { $0.ipFlags = IPFlagsMatch(isFragment: true) }
+            prio += 1
+        }
+        // nftables finds IPv6's protocol past its extension headers; flower reads the first.
+        if reads(.ipv6, { $0.ipProto != nil }) {
             for (index, header) in [0, 43, 44, 51, 59, 60].enumerated() {
-                var each = extensions
-                each.handle = UInt32(index + 1)
-                each.match.ipProto = UInt8(header)
-                guards.append(each)
+                guardRule(.ipv6, handle: UInt32(index + 1)) { $0.ipProto = UInt8(header) }
             }
         }
         for rule in guards {

@@ -92,10 +92,15 @@ enum NFTRulesetSource {
 
     static func markerFile(_ device: String) -> String { "\(device).nft" }
 
-    /// `nft -j list ruleset`, with the text listing for the devices nft 1.0.6 leaves out.
+    /// `nft -j list ruleset`, with `nft list chains` for the devices nft 1.0.6 leaves out
+    /// of the JSON (the text of the chains alone: that of every rule costs as much again).
     static func read() throws -> Ruleset {
         let json = try Subprocess.output(of: ["nft", "-j", "list", "ruleset"])
-        let listing = try Subprocess.output(of: ["nft", "list", "ruleset"])
+        let ruleset = try Ruleset(json: json)
+        guard ruleset.chains.contains(where: { $0.base?.hook == "ingress" && $0.base?.devices.isEmpty == true }) else {
+            return ruleset
+        }
+        let listing = try Subprocess.output(of: ["nft", "list", "chains"])
         return try Ruleset(json: json, listing: String(decoding: listing, as: UTF8.self))
     }
 
@@ -115,23 +120,37 @@ enum NFTRulesetSource {
         let marked = offload.files.contains(markerFile(device))
         if translated.chains.isEmpty {
             guard marked else { return "\(device): no nftables ingress chain; nothing to do" }
-            try offload.detach()
+            do {
+                try offload.detach()
+            } catch OffloadError.notAttached {
+                // Detached by hand already.
+            }
             try offload.files.remove(markerFile(device))
             return "\(device): no nftables ingress chain left; offload detached"
         }
-        let stored = try offload.stored()
-        if !marked, !stored.rules.rules.isEmpty {
-            throw NFTSyncRefusal(device: device, rules: stored.rules.count)
-        }
-        if !stored.isAttached { _ = try offload.attach() }
         let wanted = Set(translated.rules)
-        let update = try offload.update { rules, change in
-            let have = Set(rules.rules)
-            change = RuleChange(removed: rules.rules.filter { !wanted.contains($0) },
-                                added: translated.rules.filter { !have.contains($0) })
-            try rules.apply(change)
+        let marker = Marker(chains: translated.chains.map(\.description))
+        // One read of the device's state, in the update; attached first when it is not.
+        func replace() throws -> Offload.Update<Void> {
+            try offload.update { rules, change in
+                if !marked, !rules.rules.isEmpty { throw NFTSyncRefusal(device: device, rules: rules.count) }
+                // Marked before the rules change: a sync that dies after it leaves rules
+                // the next sync may replace.
+                if !marked { try offload.files.write(marker, to: markerFile(device)) }
+                let have = Set(rules.rules)
+                change = RuleChange(removed: rules.rules.filter { !wanted.contains($0) },
+                                    added: translated.rules.filter { !have.contains($0) })
+                try rules.apply(change)
+            }
         }
-        try offload.files.write(Marker(chains: translated.chains.map(\.description)), to: markerFile(device))
+        let update: Offload.Update<Void>
+        do {
+            update = try replace()
+        } catch OffloadError.notAttachedForRules(_, let stored) {
+            if !marked, stored > 0 { throw NFTSyncRefusal(device: device, rules: stored) }
+            _ = try offload.attach()
+            update = try replace()
+        }
         let offloaded = translated.reports.filter { if case .offloaded = $0.status { true } else { false } }.count
         let handed = translated.reports.filter { if case .notOffloaded = $0.status { true } else { false } }.count
         let changed = update.change == nil ? "unchanged" : "changed"

@@ -9,7 +9,8 @@ import Testing
 /// ingress rulesets on a veth, first with nftables alone, then with the offload attached,
 /// and each frame must get the same verdict both times. A frame's verdict is whether it
 /// left the ingress hook: an inet prerouting chain of the test's own records the source
-/// MAC of every frame that reaches it (each frame has its own), in a dynamic set.
+/// MAC of every frame that reaches it (each frame has its own), in a dynamic set, before
+/// any defragmentation (priority -450).
 @Suite(.enabled(if: kernelAvailable, kernelUnavailable), .serialized)
 struct NFTOffloadTests {
     /// Rulesets and frames of each, in `make test` (XDPFLOW_FUZZ_SCALE multiplies them).
@@ -83,7 +84,7 @@ final class NFTLab {
         try load("""
             table inet \(collector) {
               set seen { type ether_addr; flags dynamic; size 65535; }
-              chain pre { type filter hook prerouting priority -400; policy accept;
+              chain pre { type filter hook prerouting priority -450; policy accept;
                 iifname "\(lab.device)" update @seen { ether saddr }
               }
             }
@@ -260,21 +261,30 @@ struct RandomRuleset {
 }
 
 /// The frames: IPv4 and IPv6, TCP, UDP and ICMP, to the device's MAC (the stack takes
-/// them to prerouting), each from a source MAC of its own that names it.
+/// them to prerouting), each from a source MAC of its own that names it; some with what
+/// nftables reads otherwise than flower: a VLAN tag (id 0, a priority tag: the kernel
+/// takes it off and the frame goes on), IPv4 fragments (first and later), IPv6
+/// destination options before the transport header.
 enum RandomFrame {
     static func source(index: Int) -> MACAddress { MACAddress(rawValue: 0x0200_0000_0000 | UInt64(index + 1)) }
 
     static func make(index: Int, to destination: MACAddress, random: inout SplitMix) -> [UInt8] {
-        let ethernet = FrameBuilder().ethernet(dst: destination, src: source(index: index))
+        var ethernet = FrameBuilder().ethernet(dst: destination, src: source(index: index))
+        if random.next(in: 0 ... 9) == 0 { ethernet = ethernet.vlan(id: 0, priority: UInt8(random.next(in: 0 ... 7))) }
         let ports = (RandomRuleset.port(&random), [22, 53, 80, 443, 1000, 1500, 2000, 60000, random.next(in: 1 ... 65535)][random.next(in: 0 ... 8)])
         let ip: FrameBuilder
         let v6 = random.next(in: 0 ... 3) == 0
         let proto = [6, 17, 1][random.next(in: 0 ... 2)]
+        let odd = random.next(in: 0 ... 9) == 0
         if v6 {
             ip = ethernet.ipv6(src: IPv6Address("2001:db8:0:\(random.next(in: 0 ... 3))::\(random.next(in: 1 ... 9))")!,
-                               dst: IPv6Address("2001:db8:0:\(random.next(in: 0 ... 3))::\(random.next(in: 1 ... 9))")!)
+                               dst: IPv6Address("2001:db8:0:\(random.next(in: 0 ... 3))::\(random.next(in: 1 ... 9))")!,
+                               extensionHeaders: odd ? [.destinationOptions()] : [])
         } else {
-            ip = ethernet.ipv4(src: IPv4Address(RandomRuleset.address4(&random))!, dst: IPv4Address(RandomRuleset.address4(&random))!)
+            let later = odd && random.next(in: 0 ... 1) == 0
+            ip = ethernet.ipv4(src: IPv4Address(RandomRuleset.address4(&random))!, dst: IPv4Address(RandomRuleset.address4(&random))!,
+                               identification: UInt16(truncatingIfNeeded: index), fragmentOffset: later ? 8 : 0,
+                               moreFragments: odd)
         }
         let frame: FrameBuilder = switch proto {
         case 6: ip.tcp(src: UInt16(ports.0), dst: UInt16(ports.1))

@@ -124,9 +124,12 @@ let sampleListing = """
         let offload = try offload()
         #expect(offload.chains.map(\.name) == ["inbound"])
         let text = lines(offload)
-        // Guards first: tagged frames, fragments and IPv6 extension headers to nftables.
-        #expect(text.first == "filter add dev D ingress prio 1 handle 0x1 protocol 802.1Q flower action pass")
-        #expect(text.contains("filter add dev D ingress prio 3 handle 0x1 protocol ip flower ip_flags frag action pass"))
+        // Guards first: fragments (rules read IPv4 ports) and IPv6 extension headers (a
+        // rule reads IPv6's protocol) to nftables; no rule of every protocol drops, so a
+        // tagged frame meets no rule that could decide it.
+        #expect(text.first == "filter add dev D ingress prio 1 handle 0x1 protocol ip flower ip_flags frag action pass")
+        #expect(text.contains("filter add dev D ingress prio 2 handle 0x3 protocol ipv6 flower ip_proto 0x2c action pass"))
+        #expect(!text.contains { $0.contains("802.1Q") })
         #expect(text.contains("filter add dev D ingress prio 8 handle 0x1 protocol ip flower ip_proto udp src_ip 10.0.0.0/8 dst_port 53 action drop"))
         // `!=`: a continue for the excluded prefix at a lower handle of the same prio.
         #expect(text.contains("filter add dev D ingress prio 11 handle 0x1 protocol ip flower src_ip 172.16.0.0/12 action continue"))
@@ -205,6 +208,16 @@ let sampleListing = """
             // The policy: an inet chain drops IPv4 and IPv6 only.
             "filter add dev D ingress prio 10 handle 0x1 protocol ip flower action drop",
             "filter add dev D ingress prio 11 handle 0x1 protocol ipv6 flower action drop",
+        ])
+    }
+
+    @Test func aDropOfEveryProtocolHandsTaggedFramesToNFTables() throws {
+        let ruleset = try ruleset(bases: [("in", 0, "drop", ["\(Self.saddr10), \(Self.accept)"])])
+        #expect(lines(try HookOffload(ruleset: ruleset, device: "xnt0")) == [
+            "filter add dev D ingress prio 1 handle 0x1 protocol 802.1Q flower action pass",
+            "filter add dev D ingress prio 2 handle 0x1 protocol 802.1ad flower action pass",
+            "filter add dev D ingress prio 8 handle 0x1 protocol ip flower src_ip 10.0.0.0/8 action pass",
+            "filter add dev D ingress prio 9 handle 0x1 protocol all flower action drop",
         ])
     }
 
