@@ -33,13 +33,15 @@ FUZZ_TEST_SECONDS ?= 25
 
 .PHONY: all deps build test fuzz demo bench bench-quick clean install uninstall
 
-# make install: the release binary, the man page and a bash completion under PREFIX;
-# DESTDIR stages them elsewhere (packaging). make uninstall removes the three.
+# make install: the release binary, the man page, a bash completion and the systemd unit
+# of xdpflow nft watch under PREFIX; DESTDIR stages them elsewhere (packaging). make
+# uninstall removes the four.
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 SBINDIR      = $(DESTDIR)$(PREFIX)/sbin
 MAN8DIR      = $(DESTDIR)$(PREFIX)/share/man/man8
 BASHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+UNITDIR      = $(DESTDIR)$(PREFIX)/lib/systemd/system
 
 all: build
 
@@ -79,12 +81,14 @@ clean:
 
 install: deps
 	$(SWIFT) build $(RELEASE) --product xdpflow
-	install -d $(SBINDIR) $(MAN8DIR) $(BASHCOMPDIR)
+	install -d $(SBINDIR) $(MAN8DIR) $(BASHCOMPDIR) $(UNITDIR)
 	install -m 0755 $$($(SWIFT) build $(RELEASE) --show-bin-path)/xdpflow $(SBINDIR)/xdpflow
 	install -m 0644 docs/xdpflow.8 $(MAN8DIR)/xdpflow.8
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|' packaging/xdpflow-nft-watch.service > $(UNITDIR)/xdpflow-nft-watch.service
+	chmod 0644 $(UNITDIR)/xdpflow-nft-watch.service
 	$(SBINDIR)/xdpflow --generate-completion-script bash > $(BASHCOMPDIR)/xdpflow.tmp
 	chmod 0644 $(BASHCOMPDIR)/xdpflow.tmp
 	mv $(BASHCOMPDIR)/xdpflow.tmp $(BASHCOMPDIR)/xdpflow
 
 uninstall:
-	rm -f $(SBINDIR)/xdpflow $(MAN8DIR)/xdpflow.8 $(BASHCOMPDIR)/xdpflow
+	rm -f $(SBINDIR)/xdpflow $(MAN8DIR)/xdpflow.8 $(BASHCOMPDIR)/xdpflow $(UNITDIR)/xdpflow-nft-watch.service

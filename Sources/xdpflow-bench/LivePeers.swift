@@ -205,7 +205,7 @@ final class NFTablesPeer: LivePeer {
     let name = "nftables"
     let isXDP = false
     private let lab: LiveLab
-    private let table: String
+    let table: String
     private var token: Undo.Token?
     /// One flower rule as an nftables rule (the live rule sets' `DropRule` by default).
     private let translate: (FlowRule) throws -> String

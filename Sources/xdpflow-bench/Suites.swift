@@ -14,5 +14,6 @@ struct Suite: Sendable {
         Suite(name: "memory", run: MemoryCases.sections),
         Suite(name: "acl", run: ACLCases.sections),
         Suite(name: "capture", run: CaptureCases.sections),
+        Suite(name: "nft", run: NFTCases.sections),
     ]
 }

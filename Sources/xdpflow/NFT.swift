@@ -11,9 +11,9 @@ struct NFT: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nft",
         abstract: "Offload nftables' ingress chains to XDP: sync, status, show.",
-        usage: "xdpflow nft sync [dev DEV]\n       xdpflow [-j [-p]] nft status [dev DEV]\n       xdpflow nft show [dev DEV]",
+        usage: "xdpflow nft sync|watch [dev DEV]\n       xdpflow [-j [-p]] nft status [dev DEV]\n       xdpflow nft show [dev DEV]",
         discussion: nftManual,
-        subcommands: [NFTSync.self, NFTStatus.self, NFTShow.self])
+        subcommands: [NFTSync.self, NFTWatch.self, NFTStatus.self, NFTShow.self])
 }
 
 /// `xdpflow nft sync [dev DEV]`.
@@ -32,6 +32,78 @@ struct NFTSync: ParsableCommand {
         let ruleset = try NFTRulesetSource.read()
         for device in try NFTRulesetSource.devices(of: ruleset, only: only) {
             print(try NFTRulesetSource.sync(device, ruleset: ruleset))
+        }
+    }
+}
+
+/// `xdpflow nft watch [dev DEV]`: sync, then again after every change nftables reports,
+/// until SIGINT or SIGTERM; then the offloads go.
+struct NFTWatch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "watch",
+        abstract: "Sync, then follow nftables' changes (nft monitor) until stopped; on stop, remove the offloads.",
+        usage: "xdpflow nft watch [dev DEV]",
+        discussion: "See xdpflow nft --help.")
+
+    @Argument(help: ArgumentHelp("dev DEV", valueName: "dev DEV"))
+    var words: [String] = []
+
+    func run() throws {
+        let only = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "nft watch")
+        let stop = StopSignals()
+        // Started before the first sync: no change after it goes unseen.
+        let monitor = try Subprocess.Running(["nft", "-j", "monitor"], capturingErrors: false)
+        var offloaded: Set<String> = []
+        func syncAll() {
+            do {
+                let ruleset = try NFTRulesetSource.read()
+                for device in try NFTRulesetSource.devices(of: ruleset, only: only) {
+                    do {
+                        let line = try NFTRulesetSource.sync(device, ruleset: ruleset)
+                        if !line.hasSuffix("unchanged") { print(line) }
+                        offloaded.insert(device)
+                    } catch {
+                        printError("Error: \(device): \(error)\n")
+                    }
+                }
+            } catch {
+                printError("Error: \(error)\n")
+            }
+            fflush(nil)
+        }
+        syncAll()
+        print("following nftables (nft monitor); SIGINT or SIGTERM stops and removes the offloads")
+        fflush(nil)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var monitorEnded = false
+        watching: while !stop.requested {
+            // A signal interrupts the poll; the timeout bounds one that comes just before it.
+            var polled = [pollfd(fd: monitor.output, events: Int16(POLLIN), revents: 0)]
+            guard poll(&polled, 1, 200) > 0 else { continue }
+            // The events of one change (a table of rules is many) come together: read
+            // until nftables is quiet for a millisecond, then sync once.
+            repeat {
+                let count = buffer.withUnsafeMutableBytes { read(monitor.output, $0.baseAddress, $0.count) }
+                if count == 0 {
+                    monitorEnded = true
+                    break watching
+                }
+                var next = [pollfd(fd: monitor.output, events: Int16(POLLIN), revents: 0)]
+                if poll(&next, 1, 1) <= 0 { break }
+            } while true
+            syncAll()
+        }
+        monitor.terminate()
+        // Nothing stays behind: without the watch, the offload would go stale.
+        for device in offloaded.sorted() {
+            do {
+                print(try NFTRulesetSource.remove(device))
+            } catch {
+                printError("Error: \(device): \(error)\n")
+            }
+        }
+        if monitorEnded {
+            throw Subprocess.Failure(command: monitor.command, status: monitor.wait(), message: "it ended; the offloads were removed")
         }
     }
 }
@@ -113,21 +185,41 @@ enum NFTRulesetSource {
 
     /// Makes the device's rules the offload of its chains, through the one engine: the
     /// rules that changed go, the new ones come, in one change. Without chains left, the
-    /// offload a sync made is detached.
+    /// offload a sync made is detached; and when the new rules cannot run, the old ones
+    /// go too, since nftables no longer gives their verdicts.
     static func sync(_ device: String, ruleset: Ruleset) throws -> String {
-        let translated = try HookOffload(ruleset: ruleset, device: device)
         let offload = Offload(device: device)
         let marked = offload.files.contains(markerFile(device))
-        if translated.chains.isEmpty {
-            guard marked else { return "\(device): no nftables ingress chain; nothing to do" }
-            do {
-                try offload.detach()
-            } catch OffloadError.notAttached {
-                // Detached by hand already.
+        let translated: HookOffload
+        do {
+            translated = try HookOffload(ruleset: ruleset, device: device)
+            if translated.chains.isEmpty {
+                guard marked else { return "\(device): no nftables ingress chain; nothing to do" }
+                return try remove(device)
             }
-            try offload.files.remove(markerFile(device))
-            return "\(device): no nftables ingress chain left; offload detached"
+            return try replace(device, with: translated, marked: marked)
+        } catch let refusal as NFTSyncRefusal {
+            throw refusal
+        } catch where marked {
+            _ = try? remove(device)
+            throw NFTSyncFailure(device: device, reason: error)
         }
+    }
+
+    /// Detaches the offload a sync made and forgets the device.
+    static func remove(_ device: String) throws -> String {
+        let offload = Offload(device: device)
+        do {
+            try offload.detach()
+        } catch OffloadError.notAttached {
+            // Detached by hand already.
+        }
+        try offload.files.remove(markerFile(device))
+        return "\(device): offload removed; nftables decides every frame"
+    }
+
+    private static func replace(_ device: String, with translated: HookOffload, marked: Bool) throws -> String {
+        let offload = Offload(device: device)
         let wanted = Set(translated.rules)
         let marker = Marker(chains: translated.chains.map(\.description))
         // One read of the device's state, in the update; attached first when it is not.
@@ -158,6 +250,14 @@ enum NFTRulesetSource {
             + "\(translated.reports.count) rules: \(offloaded) offloaded, \(handed) to nftables; "
             + "\(translated.rules.count) flower rules, \(changed)"
     }
+}
+
+/// A sync that could not make the device's rules its chains': the offload is gone.
+struct NFTSyncFailure: Error, CustomStringConvertible {
+    var device: String
+    var reason: any Error
+
+    var description: String { "\(reason); the offload of \(device) was removed: nftables decides every frame" }
 }
 
 /// A sync would replace rules that `xdpflow filter` added.
@@ -294,69 +394,6 @@ struct NFTDeviceStatus {
     }
 }
 
-/// Runs a program and returns its standard output; a failure carries its standard error.
-enum Subprocess {
-    struct Failure: Error, CustomStringConvertible {
-        var command: [String]
-        var status: Int32
-        var message: String
-        var description: String {
-            "\(command.joined(separator: " ")) exited with \(status)"
-                + (message.isEmpty ? "" : ": " + message.split(separator: "\n").joined(separator: "; "))
-        }
-    }
-
-    static func output(of command: [String]) throws -> [UInt8] {
-        var out: [Int32] = [0, 0], err: [Int32] = [0, 0]
-        guard pipe(&out) == 0, pipe(&err) == 0 else {
-            throw Failure(command: command, status: -1, message: String(cString: strerror(errno)))
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO)
-        posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO)
-        // The child gets the write ends as its streams and nothing else of ours.
-        for descriptor in out + err { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
-        let argv = command.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawnp(&pid, command[0], &actions, nil, argv, environ)
-        close(out[1])
-        close(err[1])
-        defer { close(out[0]); close(err[0]) }
-        guard spawned == 0 else {
-            throw Failure(command: command, status: -1, message: String(cString: strerror(spawned)))
-        }
-        // Both pipes at once: a full one would stop the program.
-        var output: [UInt8] = [], errors: [UInt8] = []
-        var open = [out[0], err[0]]
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while !open.isEmpty {
-            var polled = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            guard poll(&polled, nfds_t(polled.count), -1) >= 0 else {
-                if errno == EINTR { continue }
-                break
-            }
-            for entry in polled where entry.revents != 0 {
-                let count = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
-                if count > 0 {
-                    if entry.fd == out[0] { output += buffer[..<count] } else { errors += buffer[..<count] }
-                } else if count == 0 || errno != EINTR {
-                    open.removeAll { $0 == entry.fd }
-                }
-            }
-        }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
-        let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        guard exitStatus == 0 else {
-            throw Failure(command: command, status: exitStatus, message: String(decoding: errors, as: UTF8.self))
-        }
-        return output
-    }
-}
-
 let nftManual = """
     Runs the nftables rules of each device's ingress hook in the device's XDP program, \
     as far as XDP can be sure of the verdict nftables would give; nftables still runs \
@@ -368,7 +405,13 @@ let nftManual = """
     them the device's rules through the one change engine (xdpflow attach first when the \
     device is not attached). A device whose chains are gone is detached. The device's \
     rules are then nftables': a device with rules of xdpflow filter is refused. Run it \
-    again after changing the ruleset.
+    again after changing the ruleset: until then XDP runs the rules of the last sync; a \
+    sync that cannot apply the new rules removes the offload.
+
+    xdpflow nft watch [dev DEV] syncs, then follows the ruleset's changes (nft -j \
+    monitor) and syncs again after each, changing only the flower rules that changed, \
+    until SIGINT or SIGTERM; then it removes every offload it made. make install puts a \
+    systemd unit for it in place (xdpflow-nft-watch.service).
 
     What runs in XDP: drop (XDP drops, nftables never sees the frame), accept in the last \
     base chain (XDP passes, nftables accepts), chain policies, jump and goto (inlined), \

@@ -49,6 +49,76 @@ struct NFTOffloadTests {
         #expect(totals.droppedInXDP > totals.frames / 20)
     }
 
+    /// `nft watch` follows set elements, rules, a flush, the table's deletion and its
+    /// return, as map writes where it can, and leaves nothing behind when stopped.
+    @Test func watchFollowsTheRuleset() throws {
+        let lab = try NFTLab()
+        let table = "table netdev \(lab.table) { set blocked { type ipv4_addr; flags interval; }\n"
+            + "  chain ingress { type filter hook ingress device \"\(lab.device)\" priority 0; policy accept;\n"
+            + "    ip saddr @blocked counter drop\n  }\n}\n"
+        try lab.load(table)
+        let watch = Process()
+        let command = lab.lab.xdpflowCommand("nft watch dev DEV")
+        watch.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        watch.arguments = Array(command.dropFirst())
+        watch.standardOutput = FileHandle.nullDevice
+        try watch.run()
+        defer { if watch.isRunning { watch.terminate() } }
+
+        /// The device as `nft status -j` shows it once `condition` holds (or the wait is over).
+        func status(once condition: @escaping ([String: Any]) -> Bool) throws -> [String: Any] {
+            var last: [String: Any] = [:]
+            _ = try settled(at: true, timeout: .seconds(5)) {
+                let shown = try lab.xdpflow("-j nft status dev DEV")
+                last = (try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [[String: Any]])?.first ?? [:]
+                return condition(last)
+            }
+            return last
+        }
+        func flowRules(_ device: [String: Any]) -> [Int] {
+            (device["rules"] as? [[String: Any]] ?? []).map { $0["flower_rules"] as? Int ?? -1 }
+        }
+        func synced(_ device: [String: Any]) -> Bool { device["in_sync"] as? Bool == true }
+
+        var device = try status { synced($0) }
+        #expect(synced(device) && flowRules(device) == [0], "an empty set: no flower rule")
+
+        try run(["nft", "add", "element", "netdev", lab.table, "blocked", "{ 10.0.0.1, 10.0.9.0/24 }"])
+        device = try status { synced($0) && flowRules($0) == [2] }
+        #expect(flowRules(device) == [2], "a set element is a flower rule: \(device)")
+        // It acts: the element's frames are dropped in XDP.
+        try lab.lab.send(TestFrame.udp(from: "10.0.0.1", port: 53), count: 10)
+        device = try status { (($0["rules"] as? [[String: Any]])?.first?["xdp"] as? [String: Any])?["packets"] as? Int == 10 }
+        #expect((((device["rules"] as? [[String: Any]])?.first?["xdp"] as? [String: Any])?["packets"] as? Int) == 10)
+
+        try run(["nft", "add", "rule", "netdev", lab.table, "ingress", "tcp", "dport", "22", "drop"])
+        device = try status { synced($0) && flowRules($0) == [2, 2] }
+        #expect(flowRules(device) == [2, 2], "a rule of either IP family: two flower rules")
+
+        try run(["nft", "delete", "element", "netdev", lab.table, "blocked", "{ 10.0.0.1 }"])
+        device = try status { synced($0) && flowRules($0) == [1, 2] }
+        #expect(flowRules(device) == [1, 2])
+
+        try run(["nft", "flush", "chain", "netdev", lab.table, "ingress"])
+        device = try status { synced($0) && flowRules($0).isEmpty }
+        #expect(flowRules(device).isEmpty)
+
+        try run(["nft", "delete", "table", "netdev", lab.table])
+        device = try status { $0["attached"] as? Bool == false }
+        #expect(device["attached"] as? Bool == false, "the table gone, the offload goes")
+
+        try lab.load(table)
+        device = try status { synced($0) }
+        #expect(synced(device), "the table back, the offload comes back")
+
+        watch.terminate()
+        _ = try settled(at: false, timeout: .seconds(5)) { watch.isRunning }
+        #expect(!watch.isRunning)
+        #expect(watch.terminationStatus == 0)
+        #expect(!FileManager.default.fileExists(atPath: lab.lab.offload.pins.string), "no pins after the watch")
+        #expect(try lab.xdpflow("show").isEmpty, "nothing attached after the watch")
+    }
+
     /// The frames XDP dropped, from `nft status -j`.
     static func droppedInXDP(_ json: String) -> Int {
         guard let devices = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] else { return 0 }
