@@ -11,14 +11,7 @@ import RuleSetWorkloads
 enum ACLLive {
     static func sections(_ options: Options) throws -> [Section] {
         let timing = options.quick ? LiveCases.Timing.quick : LiveCases.Timing.full
-        let workload = try ClassBench.load("acl1_10000", device: RuleLines.device)
-        progress("acl live: finding a frame that ends in a late drop rule of acl1_10000...")
-        let (frame, index) = try lateDropFrame(workload.rules, flows: timing.flows)
-        let rules = workload.rules.rules
-        let acl = LiveWorkload(name: "ClassBench acl1_10000 (\(rules.count.grouped) rules), ends in rule \(index + 1)",
-                               short: "acl1_10000", lines: workload.lines, rules: rules, frame: frame)
-        let one = LiveWorkload(name: "1 rule (acl1_10000's rule \(index + 1) alone)", short: "1 rule",
-                               lines: [workload.lines[index]], rules: [rules[index]], frame: frame)
+        let (one, acl) = try workloads(flows: timing.flows, suite: "acl live")
         let xdpflow = try Shell.xdpflowBinary()
         return try Undo.shared.onSignals {
             defer { Undo.shared.all() }
@@ -30,21 +23,24 @@ enum ACLLive {
             let peers: [any LivePeer] = [try FloorPeer(lab), TotalOnly(try XDPFlowPeer(lab, xdpflow: xdpflow)),
                                          TotalOnly(NFTablesPeer(lab, translate: ACLLive.nftables))]
             if let why = peers[2].cannot(acl) { throw BenchError("acl live: nftables: \(why)") }
-            var samples: [[String: [LiveCases.Sample]]] = []
-            for ruleSet in [one, acl] {
-                var results: [String: [LiveCases.Sample]] = [:]
-                for round in 1 ... timing.rounds {
-                    for peer in peers {
-                        let sample = try LiveCases.measure(peer, ruleSet, lab: lab, xdpflow: xdpflow, timing: timing)
-                        progress("acl live: \(ruleSet.short), round \(round), \(peer.name): "
-                            + "\((sample.window.receivedRate / 1e6).formatted(4)) Mpps received")
-                        results[peer.name, default: []].append(sample)
-                    }
-                }
-                samples.append(results)
-            }
+            let samples = try LiveCases.alternated(peers, [one, acl], lab: lab, xdpflow: xdpflow, timing: timing,
+                                                   suite: "acl live")
             return [section([one, acl], samples, timing: timing)]
         }
+    }
+
+    /// acl1_10000 with a frame that ends in a late drop rule for each of `flows` source
+    /// ports, and that rule alone.
+    static func workloads(flows: Int, suite: String) throws -> (one: LiveWorkload, acl: LiveWorkload) {
+        let workload = try ClassBench.load("acl1_10000", device: RuleLines.device)
+        progress("\(suite): finding a frame that ends in a late drop rule of acl1_10000...")
+        let (frame, index) = try lateDropFrame(workload.rules, flows: flows)
+        let rules = workload.rules.rules
+        let acl = LiveWorkload(name: "ClassBench acl1_10000 (\(rules.count.grouped) rules), ends in rule \(index + 1)",
+                               short: "acl1_10000", lines: workload.lines, rules: rules, frame: frame)
+        let one = LiveWorkload(name: "1 rule (acl1_10000's rule \(index + 1) alone)", short: "1 rule",
+                               lines: [workload.lines[index]], rules: [rules[index]], frame: frame)
+        return (one, acl)
     }
 
     static func section(_ ruleSets: [LiveWorkload], _ samples: [[String: [LiveCases.Sample]]],

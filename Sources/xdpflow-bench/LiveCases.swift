@@ -59,6 +59,24 @@ enum LiveCases {
         }
     }
 
+    /// Each rule set's samples of every peer, by peer name: `timing.rounds` rounds, the
+    /// peers in turn within each, so that the machine's drift falls on all alike.
+    static func alternated(_ peers: [any LivePeer], _ ruleSets: [LiveWorkload], lab: LiveLab, xdpflow: String,
+                           timing: Timing, suite: String) throws -> [[String: [Sample]]] {
+        try ruleSets.map { ruleSet in
+            var results: [String: [Sample]] = [:]
+            for round in 1 ... timing.rounds {
+                for peer in peers {
+                    let sample = try measure(peer, ruleSet, lab: lab, xdpflow: xdpflow, timing: timing)
+                    progress("\(suite): \(ruleSet.short), round \(round), \(peer.name): "
+                        + "\((sample.window.receivedRate / 1e6).formatted(4)) Mpps received")
+                    results[peer.name, default: []].append(sample)
+                }
+            }
+            return results
+        }
+    }
+
     /// Attaches `peer`, sends for warm-up plus the window, checks that every frame was
     /// counted where it should be, and detaches the peer again.
     static func measure(_ peer: any LivePeer, _ ruleSet: LiveWorkload, lab: LiveLab, xdpflow: String,

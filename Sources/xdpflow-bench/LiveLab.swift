@@ -152,12 +152,14 @@ final class LiveLab {
     /// A tag no device, namespace or directory of this machine carries yet, so that the
     /// undo steps remove only what this lab made.
     private static func unusedTag() -> String {
+        let pinned = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/bpf")) ?? []
         while true {
             let tag = String(format: "%04x", UInt16.random(in: 0 ... .max))
             let paths = ["/var/run/netns/xfb-\(tag)-src", "/sys/class/net/xfb\(tag)a",
-                         FileManager.default.temporaryDirectory.appendingPathComponent("xfb-\(tag)-work").path,
-                         "/sys/fs/bpf/xfb-\(tag)-pins", "/sys/fs/bpf/xfb-\(tag)-libxdp"]
-            if !paths.contains(where: FileManager.default.fileExists(atPath:)) { return tag }
+                         FileManager.default.temporaryDirectory.appendingPathComponent("xfb-\(tag)-work").path]
+            // Pins go under xfb-TAG-... (each XDPFlow peer's, libxdp's).
+            if !paths.contains(where: FileManager.default.fileExists(atPath:)),
+               !pinned.contains(where: { $0.hasPrefix("xfb-\(tag)-") }) { return tag }
         }
     }
 

@@ -59,11 +59,12 @@ final class XDPFlowPeer: LivePeer {
     var attachWords: [String]
     private let token: Undo.Token
 
-    init(_ lab: LiveLab, xdpflow: String, attachWords: [String] = []) throws {
+    /// `stateName` tells apart the state and pins of two peers in one lab.
+    init(_ lab: LiveLab, xdpflow: String, attachWords: [String] = [], stateName: String = "xdpflow") throws {
         self.xdpflow = xdpflow
         self.lab = lab
         self.attachWords = attachWords
-        let state = "\(lab.scratch)/xdpflow-state", pins = "/sys/fs/bpf/xfb-\(lab.tag)-pins"
+        let state = "\(lab.scratch)/\(stateName)-state", pins = "/sys/fs/bpf/xfb-\(lab.tag)-\(stateName)-pins"
         environment = ["XDPFLOW_STATE_DIR": state, "XDPFLOW_PIN_DIR": pins]
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false)
         token = Undo.shared.push("XDPFlow on \(lab.device) and \(pins)") { [xdpflow, device = lab.device, environment] in

@@ -7,14 +7,7 @@ import RuleSetWorkloads
 enum NFTCases {
     static func sections(_ options: Options) throws -> [Section] {
         let timing = options.quick ? LiveCases.Timing.quick : LiveCases.Timing.full
-        let workload = try ClassBench.load("acl1_10000", device: RuleLines.device)
-        progress("nft: finding a frame that ends in a late drop rule of acl1_10000...")
-        let (frame, index) = try ACLLive.lateDropFrame(workload.rules, flows: timing.flows)
-        let rules = workload.rules.rules
-        let acl = LiveWorkload(name: "ClassBench acl1_10000 (\(rules.count.grouped) rules), ends in rule \(index + 1)",
-                               short: "acl1_10000", lines: workload.lines, rules: rules, frame: frame)
-        let one = LiveWorkload(name: "1 rule (acl1_10000's rule \(index + 1) alone)", short: "1 rule",
-                               lines: [workload.lines[index]], rules: [rules[index]], frame: frame)
+        let (one, acl) = try ACLLive.workloads(flows: timing.flows, suite: "nft")
         let xdpflow = try Shell.xdpflowBinary()
         return try Undo.shared.onSignals {
             defer { Undo.shared.all() }
@@ -24,25 +17,13 @@ enum NFTCases {
             let synced = try NFTSyncPeer(lab, xdpflow: xdpflow)
             let peers: [any LivePeer] = [TotalOnly(NFTablesPeer(lab, translate: ACLLive.nftables)), TotalOnly(synced)]
             if let why = peers[0].cannot(acl) { throw BenchError("nft: \(why)") }
-            var samples: [[String: [LiveCases.Sample]]] = []
-            for ruleSet in [one, acl] {
-                var results: [String: [LiveCases.Sample]] = [:]
-                for round in 1 ... timing.rounds {
-                    for peer in peers {
-                        let sample = try LiveCases.measure(peer, ruleSet, lab: lab, xdpflow: xdpflow, timing: timing)
-                        progress("nft: \(ruleSet.short), round \(round), \(peer.name): "
-                            + "\((sample.window.receivedRate / 1e6).formatted(4)) Mpps received")
-                        results[peer.name, default: []].append(sample)
-                    }
-                }
-                samples.append(results)
-            }
+            let samples = try LiveCases.alternated(peers, [one, acl], lab: lab, xdpflow: xdpflow, timing: timing, suite: "nft")
             let syncs = try syncTimes(acl, lab: lab, peer: synced, rounds: options.quick ? 2 : 4)
             var latencies: [(String, [Double], [Double])] = []
             for (ruleSet, rounds) in [(one, options.quick ? 10 : 30), (acl, options.quick ? 3 : 8)] {
                 latencies.append(try watchLatencies(ruleSet, lab: lab, peer: synced, xdpflow: xdpflow, rounds: rounds))
             }
-            return [liveSection([one, acl], samples, timing: timing), syncSection(syncs, rules: rules.count),
+            return [liveSection([one, acl], samples, timing: timing), syncSection(syncs, rules: acl.rules.count),
                     watchSection(latencies)]
         }
     }
@@ -247,26 +228,17 @@ final class NFTSyncPeer: LivePeer {
     private let lab: LiveLab
     private let xdpflow: String
     private let nftables: NFTablesPeer
-    let environment: [String: String]
+    /// Its state directory, pins and their removal: an XDPFlow peer's, not attached by it.
+    private let offload: XDPFlowPeer
+    var environment: [String: String] { offload.environment }
     var table: String { nftables.table }
-    private let token: Undo.Token
 
     init(_ lab: LiveLab, xdpflow: String) throws {
         self.lab = lab
         self.xdpflow = xdpflow
         nftables = NFTablesPeer(lab, translate: ACLLive.nftables)
-        let state = "\(lab.scratch)/xdpflow-nft-state", pins = "/sys/fs/bpf/xfb-\(lab.tag)-nft-pins"
-        environment = ["XDPFLOW_STATE_DIR": state, "XDPFLOW_PIN_DIR": pins]
-        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false)
-        token = Undo.shared.push("xdpflow nft sync on \(lab.device) and \(pins)") { [xdpflow, device = lab.device, environment] in
-            if FileManager.default.fileExists(atPath: pins) {
-                Shell.attempt([xdpflow, "detach", "dev", device], environment: environment)
-                try? FileManager.default.removeItem(atPath: pins)
-            }
-        }
+        offload = try XDPFlowPeer(lab, xdpflow: xdpflow, stateName: "nft")
     }
-
-    deinit { Undo.shared.done(token) }
 
     func cannot(_ ruleSet: LiveWorkload) -> String? { nftables.cannot(ruleSet) }
 
@@ -306,7 +278,7 @@ final class NFTSyncPeer: LivePeer {
     }
 
     func detach() throws {
-        try Shell.run([xdpflow, "detach", "dev", lab.device], environment: environment)
+        try offload.detach()
         try nftables.detach()
     }
 }
