@@ -50,7 +50,8 @@ extension JSONValue {
     }
 }
 
-/// RFC 8259, one value at a time.
+/// RFC 8259's values, one at a time; lenient where nft's output never goes (numbers are
+/// read by Swift's parsers, control bytes are kept in strings).
 private struct JSONReader {
     let bytes: [UInt8]
     var at = 0
@@ -163,11 +164,16 @@ private struct JSONReader {
                 }
                 guard escaped == UInt8(ascii: "u") else { at -= 1; throw fail("an escape") }
                 var code = try hex4()
-                // A surrogate pair is one scalar.
-                if (0xd800 ..< 0xdc00).contains(code), at + 1 < bytes.count, bytes[at] == 0x5c, bytes[at + 1] == 0x75 {
+                // A surrogate pair is one scalar; a lone surrogate, U+FFFD.
+                if (0xd800 ..< 0xdc00).contains(code), at + 5 < bytes.count, bytes[at] == 0x5c, bytes[at + 1] == 0x75 {
+                    let mark = at
                     at += 2
                     let low = try hex4()
-                    code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00)
+                    if (0xdc00 ..< 0xe000).contains(low) {
+                        code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00)
+                    } else {
+                        at = mark
+                    }
                 }
                 flush()
                 scalars.append(Unicode.Scalar(code) ?? "\u{fffd}")

@@ -36,6 +36,8 @@ import Testing
         let read = try JSONValue(reading: Array(#"{"a": "x\u00e9\ud83d\ude00\/", "b": [-10, 2.5e3, true, null]}"#.utf8))
         #expect(read["a"]?.string == "xé😀/")
         #expect(read["b"]?.array?.map(\.integer) == [-10, 2500, nil, nil])
+        // A lone surrogate is U+FFFD, and what follows it is read.
+        #expect(try JSONValue(reading: Array(#""\ud800\u0041""#.utf8)).string == "\u{fffd}A")
     }
 
     @Test func namesWhereADocumentIsNotJSON() {
