@@ -34,7 +34,25 @@ struct Atom: Hashable {
 /// What a match asks of a frame: any one of the alternatives, each every one of its atoms
 /// (a concatenation compares several fields at once).
 struct Condition {
+    /// The fields compared, in order.
+    var fields: [Field]
     var alternatives: [[Atom]]
+}
+
+extension Field {
+    /// What nftables needs of a frame to read the field at all, as alternatives: without
+    /// it neither `==` nor `!=` matches (`ip saddr != X` needs IPv4, `meta l4proto != tcp`
+    /// an IP frame).
+    var dependency: [FlowKey] {
+        switch self {
+        case .srcMAC, .dstMAC, .etherType, .inputName: [FlowKey()]
+        case .src4, .dst4, .ipProtocol: [FlowKey(network: .ipv4)]
+        case .src6, .dst6, .nextHeader: [FlowKey(network: .ipv6)]
+        case .l4proto: [FlowKey(network: .ipv4), FlowKey(network: .ipv6)]
+        case .srcPort(let l4), .dstPort(let l4): [FlowKey(l4: l4)]
+        case .icmpType(let v6), .icmpCode(let v6): [FlowKey(network: v6 ? .ipv6 : .ipv4, l4: v6 ? 58 : 1)]
+        }
+    }
 }
 
 /// Why a match or statement cannot run in XDP; the rule is handed to nftables.
@@ -79,6 +97,8 @@ struct ConditionReader {
             guard let set = ruleset.set(name, in: table), !set.isMap else {
                 throw Untranslatable("@\(name): no such set in table \(table)")
             }
+            // No event tells of an element the packet path adds or a timeout takes away.
+            guard !set.changesUnseen else { throw Untranslatable("@\(name) changes without events (dynamic or timeout)") }
             elements = set.elements
         default: elements = [match.right]
         }
@@ -97,7 +117,7 @@ struct ConditionReader {
             }
             alternatives += product
         }
-        return Condition(alternatives: alternatives)
+        return Condition(fields: fields, alternatives: alternatives)
     }
 
     /// The fields a left side reads.
@@ -188,6 +208,8 @@ struct ConditionReader {
         case (.inputName, .value(let json)):
             guard let name = json.string else { throw Untranslatable("not an interface name") }
             return [.name(name)]
+        case (.etherType, .value(let json)) where [0x8100, 0x88a8].contains(number(json, for: field)):
+            throw Untranslatable("the kernel takes a VLAN tag off before the hook")
         case (_, .value(let json)):
             guard let value = number(json, for: field) else {
                 throw Untranslatable("\(json.serialized(pretty: false)) is not a value nftables offloads here")

@@ -51,26 +51,32 @@ public struct HookOffload: Sendable {
         reports = translator.reports
     }
 
-    /// The base chains on `device`'s ingress hook, in the order the kernel runs them:
-    /// by priority, then as registered (a chain made later runs after one of equal priority).
+    /// The base chains on `device`'s ingress hook, by priority, in the order the kernel
+    /// runs them. Of equal priority the kernel runs the one registered last first, which
+    /// no listing says; they go by table and chain handle, and the order does not change
+    /// a verdict here: a drop in any base chain ends the hook, and an accept before
+    /// another base chain only hands the frame to nftables.
     public static func ingressChains(of ruleset: Ruleset, device: String) -> [Chain] {
         let tableHandles = Dictionary(ruleset.tables.map { ($0.id, $0.handle) }, uniquingKeysWith: { a, _ in a })
-        return ruleset.chains.filter { chain in
-            guard let base = chain.base, base.hook == "ingress", base.type == "filter",
-                  chain.table.family == .netdev || chain.table.family == .inet else { return false }
-            return base.devices.contains(device)
-        }.sorted {
+        return hookedChains(of: ruleset).filter { $0.base!.devices.contains(device) }.sorted {
             ($0.base!.priority, tableHandles[$0.table] ?? 0, $0.handle) < ($1.base!.priority, tableHandles[$1.table] ?? 0, $1.handle)
         }
     }
 
     /// The devices with an ingress base chain.
     public static func devices(of ruleset: Ruleset) -> [String] {
-        Set(ruleset.chains.flatMap { chain -> [String] in
+        Set(hookedChains(of: ruleset).flatMap { $0.base!.devices }).sorted()
+    }
+
+    /// The filter chains on an ingress hook (netdev, and inet's), but those of dormant
+    /// tables, which the kernel has taken off their hooks.
+    static func hookedChains(of ruleset: Ruleset) -> [Chain] {
+        let dormant = Set(ruleset.tables.filter(\.isDormant).map(\.id))
+        return ruleset.chains.filter { chain in
             guard let base = chain.base, base.hook == "ingress", base.type == "filter",
-                  chain.table.family == .netdev || chain.table.family == .inet else { return [] }
-            return base.devices
-        }).sorted()
+                  chain.table.family == .netdev || chain.table.family == .inet else { return false }
+            return !dormant.contains(chain.table)
+        }
     }
 
     /// The nftables rule behind a flower rule's prio and handle.
@@ -151,10 +157,9 @@ struct Translator {
         _ = try walk(chain, context: context, base: base, depth: 0)
         guard closedBy == nil else { return }
         let policy = Rule.ID(table: chain.table, chain: chain.name, handle: 0)
+        // An accept policy lets the frame on to the next base chain: nothing to emit.
         if chain.base?.policy == .drop {
             try emit(context, skips: [], control: .drop, origin: Origin(rule: policy, role: .drops), report: nil)
-        } else if !isLast {
-            // Accepted: the next base chain runs; nothing to emit.
         }
     }
 
@@ -182,9 +187,11 @@ struct Translator {
         let reader = ConditionReader(ruleset: ruleset, table: rule.table)
         var keys = context
         var skips: [FlowKey] = []
-        // The frames the rule might match, as far as its matches before any other
-        // statement say: what a rule XDP cannot run hands to nftables.
+        // The frames the rule might match, as far as its matches before its first other
+        // statement say (matches commute; a statement acts on the frames that reach it):
+        // what a rule XDP cannot run hands to nftables.
         var mightMatch = context
+        var statementSeen = false
         var problem: String?
         var counted = false
         var verdict: Verdict?
@@ -196,17 +203,19 @@ struct Translator {
                 do {
                     let condition = try reader.condition(match)
                     if match.op == "!=" {
-                        let excluded = Self.keys([FlowKey()], condition, device: device)
-                        skips += excluded
-                        // The field's header must be there: `ip saddr != X` needs IPv4.
-                        if let first = excluded.first {
-                            keys = keys.compactMap { $0.requiring(first) }
+                        skips += Self.keys([FlowKey()], condition, device: device)
+                        // The fields must be there to compare: `ip saddr != X` needs IPv4.
+                        for field in condition.fields {
+                            keys = keys.flatMap { key in field.dependency.compactMap { key.requiring($0) } }
+                            if !statementSeen {
+                                mightMatch = mightMatch.flatMap { key in field.dependency.compactMap { key.requiring($0) } }
+                            }
                         }
                     } else {
                         keys = Self.keys(keys, condition, device: device)
-                        if problem == nil { mightMatch = Self.keys(mightMatch, condition, device: device) }
+                        if !statementSeen { mightMatch = Self.keys(mightMatch, condition, device: device) }
                     }
-                    if keys.count > Self.maxExpansion, problem == nil {
+                    if keys.count + skips.count > Self.maxExpansion, problem == nil {
                         problem = "it expands to more than \(Self.maxExpansion) flower rules"
                     }
                 } catch {
@@ -214,6 +223,7 @@ struct Translator {
                 }
             case .counter:
                 counted = true
+                statementSeen = true
             case .verdict(let value):
                 verdict = value
                 break statements
@@ -224,6 +234,12 @@ struct Translator {
                 problem = problem ?? "\(keyword) is not offloaded"
                 break statements
             }
+        }
+        // A `!=` of one protocol in a rule of every protocol: flower puts one protocol in a
+        // prio, so the skip rule cannot sit before the rule.
+        if problem == nil, keys.contains(where: { FlowKey.filterProtocol($0.network) == .all && $0.l4 == nil }),
+           skips.contains(where: { $0.network != .any || $0.l4 != nil }) {
+            problem = "a != of one protocol in a rule of every protocol"
         }
         if let problem {
             try handOff(mightMatch, rule: rule.id, reason: problem)
@@ -271,7 +287,12 @@ struct Translator {
             }
             reports.append(RuleReport(rule: rule, status: .offloaded(verdict!), flowRules: 0))
             _ = try walk(chain, context: keys, base: base, depth: depth + 1)
-            if case .goto = verdict!, closedBy == nil {
+            if case .goto = verdict!, closedBy == nil, depth > 0 {
+                // Below a jump, what the chain gone to leaves undecided returns to the
+                // jump's chain, past the rest of this one.
+                if keys == context { return .returned }
+                try handOff(keys, rule: rule, reason: "a goto with matches below a jump", reported: false)
+            } else if case .goto = verdict!, closedBy == nil {
                 // A goto does not come back: what its chain does not decide gets the policy.
                 let policy = Rule.ID(table: base.chain.table, chain: base.chain.name, handle: 0)
                 if base.chain.base?.policy == .drop {

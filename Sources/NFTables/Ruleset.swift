@@ -50,6 +50,29 @@ public struct Table: Sendable {
     public var id: TableID
     /// The kernel's handle: tables made later have larger ones.
     public var handle: Int
+    /// `flags dormant`: its chains are registered on no hook.
+    public var isDormant = false
+    /// The JSON named its flags wrongly (nft 1.0.6 writes the table's name there):
+    /// `isDormant` needs the text listing of the table (`dormant(inListing:)`).
+    public var flagsUnread = false
+}
+
+extension Ruleset {
+    /// Whether `nft list table FAMILY NAME`'s text says `flags dormant`.
+    public static func dormant(inListing listing: String) -> Bool {
+        listing.split(separator: "\n").contains { line in
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            return words.first == "flags" && words.dropFirst().contains { $0.trimmingCharacters(",") == "dormant" }
+        }
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(_ characters: String) -> Substring {
+        var word = self
+        while let last = word.last, characters.contains(last) { word = word.dropLast() }
+        return word
+    }
 }
 
 public struct Chain: Sendable {
@@ -83,6 +106,9 @@ public struct NamedSet: Sendable {
     /// For a map, its elements are `Expression.mapping`s.
     public var isMap: Bool
     public var elements: [Expression]
+    /// Elements come from the packet path (`dynamic`) or expire (`timeout`): no event
+    /// tells of either.
+    public var changesUnseen = false
 }
 
 /// One rule, by its table, chain and handle (`nft -a`), and its statements in order.

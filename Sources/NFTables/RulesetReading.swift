@@ -28,7 +28,13 @@ extension Ruleset {
             guard let (kind, body) = object.singleMember else { continue }
             switch kind {
             case "table":
-                tables.append(Table(id: try Self.tableID(body), handle: body["handle"]?.integer ?? 0))
+                // nft 1.0.6 writes the table's name where its flags go (or stops its output
+                // there, which is then no JSON): a flag it cannot name is taken for dormant
+                // here, until the text says.
+                let flags = Self.flags(body).filter { $0 != "owner" && $0 != "persist" }
+                let unread = flags.contains { $0 != "dormant" }
+                tables.append(Table(id: try Self.tableID(body), handle: body["handle"]?.integer ?? 0,
+                                    isDormant: unread || !flags.isEmpty, flagsUnread: unread))
             case "chain":
                 var chain = Chain(table: try Self.tableID(body), name: try Self.name(body),
                                   handle: body["handle"]?.integer ?? 0)
@@ -42,8 +48,13 @@ extension Ruleset {
                 }
                 chains.append(chain)
             case "set", "map":
+                let elements = body["elem"]?.array ?? []
+                let expiring = elements.contains { $0["elem"]?["timeout"] != nil || $0["elem"]?["expires"] != nil }
+                let flags = Self.flags(body)
                 sets.append(NamedSet(table: try Self.tableID(body), name: try Self.name(body), isMap: kind == "map",
-                                     elements: (body["elem"]?.array ?? []).map(Expression.init(json:))))
+                                     elements: elements.map(Expression.init(json:)),
+                                     changesUnseen: flags.contains("dynamic") || flags.contains("timeout")
+                                         || body["timeout"] != nil || expiring))
             case "rule":
                 guard let chain = body["chain"]?.string, let handle = body["handle"]?.integer else {
                     throw RulesetError("a rule without its chain or handle")
@@ -55,6 +66,11 @@ extension Ruleset {
                 continue
             }
         }
+    }
+
+    /// `"flags": "dormant"` or `"flags": ["interval", ...]`.
+    private static func flags(_ body: JSONValue) -> [String] {
+        body["flags"].map { $0.array?.compactMap(\.string) ?? [$0.string].compactMap { $0 } } ?? []
     }
 
     private static func tableID(_ body: JSONValue) throws(RulesetError) -> TableID {

@@ -67,7 +67,12 @@ struct NFTWatch: ParsableCommand {
                     }
                 }
             } catch {
+                // The ruleset changed and cannot be read: the rules in XDP may be stale.
                 printError("Error: \(error)\n")
+                for device in offloaded.sorted() {
+                    if let line = try? NFTRulesetSource.remove(device) { print(line) }
+                }
+                offloaded.removeAll()
             }
             fflush(nil)
         }
@@ -168,12 +173,18 @@ enum NFTRulesetSource {
     /// of the JSON (the text of the chains alone: that of every rule costs as much again).
     static func read() throws -> Ruleset {
         let json = try Subprocess.output(of: ["nft", "-j", "list", "ruleset"])
-        let ruleset = try Ruleset(json: json)
-        guard ruleset.chains.contains(where: { $0.base?.hook == "ingress" && $0.base?.devices.isEmpty == true }) else {
-            return ruleset
+        var ruleset = try Ruleset(json: json)
+        if ruleset.chains.contains(where: { $0.base?.hook == "ingress" && $0.base?.devices.isEmpty == true }) {
+            let listing = try Subprocess.output(of: ["nft", "list", "chains"])
+            ruleset = try Ruleset(json: json, listing: String(decoding: listing, as: UTF8.self))
         }
-        let listing = try Subprocess.output(of: ["nft", "list", "chains"])
-        return try Ruleset(json: json, listing: String(decoding: listing, as: UTF8.self))
+        // Flags the JSON does not name (rare: a table with flags): the table's text does.
+        for index in ruleset.tables.indices where ruleset.tables[index].flagsUnread {
+            let table = ruleset.tables[index].id
+            let listing = try Subprocess.output(of: ["nft", "list", "table", table.family.rawValue, table.name])
+            ruleset.tables[index].isDormant = Ruleset.dormant(inListing: String(decoding: listing, as: UTF8.self))
+        }
+        return ruleset
     }
 
     /// `only`, or every device with an ingress chain or an offload a sync made.
@@ -200,7 +211,8 @@ enum NFTRulesetSource {
             return try replace(device, with: translated, marked: marked)
         } catch let refusal as NFTSyncRefusal {
             throw refusal
-        } catch where marked {
+        } catch where offload.files.contains(markerFile(device)) {
+            // Marked now, by this sync or an earlier one: what it left in XDP goes.
             _ = try? remove(device)
             throw NFTSyncFailure(device: device, reason: error)
         }
@@ -422,7 +434,7 @@ let nftManual = """
     set, fwd, dup, a counter without a verdict, accept before another base chain) hands \
     every frame it might match to nftables, and the rules after it still run in XDP for \
     the others. VLAN-tagged frames, IPv4 fragments and IPv6 frames with extension headers \
-    always go to nftables.
+    go to nftables first when a rule could decide them otherwise.
 
     xdpflow nft status [dev DEV] prints each rule: offloaded or not, and why; the frames \
     XDP dropped for it (nftables never counted them) and its own counter in nftables. \

@@ -23,9 +23,11 @@ enum Subprocess {
 
         init(_ command: [String], capturingErrors: Bool) throws {
             self.command = command
-            var out: [Int32] = [0, 0], err: [Int32] = [-1, -1]
+            var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
             guard pipe(&out) == 0, !capturingErrors || pipe(&err) == 0 else {
-                throw Failure(command: command, status: -1, message: String(cString: strerror(errno)))
+                let message = String(cString: strerror(errno))
+                for descriptor in out + err where descriptor >= 0 { close(descriptor) }
+                throw Failure(command: command, status: -1, message: message)
             }
             var actions = posix_spawn_file_actions_t()
             posix_spawn_file_actions_init(&actions)

@@ -90,6 +90,22 @@ let sampleListing = """
         #expect(devices[Ruleset.ChainName(table: TableID(.netdev, "t"), name: "c")] == ["eth9"])
     }
 
+    /// nft 1.0.6 writes a table's name where its flags go; the text says which they are.
+    @Test func dormantTablesAreLeftOut() throws {
+        let json = """
+            {"nftables": [{"table": {"family": "netdev", "name": "t", "handle": 5, "flags": "t"}}, \
+            {"chain": {"family": "netdev", "table": "t", "name": "c", "handle": 1, "type": "filter", "hook": "ingress", \
+            "prio": 0, "policy": "drop", "dev": "xnt0"}}]}
+            """
+        var ruleset = try Ruleset(json: Array(json.utf8))
+        #expect(ruleset.tables[0].flagsUnread)
+        ruleset.tables[0].isDormant = Ruleset.dormant(inListing: "table netdev t {\n\tflags dormant\n\n\tchain c {")
+        #expect(ruleset.tables[0].isDormant)
+        #expect(try HookOffload(ruleset: ruleset, device: "xnt0").rules.isEmpty, "a dormant chain drops nothing")
+        ruleset.tables[0].isDormant = Ruleset.dormant(inListing: "table netdev t {\n\tflags owner\n")
+        #expect(try HookOffload(ruleset: ruleset, device: "xnt0").rules.count == 3, "policy drop, and the VLAN guards")
+    }
+
     @Test func notJSONNamesTheProblem() {
         #expect(throws: RulesetError.self) { try Ruleset(json: Array("table netdev t".utf8)) }
     }
@@ -219,6 +235,27 @@ let sampleListing = """
             "filter add dev D ingress prio 8 handle 0x1 protocol ip flower src_ip 10.0.0.0/8 action pass",
             "filter add dev D ingress prio 9 handle 0x1 protocol all flower action drop",
         ])
+    }
+
+    /// `meta l4proto != tcp accept` needs an IP frame: UDP over IPv4 is accepted, not
+    /// left to a later drop.
+    @Test func aNegatedProtocolKeepsItsFamilies() throws {
+        let l4 = "{\"match\": {\"op\": \"!=\", \"left\": {\"meta\": {\"key\": \"l4proto\"}}, \"right\": \"tcp\"}}"
+        let text = lines(try HookOffload(ruleset: ruleset(bases: [("in", 0, "drop", ["\(l4), \(Self.accept)"])]), device: "xnt0"))
+        #expect(text.contains("filter add dev D ingress prio 8 handle 0x1 protocol ip flower ip_proto tcp action continue"))
+        #expect(text.contains("filter add dev D ingress prio 8 handle 0x2 protocol ip flower action pass"))
+        #expect(text.contains("filter add dev D ingress prio 9 handle 0x2 protocol ipv6 flower action pass"))
+    }
+
+    /// A goto below a jump returns what it leaves undecided to the jump's chain: those
+    /// frames go to nftables, not to the base chain's policy.
+    @Test func aGotoBelowAJumpDoesNotTakeThePolicy() throws {
+        let ruleset = try ruleset(bases: [("in", 0, "drop", ["{\"jump\": {\"target\": \"a\"}}", "\(Self.saddr10), \(Self.accept)"])],
+                                  regular: [("a", ["\(Self.dport22), {\"goto\": {\"target\": \"b\"}}"]), ("b", [])])
+        let text = lines(try HookOffload(ruleset: ruleset, device: "xnt0"))
+        #expect(!text.contains { $0.contains("dst_port 22 action drop") }, "\(text)")
+        #expect(text.contains("filter add dev D ingress prio 8 handle 0x1 protocol ip flower ip_proto tcp dst_port 22 action pass"))
+        #expect(text.contains("filter add dev D ingress prio 10 handle 0x1 protocol ip flower src_ip 10.0.0.0/8 action pass"))
     }
 
     @Test func rulesAfterACatchAllHandOffAreUnreachable() throws {
