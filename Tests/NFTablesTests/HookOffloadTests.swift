@@ -258,6 +258,22 @@ let sampleListing = """
         #expect(text.contains("filter add dev D ingress prio 10 handle 0x1 protocol ip flower src_ip 10.0.0.0/8 action pass"))
     }
 
+    /// What the kernel changes before the hook, or what changes without an event, goes to
+    /// nftables: a VLAN EtherType (the tag is off by then), a set the packet path fills.
+    @Test func whatXDPCannotSeeGoesToNFTables() throws {
+        let vlan = "{\"match\": {\"op\": \"==\", \"left\": {\"meta\": {\"key\": \"protocol\"}}, \"right\": \"vlan\"}}"
+        let dynamic = "{\"match\": {\"op\": \"==\", \"left\": {\"payload\": {\"protocol\": \"ip\", \"field\": \"saddr\"}}, \"right\": \"@seen\"}}"
+        let tagged = try HookOffload(ruleset: ruleset(bases: [("in", 0, "accept", ["\(vlan), \(Self.drop)"])]), device: "xnt0")
+        #expect(tagged.reports.map(\.status) == [.notOffloaded("the kernel takes a VLAN tag off before the hook")])
+        var filled = try ruleset(bases: [("in", 0, "accept", ["\(dynamic), \(Self.drop)"])])
+        filled.sets.append(NamedSet(table: TableID(.netdev, "t"), name: "seen", isMap: false, elements: [], changesUnseen: true))
+        #expect(try HookOffload(ruleset: filled, device: "xnt0").reports.map(\.status)
+            == [.notOffloaded("@seen changes without events (dynamic or timeout)")])
+        // And the JSON of such a set says so.
+        let json = #"{"nftables": [{"set": {"family": "netdev", "name": "s", "table": "t", "type": "ipv4_addr", "handle": 3, "flags": ["dynamic"]}}]}"#
+        #expect(try Ruleset(json: Array(json.utf8)).sets.first?.changesUnseen == true)
+    }
+
     @Test func rulesAfterACatchAllHandOffAreUnreachable() throws {
         let ruleset = try ruleset(bases: [("in", 0, "accept", ["{\"counter\": {\"packets\": 0, \"bytes\": 0}}",
                                                                "\(Self.dport22), \(Self.drop)"])])
