@@ -57,24 +57,6 @@ public struct Table: Sendable {
     public var flagsUnread = false
 }
 
-extension Ruleset {
-    /// Whether `nft list table FAMILY NAME`'s text says `flags dormant`.
-    public static func dormant(inListing listing: String) -> Bool {
-        listing.split(separator: "\n").contains { line in
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            return words.first == "flags" && words.dropFirst().contains { $0.trimmingCharacters(",") == "dormant" }
-        }
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters(_ characters: String) -> Substring {
-        var word = self
-        while let last = word.last, characters.contains(last) { word = word.dropLast() }
-        return word
-    }
-}
-
 public struct Chain: Sendable {
     public var table: TableID
     public var name: String

@@ -11,8 +11,8 @@ public struct RulesetError: Error, Hashable, Sendable, CustomStringConvertible {
 
 extension Ruleset {
     /// Reads `nft -j list ruleset`. nft 1.0.6 leaves the devices of a netdev chain out
-    /// of its JSON; `listing` (`nft list chains`, the text) supplies them when given.
-    public init(json: [UInt8], listing: String? = nil) throws(RulesetError) {
+    /// of its JSON (`addDevices(fromListing:)` takes them from the text).
+    public init(json: [UInt8]) throws(RulesetError) {
         let document: JSONValue
         do {
             document = try JSONValue(reading: json)
@@ -23,7 +23,6 @@ extension Ruleset {
             throw RulesetError("no \"nftables\" array at the top")
         }
         self.init()
-        let devices = listing.map(Self.devices(inListing:)) ?? [:]
         for object in objects {
             guard let (kind, body) = object.singleMember else { continue }
             switch kind {
@@ -39,8 +38,7 @@ extension Ruleset {
                 var chain = Chain(table: try Self.tableID(body), name: try Self.name(body),
                                   handle: body["handle"]?.integer ?? 0)
                 if let hook = body["hook"]?.string {
-                    var listed = body["dev"].map { $0.array?.compactMap(\.string) ?? [$0.string].compactMap { $0 } } ?? []
-                    if listed.isEmpty { listed = devices[ChainName(table: chain.table, name: chain.name)] ?? [] }
+                    let listed = body["dev"].map { $0.array?.compactMap(\.string) ?? [$0.string].compactMap { $0 } } ?? []
                     chain.base = BaseChain(type: body["type"]?.string ?? "filter", hook: hook,
                                            priority: body["prio"]?.integer ?? 0,
                                            policy: body["policy"]?.string == "drop" ? .drop : .accept,
@@ -88,39 +86,45 @@ extension Ruleset {
         return name
     }
 
-    struct ChainName: Hashable {
-        var table: TableID
-        var name: String
-    }
-
-    /// The devices of each netdev base chain in `nft list chains`' (or `list ruleset`'s) text: `device "X"` or
-    /// `devices = { X, Y }` on the chain's `type ... hook ...` line.
-    static func devices(inListing listing: String) -> [ChainName: [String]] {
-        var found: [ChainName: [String]] = [:]
+    /// The devices of the base chains the JSON left without, from `nft list chains`'
+    /// (or `list ruleset`'s) text: `device "X"` or `devices = { X, Y }` on the chain's
+    /// `type ... hook ...` line.
+    public mutating func addDevices(fromListing listing: String) {
         var table: TableID?
         var chain: String?
-        for line in listing.split(separator: "\n") {
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            guard let first = words.first else { continue }
-            if first == "table", words.count >= 3, let family = Family(rawValue: String(words[1])) {
-                table = TableID(family, unquoted(words[2]))
-            } else if first == "chain", words.count >= 2 {
-                chain = unquoted(words[1])
-            } else if first == "type", let table, let chain,
-                      let at = words.firstIndex(where: { $0 == "device" || $0 == "devices" }) {
+        for words in Self.words(ofLines: listing) {
+            if words.first == "table", words.count >= 3, let family = Family(rawValue: String(words[1])) {
+                table = TableID(family, Self.unquoted(words[2]))
+            } else if words.first == "chain", words.count >= 2 {
+                chain = Self.unquoted(words[1])
+            } else if words.first == "type", let table, let chain,
+                      let at = words.firstIndex(where: { $0 == "device" || $0 == "devices" }),
+                      let index = chains.firstIndex(where: { $0.table == table && $0.name == chain }),
+                      chains[index].base?.devices.isEmpty == true {
                 // The names up to `priority`, without the set's punctuation.
-                let names = words[(at + 1)...].prefix { $0 != "priority" }
+                chains[index].base?.devices = words[(at + 1)...].prefix { $0 != "priority" }
                     .flatMap { $0.split(whereSeparator: { "={},;".contains($0) }) }
-                    .map(unquoted).filter { !$0.isEmpty }
-                found[ChainName(table: table, name: chain)] = names
+                    .map(Self.unquoted).filter { !$0.isEmpty }
             }
         }
-        return found
     }
 
+    /// Whether `nft list table FAMILY NAME`'s text says `flags dormant`.
+    public static func dormant(inListing listing: String) -> Bool {
+        words(ofLines: listing).contains { words in
+            words.first == "flags" && words.dropFirst().contains { Self.unquoted($0) == "dormant" }
+        }
+    }
+
+    /// Each line of nft's text as its words.
+    private static func words(ofLines text: String) -> [[Substring]] {
+        text.split(separator: "\n").map { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }) }
+    }
+
+    /// A word without its closing `;` or `,` and its quotes.
     private static func unquoted(_ word: Substring) -> String {
         var word = word
-        if word.hasSuffix(";") { word = word.dropLast() }
+        if word.hasSuffix(";") || word.hasSuffix(",") { word = word.dropLast() }
         if word.count >= 2, word.hasPrefix("\""), word.hasSuffix("\"") { word = word.dropFirst().dropLast() }
         return String(word)
     }

@@ -175,8 +175,7 @@ enum NFTRulesetSource {
         let json = try Subprocess.output(of: ["nft", "-j", "list", "ruleset"])
         var ruleset = try Ruleset(json: json)
         if ruleset.chains.contains(where: { $0.base?.hook == "ingress" && $0.base?.devices.isEmpty == true }) {
-            let listing = try Subprocess.output(of: ["nft", "list", "chains"])
-            ruleset = try Ruleset(json: json, listing: String(decoding: listing, as: UTF8.self))
+            ruleset.addDevices(fromListing: String(decoding: try Subprocess.output(of: ["nft", "list", "chains"]), as: UTF8.self))
         }
         // Flags the JSON does not name (rare: a table with flags): the table's text does.
         for index in ruleset.tables.indices where ruleset.tables[index].flagsUnread {

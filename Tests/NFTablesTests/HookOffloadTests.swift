@@ -69,7 +69,8 @@ let sampleListing = """
 
 @Suite struct RulesetReadingTests {
     @Test func readsTablesChainsSetsAndRules() throws {
-        let ruleset = try Ruleset(json: Array(sampleJSON.utf8), listing: sampleListing)
+        var ruleset = try Ruleset(json: Array(sampleJSON.utf8))
+        ruleset.addDevices(fromListing: sampleListing)
         #expect(ruleset.tables.map(\.id) == [TableID(.netdev, "xnft")])
         #expect(ruleset.chains.map(\.name) == ["other", "inbound"])
         let base = try #require(ruleset.chains[1].base)
@@ -84,10 +85,11 @@ let sampleListing = """
         }
     }
 
-    @Test func devicesOfOneDeviceChains() {
-        let listing = "table netdev t {\n\tchain c {\n\t\ttype filter hook ingress device \"eth9\" priority filter; policy accept;\n"
-        let devices = Ruleset.devices(inListing: listing)
-        #expect(devices[Ruleset.ChainName(table: TableID(.netdev, "t"), name: "c")] == ["eth9"])
+    @Test func devicesOfOneDeviceChains() throws {
+        let json = #"{"nftables": [{"chain": {"family": "netdev", "table": "t", "name": "c", "handle": 1, "type": "filter", "hook": "ingress", "prio": 0, "policy": "accept"}}]}"#
+        var ruleset = try Ruleset(json: Array(json.utf8))
+        ruleset.addDevices(fromListing: "table netdev t {\n\tchain c {\n\t\ttype filter hook ingress device \"eth9\" priority filter; policy accept;\n")
+        #expect(ruleset.chains.first?.base?.devices == ["eth9"])
     }
 
     /// nft 1.0.6 writes a table's name where its flags go; the text says which they are.
@@ -131,7 +133,9 @@ let sampleListing = """
 
 @Suite struct HookOffloadTests {
     func offload(_ device: String = "xnt0") throws -> HookOffload {
-        try HookOffload(ruleset: Ruleset(json: Array(sampleJSON.utf8), listing: sampleListing), device: device)
+        var ruleset = try Ruleset(json: Array(sampleJSON.utf8))
+        ruleset.addDevices(fromListing: sampleListing)
+        return try HookOffload(ruleset: ruleset, device: device)
     }
 
     func lines(_ offload: HookOffload) -> [String] { offload.rules.map { $0.batchLine(device: "D") } }
