@@ -23,72 +23,32 @@ struct FlowKey: Hashable {
     var icmpType: UInt8?
     var icmpCode: UInt8?
 
-    /// This key with `atom` too, on `device`; nil when no frame could match both.
+    /// This key with `atom` too, on `device`; nil when no frame could match both: the
+    /// field's network and protocol joined, then its value intersected.
     func adding(_ atom: Atom, device: String) -> FlowKey? {
-        var key = self
         switch (atom.field, atom.value) {
-        case (.srcMAC, .mac(let mac)): guard let both = Self.both(key.srcMAC, mac) else { return nil }; key.srcMAC = both
-        case (.dstMAC, .mac(let mac)): guard let both = Self.both(key.dstMAC, mac) else { return nil }; key.dstMAC = both
+        case (.srcMAC, .mac(let mac)): intersecting(\.srcMAC, mac)
+        case (.dstMAC, .mac(let mac)): intersecting(\.dstMAC, mac)
         case (.etherType, .numbers(let types)):
-            guard types.count == 1, let type = UInt16(exactly: types.lowerBound) else { return nil }
-            let network: Network = type == EtherType.ipv4 ? .ipv4 : type == EtherType.ipv6 ? .ipv6 : .other(type)
-            guard let joined = key.joining(network) else { return nil }
-            key = joined
-        case (.src4, .ipv4(let prefix)):
-            guard let joined = key.joining(.ipv4), let both = Self.both(joined.src4, prefix) else { return nil }
-            key = joined
-            key.src4 = both
-        case (.dst4, .ipv4(let prefix)):
-            guard let joined = key.joining(.ipv4), let both = Self.both(joined.dst4, prefix) else { return nil }
-            key = joined
-            key.dst4 = both
-        case (.src6, .ipv6(let prefix)):
-            guard let joined = key.joining(.ipv6), let both = Self.both(joined.src6, prefix) else { return nil }
-            key = joined
-            key.src6 = both
-        case (.dst6, .ipv6(let prefix)):
-            guard let joined = key.joining(.ipv6), let both = Self.both(joined.dst6, prefix) else { return nil }
-            key = joined
-            key.dst6 = both
-        case (.ipProtocol, .numbers(let protocols)):
-            guard let joined = key.joining(.ipv4) else { return nil }
-            return joined.withProtocol(protocols)
-        case (.nextHeader, .numbers(let protocols)):
-            guard let joined = key.joining(.ipv6) else { return nil }
-            return joined.withProtocol(protocols)
-        case (.l4proto, .numbers(let protocols)):
-            return key.withProtocol(protocols)
-        case (.srcPort(let l4), .numbers(let ports)):
-            guard var with = key.withProtocol(UInt32(l4) ... UInt32(l4)) else { return nil }
-            guard let both = Self.both(with.srcPorts, ports) else { return nil }
-            with.srcPorts = both
-            return with
-        case (.dstPort(let l4), .numbers(let ports)):
-            guard var with = key.withProtocol(UInt32(l4) ... UInt32(l4)) else { return nil }
-            guard let both = Self.both(with.dstPorts, ports) else { return nil }
-            with.dstPorts = both
-            return with
-        case (.icmpType(let v6), .numbers(let types)):
-            guard types.count == 1, let joined = key.joining(v6 ? .ipv6 : .ipv4),
-                  var with = joined.withProtocol(v6 ? 58 ... 58 : 1 ... 1) else { return nil }
-            let type = UInt8(types.lowerBound)
-            guard with.icmpType == nil || with.icmpType == type else { return nil }
-            with.icmpType = type
-            return with
-        case (.icmpCode(let v6), .numbers(let codes)):
-            guard codes.count == 1, let joined = key.joining(v6 ? .ipv6 : .ipv4),
-                  var with = joined.withProtocol(v6 ? 58 ... 58 : 1 ... 1) else { return nil }
-            let code = UInt8(codes.lowerBound)
-            guard with.icmpCode == nil || with.icmpCode == code else { return nil }
-            with.icmpCode = code
-            return with
+            types.count == 1 ? UInt16(exactly: types.lowerBound).flatMap { type in
+                joining(type == EtherType.ipv4 ? .ipv4 : type == EtherType.ipv6 ? .ipv6 : .other(type))
+            } : nil
+        case (.src4, .ipv4(let prefix)): joining(.ipv4)?.intersecting(\.src4, prefix)
+        case (.dst4, .ipv4(let prefix)): joining(.ipv4)?.intersecting(\.dst4, prefix)
+        case (.src6, .ipv6(let prefix)): joining(.ipv6)?.intersecting(\.src6, prefix)
+        case (.dst6, .ipv6(let prefix)): joining(.ipv6)?.intersecting(\.dst6, prefix)
+        case (.ipProtocol, .numbers(let protocols)): joining(.ipv4)?.withProtocol(protocols)
+        case (.nextHeader, .numbers(let protocols)): joining(.ipv6)?.withProtocol(protocols)
+        case (.l4proto, .numbers(let protocols)): withProtocol(protocols)
+        case (.srcPort(let l4), .numbers(let ports)): withProtocol(UInt32(l4) ... UInt32(l4))?.intersecting(\.srcPorts, ports)
+        case (.dstPort(let l4), .numbers(let ports)): withProtocol(UInt32(l4) ... UInt32(l4))?.intersecting(\.dstPorts, ports)
+        case (.icmpType(let v6), .numbers(let types)): icmp(v6: v6)?.fixing(\.icmpType, types)
+        case (.icmpCode(let v6), .numbers(let codes)): icmp(v6: v6)?.fixing(\.icmpCode, codes)
         case (.inputName, .name(let name)):
-            let matches = name.hasSuffix("*") ? device.hasPrefix(name.dropLast()) : device == name
-            return matches ? key : nil
+            (name.hasSuffix("*") ? device.hasPrefix(name.dropLast()) : device == name) ? self : nil
         default:
-            return nil
+            nil
         }
-        return key
     }
 
     /// This key with its IP protocol: flower reads one value, so a range is not offloaded.
@@ -107,17 +67,43 @@ struct FlowKey: Hashable {
         return key
     }
 
-    private static func both<A>(_ old: Masked<A>?, _ new: Masked<A>) -> Masked<A>? {
-        guard let old else { return new }
-        let shared = old.mask.fieldBits & new.mask.fieldBits
-        guard old.key.fieldBits & shared == new.key.fieldBits & shared else { return nil }
-        return Masked(A(fieldBits: old.key.fieldBits | new.key.fieldBits), mask: A(fieldBits: old.mask.fieldBits | new.mask.fieldBits))
+    /// ICMP of the family: its network and protocol.
+    private func icmp(v6: Bool) -> FlowKey? {
+        joining(v6 ? .ipv6 : .ipv4)?.withProtocol(v6 ? 58 ... 58 : 1 ... 1)
     }
 
-    private static func both(_ old: ClosedRange<UInt32>?, _ new: ClosedRange<UInt32>) -> ClosedRange<UInt32>? {
-        guard let old else { return new }
+    /// Both prefixes (or masked values) at once: their bits where both masks have them.
+    private func intersecting<A>(_ field: WritableKeyPath<FlowKey, Masked<A>?>, _ new: Masked<A>) -> FlowKey? {
+        var key = self
+        guard let old = self[keyPath: field] else {
+            key[keyPath: field] = new
+            return key
+        }
+        let shared = old.mask.fieldBits & new.mask.fieldBits
+        guard old.key.fieldBits & shared == new.key.fieldBits & shared else { return nil }
+        key[keyPath: field] = Masked(A(fieldBits: old.key.fieldBits | new.key.fieldBits),
+                                     mask: A(fieldBits: old.mask.fieldBits | new.mask.fieldBits))
+        return key
+    }
+
+    private func intersecting(_ field: WritableKeyPath<FlowKey, ClosedRange<UInt32>?>, _ new: ClosedRange<UInt32>) -> FlowKey? {
+        var key = self
+        guard let old = self[keyPath: field] else {
+            key[keyPath: field] = new
+            return key
+        }
         guard old.overlaps(new) else { return nil }
-        return max(old.lowerBound, new.lowerBound) ... min(old.upperBound, new.upperBound)
+        key[keyPath: field] = max(old.lowerBound, new.lowerBound) ... min(old.upperBound, new.upperBound)
+        return key
+    }
+
+    /// One value of a byte field (ICMP's type or code), the one it has if any.
+    private func fixing(_ field: WritableKeyPath<FlowKey, UInt8?>, _ values: ClosedRange<UInt32>) -> FlowKey? {
+        guard values.count == 1, let value = UInt8(exactly: values.lowerBound),
+              self[keyPath: field] == nil || self[keyPath: field] == value else { return nil }
+        var key = self
+        key[keyPath: field] = value
+        return key
     }
 
     /// The flower rules of this key: one per protocol (an IP key of either family is two)
