@@ -119,23 +119,19 @@ extension NFTCases {
         defer { watch.stop() }
         _ = try watch.line(containing: "following", timeout: 60)
         var rules: [Double] = [], elements: [Double] = []
-        let clock = ContinuousClock()
-        func seconds(_ duration: Duration) -> Double {
-            Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        /// Seconds from now until the watch says the device's rules changed.
+        func untilChanged() throws -> Double {
+            try timed { try watch.line(containing: "changed", timeout: 60) }.1 / 1e9
         }
         for round in 1 ... rounds {
             // Spawned and reaped directly (wait4): Shell's bookkeeping after the exit would
             // count against the watch.
             _ = try timedCommand(["nft", "add", "rule", "netdev", peer.table, "ingress", "ip", "saddr",
                                   "203.0.\(round / 256).\(round % 256)", "counter", "drop"])
-            var returned = clock.now
-            _ = try watch.line(containing: "changed", timeout: 60)
-            rules.append(seconds(clock.now - returned))
+            rules.append(try untilChanged())
             _ = try timedCommand(["nft", "add", "element", "netdev", peer.table, "extra",
                                   "{ 198.18.\(round / 256).\(round % 256) }"])
-            returned = clock.now
-            _ = try watch.line(containing: "changed", timeout: 60)
-            elements.append(seconds(clock.now - returned))
+            elements.append(try untilChanged())
         }
         progress("nft: watch, \(ruleSet.short): rule \((Samples(rules).median * 1e3).formatted(1)) ms, "
             + "element \((Samples(elements).median * 1e3).formatted(1)) ms")
@@ -257,13 +253,9 @@ final class NFTSyncPeer: LivePeer {
         }
     }
 
-    /// One `xdpflow nft sync dev DEV`, from spawn to exit, in seconds.
+    /// One `xdpflow nft sync dev DEV`, from spawn to exit reaped, in seconds.
     func timedSync() throws -> Double {
-        let clock = ContinuousClock()
-        let start = clock.now
-        try Shell.run([xdpflow, "nft", "sync", "dev", lab.device], environment: environment)
-        let elapsed = clock.now - start
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        try timedCommand([xdpflow, "nft", "sync", "dev", lab.device], environment: environment).wall / 1e3
     }
 
     /// Every rule's count, XDP's and nftables' together, from `xdpflow -j nft status`.
