@@ -202,10 +202,7 @@ struct CountingTable {
             script += "    \(rule) counter comment \"\(comment)\"\n"
         }
         script += "  }\n}\n"
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(name).nft")
-        try script.write(to: file, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: file) }
-        try run(["nft", "-f", file.path])
+        try loadNFTables(script)
     }
 
     func delete() {

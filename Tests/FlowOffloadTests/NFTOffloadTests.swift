@@ -24,7 +24,7 @@ struct NFTOffloadTests {
             let lab = try NFTLab()
             let ruleset = RandomRuleset(device: lab.device, random: &random)
             let frames = (0 ..< Self.framesPerRuleset).map { RandomFrame.make(index: $0, to: lab.deviceMAC, random: &random) }
-            try lab.load(ruleset.script(table: lab.table))
+            try loadNFTables(ruleset.script(table: lab.table))
             let alone = try lab.passed(frames)
             let synced = try lab.xdpflow("nft sync dev DEV")
             let offloaded = try lab.passed(frames)
@@ -56,7 +56,7 @@ struct NFTOffloadTests {
         let table = "table netdev \(lab.table) { set blocked { type ipv4_addr; flags interval; }\n"
             + "  chain ingress { type filter hook ingress device \"\(lab.device)\" priority 0; policy accept;\n"
             + "    ip saddr @blocked counter drop\n  }\n}\n"
-        try lab.load(table)
+        try loadNFTables(table)
         let watch = Process()
         let command = lab.lab.xdpflowCommand("nft watch dev DEV")
         watch.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -107,7 +107,7 @@ struct NFTOffloadTests {
         device = try status { $0["attached"] as? Bool == false }
         #expect(device["attached"] as? Bool == false, "the table gone, the offload goes")
 
-        try lab.load(table)
+        try loadNFTables(table)
         device = try status { synced($0) }
         #expect(synced(device), "the table back, the offload comes back")
 
@@ -153,7 +153,7 @@ final class NFTLab {
         try run(["ethtool", "-K", lab.device, "gro", "on"])
         deviceMAC = MACAddress(try String(contentsOfFile: "/sys/class/net/\(lab.device)/address", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines))!
-        try load("""
+        try loadNFTables("""
             table inet \(collector) {
               set seen { type ether_addr; flags dynamic; size 65535; }
               chain pre { type filter hook prerouting priority -450; policy accept;
@@ -167,13 +167,6 @@ final class NFTLab {
         _ = try? run(["nft", "delete", "table", "netdev", table])
         _ = try? run(["nft", "delete", "table", "inet", "\(table)_inet"])
         _ = try? run(["nft", "delete", "table", "inet", collector])
-    }
-
-    func load(_ script: String) throws {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(table)-\(UInt32.random(in: 0 ... .max)).nft")
-        try script.write(to: file, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: file) }
-        try run(["nft", "-f", file.path])
     }
 
     @discardableResult

@@ -152,6 +152,15 @@ final class OffloadLab {
     func captureOnTarget() throws -> Capture { try Capture(device: target.peer, namespace: namespace) }
 }
 
+/// Loads an nftables script with `nft -f`, all or nothing, from a temporary file that is
+/// removed again.
+func loadNFTables(_ script: String) throws {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("xft-\(UUID().uuidString).nft")
+    try script.write(to: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: file) }
+    try run(["nft", "-f", file.path])
+}
+
 /// A veth's own counters (ethtool -S), which tell frames XDPFlow lost from frames the
 /// kernel lost around it.
 struct VethStatistics {
