@@ -142,12 +142,21 @@ struct Translator {
     /// The rule after which XDP hands every frame to nftables.
     var closedBy: Rule.ID?
 
+    /// Each chain's rules in order, grouped once: a chain is walked again for every jump to it.
+    let rulesByChain: [ChainName: [Rule]]
+
+    struct ChainName: Hashable {
+        var table: TableID
+        var name: String
+    }
+
     /// The most flower rules one nftables rule may become.
     static let maxExpansion = 65_536
 
     init(ruleset: Ruleset, device: String) {
         self.ruleset = ruleset
         self.device = device
+        rulesByChain = Dictionary(grouping: ruleset.rules) { ChainName(table: $0.table, name: $0.chain) }
     }
 
     mutating func walkBase(_ chain: Chain, isLast: Bool) throws(OffloadLimit) {
@@ -172,7 +181,7 @@ struct Translator {
     enum WalkEnd { case fellThrough, returned }
 
     mutating func walk(_ chain: Chain, context: [FlowKey], base: Base, depth: Int) throws(OffloadLimit) -> WalkEnd {
-        for rule in ruleset.rules(of: chain) {
+        for rule in rulesByChain[ChainName(table: chain.table, name: chain.name)] ?? [] {
             if let closedBy {
                 reports.append(RuleReport(rule: rule.id, status: .unreachable(closedBy), flowRules: 0))
                 continue

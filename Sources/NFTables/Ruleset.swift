@@ -16,11 +16,6 @@ public struct Ruleset: Sendable {
         chains.first { $0.table == table && $0.name == name }
     }
 
-    /// The rules of a chain, in their order.
-    public func rules(of chain: Chain) -> [Rule] {
-        rules.filter { $0.table == chain.table && $0.chain == chain.name }
-    }
-
     public func set(_ name: String, in table: TableID) -> NamedSet? {
         sets.first { $0.table == table && $0.name == name }
     }
