@@ -128,6 +128,10 @@ private struct JSONReader {
         return .real(value)
     }
 
+    /// `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`: the byte each stands for.
+    static let simpleEscapes: [UInt8: UInt8] = [0x22: 0x22, 0x5c: 0x5c, 0x2f: 0x2f, 0x62: 0x08, 0x66: 0x0c, 0x6e: 0x0a,
+                                                0x72: 0x0d, 0x74: 0x09]
+
     mutating func string() throws(JSONValue.ReadError) -> String {
         try expect(UInt8(ascii: "\""))
         let start = at
@@ -138,27 +142,19 @@ private struct JSONReader {
             at += 1
             return String(decoding: bytes[start ..< at - 1], as: UTF8.self)
         }
-        var scalars = String.UnicodeScalarView()
-        scalars.append(contentsOf: String(decoding: bytes[start ..< at], as: UTF8.self).unicodeScalars)
-        var utf8: [UInt8] = []
-        func flush() {
-            scalars.append(contentsOf: String(decoding: utf8, as: UTF8.self).unicodeScalars)
-            utf8.removeAll()
-        }
+        // With escapes, the string's UTF-8 with each escape written out.
+        var utf8 = Array(bytes[start ..< at])
         while at < bytes.count {
             let byte = bytes[at]
             at += 1
             switch byte {
             case UInt8(ascii: "\""):
-                flush()
-                return String(scalars)
+                return String(decoding: utf8, as: UTF8.self)
             case UInt8(ascii: "\\"):
                 guard at < bytes.count else { throw fail("an escape") }
                 let escaped = bytes[at]
                 at += 1
-                let simple: [UInt8: UInt8] = [0x22: 0x22, 0x5c: 0x5c, 0x2f: 0x2f, 0x62: 0x08, 0x66: 0x0c, 0x6e: 0x0a,
-                                              0x72: 0x0d, 0x74: 0x09]
-                if let replacement = simple[escaped] {
+                if let replacement = Self.simpleEscapes[escaped] {
                     utf8.append(replacement)
                     continue
                 }
@@ -175,8 +171,7 @@ private struct JSONReader {
                         at = mark
                     }
                 }
-                flush()
-                scalars.append(Unicode.Scalar(code) ?? "\u{fffd}")
+                utf8 += String(Unicode.Scalar(code) ?? "\u{fffd}").utf8
             default:
                 utf8.append(byte)
             }
