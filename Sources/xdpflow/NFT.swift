@@ -207,7 +207,7 @@ enum NFTRulesetSource {
                 guard marked else { return "\(device): no nftables ingress chain; nothing to do" }
                 return try remove(device)
             }
-            return try replace(device, with: translated, marked: marked)
+            return try replace(offload, with: translated, marked: marked)
         } catch let refusal as NFTSyncRefusal {
             throw refusal
         } catch where offload.files.contains(markerFile(device)) {
@@ -229,8 +229,8 @@ enum NFTRulesetSource {
         return "\(device): offload removed; nftables decides every frame"
     }
 
-    private static func replace(_ device: String, with translated: HookOffload, marked: Bool) throws -> String {
-        let offload = Offload(device: device)
+    private static func replace(_ offload: Offload, with translated: HookOffload, marked: Bool) throws -> String {
+        let device = offload.device
         let wanted = Set(translated.rules)
         let marker = Marker(chains: translated.chains.map(\.description))
         // One read of the device's state, in the update; attached first when it is not.
