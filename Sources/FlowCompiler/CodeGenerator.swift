@@ -165,8 +165,8 @@ public struct CodeGenerator {
     static let candidates: Int16 = key
     static let candidateWord: Int16 = key + 8
     static func laterWord(_ word: Int) -> Int16 { key + 8 + Int16(8 * word) }
-    /// The head's address and the address of each dimension's filter value, while the
-    /// search lasts: the filter words are ANDed again after a `continue`.
+    /// The head's address and the address of each dimension's filter value, from the
+    /// search's start, for the filter words.
     static let headAddress: Int16 = tableKey + 8
     static func filterAddress(_ position: Int) -> Int16 { tableKey + 16 + Int16(8 * position) }
 
@@ -209,6 +209,7 @@ public struct CodeGenerator {
             parseFunction()
             filterSubtables()
         } else {
+            if plan.tables != nil { classificationLoop() }
             callParse()
         }
         if let tables = plan.tables {
@@ -225,6 +226,21 @@ public struct CodeGenerator {
         asm.emit(.store(.word, to: .fp, Self.scratch, Int32(RuleSlots.unparsed)))
         count(slotAt: Self.scratch, lengthAt: Self.length, using: .r7, done: "unparsed_counted")
         asm.emit(Instruction.return(options.unparsedVerdict))
+    }
+
+    /// With tables, `continue` starts classification again from here, parse included:
+    /// one call of `parse`, at the head of a loop whose later turns the verifier finds
+    /// within the first (they differ from it only in slots the first has not written,
+    /// and in the floor rank, unknown from the start) and so prunes. A second call site
+    /// inside the search loop made it verify every way through the parser once per
+    /// state the search could be in, past its million instructions with IPv6
+    /// extension headers.
+    private mutating func classificationLoop() {
+        asm.emit([.mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1),
+                  .alu(.xor, .r9, .r1)])
+        storeZero(at: Self.floorRank)
+        asm.label("classify")
+        asm.emit(.mayGoto("search_budget"))
     }
 
     private mutating func callParse() {
@@ -569,14 +585,10 @@ public struct CodeGenerator {
             asm.emit(.jump(to: "hit"))
         } else {
             asm.emit([.call(Label("hit")), .jump(.equal, .r0, Self.continueClassification, to: "search_continue"), .exit])
+            // The ranks up to the decided prio's are done with.
             asm.label("search_continue")
-            asm.emit([.mov(.r1, .r6), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.record)), .call(Label("parse")),
-                      .jump(.notEqual, .r0, 0, to: "unparsed"),
-                      .load(.r8, .double, from: .fp, Self.bestRank)])
-            candidateWords(tables, dimensions: dimensions)
-            resetSearch()
-            asm.emit([.alu(.rsh, .r8, 32), .alu(.add, .r8, 1), .alu(.lsh, .r8, 32),
-                      .store(.double, to: .fp, Self.floorRank, .r8), .jump(to: "search")])
+            asm.emit([.load(.r8, .double, from: .fp, Self.bestRank), .alu(.rsh, .r8, 32), .alu(.add, .r8, 1),
+                      .alu(.lsh, .r8, 32), .store(.double, to: .fp, Self.floorRank, .r8), .jump(to: "classify")])
         }
         // Out of turns (a chain changing under the frame, at worst): the program cannot
         // be sure, so the stack decides, and the frame counts as unparsed.
@@ -607,9 +619,11 @@ public struct CodeGenerator {
 
     /// The search from the first table, with nothing found.
     private mutating func resetSearch() {
-        for slot in [Self.tablePosition, Self.candidate, Self.bestSlot, Self.floorRank, Self.candidateWord] {
+        for slot in [Self.tablePosition, Self.candidate, Self.bestSlot, Self.candidateWord] {
             storeZero(at: slot)
         }
+        // A plan with `continue` keeps its floor from one turn of `classify` to the next.
+        if inline { storeZero(at: Self.floorRank) }
         storeZero(at: Self.bestRank, minus: 1)
     }
 
@@ -665,13 +679,21 @@ public struct CodeGenerator {
     /// or protocol (as loaded: network order in the register's low bytes).
     private mutating func parseFunction() {
         let fields = plan.fields
-        // The 8-byte words of the record that lookups read: the presence word and the fields.
-        let recordWords = fields.reduce(into: Set([KeyField.presenceOffset / 8])) { words, field in
-            words.formUnion(field.offset / 8 ... (field.offset + field.width - 1) / 8)
-        }.sorted()
         let layers = plan.keyLayers
         let vlanFields: Set<KeyField> = [.vlanTCI, .vlanTPID, .cvlanTCI, .cvlanTPID]
         let parseVLAN = !layers.isEmpty || !fields.isDisjoint(with: vlanFields)
+        // The 8-byte words of the record that lookups read: the presence word and the
+        // fields. A parser in the loop of `continue` covers every word it writes, so
+        // that every way through it leaves the record alike (the verifier compares each
+        // byte when it prunes a turn of the loop).
+        var covered = fields
+        if !inline {
+            covered.formUnion([.outerType, .etherType, .ipProto, .ipFlags])
+            if parseVLAN { covered.formUnion(vlanFields) }
+        }
+        let recordWords = covered.reduce(into: Set([KeyField.presenceOffset / 8])) { words, field in
+            words.formUnion(field.offset / 8 ... (field.offset + field.width - 1) / 8)
+        }.sorted()
 
         if !inline { asm.label("parse") }
         asm.emit([.mov(.r9, .r2), .load(.r7, .word, from: .r1, XDPContext.data),
@@ -852,6 +874,12 @@ public struct CodeGenerator {
             asm.emit([.store(.byte, to: .r9, Int16(KeyField.ipFlags.offset), .r2),
                       .jump(.notEqual, .r3, 0, to: "ext_stopped")])
             asm.label(Label("ext_next_\(step)"))
+            // The cursor as data plus an offset the verifier knows only as below 16 KiB
+            // (the headers end before 8.3 KiB: four of at most 2 KiB): every way through
+            // the headers so far then leaves one state, and the ways do not multiply
+            // step by step (they took the verifier past a million instructions).
+            asm.emit([.mov(.r3, .r4), .alu(.sub, .r3, .r7), .jump(.greater, .r3, 0x3fff, to: "unparsed_frame"),
+                      .mov(.r4, .r7), .alu(.add, .r4, .r3)])
         }
         for number in options + [IPProtocolNumber.fragment] {
             asm.emit(.jump(.equal, .r5, Int32(number), to: "unparsed_frame"))

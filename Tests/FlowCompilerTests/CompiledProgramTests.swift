@@ -121,6 +121,24 @@ struct CompiledProgramTests {
         ])
     }
 
+    /// `continue` in tables loops back to the parser, and each way through it must
+    /// leave one state: a VLAN rule going on to an IPv6 rule that walks extension
+    /// headers took the verifier past its million instructions (found by
+    /// DifferentialPropertyTests, seed 0xf4875dceb92018ab).
+    @Test func continueInTablesOverIPv6ExtensionHeadersLoads() throws {
+        let rules = try ruleSet([
+            "filter add dev xft0 ingress prio 3 protocol 802.1Q flower vlan_id 2794 action pass action skbedit mark 0/0xeec61ace continue action drop",
+            "filter add dev xft0 ingress prio 49152 protocol ipv6 flower indev xft1 ip_proto udp dst_port 1/0xff00 action skbedit mark 7/0xff action police rate 8bit burst 100b conform-exceed pipe/pass action mirred egress redirect dev xft0 action vlan modify id 2794 priority 0 protocol 802.1ad continue",
+        ])
+        let v6 = { (headers: [IPv6ExtensionHeader]) in ether().ipv6(src: client6, dst: server6, extensionHeaders: headers) }
+        let frames = [
+            v6([]).udp(src: 1, dst: 1), v6([.hopByHop(), .routing(), .fragment(offset: 0, moreFragments: true)]).udp(src: 1, dst: 2),
+            v6([.hopByHop(lengthUnits: 255), .destinationOptions()]).udp(src: 1, dst: 1),
+            ether().vlan(id: 2794).ipv6(src: client6, dst: server6).udp(src: 1, dst: 1), ether().vlan(id: 2795).ipv4(src: client, dst: server),
+        ]
+        #expect(try disagreements(rules, frames.map(\.bytes), inlineLimit: 0) == [])
+    }
+
     @Test func ipv4FragmentsOptionsAndMalformedHeaders() throws {
         let ip = { (offset: UInt16, more: Bool) in ether().ipv4(src: client, dst: server, fragmentOffset: offset, moreFragments: more) }
         try check([
