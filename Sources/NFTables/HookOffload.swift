@@ -35,10 +35,21 @@ public struct HookOffload: Sendable {
     /// Every nftables rule of the hook's chains (and of those they jump to), in order.
     public private(set) var reports: [RuleReport] = []
 
-    /// The prios before the rules: the guards'.
-    static let firstRulePrio: UInt16 = 8
+    /// The first prio of the band, the guards'; the rules' come 7 after it.
+    public private(set) var firstPrio: UInt16 = 1
+    /// The prios the band spans, guards included.
+    public private(set) var span = 0
 
-    public init(ruleset: Ruleset, device: String) throws(OffloadLimit) {
+    /// The prios before the rules, counted from the band's first: the guards'.
+    static let firstRulePrio: UInt16 = 8
+    /// Where a band starts when it fits: past tc's first automatic prio (49152, and
+    /// lower ones after it), so that tc rules added without a prio run first, as tc's
+    /// ingress runs before nftables' hook.
+    public static let defaultFirstPrio: UInt16 = 49153
+
+    /// The hook's chains as flower rules in the band from `firstPrio` (default: the
+    /// default, or as high as the band fits below 65536).
+    public init(ruleset: Ruleset, device: String, firstPrio: UInt16? = nil) throws(OffloadLimit) {
         self.device = device
         chains = Self.ingressChains(of: ruleset, device: device)
         var translator = Translator(ruleset: ruleset, device: device)
@@ -49,6 +60,29 @@ public struct HookOffload: Sendable {
         rules = translator.rules.sorted { ($0.prio, $0.handle) < ($1.prio, $1.handle) }
         origins = translator.origins
         reports = translator.reports
+        span = Int(rules.last?.prio ?? 0)
+        try place(from: firstPrio ?? Self.firstPrio(span: span))
+    }
+
+    /// The band's default start for `span` prios.
+    public static func firstPrio(span: Int) -> UInt16 { UInt16(max(1, min(Int(defaultFirstPrio), 65536 - span))) }
+
+    /// Moves the band to start at `first`.
+    public mutating func place(from first: UInt16) throws(OffloadLimit) {
+        guard Int(first) + span - 1 <= Int(UInt16.max) else {
+            throw OffloadLimit(description: "the offload needs \(span) prios (one per nftables rule and protocol); "
+                + "from prio \(first) there are \(Int(UInt16.max) - Int(first) + 1)")
+        }
+        let shift = Int(first) - Int(firstPrio)
+        guard shift != 0 else { return }
+        func moved(_ prio: UInt16) -> UInt16 { UInt16(Int(prio) + shift) }
+        rules = rules.map { rule in
+            var rule = rule
+            rule.prio = moved(rule.prio)
+            return rule
+        }
+        origins = Dictionary(uniqueKeysWithValues: origins.map { (Slot(prio: moved($0.key.prio), handle: $0.key.handle), $0.value) })
+        firstPrio = first
     }
 
     /// The base chains on `device`'s ingress hook, by priority, in the order the kernel

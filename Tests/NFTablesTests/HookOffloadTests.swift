@@ -103,9 +103,9 @@ let sampleListing = """
         #expect(ruleset.tables[0].flagsUnread)
         ruleset.tables[0].isDormant = Ruleset.dormant(inListing: "table netdev t {\n\tflags dormant\n\n\tchain c {")
         #expect(ruleset.tables[0].isDormant)
-        #expect(try HookOffload(ruleset: ruleset, device: "xnt0").rules.isEmpty, "a dormant chain drops nothing")
+        #expect(try HookOffload(ruleset: ruleset, device: "xnt0", firstPrio: 1).rules.isEmpty, "a dormant chain drops nothing")
         ruleset.tables[0].isDormant = Ruleset.dormant(inListing: "table netdev t {\n\tflags owner\n")
-        #expect(try HookOffload(ruleset: ruleset, device: "xnt0").rules.count == 3, "policy drop, and the VLAN guards")
+        #expect(try HookOffload(ruleset: ruleset, device: "xnt0", firstPrio: 1).rules.count == 3, "policy drop, and the VLAN guards")
     }
 
     @Test func notJSONNamesTheProblem() {
@@ -135,10 +135,27 @@ let sampleListing = """
     func offload(_ device: String = "xnt0") throws -> HookOffload {
         var ruleset = try Ruleset(json: Array(sampleJSON.utf8))
         ruleset.addDevices(fromListing: sampleListing)
-        return try HookOffload(ruleset: ruleset, device: device)
+        return try HookOffload(ruleset: ruleset, device: device, firstPrio: 1)
     }
 
     func lines(_ offload: HookOffload) -> [String] { offload.rules.map { $0.batchLine(device: "D") } }
+
+    /// The band starts past tc's first automatic prio, lower only when it needs the room,
+    /// and moves with its origins.
+    @Test func theBandFollowsTCsPrios() throws {
+        var ruleset = try Ruleset(json: Array(sampleJSON.utf8))
+        ruleset.addDevices(fromListing: sampleListing)
+        let relative = try HookOffload(ruleset: ruleset, device: "xnt0", firstPrio: 1)
+        var placed = try HookOffload(ruleset: ruleset, device: "xnt0")
+        #expect(placed.firstPrio == 49153 && placed.span == relative.span)
+        #expect(placed.rules.map { Int($0.prio) - 49152 } == relative.rules.map { Int($0.prio) })
+        let last = try #require(relative.rules.last)
+        #expect(placed.origin(prio: last.prio + 49152, handle: last.handle) == relative.origin(prio: last.prio, handle: last.handle))
+        #expect(HookOffload.firstPrio(span: 20_000) == 45_536)
+        try placed.place(from: UInt16(65536 - placed.span))
+        #expect(placed.rules.last?.prio == 65535)
+        #expect(throws: OffloadLimit.self) { try placed.place(from: UInt16(65537 - placed.span)) }
+    }
 
     @Test func translatesTheSample() throws {
         let offload = try offload()
@@ -205,7 +222,7 @@ let sampleListing = """
     @Test func acceptBeforeAnotherBaseChainGoesToNFTables() throws {
         let ruleset = try ruleset(bases: [("late", 10, "accept", ["\(Self.dport22), \(Self.drop)"]),
                                           ("early", -10, "accept", ["\(Self.saddr10), \(Self.accept)"])])
-        let offload = try HookOffload(ruleset: ruleset, device: "xnt0")
+        let offload = try HookOffload(ruleset: ruleset, device: "xnt0", firstPrio: 1)
         #expect(offload.chains.map(\.name) == ["early", "late"], "by priority")
         let text = lines(offload).filter { !$0.contains("prio 1 ") && !$0.contains("prio 2 ") && !$0.contains("prio 3 ") && !$0.contains("prio 4 ") }
         #expect(text == [
@@ -220,7 +237,7 @@ let sampleListing = """
     @Test func gotoEndsWithThePolicyAndInetSeesIPOnly() throws {
         let ruleset = try ruleset(bases: [("in", 0, "drop", ["\(Self.saddr10), {\"goto\": {\"target\": \"sub\"}}"])],
                                   regular: [("sub", ["\(Self.dport22), \(Self.accept)"])], inet: true)
-        let text = lines(try HookOffload(ruleset: ruleset, device: "xnt0")).filter { !$0.contains("prio 1 ") && !$0.contains("prio 2 ") && !$0.contains("prio 3 ") && !$0.contains("prio 4 ") }
+        let text = lines(try HookOffload(ruleset: ruleset, device: "xnt0", firstPrio: 1)).filter { !$0.contains("prio 1 ") && !$0.contains("prio 2 ") && !$0.contains("prio 3 ") && !$0.contains("prio 4 ") }
         #expect(text == [
             "filter add dev D ingress prio 8 handle 0x1 protocol ip flower ip_proto tcp src_ip 10.0.0.0/8 dst_port 22 action pass",
             // What sub leaves undecided gets the base chain's policy, and goes no further.
@@ -233,7 +250,7 @@ let sampleListing = """
 
     @Test func aDropOfEveryProtocolHandsTaggedFramesToNFTables() throws {
         let ruleset = try ruleset(bases: [("in", 0, "drop", ["\(Self.saddr10), \(Self.accept)"])])
-        #expect(lines(try HookOffload(ruleset: ruleset, device: "xnt0")) == [
+        #expect(lines(try HookOffload(ruleset: ruleset, device: "xnt0", firstPrio: 1)) == [
             "filter add dev D ingress prio 1 handle 0x1 protocol 802.1Q flower action pass",
             "filter add dev D ingress prio 2 handle 0x1 protocol 802.1ad flower action pass",
             "filter add dev D ingress prio 8 handle 0x1 protocol ip flower src_ip 10.0.0.0/8 action pass",
@@ -245,7 +262,7 @@ let sampleListing = """
     /// left to a later drop.
     @Test func aNegatedProtocolKeepsItsFamilies() throws {
         let l4 = "{\"match\": {\"op\": \"!=\", \"left\": {\"meta\": {\"key\": \"l4proto\"}}, \"right\": \"tcp\"}}"
-        let text = lines(try HookOffload(ruleset: ruleset(bases: [("in", 0, "drop", ["\(l4), \(Self.accept)"])]), device: "xnt0"))
+        let text = lines(try HookOffload(ruleset: ruleset(bases: [("in", 0, "drop", ["\(l4), \(Self.accept)"])]), device: "xnt0", firstPrio: 1))
         #expect(text.contains("filter add dev D ingress prio 8 handle 0x1 protocol ip flower ip_proto tcp action continue"))
         #expect(text.contains("filter add dev D ingress prio 8 handle 0x2 protocol ip flower action pass"))
         #expect(text.contains("filter add dev D ingress prio 9 handle 0x2 protocol ipv6 flower action pass"))
@@ -256,7 +273,7 @@ let sampleListing = """
     @Test func aGotoBelowAJumpDoesNotTakeThePolicy() throws {
         let ruleset = try ruleset(bases: [("in", 0, "drop", ["{\"jump\": {\"target\": \"a\"}}", "\(Self.saddr10), \(Self.accept)"])],
                                   regular: [("a", ["\(Self.dport22), {\"goto\": {\"target\": \"b\"}}"]), ("b", [])])
-        let text = lines(try HookOffload(ruleset: ruleset, device: "xnt0"))
+        let text = lines(try HookOffload(ruleset: ruleset, device: "xnt0", firstPrio: 1))
         #expect(!text.contains { $0.contains("dst_port 22 action drop") }, "\(text)")
         #expect(text.contains("filter add dev D ingress prio 8 handle 0x1 protocol ip flower ip_proto tcp dst_port 22 action pass"))
         #expect(text.contains("filter add dev D ingress prio 10 handle 0x1 protocol ip flower src_ip 10.0.0.0/8 action pass"))
@@ -267,11 +284,11 @@ let sampleListing = """
     @Test func whatXDPCannotSeeGoesToNFTables() throws {
         let vlan = "{\"match\": {\"op\": \"==\", \"left\": {\"meta\": {\"key\": \"protocol\"}}, \"right\": \"vlan\"}}"
         let dynamic = "{\"match\": {\"op\": \"==\", \"left\": {\"payload\": {\"protocol\": \"ip\", \"field\": \"saddr\"}}, \"right\": \"@seen\"}}"
-        let tagged = try HookOffload(ruleset: ruleset(bases: [("in", 0, "accept", ["\(vlan), \(Self.drop)"])]), device: "xnt0")
+        let tagged = try HookOffload(ruleset: ruleset(bases: [("in", 0, "accept", ["\(vlan), \(Self.drop)"])]), device: "xnt0", firstPrio: 1)
         #expect(tagged.reports.map(\.status) == [.notOffloaded("the kernel takes a VLAN tag off before the hook")])
         var filled = try ruleset(bases: [("in", 0, "accept", ["\(dynamic), \(Self.drop)"])])
         filled.sets.append(NamedSet(table: TableID(.netdev, "t"), name: "seen", isMap: false, elements: [], changesUnseen: true))
-        #expect(try HookOffload(ruleset: filled, device: "xnt0").reports.map(\.status)
+        #expect(try HookOffload(ruleset: filled, device: "xnt0", firstPrio: 1).reports.map(\.status)
             == [.notOffloaded("@seen changes without events (dynamic or timeout)")])
         // And the JSON of such a set says so.
         let json = #"{"nftables": [{"set": {"family": "netdev", "name": "s", "table": "t", "type": "ipv4_addr", "handle": 3, "flags": ["dynamic"]}}]}"#
@@ -281,7 +298,7 @@ let sampleListing = """
     @Test func rulesAfterACatchAllHandOffAreUnreachable() throws {
         let ruleset = try ruleset(bases: [("in", 0, "accept", ["{\"counter\": {\"packets\": 0, \"bytes\": 0}}",
                                                                "\(Self.dport22), \(Self.drop)"])])
-        let offload = try HookOffload(ruleset: ruleset, device: "xnt0")
+        let offload = try HookOffload(ruleset: ruleset, device: "xnt0", firstPrio: 1)
         #expect(offload.reports.map(\.status) == [
             .notOffloaded("a counter without a verdict: nftables counts its frames"),
             .unreachable(Rule.ID(table: TableID(.netdev, "t"), chain: "in", handle: 101)),
