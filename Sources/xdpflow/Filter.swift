@@ -42,9 +42,9 @@ struct FilterRunner {
     let options: OutputOptions
     /// Rules persist per device in the state directory (XDPFLOW_STATE_DIR); on an
     /// attached device they reach the kernel in the same step.
-    let store: any RuleSetStore = OffloadingStore { message in
+    let store: any RuleSetStore = NFTGuardedStore(base: OffloadingStore { message in
         printError("Warning: " + message + "\n")
-    }
+    })
 
     func run(_ words: [String]) throws {
         let command: FilterCommand

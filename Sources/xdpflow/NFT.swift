@@ -151,7 +151,8 @@ struct NFTShow: ParsableCommand {
         let only = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "nft show")
         let ruleset = try NFTRulesetSource.read()
         for device in only.map({ [$0] }) ?? HookOffload.devices(of: ruleset) {
-            let offload = try HookOffload(ruleset: ruleset, device: device)
+            let offload = try HookOffload(ruleset: ruleset, device: device,
+                                          firstPrio: try NFTRulesetSource.band(of: Offload(device: device))?.lowerBound)
             var lines = ["# dev \(device): " + offload.chains.map(\.description).joined(separator: ", ")]
             for report in offload.reports { lines.append("# \(report.rule): \(NFTDeviceStatus.describe(report.status))") }
             lines += offload.rules.map { $0.batchLine(device: device) }
@@ -162,12 +163,23 @@ struct NFTShow: ParsableCommand {
 
 /// The running ruleset, and the devices whose offload follows it.
 enum NFTRulesetSource {
-    /// The marker a sync leaves beside a device's rules: the device's rules are nftables'.
+    /// The marker a sync leaves beside a device's rules: the rules from `firstPrio` on
+    /// are nftables' (all of them, in a marker without it); those below, tc's.
     struct Marker: Codable {
         var chains: [String]
+        var firstPrio: UInt16?
     }
 
     static func markerFile(_ device: String) -> String { "\(device).nft" }
+
+    static func marker(of offload: Offload) throws -> Marker? {
+        try offload.files.read(Marker.self, from: markerFile(offload.device))
+    }
+
+    /// The prios the offload holds on the device, when it has one.
+    static func band(of offload: Offload) throws -> PartialRangeFrom<UInt16>? {
+        try marker(of: offload).map { ($0.firstPrio ?? 1)... }
+    }
 
     /// `nft -j list ruleset`, with `nft list chains` for the devices nft 1.0.6 leaves out
     /// of the JSON (the text of the chains alone: that of every rule costs as much again).
@@ -199,15 +211,15 @@ enum NFTRulesetSource {
     /// go too, since nftables no longer gives their verdicts.
     static func sync(_ device: String, ruleset: Ruleset) throws -> String {
         let offload = Offload(device: device)
-        let marked = offload.files.contains(markerFile(device))
+        let marker = try marker(of: offload)
         let translated: HookOffload
         do {
             translated = try HookOffload(ruleset: ruleset, device: device)
             if translated.chains.isEmpty {
-                guard marked else { return "\(device): no nftables ingress chain; nothing to do" }
+                guard marker != nil else { return "\(device): no nftables ingress chain; nothing to do" }
                 return try remove(device)
             }
-            return try replace(offload, with: translated, marked: marked)
+            return try replace(offload, with: translated, marker: marker)
         } catch let refusal as NFTSyncRefusal {
             throw refusal
         } catch where offload.files.contains(markerFile(device)) {
@@ -217,9 +229,25 @@ enum NFTRulesetSource {
         }
     }
 
-    /// Detaches the offload a sync made and forgets the device.
+    /// Removes the offload a sync made and forgets the device: its rules go, and the
+    /// program too unless tc rules stay.
     static func remove(_ device: String) throws -> String {
         let offload = Offload(device: device)
+        if let band = try band(of: offload) {
+            do {
+                let kept = try offload.update { rules, change in
+                    change = RuleChange(removed: rules.rules.filter { band.contains($0.prio) }, added: [])
+                    try rules.apply(change)
+                    return rules.count
+                }.result
+                if kept > 0 {
+                    try offload.files.remove(markerFile(device))
+                    return "\(device): offload removed; nftables decides every frame after the \(kept) tc rules"
+                }
+            } catch OffloadError.notAttachedForRules {
+                // Detached by hand already.
+            }
+        }
         do {
             try offload.detach()
         } catch OffloadError.notAttached {
@@ -229,19 +257,32 @@ enum NFTRulesetSource {
         return "\(device): offload removed; nftables decides every frame"
     }
 
-    private static func replace(_ offload: Offload, with translated: HookOffload, marked: Bool) throws -> String {
+    /// The device's rules from the band's first prio become the translation's, in one
+    /// change; the tc rules below it stay, and run first, as tc's ingress runs before
+    /// nftables' hook.
+    private static func replace(_ offload: Offload, with translated: HookOffload, marker: Marker?) throws -> String {
         let device = offload.device
+        var translated = translated
+        // The band never moves up: a sync that dies after the marker is written leaves
+        // the rules of the band it replaced inside the band the next sync replaces.
+        let first = min(marker.map { $0.firstPrio ?? 1 } ?? HookOffload.defaultFirstPrio, translated.firstPrio)
+        try translated.place(from: first)
         let wanted = Set(translated.rules)
-        let marker = Marker(chains: translated.chains.map(\.description))
+        let written = Marker(chains: translated.chains.map(\.description), firstPrio: first)
         // One read of the device's state, in the update; attached first when it is not.
         func replace() throws -> Offload.Update<Void> {
             try offload.update { rules, change in
-                if !marked, !rules.rules.isEmpty { throw NFTSyncRefusal(device: device, rules: rules.count) }
+                // The offload's rules now: none before the first sync.
+                let band = marker.map { ($0.firstPrio ?? 1)... }
+                func isOffload(_ rule: FlowRule) -> Bool { band?.contains(rule.prio) ?? false }
+                if let highest = rules.rules.lazy.filter({ !isOffload($0) }).map(\.prio).max(), highest >= first {
+                    throw NFTSyncRefusal(device: device, tcPrio: highest, firstPrio: first, span: translated.span)
+                }
                 // Marked before the rules change: a sync that dies after it leaves rules
                 // the next sync may replace.
-                if !marked { try offload.files.write(marker, to: markerFile(device)) }
+                if marker?.firstPrio != first { try offload.files.write(written, to: markerFile(device)) }
                 let have = Set(rules.rules)
-                change = RuleChange(removed: rules.rules.filter { !wanted.contains($0) },
+                change = RuleChange(removed: rules.rules.filter { isOffload($0) && !wanted.contains($0) },
                                     added: translated.rules.filter { !have.contains($0) })
                 try rules.apply(change)
             }
@@ -249,8 +290,7 @@ enum NFTRulesetSource {
         let update: Offload.Update<Void>
         do {
             update = try replace()
-        } catch OffloadError.notAttachedForRules(_, let stored) {
-            if !marked, stored > 0 { throw NFTSyncRefusal(device: device, rules: stored) }
+        } catch OffloadError.notAttachedForRules {
             _ = try offload.attach()
             update = try replace()
         }
@@ -271,14 +311,52 @@ struct NFTSyncFailure: Error, CustomStringConvertible {
     var description: String { "\(reason); the offload of \(device) was removed: nftables decides every frame" }
 }
 
-/// A sync would replace rules that `xdpflow filter` added.
+/// The device's tc rules reach into the prios the offload needs.
 struct NFTSyncRefusal: Error, CustomStringConvertible {
     var device: String
-    var rules: Int
+    var tcPrio: UInt16
+    var firstPrio: UInt16
+    var span: Int
 
     var description: String {
-        "\(device) holds \(rules) rules of xdpflow filter; nft sync replaces a device's rules with its chains' "
-            + "(xdpflow detach dev \(device) first)"
+        "\(device) has a tc rule at prio \(tcPrio); the nftables offload needs prios \(firstPrio)-\(Int(firstPrio) + span - 1) "
+            + "after every tc rule (tc's ingress runs before nftables' hook): give the tc rules prios below \(firstPrio)"
+    }
+}
+
+/// `filter` commands on a device with an offload: the band of prios from the first the
+/// offload holds follows the ruleset alone; tc rules run before it.
+struct NFTGuardedStore: RuleSetStore {
+    let base: OffloadingStore
+
+    func rules(of device: String) throws -> RuleSet { try base.rules(of: device) }
+
+    func update<T>(device: String, _ body: (inout RuleSet, inout RuleChange) throws -> T) throws -> T {
+        try base.update(device: device) { rules, change in
+            let result = try body(&rules, &change)
+            guard !change.isEmpty, let band = try NFTRulesetSource.band(of: Offload(device: device, state: base.state)) else {
+                return result
+            }
+            let reached = (change.removed + change.added).filter { band.contains($0.prio) }
+            if let first = reached.first {
+                throw NFTBandRefusal(device: device, prio: first.prio, rules: reached.count, band: band)
+            }
+            return result
+        }
+    }
+}
+
+/// A `filter` command would change the offload's rules.
+struct NFTBandRefusal: Error, CustomStringConvertible {
+    var device: String
+    var prio: UInt16
+    var rules: Int
+    var band: PartialRangeFrom<UInt16>
+
+    var description: String {
+        let what = rules == 1 ? "prio \(prio) of \(device) belongs" : "the command would change \(rules) rules of \(device) that belong"
+        return "\(what) to the nftables offload (prios \(band.lowerBound)-65535), which follows the ruleset (xdpflow nft "
+            + "sync); tc rules run before it and need prios below \(band.lowerBound)"
     }
 }
 
@@ -308,12 +386,15 @@ struct NFTDeviceStatus {
 
     init(device: String, ruleset: Ruleset) throws {
         self.device = device
-        let translated = try HookOffload(ruleset: ruleset, device: device)
         let offload = Offload(device: device)
+        let band = try NFTRulesetSource.band(of: offload)
+        let translated = try HookOffload(ruleset: ruleset, device: device, firstPrio: band?.lowerBound)
         let stored = try offload.stored()
         chains = translated.chains.map(\.description)
         attached = stored.isAttached
-        inSync = attached && Set(stored.rules.rules) == Set(translated.rules)
+        inSync = attached && band.map { band in
+            Set(stored.rules.rules.filter { band.contains($0.prio) }) == Set(translated.rules)
+        } ?? false
         let statistics = inSync ? try offload.statistics() : nil
         var xdp: [Rule.ID: (packets: UInt64, bytes: UInt64)] = [:]
         var policyDrops: UInt64 = 0
@@ -413,11 +494,15 @@ let nftManual = """
     xdpflow nft sync [dev DEV] reads the running ruleset (nft -j list ruleset), finds the \
     base chains on the ingress hook of each device (netdev family, and inet family, which \
     sees IPv4 and IPv6 only), translates them in hook order into flower rules and makes \
-    them the device's rules through the one change engine (xdpflow attach first when the \
-    device is not attached). A device whose chains are gone is detached. The device's \
-    rules are then nftables': a device with rules of xdpflow filter is refused. Run it \
-    again after changing the ruleset: until then XDP runs the rules of the last sync; a \
-    sync that cannot apply the new rules removes the offload.
+    them the device's rules from prio 49153 on through the one change engine (xdpflow \
+    attach first when the device is not attached). Rules of xdpflow filter below that \
+    prio stay and run first, as tc's ingress runs before nftables' hook (tc's automatic \
+    prios, 49152 and down, are below it); filter commands cannot add, change or delete \
+    rules from it on, and a sync whose rules would pass a tc rule's prio is refused. \
+    The band starts lower when its rules need more than the 16,383 prios above 49152. \
+    A device whose chains are gone loses the offload's rules, and is detached when no tc \
+    rule stays. Run it again after changing the ruleset: until then XDP runs the rules of \
+    the last sync; a sync that cannot apply the new rules removes the offload.
 
     xdpflow nft watch [dev DEV] syncs, then follows the ruleset's changes (nft -j \
     monitor) and syncs again after each, changing only the flower rules that changed, \
@@ -441,6 +526,6 @@ let nftManual = """
     as a -batch file.
 
     EXIT STATUS
-      0 done; 1 the command cannot be read, or nft cannot be run; 2 refused (the device \
-      holds xdpflow filter rules, the kernel refused the program, the rules exceed a limit).
+      0 done; 1 the command cannot be read, or nft cannot be run; 2 refused (a tc rule \
+      at a prio the offload needs, the kernel refused the program, the rules exceed a limit).
     """

@@ -1,4 +1,5 @@
 import BPFKernel
+import FlowRules
 import Foundation
 import KernelTestSupport
 import NFTables
@@ -18,14 +19,28 @@ struct NFTOffloadTests {
     static let framesPerRuleset = 2_000
 
     @Test func verdictsAgreeWithNFTablesAlone() throws {
-        var totals = (frames: 0, passed: 0, droppedInXDP: 0)
+        var totals = (frames: 0, passed: 0, droppedInXDP: 0, droppedByTC: 0)
         for seed in 0 ..< UInt64(Self.rulesets) {
             var random = SplitMix(seed: seed &* 0x9e37_79b9 &+ 17)
             let lab = try NFTLab()
             let ruleset = RandomRuleset(device: lab.device, random: &random)
             let frames = (0 ..< Self.framesPerRuleset).map { RandomFrame.make(index: $0, to: lab.deviceMAC, random: &random) }
             try loadNFTables(ruleset.script(table: lab.table))
-            let alone = try lab.passed(frames)
+            // tc's rules run first, and a frame they drop never reaches the hook: as the
+            // reference classifier decides them (this kernel has no cls_flower), then
+            // nftables alone; with the offload, in XDP before it.
+            let tc = ruleset.tcRules.enumerated().map { "filter add dev \(lab.device) ingress prio \($0.offset + 1) \($0.element)" }
+            var reference = try ReferenceClassifier(rules: RuleSet(tc.map { line in
+                let command = try FilterCommand.parse(line.split(separator: " ").map(String.init))
+                guard case .add(let rule) = command.operation else { preconditionFailure(line) }
+                return rule
+            }), device: lab.device)
+            let droppedByTC = Set(frames.indices.filter { reference.classify(frames[$0], now: 0).verdict == .drop })
+            let alone = try lab.passed(frames).subtracting(droppedByTC)
+            if !tc.isEmpty {
+                try lab.xdpflow("attach dev DEV")
+                for line in tc { try lab.xdpflow(line) }
+            }
             let synced = try lab.xdpflow("nft sync dev DEV")
             let offloaded = try lab.passed(frames)
             let status = try lab.xdpflow("-j nft status dev DEV")
@@ -36,17 +51,58 @@ struct NFTOffloadTests {
                 first: \(differing.prefix(3).map { "frame \($0) passed alone: \(alone.contains($0))" })
                 ruleset:
                 \(ruleset.script(table: lab.table))
+                \(tc.joined(separator: "\n"))
                 \(synced)
                 \(shown)
                 """)
             totals.frames += frames.count
             totals.passed += alone.count
             totals.droppedInXDP += Self.droppedInXDP(status)
+            totals.droppedByTC += droppedByTC.count
         }
         print("nft differential: \(totals.frames) frames, \(totals.passed) passed, \(totals.frames - totals.passed) dropped, "
-            + "\(totals.droppedInXDP) of those in XDP")
+            + "\(totals.droppedInXDP) of those in XDP by nftables' rules, \(totals.droppedByTC) by tc's before them")
         // The offload must decide frames, not only pass them on.
         #expect(totals.droppedInXDP > totals.frames / 20)
+        #expect(totals.droppedByTC > 0, "tc rules before the offload must decide frames too")
+    }
+
+    /// tc rules and the offload on one device: the offload takes the prios from 49153
+    /// on, after the tc rules, which `filter` commands cannot reach into; a sync whose
+    /// band would pass a tc rule is refused; the offload's removal leaves the tc rules.
+    @Test func tcRulesRunBeforeTheOffload() throws {
+        let lab = try NFTLab()
+        try loadNFTables("table netdev \(lab.table) {\n  chain in { type filter hook ingress device \"\(lab.device)\" priority 0;"
+            + " policy accept;\n    ip saddr 10.0.1.0/24 drop\n  }\n}\n")
+        try lab.xdpflow("attach dev DEV")
+        try lab.xdpflow("filter add dev DEV ingress prio 10 protocol ip flower src_ip 10.0.2.0/24 action drop")
+        #expect(try lab.xdpflow("nft sync dev DEV").contains("changed"))
+        let prios = try lab.xdpflow("-j filter show dev DEV ingress")
+        #expect(prios.contains("\"pref\":10,") && prios.contains("\"pref\":49160,") && !prios.contains("\"pref\":8,"))
+        let frames = [RandomFrame.ipv4(index: 0, source: "10.0.1.5", to: lab.deviceMAC),
+                      RandomFrame.ipv4(index: 1, source: "10.0.2.5", to: lab.deviceMAC),
+                      RandomFrame.ipv4(index: 2, source: "10.0.3.5", to: lab.deviceMAC)]
+        #expect(try lab.passed(frames) == [2])
+
+        func refused(_ line: String) throws -> String {
+            let result = try execute(lab.lab.xdpflowCommand(line))
+            #expect(result.status == 2, "\(line): \(result)")
+            return result.errors
+        }
+        #expect(try refused("filter add dev DEV ingress prio 50000 protocol ip flower action drop")
+            .contains("prio 50000 of \(lab.device) belongs to the nftables offload (prios 49153-65535)"))
+        #expect(try refused("filter del dev DEV ingress").contains("nftables offload"))
+        #expect(try lab.xdpflow("filter add dev DEV ingress protocol ip flower src_ip 10.0.4.0/24 action drop").isEmpty)
+        #expect(try lab.xdpflow("-j filter show dev DEV ingress").contains("\"pref\":9,"), "tc's automatic prio: below the lowest")
+
+        // The table goes: the offload with it, the tc rules and the program stay.
+        try run(["nft", "delete", "table", "netdev", lab.table])
+        #expect(try lab.xdpflow("nft sync dev DEV").contains("after the 2 tc rules"))
+        #expect(try lab.passed(frames) == [0, 2])
+        try lab.xdpflow("filter add dev DEV ingress prio 60000 protocol ip flower src_ip 10.0.3.0/24 action pass")
+        try loadNFTables("table netdev \(lab.table) {\n  chain in { type filter hook ingress device \"\(lab.device)\" priority 0;"
+            + " policy accept;\n    ip saddr 10.0.1.0/24 drop\n  }\n}\n")
+        #expect(try refused("nft sync dev DEV").contains("has a tc rule at prio 60000"))
     }
 
     /// `nft watch` follows set elements, rules, a flush, the table's deletion and its
@@ -225,6 +281,8 @@ struct RandomRuleset {
     var setElements: [String] = []
     /// An inet table's ingress chain on the device (it sees IPv4 and IPv6 only).
     var inet: (priority: Int, policy: String, rules: [String])?
+    /// tc flower rules on the device (the words after the prio), which run before the hook.
+    var tcRules: [String] = []
 
     init(device: String, random: inout SplitMix) {
         self.device = device
@@ -246,6 +304,21 @@ struct RandomRuleset {
         sub2 = (0 ..< random.next(in: 1 ... 3)).map { _ in Self.rule(&random, to: []) }
         if random.next(in: 0 ... 2) == 0 {
             inet = (priority(), policy(), (0 ..< random.next(in: 2 ... 8)).map { _ in Self.rule(&random, to: []) })
+        }
+        if random.next(in: 0 ... 1) == 0 {
+            tcRules = (0 ..< random.next(in: 1 ... 3)).map { _ in Self.tcRule(&random) }
+        }
+    }
+
+    /// A flower rule of one network protocol (`protocol all` reads a tagged frame
+    /// otherwise in tc, which sees it untagged, than in XDP).
+    static func tcRule(_ random: inout SplitMix) -> String {
+        let action = random.next(in: 0 ... 2) == 0 ? "pass" : "drop"
+        switch random.next(in: 0 ... 3) {
+        case 0: return "protocol ip flower src_ip \(prefix4(&random)) action \(action)"
+        case 1: return "protocol ip flower ip_proto tcp dst_port \(port(&random)) action \(action)"
+        case 2: return "protocol ipv6 flower dst_ip \(prefix6(&random)) action \(action)"
+        default: return "protocol ip flower dst_ip \(prefix4(&random)) ip_proto udp action \(action)"
         }
     }
 
@@ -394,6 +467,12 @@ enum RandomFrame {
         default: v6 ? ip.icmpv6(type: 128, code: 0) : ip.icmp(type: [8, 0][random.next(in: 0 ... 1)], code: 0)
         }
         return frame.padded().bytes
+    }
+
+    /// A UDP frame from `source`, named by `index`.
+    static func ipv4(index: Int, source address: String, to destination: MACAddress) -> [UInt8] {
+        FrameBuilder().ethernet(dst: destination, src: source(index: index))
+            .ipv4(src: IPv4Address(address)!, dst: IPv4Address("10.0.0.1")!).udp(src: 1000, dst: 53).padded().bytes
     }
 }
 
