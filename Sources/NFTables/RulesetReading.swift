@@ -54,16 +54,20 @@ extension Ruleset {
                                      changesUnseen: flags.contains("dynamic") || flags.contains("timeout")
                                          || body["timeout"] != nil || expiring))
             case "rule":
-                guard let chain = body["chain"]?.string, let handle = body["handle"]?.integer else {
-                    throw RulesetError("a rule without its chain or handle")
-                }
-                rules.append(Rule(table: try Self.tableID(body), chain: chain, handle: handle,
-                                  statements: (body["expr"]?.array ?? []).map(Statement.init(json:)),
-                                  comment: body["comment"]?.string))
+                rules.append(try Self.rule(body))
             default:
                 continue
             }
         }
+    }
+
+    /// A `"rule"` object's body.
+    static func rule(_ body: JSONValue) throws(RulesetError) -> Rule {
+        guard let chain = body["chain"]?.string, let handle = body["handle"]?.integer else {
+            throw RulesetError("a rule without its chain or handle")
+        }
+        return Rule(table: try tableID(body), chain: chain, handle: handle,
+                    statements: (body["expr"]?.array ?? []).map(Statement.init(json:)), comment: body["comment"]?.string)
     }
 
     /// `"flags": "dormant"` or `"flags": ["interval", ...]`.
@@ -71,7 +75,7 @@ extension Ruleset {
         body["flags"].map { $0.array?.compactMap(\.string) ?? [$0.string].compactMap { $0 } } ?? []
     }
 
-    private static func tableID(_ body: JSONValue) throws(RulesetError) -> TableID {
+    static func tableID(_ body: JSONValue) throws(RulesetError) -> TableID {
         guard let familyName = body["family"]?.string, let family = Family(rawValue: familyName),
               let table = body["table"]?.string ?? body["name"]?.string else {
             throw RulesetError("an object without its family and table: \(body.serialized(pretty: false))")
@@ -79,7 +83,7 @@ extension Ruleset {
         return TableID(family, table)
     }
 
-    private static func name(_ body: JSONValue) throws(RulesetError) -> String {
+    static func name(_ body: JSONValue) throws(RulesetError) -> String {
         guard let name = body["name"]?.string else {
             throw RulesetError("an object without its name: \(body.serialized(pretty: false))")
         }

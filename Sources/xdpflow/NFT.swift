@@ -51,15 +51,21 @@ struct NFTWatch: ParsableCommand {
     func run() throws {
         let only = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "nft watch")
         let stop = StopSignals()
-        // Started before the first sync: no change after it goes unseen.
+        // Kept from one sync to the next, as the command server keeps it (checked
+        // against the files and pins before each use).
+        Offload.keepsState = true
+        // Started before the first read: no change after it goes unseen.
         let monitor = try Subprocess.Running(["nft", "-j", "monitor"], capturingErrors: false)
         var offloaded: Set<String> = []
+        /// The ruleset as the events left it; nil: read it again.
+        var ruleset: Ruleset?
         func syncAll() {
             do {
-                let ruleset = try NFTRulesetSource.read()
-                for device in try NFTRulesetSource.devices(of: ruleset, only: only) {
+                let current = try ruleset ?? NFTRulesetSource.read()
+                ruleset = current
+                for device in try NFTRulesetSource.devices(of: current, only: only) {
                     do {
-                        let line = try NFTRulesetSource.sync(device, ruleset: ruleset)
+                        let line = try NFTRulesetSource.sync(device, ruleset: current)
                         if !line.hasSuffix("unchanged") { print(line) }
                         offloaded.insert(device)
                     } catch {
@@ -73,13 +79,26 @@ struct NFTWatch: ParsableCommand {
                     if let line = try? NFTRulesetSource.remove(device) { print(line) }
                 }
                 offloaded.removeAll()
+                ruleset = nil
             }
             fflush(nil)
+        }
+        /// Follows one event in memory; an event it cannot follow has the ruleset read again.
+        func follow(_ line: ArraySlice<UInt8>) {
+            guard var current = ruleset, !line.isEmpty else { return }
+            do {
+                let event = try RulesetEvent(json: Array(line))
+                ruleset = try current.apply(event) { try NFTRuleOrder.handles(table: $0.table, chain: $0.chain) }
+                    ? current : nil
+            } catch {
+                ruleset = nil
+            }
         }
         syncAll()
         print("following nftables (nft monitor); SIGINT or SIGTERM stops and removes the offloads")
         fflush(nil)
         var buffer = [UInt8](repeating: 0, count: 65536)
+        var pending: [UInt8] = []
         var monitorEnded = false
         watching: while !stop.requested {
             // A signal interrupts the poll; the timeout bounds one that comes just before it.
@@ -93,9 +112,16 @@ struct NFTWatch: ParsableCommand {
                     monitorEnded = true
                     break watching
                 }
+                if count > 0 { pending += buffer.prefix(count) }
                 var next = [pollfd(fd: monitor.output, events: Int16(POLLIN), revents: 0)]
                 if poll(&next, 1, 1) <= 0 { break }
             } while true
+            // One JSON object a line. Many (a file of rules) are read faster whole than
+            // followed one by one, each new rule placed by a dump of its chain.
+            var lines = pending.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            pending = Array(lines.removeLast())  // the start of a line still to come
+            if lines.count > 64 { ruleset = nil }
+            lines.forEach(follow)
             syncAll()
         }
         monitor.terminate()
