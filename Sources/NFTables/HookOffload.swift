@@ -237,6 +237,7 @@ struct Translator {
         var statementSeen = false
         var problem: String?
         var counted = false
+        var setsMark = false
         var verdict: Verdict?
         var verdictMap: (key: Expression, map: Expression)?
         statements: for statement in rule.statements {
@@ -267,6 +268,9 @@ struct Translator {
             case .counter:
                 counted = true
                 statementSeen = true
+            case .setMark:
+                setsMark = true
+                statementSeen = true
             case .verdict(let value):
                 verdict = value
                 break statements
@@ -286,6 +290,11 @@ struct Translator {
         }
         if let problem {
             try handOff(mightMatch, rule: rule.id, reason: problem)
+            return .fellThrough
+        }
+        // It goes on in XDP as in nftables, which sets the mark on the frames XDP passes.
+        if setsMark, !counted, verdict == nil || verdict == .continue {
+            reports.append(RuleReport(rule: rule.id, status: .offloaded(.continue), flowRules: 0))
             return .fellThrough
         }
         if let verdictMap {

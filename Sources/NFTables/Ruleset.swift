@@ -143,7 +143,10 @@ public enum Statement: Sendable {
     case verdict(Verdict)
     /// `KEY vmap { VALUE : VERDICT, ... }` or `KEY vmap @MAP`.
     case verdictMap(key: Expression, map: Expression)
-    /// Any other statement (`limit`, `log`, `meta mark set`, `fwd`, ...), by its keyword.
+    /// `meta mark set`: skb->mark, which nftables sets itself on every frame XDP passes
+    /// on, and which no translated match reads (a frame XDP drops needs none).
+    case setMark
+    /// Any other statement (`limit`, `log`, `fwd`, a header written, ...), by its keyword.
     case other(String)
 }
 

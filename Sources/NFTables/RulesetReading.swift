@@ -146,6 +146,8 @@ extension Statement {
                                 right: Expression(json: body["right"] ?? .null)))
         case "counter":
             self = .counter(packets: UInt64(body["packets"]?.integer ?? 0), bytes: UInt64(body["bytes"]?.integer ?? 0))
+        case "mangle" where body["key"]?["meta"]?["key"]?.string == "mark":
+            self = .setMark
         case "vmap":
             self = .verdictMap(key: Expression(json: body["key"] ?? .null), map: Expression(json: body["data"] ?? .null))
         default:

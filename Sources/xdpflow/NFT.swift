@@ -540,10 +540,13 @@ let nftManual = """
     matches on ether saddr|daddr|type, meta protocol|l4proto|iifname, ip saddr|daddr|protocol, \
     ip6 saddr|daddr|nexthdr, tcp|udp|sctp sport|dport, icmp and icmpv6 type|code, with ==, \
     !=, <, <=, >, >=, prefixes, ranges, anonymous and named sets, concatenations, and \
-    verdict maps of accept, drop and continue. Any other rule (ct, limit, log, meta mark \
-    set, fwd, dup, a counter without a verdict, accept before another base chain) hands \
+    verdict maps of accept, drop and continue; meta mark set goes on in XDP (nftables sets \
+    the mark on every frame XDP passes). Any other rule (ct, limit, log, fwd, dup, a \
+    header written, a counter without a verdict, accept before another base chain) hands \
     every frame it might match to nftables, and the rules after it still run in XDP for \
-    the others. VLAN-tagged frames, IPv4 fragments and IPv6 frames with extension headers \
+    the others: fwd, because an XDP redirect skips the qdisc and egress hooks its transmit \
+    passes through; dup, because XDP cannot pass a frame on and send a copy; limit, \
+    because a second token bucket would decide other frames than nftables' own. VLAN-tagged frames, IPv4 fragments and IPv6 frames with extension headers \
     go to nftables first when a rule could decide them otherwise.
 
     xdpflow nft status [dev DEV] prints each rule: offloaded or not, and why; the frames \

@@ -356,6 +356,8 @@ struct RandomRuleset {
         case 4: return "meta mark != 0x1 " + matches(&random) + " drop"
         // The kernel has taken the tag off before the hook: this matches QinQ alone.
         case 5: return "meta protocol vlan drop"
+        // nftables sets the mark on what XDP passes; the mark matches after it stay nftables'.
+        case 6: return "meta mark set 0x1 " + matches(&random) + " " + verdicts[random.next(in: 0 ... verdicts.count - 1)]
         default: return matches(&random) + " " + verdicts[random.next(in: 0 ... verdicts.count - 1)]
         }
     }
