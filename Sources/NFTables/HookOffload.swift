@@ -121,6 +121,13 @@ public struct HookOffload: Sendable {
 public struct Slot: Hashable, Sendable {
     public var prio: UInt16
     public var handle: UInt32
+
+    init(prio: UInt16, handle: UInt32) {
+        self.prio = prio
+        self.handle = handle
+    }
+
+    public init(_ rule: FlowRule) { self.init(prio: rule.prio, handle: rule.handle) }
 }
 
 /// What a flower rule of the offload stands for.
@@ -442,10 +449,11 @@ struct Translator {
             let skipRules = skips.compactMap { $0.restricted(to: network, protocol: filterProtocol) }
                 .flatMap { $0.flowRules(actions: [.gact(.continue)]) }
                 .filter { $0.filterProtocol == filterProtocol }
+            let candidates = skipRules.map { ($0, Role.skips) } + byProtocol[filterProtocol]!.map { ($0, origin.role) }
             var seen = Set<FlowMatch>()
             var handle: UInt32 = 1
-            for (rule, role) in skipRules.map({ ($0, Role.skips) }) + byProtocol[filterProtocol]!.map({ ($0, origin.role) }) {
-                guard seen.insert(rule.match).inserted else { continue }
+            for (rule, role) in candidates {
+                guard candidates.count == 1 || seen.insert(rule.match).inserted else { continue }
                 var placed = rule
                 placed.prio = prio
                 placed.handle = handle
@@ -502,6 +510,15 @@ struct Translator {
 
     /// `keys` each combined with each alternative of `condition`.
     static func keys(_ keys: [FlowKey], _ condition: Condition, device: String) -> [FlowKey] {
+        // One key and one alternative (most matches): nothing to keep apart.
+        if keys.count == 1, condition.alternatives.count == 1 {
+            var combined = keys[0]
+            for atom in condition.alternatives[0] {
+                guard let next = combined.adding(atom, device: device) else { return [] }
+                combined = next
+            }
+            return [combined]
+        }
         var result: [FlowKey] = []
         var seen = Set<FlowKey>()
         for key in keys {

@@ -293,23 +293,28 @@ enum NFTRulesetSource {
         // the rules of the band it replaced inside the band the next sync replaces.
         let first = min(marker.map { $0.firstPrio ?? 1 } ?? HookOffload.defaultFirstPrio, translated.firstPrio)
         try translated.place(from: first)
-        let wanted = Set(translated.rules)
+        let wanted = Dictionary(translated.rules.map { (Slot($0), $0) },
+                                uniquingKeysWith: { a, _ in a })
         let written = Marker(chains: translated.chains.map(\.description), firstPrio: first)
         // One read of the device's state, in the update; attached first when it is not.
         func replace() throws -> Offload.Update<Void> {
             try offload.update { rules, change in
                 // The offload's rules now: none before the first sync.
                 let band = marker.map { ($0.firstPrio ?? 1)... }
-                func isOffload(_ rule: FlowRule) -> Bool { band?.contains(rule.prio) ?? false }
-                if let highest = rules.rules.lazy.filter({ !isOffload($0) }).map(\.prio).max(), highest >= first {
+                let stored = rules.rules
+                let (offloaded, tc) = stored.reduce(into: ([FlowRule](), [FlowRule]())) { parts, rule in
+                    if band?.contains(rule.prio) ?? false { parts.0.append(rule) } else { parts.1.append(rule) }
+                }
+                if let highest = tc.lazy.map(\.prio).max(), highest >= first {
                     throw NFTSyncRefusal(device: device, tcPrio: highest, firstPrio: first, span: translated.span)
                 }
                 // Marked before the rules change: a sync that dies after it leaves rules
                 // the next sync may replace.
                 if marker?.firstPrio != first { try offload.files.write(written, to: markerFile(device)) }
-                let have = Set(rules.rules)
-                change = RuleChange(removed: rules.rules.filter { isOffload($0) && !wanted.contains($0) },
-                                    added: translated.rules.filter { !have.contains($0) })
+                // By place, then compared: cheaper than hashing every rule whole.
+                let have = Dictionary(offloaded.map { (Slot($0), $0) }, uniquingKeysWith: { a, _ in a })
+                change = RuleChange(removed: offloaded.filter { wanted[Slot($0)] != $0 },
+                                    added: translated.rules.filter { have[Slot($0)] != $0 })
                 try rules.apply(change)
             }
         }
