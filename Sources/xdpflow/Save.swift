@@ -18,20 +18,32 @@ struct Save: ParsableCommand {
         let device = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "save")
         let devices = try device.map { [$0] } ?? FileRuleSetStore().devices()
         // Read as stored, without root too; a pending record is left for root, and said.
-        let stored = try devices.map { ($0, try Offload(device: $0).stored()) }
+        let stored = try devices.map { device in
+            let offload = Offload(device: device)
+            return (device, try offload.stored(), try NFTRulesetSource.band(of: offload))
+        }
         let pending = stored.compactMap { $0.1.pending.map { "Warning: \($0)\n" } }
         printError(pending.joined())
         print(Self.text(stored), terminator: "")
     }
 
-    static func text(_ devices: [(name: String, state: Offload.StoredState)], date: Date = Date()) -> String {
+    /// The offload of nftables' chains is left out: `xdpflow nft sync` makes it again.
+    static func text(_ devices: [(name: String, state: Offload.StoredState, nftables: PartialRangeFrom<UInt16>?)],
+                     date: Date = Date()) -> String {
         let host = ProcessInfo.processInfo.hostName
         var lines = ["# xdpflow save, \(date.formatted(.iso8601)), host \(host)",
                      "# restore with: xdpflow -batch FILE"]
-        for (device, state) in devices {
+        for (device, state, nftables) in devices {
+            let (offloaded, rules) = state.rules.rules.reduce(into: (0, [FlowRule]())) { parts, rule in
+                if nftables?.contains(rule.prio) ?? false { parts.0 += 1 } else { parts.1.append(rule) }
+            }
             lines.append("")
-            lines.append("# dev \(device): \(state.rules.count) rules, \(state.isAttached ? "attached" : "not attached")")
-            lines += state.rules.rules.map { $0.batchLine(device: device) }
+            lines.append("# dev \(device): \(rules.count) rules, \(state.isAttached ? "attached" : "not attached")")
+            if let nftables {
+                lines.append("# and \(offloaded) rule\(offloaded == 1 ? "" : "s") offloaded from nftables (prios \(nftables.lowerBound)-65535), "
+                    + "left out: xdpflow nft sync makes them again")
+            }
+            lines += rules.map { $0.batchLine(device: device) }
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -47,7 +59,9 @@ let saveManual = """
 
     The batch restores the rules on a machine whose devices have the same names \
     (redirect targets included); on an attached device they go live as the batch \
-    runs. Only rules are saved: attach modes and counters are not.
+    runs. Only rules are saved: attach modes and counters are not, nor the rules \
+    offloaded from nftables (a comment line counts them): xdpflow nft sync makes \
+    those again from the ruleset.
 
     Any user who can read the state directory may save; nothing is written. A change \
     a crash left pending is not in the file: a warning says so, and a command run as \

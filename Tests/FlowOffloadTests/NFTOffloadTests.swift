@@ -94,6 +94,10 @@ struct NFTOffloadTests {
         #expect(try refused("filter del dev DEV ingress").contains("nftables offload"))
         #expect(try lab.xdpflow("filter add dev DEV ingress protocol ip flower src_ip 10.0.4.0/24 action drop").isEmpty)
         #expect(try lab.xdpflow("-j filter show dev DEV ingress").contains("\"pref\":9,"), "tc's automatic prio: below the lowest")
+        // Saved: the tc rules; the offload comes back from the ruleset.
+        let saved = try lab.xdpflow("save dev DEV")
+        #expect(saved.contains("prio 9 ") && saved.contains("prio 10 ") && !saved.contains("prio 49160 ")
+            && saved.contains("# and 1 rule offloaded from nftables (prios 49153-65535)"), "\(saved)")
 
         // The table goes: the offload with it, the tc rules and the program stay.
         try run(["nft", "delete", "table", "netdev", lab.table])
