@@ -236,8 +236,7 @@ public struct CodeGenerator {
     /// state the search could be in, past its million instructions with IPv6
     /// extension headers.
     private mutating func classificationLoop() {
-        asm.emit([.mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1),
-                  .alu(.xor, .r9, .r1)])
+        unknownZero()
         storeZero(at: Self.floorRank)
         asm.label("classify")
         asm.emit(.mayGoto("search_budget"))
@@ -435,11 +434,8 @@ public struct CodeGenerator {
                   .load(.r3, .word, from: .r0, Int16(TableListHead.countsOffset + 4)), .alu(.sub, .r3, .r2),
                   .alu(.mul, .r3, .r1), .alu(.add, .r2, .r3), .store(.double, to: .fp, Self.tableCount, .r2),
                   .alu(.mul, .r1, Int32(tables.tableCapacity)), .store(.double, to: .fp, Self.tableBase, .r1),
-                  // r9: a zero the verifier cannot tell from the values later turns leave
-                  // (0 ^ length ^ length), so that the turns meet in one state; it never
-                  // learns a constant to follow round the loop.
-                  .mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1), .alu(.xor, .r9, .r1),
                   .store(.double, to: .fp, Self.headAddress, .r0)])
+        unknownZero()
         // The filtered tables worth a visit: those with a bit under every dimension's key
         // (an absent header reads as zero; a filtered table needs it anyway). A dimension
         // whose fields no rule reads filters no table.
@@ -615,6 +611,14 @@ public struct CodeGenerator {
             }
             asm.emit([.alu(.or, .r1, 0), .store(.double, to: .fp, word == 0 ? Self.candidates : Self.laterWord(word), .r1)])
         }
+    }
+
+    /// r9: a zero the verifier cannot tell from the values later turns of a loop leave
+    /// (0 ^ length ^ length), so that the turns meet in one state; it never learns a
+    /// constant to follow round the loop.
+    private mutating func unknownZero() {
+        asm.emit([.mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1),
+                  .alu(.xor, .r9, .r1)])
     }
 
     /// The search from the first table, with nothing found.
@@ -878,6 +882,7 @@ public struct CodeGenerator {
             // (the headers end before 8.3 KiB: four of at most 2 KiB): every way through
             // the headers so far then leaves one state, and the ways do not multiply
             // step by step (they took the verifier past a million instructions).
+            assert(14 + 8 + 40 + FlowKeys.maxIPv6ExtensionHeaders * 2048 < 0x3fff, "the bound must stay past real headers")
             asm.emit([.mov(.r3, .r4), .alu(.sub, .r3, .r7), .jump(.greater, .r3, 0x3fff, to: "unparsed_frame"),
                       .mov(.r4, .r7), .alu(.add, .r4, .r3)])
         }
