@@ -16,6 +16,7 @@ enum NFTRuleOrder {
     static let handleAttribute: UInt16 = 3          // NFTA_RULE_HANDLE
     static let done: UInt16 = 3                     // NLMSG_DONE
     static let error: UInt16 = 2                    // NLMSG_ERROR
+    static let interrupted: UInt16 = 0x10           // NLM_F_DUMP_INTR
 
     /// NFPROTO_* of a family.
     static func number(_ family: Family) -> UInt8 {
@@ -79,8 +80,11 @@ enum NFTRuleOrder {
                 let start = reader.offset
                 let length = Int(try reader.read(UInt32.self))
                 let type = try reader.read(UInt16.self)
-                try reader.skip(10)  // flags, sequence, port id
+                let flags = try reader.read(UInt16.self)
+                try reader.skip(8)  // sequence, port id
                 guard length >= 16, start + length <= datagram.count else { throw Failure(call: "recv", errno: EPROTO) }
+                // The chain changed while the kernel dumped it: handles may be missing or twice.
+                if flags & interrupted != 0 { throw Failure(call: "dump of the chain's rules", errno: EINTR) }
                 if type == done { return true }
                 if type == error {
                     let code: Int32 = try reader.read()
