@@ -153,6 +153,8 @@ public struct RuleReport: Hashable, Sendable {
     public enum Status: Hashable, Sendable {
         /// Runs in XDP: `drop` (decided there) or `accept` (passed to nftables, which accepts).
         case offloaded(Verdict)
+        /// A verdict map that runs in XDP: its elements' verdicts, each once, in order.
+        case offloadedMap([Verdict])
         /// Its frames go to nftables, for this reason.
         case notOffloaded(String)
         /// No frame reaches it in XDP: an earlier rule hands all of them to nftables.
@@ -300,7 +302,7 @@ struct Translator {
             return .fellThrough
         }
         // It goes on in XDP as in nftables, which sets the mark on the frames XDP passes.
-        if setsMark, !counted, verdict == nil || verdict == .continue {
+        if setsMark, !counted, verdictMap == nil, verdict == nil || verdict == .continue {
             reports.append(RuleReport(rule: rule.id, status: .offloaded(.continue), flowRules: 0))
             return .fellThrough
         }
@@ -392,6 +394,7 @@ struct Translator {
         default: elements = []
         }
         var emitted = 0
+        var verdicts: [Verdict] = []
         for element in elements {
             guard case .mapping(let value, let data) = element, case .verdict(let verdict) = data,
                   verdict == .drop || verdict == .accept || verdict == .continue else {
@@ -405,6 +408,7 @@ struct Translator {
                 try handOff(keys, rule: rule.id, reason: error.description)
                 return
             }
+            if !verdicts.contains(verdict) { verdicts.append(verdict) }
             let elementKeys = Self.keys(keys, condition, device: device)
             let role: Role = verdict == .drop ? .drops : base.isLast ? .passes : .handsOff
             if verdict != .continue {
@@ -412,7 +416,7 @@ struct Translator {
                                     origin: Origin(rule: rule.id, role: role), report: nil)
             }
         }
-        reports.append(RuleReport(rule: rule.id, status: .offloaded(.drop), flowRules: emitted))
+        reports.append(RuleReport(rule: rule.id, status: verdicts.isEmpty ? .noEffect : .offloadedMap(verdicts), flowRules: emitted))
     }
 
     /// Frames `keys` might match go to nftables: a `pass` that decides nothing.

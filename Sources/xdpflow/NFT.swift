@@ -48,6 +48,13 @@ struct NFTWatch: ParsableCommand {
     @Argument(help: ArgumentHelp("dev DEV", valueName: "dev DEV"))
     var words: [String] = []
 
+    /// Past this many events at once (a file of rules), the ruleset is read again: faster
+    /// than following them one by one, each new rule placed by a dump of its chain.
+    static let followLimit = 64
+    /// `nft monitor` may subscribe after the first read has begun: a read this long after
+    /// the start catches what came between.
+    static let confirmingRead: Duration = .seconds(1)
+
     func run() throws {
         let only = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "nft watch")
         let stop = StopSignals()
@@ -59,14 +66,18 @@ struct NFTWatch: ParsableCommand {
         var offloaded: Set<String> = []
         /// The ruleset as the events left it; nil: read it again.
         var ruleset: Ruleset?
+        /// Events followed in memory since the last sync.
+        var followed = 0
         func syncAll() {
             do {
+                let how = ruleset == nil ? "ruleset read" : "\(followed) event\(followed == 1 ? "" : "s") followed"
+                followed = 0
                 let current = try ruleset ?? NFTRulesetSource.read()
                 ruleset = current
                 for device in try NFTRulesetSource.devices(of: current, only: only) {
                     do {
                         let line = try NFTRulesetSource.sync(device, ruleset: current)
-                        if !line.hasSuffix("unchanged") { print(line) }
+                        if !line.hasSuffix("unchanged") { print(line + " (\(how))") }
                         offloaded.insert(device)
                     } catch {
                         printError("Error: \(device): \(error)\n")
@@ -90,6 +101,7 @@ struct NFTWatch: ParsableCommand {
                 let event = try RulesetEvent(json: Array(line))
                 ruleset = try current.apply(event) { try NFTRuleOrder.handles(table: $0.table, chain: $0.chain) }
                     ? current : nil
+                followed += 1
             } catch {
                 ruleset = nil
             }
@@ -97,10 +109,16 @@ struct NFTWatch: ParsableCommand {
         syncAll()
         print("following nftables (nft monitor); SIGINT or SIGTERM stops and removes the offloads")
         fflush(nil)
+        var confirmAt: ContinuousClock.Instant? = .now + Self.confirmingRead
         var buffer = [UInt8](repeating: 0, count: 65536)
         var pending: [UInt8] = []
         var monitorEnded = false
         watching: while !stop.requested {
+            if let at = confirmAt, ContinuousClock.now >= at {
+                confirmAt = nil
+                ruleset = nil
+                syncAll()
+            }
             // A signal interrupts the poll; the timeout bounds one that comes just before it.
             var polled = [pollfd(fd: monitor.output, events: Int16(POLLIN), revents: 0)]
             guard poll(&polled, 1, 200) > 0 else { continue }
@@ -116,11 +134,10 @@ struct NFTWatch: ParsableCommand {
                 var next = [pollfd(fd: monitor.output, events: Int16(POLLIN), revents: 0)]
                 if poll(&next, 1, 1) <= 0 { break }
             } while true
-            // One JSON object a line. Many (a file of rules) are read faster whole than
-            // followed one by one, each new rule placed by a dump of its chain.
+            // One JSON object a line.
             var lines = pending.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
             pending = Array(lines.removeLast())  // the start of a line still to come
-            if lines.count > 64 { ruleset = nil }
+            if lines.count > Self.followLimit { ruleset = nil }
             lines.forEach(follow)
             syncAll()
         }
@@ -177,8 +194,8 @@ struct NFTShow: ParsableCommand {
         let only = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "nft show")
         let ruleset = try NFTRulesetSource.read()
         for device in only.map({ [$0] }) ?? HookOffload.devices(of: ruleset) {
-            let offload = try HookOffload(ruleset: ruleset, device: device,
-                                          firstPrio: try NFTRulesetSource.band(of: Offload(device: device))?.lowerBound)
+            let state = Offload(device: device)
+            let offload = try NFTRulesetSource.translation(of: ruleset, for: state, marker: try NFTRulesetSource.marker(of: state))
             var lines = ["# dev \(device): " + offload.chains.map(\.description).joined(separator: ", ")]
             for report in offload.reports { lines.append("# \(report.rule): \(NFTDeviceStatus.describe(report.status))") }
             lines += offload.rules.map { $0.batchLine(device: device) }
@@ -192,8 +209,10 @@ enum NFTRulesetSource {
     /// The marker a sync leaves beside a device's rules: the rules from `firstPrio` on
     /// are nftables' (all of them, in a marker without it); those below, tc's.
     struct Marker: Codable {
-        var chains: [String]
+        /// Nil in a marker of the first version, whose band was every rule.
         var firstPrio: UInt16?
+
+        var band: PartialRangeFrom<UInt16> { (firstPrio ?? 1)... }
     }
 
     static func markerFile(_ device: String) -> String { "\(device).nft" }
@@ -204,7 +223,16 @@ enum NFTRulesetSource {
 
     /// The prios the offload holds on the device, when it has one.
     static func band(of offload: Offload) throws -> PartialRangeFrom<UInt16>? {
-        try marker(of: offload).map { ($0.firstPrio ?? 1)... }
+        try marker(of: offload)?.band
+    }
+
+    /// The device's chains as flower rules, in the band they take there: never above
+    /// the band now (a sync that dies once the marker is written leaves the old band's
+    /// rules inside the new one), but a first-version marker's (every rule) moves up.
+    static func translation(of ruleset: Ruleset, for offload: Offload, marker: Marker?) throws -> HookOffload {
+        var translated = try HookOffload(ruleset: ruleset, device: offload.device)
+        if let first = marker?.firstPrio, first < translated.firstPrio { try translated.place(from: first) }
+        return translated
     }
 
     /// `nft -j list ruleset`, with `nft list chains` for the devices nft 1.0.6 leaves out
@@ -238,15 +266,14 @@ enum NFTRulesetSource {
     static func sync(_ device: String, ruleset: Ruleset) throws -> String {
         let offload = Offload(device: device)
         let marker = try marker(of: offload)
-        let translated: HookOffload
         do {
-            translated = try HookOffload(ruleset: ruleset, device: device)
+            let translated = try translation(of: ruleset, for: offload, marker: marker)
             if translated.chains.isEmpty {
                 guard marker != nil else { return "\(device): no nftables ingress chain; nothing to do" }
                 return try remove(device)
             }
             return try replace(offload, with: translated, marker: marker)
-        } catch let refusal as NFTSyncRefusal {
+        } catch let refusal as NFTSyncRefusal where marker == nil {
             throw refusal
         } catch where offload.files.contains(markerFile(device)) {
             // Marked now, by this sync or an earlier one: what it left in XDP goes.
@@ -288,19 +315,18 @@ enum NFTRulesetSource {
     /// nftables' hook.
     private static func replace(_ offload: Offload, with translated: HookOffload, marker: Marker?) throws -> String {
         let device = offload.device
-        var translated = translated
-        // The band never moves up: a sync that dies after the marker is written leaves
-        // the rules of the band it replaced inside the band the next sync replaces.
-        let first = min(marker.map { $0.firstPrio ?? 1 } ?? HookOffload.defaultFirstPrio, translated.firstPrio)
-        try translated.place(from: first)
-        let wanted = Dictionary(translated.rules.map { (Slot($0), $0) },
-                                uniquingKeysWith: { a, _ in a })
-        let written = Marker(chains: translated.chains.map(\.description), firstPrio: first)
+        let first = translated.firstPrio
+        let wanted = Dictionary(translated.rules.map { (Slot($0), $0) }, uniquingKeysWith: { a, _ in a })
+        let written = Marker(firstPrio: first)
+        // Marked before the rules change, so that a sync that dies after it leaves rules
+        // the next sync replaces; a band that moves up (from a first-version marker),
+        // after it, while the old band holds the new.
+        let movesUp = marker.map { $0.band.lowerBound < first } ?? false
         // One read of the device's state, in the update; attached first when it is not.
         func replace() throws -> Offload.Update<Void> {
             try offload.update { rules, change in
                 // The offload's rules now: none before the first sync.
-                let band = marker.map { ($0.firstPrio ?? 1)... }
+                let band = marker?.band
                 let stored = rules.rules
                 let (offloaded, tc) = stored.reduce(into: ([FlowRule](), [FlowRule]())) { parts, rule in
                     if band?.contains(rule.prio) ?? false { parts.0.append(rule) } else { parts.1.append(rule) }
@@ -308,9 +334,7 @@ enum NFTRulesetSource {
                 if let highest = tc.lazy.map(\.prio).max(), highest >= first {
                     throw NFTSyncRefusal(device: device, tcPrio: highest, firstPrio: first, span: translated.span)
                 }
-                // Marked before the rules change: a sync that dies after it leaves rules
-                // the next sync may replace.
-                if marker?.firstPrio != first { try offload.files.write(written, to: markerFile(device)) }
+                if !movesUp, marker?.firstPrio != first { try offload.files.write(written, to: markerFile(device)) }
                 // By place, then compared: cheaper than hashing every rule whole.
                 let have = Dictionary(offloaded.map { (Slot($0), $0) }, uniquingKeysWith: { a, _ in a })
                 change = RuleChange(removed: offloaded.filter { wanted[Slot($0)] != $0 },
@@ -325,7 +349,13 @@ enum NFTRulesetSource {
             _ = try offload.attach()
             update = try replace()
         }
-        let offloaded = translated.reports.filter { if case .offloaded = $0.status { true } else { false } }.count
+        if movesUp { try offload.files.write(written, to: markerFile(device)) }
+        let offloaded = translated.reports.filter {
+            switch $0.status {
+            case .offloaded, .offloadedMap: true
+            default: false
+            }
+        }.count
         let handed = translated.reports.filter { if case .notOffloaded = $0.status { true } else { false } }.count
         let changed = update.change == nil ? "unchanged" : "changed"
         return "\(device): \(translated.chains.count) base chain\(translated.chains.count == 1 ? "" : "s"), "
@@ -388,6 +418,7 @@ struct NFTBandRefusal: Error, CustomStringConvertible {
         let what = rules == 1 ? "prio \(prio) of \(device) belongs" : "the command would change \(rules) rules of \(device) that belong"
         return "\(what) to the nftables offload (prios \(band.lowerBound)-65535), which follows the ruleset (xdpflow nft "
             + "sync); tc rules run before it and need prios below \(band.lowerBound)"
+            + (rules == 1 ? "" : " (delete tc rules by their prio)")
     }
 }
 
@@ -418,8 +449,9 @@ struct NFTDeviceStatus {
     init(device: String, ruleset: Ruleset) throws {
         self.device = device
         let offload = Offload(device: device)
-        let band = try NFTRulesetSource.band(of: offload)
-        let translated = try HookOffload(ruleset: ruleset, device: device, firstPrio: band?.lowerBound)
+        let marker = try NFTRulesetSource.marker(of: offload)
+        let translated = try NFTRulesetSource.translation(of: ruleset, for: offload, marker: marker)
+        let band = marker?.band
         let stored = try offload.stored()
         chains = translated.chains.map(\.description)
         attached = stored.isAttached
@@ -450,6 +482,7 @@ struct NFTDeviceStatus {
     static func describe(_ status: RuleReport.Status) -> String {
         switch status {
         case .offloaded(let verdict): "offloaded (\(verdictWord(verdict)))"
+        case .offloadedMap(let verdicts): "offloaded (vmap: \(verdicts.map(verdictWord).joined(separator: ", ")))"
         case .notOffloaded(let reason): "not offloaded: \(reason)"
         case .unreachable(let rule): "not offloaded: after handle \(rule.handle), which hands every frame to nftables"
         case .noEffect: "no effect (nothing to offload)"
@@ -501,6 +534,9 @@ struct NFTDeviceStatus {
                 switch line.report.status {
                 case .offloaded(let verdict):
                     fields += [("offloaded", .bool(true)), ("verdict", .string(Self.verdictWord(verdict)))]
+                case .offloadedMap(let verdicts):
+                    fields += [("offloaded", .bool(true)), ("verdict", .string("vmap")),
+                               ("verdicts", .array(verdicts.map { .string(Self.verdictWord($0)) }))]
                 case .notOffloaded(let reason):
                     fields += [("offloaded", .bool(false)), ("reason", .string(reason))]
                 case .unreachable(let after):
@@ -537,8 +573,13 @@ let nftManual = """
 
     xdpflow nft watch [dev DEV] syncs, then follows the ruleset's changes (nft -j \
     monitor) and syncs again after each, changing only the flower rules that changed, \
-    until SIGINT or SIGTERM; then it removes every offload it made. make install puts a \
-    systemd unit for it in place (xdpflow-nft-watch.service).
+    until SIGINT or SIGTERM; then it removes every offload it made. Rules added or \
+    deleted and set elements added are followed in the ruleset it holds (a new rule \
+    goes where a netlink dump of its chain's handles puts it: nft's JSON does not say); \
+    any other change, or more than 64 at once, has it read the ruleset again, as it does \
+    once a second after it starts. Each line it prints says which (events followed, or \
+    ruleset read). make install puts a systemd unit for it in place \
+    (xdpflow-nft-watch.service).
 
     What runs in XDP: drop (XDP drops, nftables never sees the frame), accept in the last \
     base chain (XDP passes, nftables accepts), chain policies, jump and goto (inlined), \
@@ -549,9 +590,9 @@ let nftManual = """
     the mark on every frame XDP passes). Any other rule (ct, limit, log, fwd, dup, a \
     header written, a counter without a verdict, accept before another base chain) hands \
     every frame it might match to nftables, and the rules after it still run in XDP for \
-    the others: fwd, because an XDP redirect skips the qdisc and egress hooks its transmit \
-    passes through; dup, because XDP cannot pass a frame on and send a copy; limit, \
-    because a second token bucket would decide other frames than nftables' own. VLAN-tagged frames, IPv4 fragments and IPv6 frames with extension headers \
+    the others: fwd, because an XDP redirect skips the qdisc and egress hooks its \
+    transmit passes through; dup, because XDP cannot pass a frame on and send a copy; \
+    limit, because a second token bucket would decide other frames than nftables' own. VLAN-tagged frames, IPv4 fragments and IPv6 frames with extension headers \
     go to nftables first when a rule could decide them otherwise.
 
     xdpflow nft status [dev DEV] prints each rule: offloaded or not, and why; the frames \

@@ -121,7 +121,11 @@ struct NFTOffloadTests {
         let command = lab.lab.xdpflowCommand("nft watch dev DEV")
         watch.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         watch.arguments = Array(command.dropFirst())
-        watch.standardOutput = FileHandle.nullDevice
+        // What it prints says how each change came: followed in memory, or read.
+        let printed = FileManager.default.temporaryDirectory.appendingPathComponent("xft-watch-\(lab.table).out")
+        FileManager.default.createFile(atPath: printed.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: printed) }
+        watch.standardOutput = try FileHandle(forWritingTo: printed)
         try watch.run()
         defer { if watch.isRunning { watch.terminate() } }
 
@@ -181,6 +185,8 @@ struct NFTOffloadTests {
         if !exited { kill(watch.processIdentifier, SIGKILL) }
         watch.waitUntilExit()
         #expect(exited && watch.terminationStatus == 0)
+        let output = try String(contentsOf: printed, encoding: .utf8)
+        #expect(output.contains("changed (1 event followed)"), "rules and elements are followed, not read: \(output)")
         #expect(!FileManager.default.fileExists(atPath: lab.lab.offload.pins.string), "no pins after the watch")
         #expect(try lab.xdpflow("show").isEmpty, "nothing attached after the watch")
     }

@@ -217,18 +217,23 @@ let sampleListing = """
     static let saddr10 = "{\"match\": {\"op\": \"==\", \"left\": {\"payload\": {\"protocol\": \"ip\", \"field\": \"saddr\"}}, \"right\": {\"prefix\": {\"addr\": \"10.0.0.0\", \"len\": 8}}}}"
     static let dport22 = "{\"match\": {\"op\": \"==\", \"left\": {\"payload\": {\"protocol\": \"tcp\", \"field\": \"dport\"}}, \"right\": 22}}"
     static let accept = "{\"accept\": null}"
+    static let drop = "{\"drop\": null}"
+
     static let markSet = "{\"mangle\": {\"key\": {\"meta\": {\"key\": \"mark\"}}, \"value\": 5}}"
 
     /// `meta mark set` goes on in XDP: nftables sets the mark on what XDP passes. A
     /// header written is another matter: what the rules after it read changes.
     @Test func aMarkSetGoesOnInXDP() throws {
+        let vmap = "{\"vmap\": {\"key\": {\"payload\": {\"protocol\": \"ip\", \"field\": \"saddr\"}}, "
+            + "\"data\": {\"set\": [[\"10.0.0.1\", {\"accept\": null}]]}}}"
         let ruleset = try ruleset(bases: [("in", 0, "accept", ["\(Self.markSet)", "\(Self.markSet), \(Self.saddr10), \(Self.drop)",
+                                                               "\(Self.markSet), \(vmap)",
                                                                "{\"mangle\": {\"key\": {\"meta\": {\"key\": \"priority\"}}, \"value\": 1}}"])])
         let offload = try HookOffload(ruleset: ruleset, device: "xnt0", firstPrio: 1)
-        #expect(offload.reports.map(\.status) == [.offloaded(.continue), .offloaded(.drop), .notOffloaded("mangle is not offloaded")])
+        #expect(offload.reports.map(\.status) == [.offloaded(.continue), .offloaded(.drop), .offloadedMap([.accept]),
+                                                  .notOffloaded("mangle is not offloaded")])
         #expect(lines(offload).contains("filter add dev D ingress prio 8 handle 0x1 protocol ip flower src_ip 10.0.0.0/8 action drop"))
     }
-    static let drop = "{\"drop\": null}"
 
     @Test func acceptBeforeAnotherBaseChainGoesToNFTables() throws {
         let ruleset = try ruleset(bases: [("late", 10, "accept", ["\(Self.dport22), \(Self.drop)"]),

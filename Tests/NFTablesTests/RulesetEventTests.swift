@@ -23,9 +23,12 @@ import Testing
         return try Ruleset(json: Array(("{\"nftables\": [" + objects.joined(separator: ", ") + "]}").utf8))
     }
 
+    /// `order` is the chain's, asked for the rule of `line` alone.
     func follow(_ line: String, order: [Int] = [], in ruleset: inout Ruleset) throws -> Bool {
-        try ruleset.apply(RulesetEvent(json: Array(line.utf8))) { id in
-            #expect(id == Rule.ID(table: Self.table, chain: "c", handle: Int(id.handle)))
+        let event = try RulesetEvent(json: Array(line.utf8))
+        return try ruleset.apply(event) { id in
+            guard case .addRule(let rule) = event else { Issue.record("a chain's order asked for \(event)"); return [] }
+            #expect(id == Rule.ID(table: Self.table, chain: "c", handle: rule.handle))
             return order
         }
     }
