@@ -71,7 +71,6 @@ enum GenericNetlink {
     static let deviceGet: UInt8 = 1                  // NETDEV_CMD_DEV_GET
     static let ifindexAttribute: UInt16 = 1          // NETDEV_A_DEV_IFINDEX
     static let xdpFeaturesAttribute: UInt16 = 3      // NETDEV_A_DEV_XDP_FEATURES
-    static let errorType: UInt16 = 2                 // NLMSG_ERROR
 
     /// The device's xdp-features, or nil when this kernel has no netdev family.
     static func xdpFeatures(ifindex: UInt32) throws(BPFError) -> XDPFeatures? {
@@ -96,21 +95,8 @@ enum GenericNetlink {
     /// answers ENOENT or EOPNOTSUPP (no such family, or no such operation).
     private static func request(_ socket: Descriptor, type: UInt16, command: UInt8,
                                 attributes: [(UInt16, [UInt8])]) throws(BPFError) -> [UInt16: [UInt8]]? {
-        var body = ByteWriter()
-        body.write(bytes: [command, 1, 0, 0])  // genlmsghdr: cmd, version, reserved
-        for (kind, value) in attributes {
-            body.write(UInt16(4 + value.count))
-            body.write(kind)
-            body.write(bytes: value, paddedTo: (value.count + 3) & ~3)
-        }
-        var writer = ByteWriter()
-        writer.write(UInt32(16 + body.bytes.count))
-        writer.write(type)
-        writer.write(UInt16(NLM_F_REQUEST))
-        writer.write(UInt32(1))  // sequence
-        writer.write(UInt32(0))  // port id: the kernel
-        writer.write(bytes: body.bytes)
-        let message = writer.bytes
+        // genlmsghdr: cmd, version, reserved.
+        let message = Netlink.message(type: type, flags: Netlink.request, header: [command, 1, 0, 0], attributes: attributes)
 
         guard send(socket.rawValue, message, message.count, 0) == message.count else {
             throw .call("send", subject: "generic netlink", errno: .current)
@@ -120,7 +106,7 @@ enum GenericNetlink {
         guard length >= 16 else { throw .call("recv", subject: "generic netlink", errno: .current) }
         var reply = ByteReader(answer.prefix(length))
         try field(reply.skip(4))  // length
-        if try field(reply.read(UInt16.self)) == errorType {
+        if try field(reply.read(UInt16.self)) == Netlink.error {
             guard length >= 20 else { throw .call("recv", subject: "generic netlink error", errno: .badMessage) }
             try field(reply.skip(10))  // flags, sequence, port id
             let code: Int32 = try field(reply.read())
@@ -128,15 +114,8 @@ enum GenericNetlink {
             throw .call("netlink request", subject: "command \(command)", errno: Errno(rawValue: -code))
         }
         try field(reply.skip(min(14, reply.remaining)))  // the rest of nlmsghdr, genlmsghdr
-        var parsed = [UInt16: [UInt8]]()
-        while reply.remaining >= 4 {
-            let attributeLength = Int(try field(reply.read(UInt16.self)))
-            let kind = try field(reply.read(UInt16.self)) & 0x3fff
-            guard attributeLength >= 4, attributeLength - 4 <= reply.remaining else { break }
-            parsed[kind] = try field(reply.read(byteCount: attributeLength - 4))
-            try field(reply.skip(min(reply.remaining, (4 - attributeLength % 4) % 4)))
-        }
-        return parsed
+        let attributes = try field(Netlink.attributes(&reply, to: length))
+        return Dictionary(attributes, uniquingKeysWith: { _, last in last })
     }
 
     /// A reply shorter than its own lengths say: the kernel's message is malformed.

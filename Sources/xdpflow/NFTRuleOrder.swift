@@ -1,4 +1,5 @@
 import BPFAssembly
+import BPFKernel
 import Glibc
 import NFTables
 
@@ -10,12 +11,9 @@ enum NFTRuleOrder {
     // linux/netlink.h, linux/netfilter/nfnetlink.h, linux/netfilter/nf_tables.h.
     static let netfilter: Int32 = 12                // NETLINK_NETFILTER
     static let getRule = UInt16(10 << 8 | 7)        // NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETRULE
-    static let dumpRequest: UInt16 = 0x301          // NLM_F_REQUEST | NLM_F_DUMP
     static let tableAttribute: UInt16 = 1           // NFTA_RULE_TABLE
     static let chainAttribute: UInt16 = 2           // NFTA_RULE_CHAIN
     static let handleAttribute: UInt16 = 3          // NFTA_RULE_HANDLE
-    static let done: UInt16 = 3                     // NLMSG_DONE
-    static let error: UInt16 = 2                    // NLMSG_ERROR
     static let interrupted: UInt16 = 0x10           // NLM_F_DUMP_INTR
 
     /// NFPROTO_* of a family.
@@ -41,22 +39,11 @@ enum NFTRuleOrder {
         let raw = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), netfilter)
         guard raw >= 0 else { throw Failure(call: "socket", errno: errno) }
         defer { close(raw) }
-        var body = ByteWriter()
-        body.write(bytes: [number(table.family), 0, 0, 0])  // nfgenmsg: family, NFNETLINK_V0, res_id
-        for (kind, text) in [(tableAttribute, table.name), (chainAttribute, chain)] {
-            let value = Array(text.utf8) + [0]
-            body.write(UInt16(4 + value.count))
-            body.write(kind)
-            body.write(bytes: value, paddedTo: (value.count + 3) & ~3)
-        }
-        var request = ByteWriter()
-        request.write(UInt32(16 + body.bytes.count))
-        request.write(getRule)
-        request.write(dumpRequest)
-        request.write(UInt32(1))  // sequence
-        request.write(UInt32(0))  // port id: the kernel
-        request.write(bytes: body.bytes)
-        guard send(raw, request.bytes, request.bytes.count, 0) == request.bytes.count else {
+        // nfgenmsg: family, NFNETLINK_V0, res_id.
+        let request = Netlink.message(type: getRule, flags: Netlink.dump, header: [number(table.family), 0, 0, 0],
+                                      attributes: [(tableAttribute, Array(table.name.utf8) + [0]),
+                                                   (chainAttribute, Array(chain.utf8) + [0])])
+        guard send(raw, request, request.count, 0) == request.count else {
             throw Failure(call: "send", errno: errno)
         }
         var handles: [Int] = []
@@ -85,24 +72,17 @@ enum NFTRuleOrder {
                 guard length >= 16, start + length <= datagram.count else { throw Failure(call: "recv", errno: EPROTO) }
                 // The chain changed while the kernel dumped it: handles may be missing or twice.
                 if flags & interrupted != 0 { throw Failure(call: "dump of the chain's rules", errno: EINTR) }
-                if type == done { return true }
-                if type == error {
+                if type == Netlink.done { return true }
+                if type == Netlink.error {
                     let code: Int32 = try reader.read()
                     throw Failure(call: "dump of the chain's rules", errno: -code)
                 }
                 try reader.skip(4)  // nfgenmsg
-                while reader.offset + 4 <= start + length {
-                    let attributeLength = Int(try reader.read(UInt16.self))
-                    let kind = try reader.read(UInt16.self) & 0x3fff
-                    guard attributeLength >= 4, reader.offset + attributeLength - 4 <= start + length else { break }
-                    if kind == handleAttribute, attributeLength == 12 {
-                        handles.append(Int(try reader.read(UInt64.self).byteSwapped))
-                    } else {
-                        try reader.skip(attributeLength - 4)
-                    }
-                    try reader.skip(min((4 - attributeLength % 4) % 4, start + length - reader.offset))
+                for case (handleAttribute, let value) in try Netlink.attributes(&reader, to: start + length) where value.count == 8 {
+                    var handle = ByteReader(value)
+                    handles.append(Int(try handle.read(UInt64.self).byteSwapped))
                 }
-                try reader.skip(start + ((length + 3) & ~3) - reader.offset)
+                try reader.skip(min(start + ((length + 3) & ~3), datagram.count) - reader.offset)
             }
         } catch let failure as Failure {
             throw failure
