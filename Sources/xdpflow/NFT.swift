@@ -226,6 +226,22 @@ enum NFTRulesetSource {
         try marker(of: offload)?.band
     }
 
+    /// A device's rules: the offload's (in `band`), and tc's (below it; all of them
+    /// without an offload).
+    static func split(_ rules: [FlowRule], band: PartialRangeFrom<UInt16>?) -> (offload: [FlowRule], tc: [FlowRule]) {
+        rules.reduce(into: ([FlowRule](), [FlowRule]())) { parts, rule in
+            if band?.contains(rule.prio) ?? false { parts.0.append(rule) } else { parts.1.append(rule) }
+        }
+    }
+
+    /// The change from the offload's rules to the translation's: compared by place (prio
+    /// and handle), cheaper than hashing every rule whole.
+    static func change(from offload: [FlowRule], to translated: [FlowRule]) -> RuleChange {
+        let wanted = Dictionary(translated.map { (Slot($0), $0) }, uniquingKeysWith: { a, _ in a })
+        let have = Dictionary(offload.map { (Slot($0), $0) }, uniquingKeysWith: { a, _ in a })
+        return RuleChange(removed: offload.filter { wanted[Slot($0)] != $0 }, added: translated.filter { have[Slot($0)] != $0 })
+    }
+
     /// The device's chains as flower rules, in the band they take there: never above
     /// the band now (a sync that dies once the marker is written leaves the old band's
     /// rules inside the new one), but a first-version marker's (every rule) moves up.
@@ -259,10 +275,10 @@ enum NFTRulesetSource {
         return Set(HookOffload.devices(of: ruleset) + marked).sorted()
     }
 
-    /// Makes the device's rules the offload of its chains, through the one engine: the
-    /// rules that changed go, the new ones come, in one change. Without chains left, the
-    /// offload a sync made is detached; and when the new rules cannot run, the old ones
-    /// go too, since nftables no longer gives their verdicts.
+    /// Makes the device's offload the translation of its chains, through the one engine:
+    /// the rules that changed go, the new ones come, in one change. Without chains left,
+    /// the offload a sync made goes (`remove`); and when the new rules cannot run, the
+    /// old ones go too, since nftables no longer gives their verdicts.
     static func sync(_ device: String, ruleset: Ruleset) throws -> String {
         let offload = Offload(device: device)
         let marker = try marker(of: offload)
@@ -289,7 +305,7 @@ enum NFTRulesetSource {
         if let band = try band(of: offload) {
             do {
                 let kept = try offload.update { rules, change in
-                    change = RuleChange(removed: rules.rules.filter { band.contains($0.prio) }, added: [])
+                    change = RuleChange(removed: split(rules.rules, band: band).offload, added: [])
                     try rules.apply(change)
                     return rules.count
                 }.result
@@ -316,7 +332,6 @@ enum NFTRulesetSource {
     private static func replace(_ offload: Offload, with translated: HookOffload, marker: Marker?) throws -> String {
         let device = offload.device
         let first = translated.firstPrio
-        let wanted = Dictionary(translated.rules.map { (Slot($0), $0) }, uniquingKeysWith: { a, _ in a })
         let written = Marker(firstPrio: first)
         // Marked before the rules change, so that a sync that dies after it leaves rules
         // the next sync replaces; a band that moves up (from a first-version marker),
@@ -326,19 +341,12 @@ enum NFTRulesetSource {
         func replace() throws -> Offload.Update<Void> {
             try offload.update { rules, change in
                 // The offload's rules now: none before the first sync.
-                let band = marker?.band
-                let stored = rules.rules
-                let (offloaded, tc) = stored.reduce(into: ([FlowRule](), [FlowRule]())) { parts, rule in
-                    if band?.contains(rule.prio) ?? false { parts.0.append(rule) } else { parts.1.append(rule) }
-                }
+                let (offloaded, tc) = split(rules.rules, band: marker?.band)
                 if let highest = tc.lazy.map(\.prio).max(), highest >= first {
                     throw NFTSyncRefusal(device: device, tcPrio: highest, firstPrio: first, span: translated.span)
                 }
                 if !movesUp, marker?.firstPrio != first { try offload.files.write(written, to: markerFile(device)) }
-                // By place, then compared: cheaper than hashing every rule whole.
-                let have = Dictionary(offloaded.map { (Slot($0), $0) }, uniquingKeysWith: { a, _ in a })
-                change = RuleChange(removed: offloaded.filter { wanted[Slot($0)] != $0 },
-                                    added: translated.rules.filter { have[Slot($0)] != $0 })
+                change = NFTRulesetSource.change(from: offloaded, to: translated.rules)
                 try rules.apply(change)
             }
         }
@@ -451,12 +459,12 @@ struct NFTDeviceStatus {
         let offload = Offload(device: device)
         let marker = try NFTRulesetSource.marker(of: offload)
         let translated = try NFTRulesetSource.translation(of: ruleset, for: offload, marker: marker)
-        let band = marker?.band
         let stored = try offload.stored()
         chains = translated.chains.map(\.description)
         attached = stored.isAttached
-        inSync = attached && band.map { band in
-            Set(stored.rules.rules.filter { band.contains($0.prio) }) == Set(translated.rules)
+        inSync = attached && marker.map { marker in
+            NFTRulesetSource.change(from: NFTRulesetSource.split(stored.rules.rules, band: marker.band).offload,
+                                    to: translated.rules).isEmpty
         } ?? false
         let statistics = inSync ? try offload.statistics() : nil
         var xdp: [Rule.ID: (packets: UInt64, bytes: UInt64)] = [:]

@@ -34,13 +34,11 @@ struct Save: ParsableCommand {
         var lines = ["# xdpflow save, \(date.formatted(.iso8601)), host \(host)",
                      "# restore with: xdpflow -batch FILE"]
         for (device, state, nftables) in devices {
-            let (offloaded, rules) = state.rules.rules.reduce(into: (0, [FlowRule]())) { parts, rule in
-                if nftables?.contains(rule.prio) ?? false { parts.0 += 1 } else { parts.1.append(rule) }
-            }
+            let (offloaded, rules) = NFTRulesetSource.split(state.rules.rules, band: nftables)
             lines.append("")
             lines.append("# dev \(device): \(rules.count) rules, \(state.isAttached ? "attached" : "not attached")")
             if let nftables {
-                lines.append("# and \(offloaded) rule\(offloaded == 1 ? "" : "s") offloaded from nftables (prios \(nftables.lowerBound)-65535), "
+                lines.append("# and \(offloaded.count) rule\(offloaded.count == 1 ? "" : "s") offloaded from nftables (prios \(nftables.lowerBound)-65535), "
                     + "left out: xdpflow nft sync makes them again")
             }
             lines += rules.map { $0.batchLine(device: device) }
