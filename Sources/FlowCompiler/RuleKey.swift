@@ -189,7 +189,7 @@ struct RuleKey {
         var alternatives = [pattern]
         for (field, range) in [(KeyField.srcPort, srcPorts), (.dstPort, dstPorts)] {
             guard let range else { continue }
-            let blocks = Self.blocks(covering: range)
+            let blocks = Masked.covering(range.min, through: range.max)
             alternatives = alternatives.flatMap { base in
                 blocks.map { block in
                     var next = base
@@ -201,20 +201,6 @@ struct RuleKey {
         return alternatives
     }
 
-    /// The fewest prefix blocks whose union is exactly `range`.
-    static func blocks(covering range: PortRange) -> [Masked<UInt16>] {
-        var blocks: [Masked<UInt16>] = []
-        var low = UInt32(range.min)
-        let high = UInt32(range.max)
-        while low <= high {
-            // The largest aligned block starting at `low` that stays within the range.
-            var size: UInt32 = low == 0 ? 1 << 16 : low & (~low &+ 1)
-            while low + size - 1 > high { size >>= 1 }
-            blocks.append(Masked(UInt16(low), mask: UInt16(truncatingIfNeeded: ~(size - 1))))
-            low += size
-        }
-        return blocks
-    }
 }
 
 extension MaskableField {

@@ -34,6 +34,25 @@ public struct Masked<Value: MaskableField>: Hashable, Sendable, Codable {
     public func matches(_ candidate: Value) -> Bool {
         candidate.fieldBits & mask.fieldBits == key.fieldBits
     }
+
+    /// The fewest prefix blocks whose union is exactly `low...high`, in order: a range
+    /// as masked entries (flower's port ranges, nftables' address ranges).
+    public static func covering(_ low: Value, through high: Value) -> [Masked] {
+        let width = Value.fieldWidth
+        let all = Value.FieldBits.max >> (Value.FieldBits.bitWidth - width)
+        let end = high.fieldBits
+        var blocks: [Masked] = []
+        var start = low.fieldBits
+        while true {
+            // The host bits of the largest block aligned at `start` that ends by `end`.
+            var size = start == 0 ? width : min(start.trailingZeroBitCount, width)
+            while size > 0, size == width ? end != all : start | ((1 << size) &- 1) > end { size -= 1 }
+            let last = size == width ? all : start | ((1 << size) &- 1)
+            blocks.append(Masked(Value(fieldBits: start), mask: Value.prefixMask(width - size)))
+            if last >= end { return blocks }
+            start = last + 1
+        }
+    }
 }
 
 /// A fixed-width field a flower key can mask: its bits, right-aligned in `FieldBits`.

@@ -261,26 +261,9 @@ struct ConditionReader {
                   let high = parse(highText), low.fieldBits <= high.fieldBits else {
                 throw Untranslatable("not a range of addresses")
             }
-            return prefixes(from: low.fieldBits, through: high.fieldBits).map { Masked(A(fieldBits: $0.0), mask: A.prefixMask($0.1)) }
+            return Masked.covering(low, through: high)
         default:
             throw Untranslatable("an address of a kind not offloaded")
-        }
-    }
-
-    /// The fewest prefixes that cover `low...high` exactly, as (first address, length).
-    static func prefixes<Bits: FixedWidthInteger & UnsignedInteger>(from low: Bits, through high: Bits) -> [(Bits, Int)] {
-        var result: [(Bits, Int)] = []
-        var start = low
-        while true {
-            // The host bits of the largest block aligned at `start` that ends by `high`.
-            var size = start == 0 ? Bits.bitWidth : start.trailingZeroBitCount
-            while size > 0, size == Bits.bitWidth ? high != Bits.max : start | ((Bits(1) << size) &- 1) > high {
-                size -= 1
-            }
-            let last = size == Bits.bitWidth ? Bits.max : start | ((Bits(1) << size) &- 1)
-            result.append((start, Bits.bitWidth - size))
-            if last >= high { return result }
-            start = last + 1
         }
     }
 }

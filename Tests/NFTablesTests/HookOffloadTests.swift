@@ -118,9 +118,11 @@ let sampleListing = """
     @Test func coverEveryByteRangeExactly() {
         for low in 0 ... 255 {
             for high in low ... 255 {
-                let prefixes = ConditionReader.prefixes(from: UInt8(low), through: UInt8(high))
+                let prefixes = Masked.covering(UInt8(low), through: UInt8(high))
                 var covered: [Int] = []
-                for (start, length) in prefixes {
+                for block in prefixes {
+                    let start = block.value, length = block.prefixLength ?? -1
+                    #expect(length >= 0, "a prefix")
                     let size = 1 << (8 - length)
                     #expect(Int(start) % size == 0)
                     covered += Array(Int(start) ..< Int(start) + size)
