@@ -512,7 +512,9 @@ public struct Offload {
     /// right). A snapshot that cannot be written is left for a later command.
     /// Returns the state written, if it was.
     private func compactIfLarge(_ live: LiveRuleSet, sequence: UInt64, offload: OffloadState) -> OffloadState? {
-        let rulesSize = (try? FileManager.default.attributesOfItem(atPath: files.path.appending(store.fileName(device)).string)[.size] as? Int) ?? 0
+        // stat(2) (FileStamp), not FileManager's attributes, which read the owner's
+        // names from /etc/passwd and /etc/group on every command.
+        let rulesSize = Int(FileStamp(files.path.appending(store.fileName(device))).size)
         guard journal.size > max(32 << 10, rulesSize / 4) else { return nil }
         var next = offload
         next.memory = live.datapath.plan.memory

@@ -169,10 +169,7 @@ struct Journal {
         return (fd, created)
     }
 
-    var size: Int {
-        var info = stat()
-        return stat(path.string, &info) == 0 ? Int(info.st_size) : 0
-    }
+    var size: Int { Int(FileStamp(path).size) }
 }
 
 /// A journal append being synced on another thread: its fsync, and its directory's for a
