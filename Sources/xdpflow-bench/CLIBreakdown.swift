@@ -15,6 +15,7 @@ struct AddBreakdown {
         case served = "`xdpflow filter add` through the command server (as in the update table; CPU: the client's)"
         case command = "`xdpflow filter add` without the server (XDPFLOW_COMMAND_SERVER=off)"
         case start = "process start: `xdpflow --version`"
+        case floor = "process floor: `true` (a C program that does nothing; tc pays it too)"
         case library = "`Offload.run` in this process: the add without a process"
         case readRules = "read DEV's snapshot and replay its journal (FileRuleSetStore), without the checks below"
         case ruleSet = "RuleSet(rules): add's checks, for every stored rule"
@@ -29,7 +30,7 @@ struct AddBreakdown {
         var perAdd: Int? {
             switch self {
             case .readRules, .ruleSet, .readState, .plan, .journal: 1
-            case .served, .command, .start, .library: nil
+            case .served, .command, .start, .floor, .library: nil
             }
         }
     }
@@ -52,6 +53,10 @@ struct AddBreakdown {
                 let time = try timedCommand([peers.xdpflow, "--version"], environment: CLIUpdateCases.serverOff)
                 return [time.wall, time.cpu]
             },
+            Benchmark(Step.floor.rawValue, metrics: Self.metrics(.floor)) {
+                let time = try timedCommand(["true"])
+                return [time.wall, time.cpu]
+            },
             library(), steps(),
         ], rounds: rounds)
         let samples = Dictionary(uniqueKeysWithValues: results.flatMap { result in
@@ -68,13 +73,15 @@ struct AddBreakdown {
                 server's). The rest takes apart the same add without the server, which reads the state \
                 and plans every rule again: that is what the server saves. Process start is `xdpflow --version` (the binary, the Swift runtime and \
                 Foundation loaded, arguments parsed by ArgumentParser, which `filter` commands skip), timed \
-                as the adds are. `Offload.run` is the same add made by this process through the library, \
+                as the adds are. The process floor is `true`, which does nothing: the start of any program \
+                linked with glibc, which on this VM is mostly glibc's reading of the cache sizes through \
+                CPUID, each of which traps to the hypervisor (about 10 µs each here). `Offload.run` is the same add made by this process through the library, \
                 which `filter add` calls: the lock, snapshot and journal read, one plan, the change through \
                 `Plan.apply`, a synced journal record, the map writes, the commit. The steps below it are \
                 parts of that call, each timed in this process on the device's own state files (the journal \
                 record goes to a scratch file on the same file system); what they leave out (lock, opening \
                 the pinned maps, Plan.apply, the map writes themselves, the redirect check, the commit) is \
-                the rest. The five rows are measured in turn, \(rounds) rounds after a \
+                the rest. The rows are measured in turn, \(rounds) rounds after a \
                 warm-up; medians (min-max). Wall time is what an operator waits; CPU time (user and system: \
                 wait4 for the commands, the thread's clock in process) is the work, which load on a shared \
                 machine disturbs much less, so the parts are added up and compared in CPU time; wall minus \
