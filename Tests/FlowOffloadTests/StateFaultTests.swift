@@ -126,11 +126,13 @@ struct StateFaultTests {
 
         // `ip netns exec` mounts a /sys of its own, without bpffs: the pins still go where
         // the next command finds them, and the offload outlives the command.
-        let exec = ["ip", "netns", "exec", spaces[0], "env", "XDPFLOW_STATE_DIR=\(lab.state.path)", xdpflowBinary]
+        // The default pin root, whatever XDPFLOW_PIN_DIR the tests were started with.
+        let exec = ["ip", "netns", "exec", spaces[0], "env", "-u", "XDPFLOW_PIN_DIR",
+                    "XDPFLOW_STATE_DIR=\(lab.state.path)", xdpflowBinary]
         let attached = try execute(exec + ["attach", "dev", device])
         #expect(attached.status == 0, "\(attached.errors)")
-        let checked = try execute(lab.xdpflowCommand("-n \(spaces[0]) check dev \(device)")
-            .filter { !$0.hasPrefix("XDPFLOW_PIN_DIR=") })
+        let checked = try execute(["env", "-u", "XDPFLOW_PIN_DIR", "XDPFLOW_STATE_DIR=\(lab.state.path)", xdpflowBinary,
+                                   "-n", spaces[0], "check", "dev", device])
         #expect(checked.output == "\(device): ok\n", "\(checked.output) \(checked.errors)")
         #expect(try execute(exec + ["detach", "dev", device]).status == 0)
         #expect(try execute(lab.xdpflowCommand("-n xft-none show")).errors.contains("network namespace xft-none does not exist"))
