@@ -161,6 +161,14 @@ public struct RuleReport: Hashable, Sendable {
         case unreachable(Rule.ID)
         /// It neither decides nor counts (a match alone, `continue`).
         case noEffect
+
+        /// Runs in XDP, a rule or a verdict map.
+        public var isOffloaded: Bool {
+            switch self {
+            case .offloaded, .offloadedMap: true
+            case .notOffloaded, .unreachable, .noEffect: false
+            }
+        }
     }
 
     public var rule: Rule.ID

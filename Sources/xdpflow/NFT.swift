@@ -358,12 +358,7 @@ enum NFTRulesetSource {
             update = try replace()
         }
         if movesUp { try offload.files.write(written, to: markerFile(device)) }
-        let offloaded = translated.reports.filter {
-            switch $0.status {
-            case .offloaded, .offloadedMap: true
-            default: false
-            }
-        }.count
+        let offloaded = translated.reports.filter(\.status.isOffloaded).count
         let handed = translated.reports.filter { if case .notOffloaded = $0.status { true } else { false } }.count
         let changed = update.change == nil ? "unchanged" : "changed"
         return "\(device): \(translated.chains.count) base chain\(translated.chains.count == 1 ? "" : "s"), "
@@ -539,19 +534,18 @@ struct NFTDeviceStatus {
                     ("family", .string(rule.table.family.rawValue)), ("table", .string(rule.table.name)),
                     ("chain", .string(rule.chain)), ("handle", .integer(rule.handle)),
                 ]
+                fields.append(("offloaded", .bool(line.report.status.isOffloaded)))
                 switch line.report.status {
                 case .offloaded(let verdict):
-                    fields += [("offloaded", .bool(true)), ("verdict", .string(Self.verdictWord(verdict)))]
+                    fields += [("verdict", .string(Self.verdictWord(verdict)))]
                 case .offloadedMap(let verdicts):
-                    fields += [("offloaded", .bool(true)), ("verdict", .string("vmap")),
-                               ("verdicts", .array(verdicts.map { .string(Self.verdictWord($0)) }))]
+                    fields += [("verdict", .string("vmap")), ("verdicts", .array(verdicts.map { .string(Self.verdictWord($0)) }))]
                 case .notOffloaded(let reason):
-                    fields += [("offloaded", .bool(false)), ("reason", .string(reason))]
+                    fields += [("reason", .string(reason))]
                 case .unreachable(let after):
-                    fields += [("offloaded", .bool(false)),
-                               ("reason", .string("after handle \(after.handle), which hands every frame to nftables"))]
+                    fields += [("reason", .string("after handle \(after.handle), which hands every frame to nftables"))]
                 case .noEffect:
-                    fields += [("offloaded", .bool(false)), ("reason", .string("no effect"))]
+                    fields += [("reason", .string("no effect"))]
                 }
                 fields += [("flower_rules", .integer(line.flowRules)), ("counters", counts(line.total)),
                            ("xdp", counts(line.xdp)), ("nftables", counts(line.nftables))]
