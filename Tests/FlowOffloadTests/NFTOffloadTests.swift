@@ -30,11 +30,9 @@ struct NFTOffloadTests {
             // reference classifier decides them (this kernel has no cls_flower), then
             // nftables alone; with the offload, in XDP before it.
             let tc = ruleset.tcRules.enumerated().map { "filter add dev \(lab.device) ingress prio \($0.offset + 1) \($0.element)" }
-            var reference = try ReferenceClassifier(rules: RuleSet(tc.map { line in
-                let command = try FilterCommand.parse(line.split(separator: " ").map(String.init))
-                guard case .add(let rule) = command.operation else { preconditionFailure(line) }
-                return rule
-            }), device: lab.device)
+            var tcRules = RuleSet()
+            for line in try Batch(text: tc.joined(separator: "\n")).lines { try line.command.apply(to: &tcRules) }
+            var reference = try ReferenceClassifier(rules: tcRules, device: lab.device)
             let droppedByTC = Set(frames.indices.filter { reference.classify(frames[$0], now: 0).verdict == .drop })
             let alone = try lab.passed(frames).subtracting(droppedByTC)
             if !tc.isEmpty {
@@ -123,7 +121,7 @@ struct NFTOffloadTests {
         watch.arguments = Array(command.dropFirst())
         // What it prints says how each change came: followed in memory, or read.
         let printed = FileManager.default.temporaryDirectory.appendingPathComponent("xft-watch-\(lab.table).out")
-        FileManager.default.createFile(atPath: printed.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: printed.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: printed) }
         watch.standardOutput = try FileHandle(forWritingTo: printed)
         try watch.run()
