@@ -77,6 +77,13 @@ struct TypedMapTests {
         #expect(throws: BPFError.self) { try counters.set(0, perCPU: [Counter(packets: 1, bytes: 1)] + distinct) }
     }
 
+    @Test func perCPUArraysSetManyIndexesInOneBatch() throws {
+        let counters = try PerCPUArray<UInt32>(name: "percpu", maxEntries: 4)
+        for index in UInt32(0) ..< 4 { try counters.set(index, allCPUs: 9) }
+        try counters.set([1, 3], allCPUs: 0)
+        #expect(try (0 ..< 4).map { try counters.get($0) } == [9, 0, 9, 0].map { Array(repeating: $0, count: Map.possibleCPUs) })
+    }
+
     @Test func perCPUCountersWrittenByAProgram() throws {
         let counters = try PerCPUArray<UInt64>(name: "counters", maxEntries: 1)
         let program = try Program.loadXDP(name: "count", instructions: try countingProgram(.drop),

@@ -204,7 +204,10 @@ public final class Datapath {
         }
         if let counters = views.counters, names.contains(FlowMaps.counters), keptMaps.contains(FlowMaps.counters) {
             // A slot that changed hands (or is new) starts from zero; a new map is zero.
-            for slot in writes.counters.sorted() { try counters.set(slot, allCPUs: RuleCounters()) }
+            let slots = writes.counters.sorted()
+            for start in stride(from: 0, to: slots.count, by: batchSize) {
+                try counters.set(Array(slots[start ..< min(start + batchSize, slots.count)]), allCPUs: RuleCounters())
+            }
             count += writes.counters.count
         }
         try put(FlowMaps.actions, views.actions, plan.actions, writes.actions) { $0 }
