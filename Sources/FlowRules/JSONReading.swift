@@ -50,6 +50,162 @@ extension JSONValue {
     }
 }
 
+extension JSONValue {
+    /// The elements of the array a document opens with, `{"KEY": [...]}` as `nft -j`
+    /// prints it, each read as soon as its last byte is in: nft prints 10,000 rules over
+    /// a third of a second, and reading them as they come takes that time off ours.
+    /// Bytes go in as they arrive (`read`); `finish` checks that the document ended.
+    public struct ArrayStream {
+        public let key: String
+        /// The bytes not yet read, from `offset` in the document.
+        private var pending: [UInt8] = []
+        private var offset = 0
+        private var state = State.opening
+        /// Inside an element: how far it was scanned, and the scan's nesting.
+        private var scanned = 0
+        private var depth = 0
+        private var inString = false
+        private var escaped = false
+
+        private enum State {
+            /// Before the array's bracket.
+            case opening
+            /// Right after the bracket: an element, or the closing bracket.
+            case first
+            /// After an element: a comma or the closing bracket.
+            case afterElement
+            /// After a comma: an element.
+            case afterComma
+            case element(start: Int)
+            /// After the array: the object's closing brace.
+            case closing
+            case done
+        }
+
+        public init(key: String) { self.key = key }
+
+        /// The elements that `bytes`, the document's next bytes, complete.
+        public mutating func read(_ bytes: some Collection<UInt8>) throws(ReadError) -> [JSONValue] {
+            pending.append(contentsOf: bytes)
+            var elements: [JSONValue] = []
+            var at = 0
+            func skipSpace() { while at < pending.count, JSONReader.isSpace(pending[at]) { at += 1 } }
+            scan: while true {
+                switch state {
+                case .opening:
+                    var reader = JSONReader(bytes: pending)
+                    let first: String
+                    do {
+                        reader.skipSpace()
+                        try reader.expect(UInt8(ascii: "{"))
+                        reader.skipSpace()
+                        first = try reader.string()
+                        reader.skipSpace()
+                        try reader.expect(UInt8(ascii: ":"))
+                        reader.skipSpace()
+                        try reader.expect(UInt8(ascii: "["))
+                    } catch where error.offset >= pending.count {
+                        break scan  // the opening so far: more to come
+                    }
+                    guard first == key else { throw ReadError(offset: 0, expected: "\"\(key)\" as the first member") }
+                    at = reader.at
+                    state = .first
+                case .first, .afterElement, .afterComma:
+                    skipSpace()
+                    guard at < pending.count else { break scan }
+                    switch (state, pending[at]) {
+                    case (.first, UInt8(ascii: "]")), (.afterElement, UInt8(ascii: "]")):
+                        at += 1
+                        state = .closing
+                    case (.afterElement, UInt8(ascii: ",")):
+                        at += 1
+                        state = .afterComma
+                    case (.afterElement, _):
+                        throw ReadError(offset: offset + at, expected: "',' or ']'")
+                    default:
+                        state = .element(start: at)
+                        (scanned, depth, inString, escaped) = (at, 0, false, false)
+                    }
+                case .element(let start):
+                    guard let end = scanElement() else { break scan }
+                    do {
+                        elements.append(try JSONValue(reading: Array(pending[start ..< end])))
+                    } catch {
+                        throw ReadError(offset: offset + start + error.offset, expected: error.expected)
+                    }
+                    at = end
+                    state = .afterElement
+                case .closing:
+                    skipSpace()
+                    guard at < pending.count else { break scan }
+                    guard pending[at] == UInt8(ascii: "}") else { throw ReadError(offset: offset + at, expected: "'}'") }
+                    at += 1
+                    state = .done
+                case .done:
+                    skipSpace()
+                    guard at == pending.count else { throw ReadError(offset: offset + at, expected: "the end of the document") }
+                    break scan
+                }
+            }
+            // What was read goes; an element begun stays, and the opening until it is whole.
+            switch state {
+            case .opening: at = 0
+            case .element(let start):
+                at = start
+                state = .element(start: 0)
+                scanned -= start
+            default: break
+            }
+            pending.removeFirst(at)
+            offset += at
+            return elements
+        }
+
+        /// The end of the element being scanned, once its last byte is in: after its
+        /// closing bracket, or before the comma or bracket after a number or literal.
+        private mutating func scanElement() -> Int? {
+            while scanned < pending.count {
+                let byte = pending[scanned]
+                if inString {
+                    if escaped {
+                        escaped = false
+                    } else if byte == UInt8(ascii: "\\") {
+                        escaped = true
+                    } else if byte == UInt8(ascii: "\"") {
+                        inString = false
+                    }
+                } else {
+                    switch byte {
+                    case UInt8(ascii: "\""): inString = true
+                    case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+                    case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                        if depth == 0 { return scanned }
+                        depth -= 1
+                        if depth == 0 { return scanned + 1 }
+                    case UInt8(ascii: ","):
+                        if depth == 0 { return scanned }
+                    default: break
+                    }
+                }
+                scanned += 1
+            }
+            return nil
+        }
+
+        /// The document ended: throws unless it was whole.
+        public func finish() throws(ReadError) {
+            let expected = switch state {
+            case .done: ""
+            case .opening: "'{\"\(key)\": ['"
+            case .first, .afterElement: "',' or ']'"
+            case .afterComma, .element: "a value"
+            case .closing: "'}'"
+            }
+            guard expected.isEmpty else { throw ReadError(offset: offset + pending.count, expected: expected) }
+        }
+    }
+}
+
 /// RFC 8259's values, one at a time; lenient where nft's output never goes (numbers are
 /// read by Swift's parsers, control bytes are kept in strings).
 private struct JSONReader {
@@ -58,8 +214,10 @@ private struct JSONReader {
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
+    static func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x0a || byte == 0x0d || byte == 0x09 }
+
     mutating func skipSpace() {
-        while at < bytes.count, bytes[at] == 0x20 || bytes[at] == 0x0a || bytes[at] == 0x0d || bytes[at] == 0x09 { at += 1 }
+        while at < bytes.count, Self.isSpace(bytes[at]) { at += 1 }
     }
 
     func fail(_ expected: String) -> JSONValue.ReadError { JSONValue.ReadError(offset: at, expected: expected) }

@@ -13,51 +13,77 @@ extension Ruleset {
     /// Reads `nft -j list ruleset`. nft 1.0.6 leaves the devices of a netdev chain out
     /// of its JSON (`addDevices(fromListing:)` takes them from the text).
     public init(json: [UInt8]) throws(RulesetError) {
-        let document: JSONValue
-        do {
-            document = try JSONValue(reading: json)
-        } catch {
-            throw RulesetError("not JSON: \(error)")
-        }
-        guard let objects = document["nftables"]?.array else {
-            throw RulesetError("no \"nftables\" array at the top")
-        }
-        self.init()
-        for object in objects {
-            guard let (kind, body) = object.singleMember else { continue }
-            switch kind {
-            case "table":
-                // nft 1.0.6 writes the table's name where its flags go (or stops its output
-                // there, which is then no JSON): a flag it cannot name is taken for dormant
-                // here, until the text says.
-                let flags = Self.flags(body).filter { $0 != "owner" && $0 != "persist" }
-                let unread = flags.contains { $0 != "dormant" }
-                tables.append(Table(id: try Self.tableID(body), handle: body["handle"]?.integer ?? 0,
-                                    isDormant: unread || !flags.isEmpty, flagsUnread: unread))
-            case "chain":
-                var chain = Chain(table: try Self.tableID(body), name: try Self.name(body),
-                                  handle: body["handle"]?.integer ?? 0)
-                if let hook = body["hook"]?.string {
-                    let listed = body["dev"].map { $0.array?.compactMap(\.string) ?? [$0.string].compactMap { $0 } } ?? []
-                    chain.base = BaseChain(type: body["type"]?.string ?? "filter", hook: hook,
-                                           priority: body["prio"]?.integer ?? 0,
-                                           policy: body["policy"]?.string == "drop" ? .drop : .accept,
-                                           devices: listed)
-                }
-                chains.append(chain)
-            case "set", "map":
-                let elements = body["elem"]?.array ?? []
-                let expiring = elements.contains { $0["elem"]?["timeout"] != nil || $0["elem"]?["expires"] != nil }
-                let flags = Self.flags(body)
-                sets.append(NamedSet(table: try Self.tableID(body), name: try Self.name(body), isMap: kind == "map",
-                                     elements: elements.map(Expression.init(json:)),
-                                     changesUnseen: flags.contains("dynamic") || flags.contains("timeout")
-                                         || body["timeout"] != nil || expiring))
-            case "rule":
-                rules.append(try Self.rule(body))
-            default:
-                continue
+        var reader = Reader()
+        try reader.read(json)
+        self = try reader.finish()
+    }
+
+    /// `nft -j list ruleset` read as nft prints it: each object of its `"nftables"` array
+    /// as soon as it is whole (`JSONValue.ArrayStream`).
+    public struct Reader {
+        private var ruleset = Ruleset()
+        private var objects = JSONValue.ArrayStream(key: "nftables")
+
+        public init() {}
+
+        /// The document's next bytes.
+        public mutating func read(_ bytes: some Collection<UInt8>) throws(RulesetError) {
+            let read: [JSONValue]
+            do {
+                read = try objects.read(bytes)
+            } catch {
+                throw RulesetError("not JSON: \(error)")
             }
+            for object in read { try ruleset.add(object) }
+        }
+
+        /// The ruleset, once the document ended whole.
+        public func finish() throws(RulesetError) -> Ruleset {
+            do {
+                try objects.finish()
+            } catch {
+                throw RulesetError("not JSON: \(error)")
+            }
+            return ruleset
+        }
+    }
+
+    /// One object of the `"nftables"` array: a table, chain, set, map or rule (the
+    /// others, metainfo and what is not offloaded, are left out).
+    mutating func add(_ object: JSONValue) throws(RulesetError) {
+        guard let (kind, body) = object.singleMember else { return }
+        switch kind {
+        case "table":
+            // nft 1.0.6 writes the table's name where its flags go (or stops its output
+            // there, which is then no JSON): a flag it cannot name is taken for dormant
+            // here, until the text says.
+            let flags = Self.flags(body).filter { $0 != "owner" && $0 != "persist" }
+            let unread = flags.contains { $0 != "dormant" }
+            tables.append(Table(id: try Self.tableID(body), handle: body["handle"]?.integer ?? 0,
+                                isDormant: unread || !flags.isEmpty, flagsUnread: unread))
+        case "chain":
+            var chain = Chain(table: try Self.tableID(body), name: try Self.name(body),
+                              handle: body["handle"]?.integer ?? 0)
+            if let hook = body["hook"]?.string {
+                let listed = body["dev"].map { $0.array?.compactMap(\.string) ?? [$0.string].compactMap { $0 } } ?? []
+                chain.base = BaseChain(type: body["type"]?.string ?? "filter", hook: hook,
+                                       priority: body["prio"]?.integer ?? 0,
+                                       policy: body["policy"]?.string == "drop" ? .drop : .accept,
+                                       devices: listed)
+            }
+            chains.append(chain)
+        case "set", "map":
+            let elements = body["elem"]?.array ?? []
+            let expiring = elements.contains { $0["elem"]?["timeout"] != nil || $0["elem"]?["expires"] != nil }
+            let flags = Self.flags(body)
+            sets.append(NamedSet(table: try Self.tableID(body), name: try Self.name(body), isMap: kind == "map",
+                                 elements: elements.map(Expression.init(json:)),
+                                 changesUnseen: flags.contains("dynamic") || flags.contains("timeout")
+                                     || body["timeout"] != nil || expiring))
+        case "rule":
+            rules.append(try Self.rule(body))
+        default:
+            return
         }
     }
 

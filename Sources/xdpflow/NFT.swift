@@ -251,11 +251,13 @@ enum NFTRulesetSource {
         return translated
     }
 
-    /// `nft -j list ruleset`, with `nft list chains` for the devices nft 1.0.6 leaves out
-    /// of the JSON (the text of the chains alone: that of every rule costs as much again).
+    /// `nft -j list ruleset`, read as nft prints it, with `nft list chains` for the devices
+    /// nft 1.0.6 leaves out of the JSON (the text of the chains alone: that of every rule
+    /// costs as much again).
     static func read() throws -> Ruleset {
-        let json = try Subprocess.output(of: ["nft", "-j", "list", "ruleset"])
-        var ruleset = try Ruleset(json: json)
+        var reader = Ruleset.Reader()
+        try Subprocess.run(["nft", "-j", "list", "ruleset"]) { try reader.read($0) }
+        var ruleset = try reader.finish()
         if ruleset.chains.contains(where: { $0.base?.hook == "ingress" && $0.base?.devices.isEmpty == true }) {
             ruleset.addDevices(fromListing: String(decoding: try Subprocess.output(of: ["nft", "list", "chains"]), as: UTF8.self))
         }

@@ -77,9 +77,19 @@ enum Subprocess {
 
     /// Runs `command` to its end and returns its standard output.
     static func output(of command: [String]) throws -> [UInt8] {
+        var output: [UInt8] = []
+        try run(command) { output += $0 }
+        return output
+    }
+
+    /// Runs `command` to its end, handing its standard output to `take` as it comes.
+    /// A failed program's status is the error, before any `take` threw (which then
+    /// sees no more, while the program is read to its end).
+    static func run(_ command: [String], output take: (ArraySlice<UInt8>) throws -> Void) throws {
         let running = try Running(command, capturingErrors: true)
         // Both pipes at once: a full one would stop the program.
-        var output: [UInt8] = [], errors: [UInt8] = []
+        var errors: [UInt8] = []
+        var refusal: (any Error)?
         var open = [running.output, running.errors!]
         var buffer = [UInt8](repeating: 0, count: 65536)
         while !open.isEmpty {
@@ -91,7 +101,11 @@ enum Subprocess {
             for entry in polled where entry.revents != 0 {
                 let count = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
                 if count > 0 {
-                    if entry.fd == running.output { output += buffer[..<count] } else { errors += buffer[..<count] }
+                    if entry.fd != running.output {
+                        errors += buffer[..<count]
+                    } else if refusal == nil {
+                        do { try take(buffer[..<count]) } catch { refusal = error }
+                    }
                 } else if count == 0 || errno != EINTR {
                     open.removeAll { $0 == entry.fd }
                 }
@@ -101,6 +115,6 @@ enum Subprocess {
         guard status == 0 else {
             throw Failure(command: command, status: status, message: String(decoding: errors, as: UTF8.self))
         }
-        return output
+        if let refusal { throw refusal }
     }
 }

@@ -50,4 +50,47 @@ import Testing
             }
         }
     }
+
+    /// The elements of `{"nftables": [...]}` read by `ArrayStream` from bytes cut anywhere.
+    static func streamed(_ bytes: [UInt8], cuts: [Int]) throws(JSONValue.ReadError) -> [JSONValue] {
+        var stream = JSONValue.ArrayStream(key: "nftables")
+        var elements: [JSONValue] = []
+        var start = 0
+        for cut in (cuts.map { $0 % (bytes.count + 1) } + [bytes.count]).sorted() where cut >= start {
+            elements += try stream.read(bytes[start ..< cut])
+            start = cut
+        }
+        try stream.finish()
+        return elements
+    }
+
+    @Test func streamsTheElementsOfTheArrayItOpensWith() async {
+        await propertyCheck(count: 1000, input: Gen.uint64(), Gen.bool(), Gen.uint64()) { seed, pretty, cutSeed in
+            var state = seed
+            let items = (0 ..< Int(seed % 6)).map { _ in Self.value(&state, depth: 3) }
+            let printed = Array(JSONValue.object([("nftables", .array(items))]).serialized(pretty: pretty).utf8)
+            var cutState = cutSeed
+            let cuts = (0 ..< Int(cutSeed % 9)).map { _ in
+                cutState = cutState &* 6364136223846793005 &+ 1442695040888963407
+                return Int(cutState >> 33)
+            }
+            let read = try Self.streamed(printed, cuts: cuts)
+            #expect(read.map { $0.serialized(pretty: false) } == items.map { $0.serialized(pretty: false) })
+        }
+    }
+
+    @Test func streamNamesWhereTheDocumentIsNotWhole() {
+        for (text, offset) in [("{\"nftables\": [1, 2", 18), ("{\"nftables\": [1 2]}", 16), ("{\"other\": []}", 0),
+                               ("{\"nftables\": [{\"a\": tru}]}", 23), ("{\"nftables\": []", 15),
+                               ("{\"nftables\": [] } x", 18), ("table netdev t", 0), ("{\"nftables\": [,]}", 14)] {
+            for cuts in [[], [1, 5, 14, 16]] {
+                do {
+                    _ = try Self.streamed(Array(text.utf8), cuts: cuts)
+                    Issue.record("\(text): read")
+                } catch {
+                    #expect(error.offset == offset, "\(text) cut at \(cuts): \(error)")
+                }
+            }
+        }
+    }
 }
