@@ -642,11 +642,13 @@ public struct CodeGenerator {
 
     /// r1 = the key of a direct subtable as an index: its bytes, big-endian.
     private mutating func directIndex(_ bytes: [(offset: Int, mask: UInt8)]) {
-        asm.emit(.mov(.r1, 0))
-        for byte in bytes {
-            asm.emit([.alu(.lsh, .r1, 8), .load(.r2, .byte, from: .fp, Self.record + Int16(byte.offset))])
-            if byte.mask != 0xff { asm.emit(.alu(.and, .r2, Int32(byte.mask))) }
-            asm.emit(.alu(.or, .r1, .r2))
+        if bytes.isEmpty { asm.emit(.mov(.r1, 0)) }
+        for (position, byte) in bytes.enumerated() {
+            let register: Register = position == 0 ? .r1 : .r2
+            if position > 0 { asm.emit(.alu(.lsh, .r1, 8)) }
+            asm.emit(.load(register, .byte, from: .fp, Self.record + Int16(byte.offset)))
+            if byte.mask != 0xff { asm.emit(.alu(.and, register, Int32(byte.mask))) }
+            if position > 0 { asm.emit(.alu(.or, .r1, .r2)) }
         }
     }
 
@@ -743,7 +745,9 @@ public struct CodeGenerator {
         }
         asm.emit(.jump(to: "parsed"))
         if layers.contains(.arp) { parseARP() }
-        if !layers.isDisjoint(with: [.ipv4, .ipv4Transport]) { parseIPv4(transport: layers.contains(.ipv4Transport)) }
+        if !layers.isDisjoint(with: [.ipv4, .ipv4Transport]) {
+            parseIPv4(transport: layers.contains(.ipv4Transport), flags: covered.contains(.ipFlags))
+        }
         if !layers.isDisjoint(with: [.ipv6, .ipv6Protocol, .ipv6Transport]) {
             parseIPv6(walk: !layers.isDisjoint(with: [.ipv6Protocol, .ipv6Transport]),
                       transport: layers.contains(.ipv6Transport))
@@ -810,7 +814,9 @@ public struct CodeGenerator {
         asm.emit([.alu(.or, .r6, Int32(Presence.arp.rawValue)), .jump(to: "parsed")])
     }
 
-    private mutating func parseIPv4(transport: Bool) {
+    /// `flags`: the record's ip_flags byte, which a rule reads (the transport header
+    /// needs the fragment offset whatever the rules read).
+    private mutating func parseIPv4(transport: Bool, flags: Bool) {
         asm.label("ipv4")
         asm.emit([.mov(.r2, .r4), .alu(.add, .r2, 20), .jump(.greater, .r2, .r8, to: "parsed"),
                   .load(.r3, .byte, from: .r4, 0), .mov(.r2, .r3), .alu(.rsh, .r2, 4),
@@ -822,14 +828,16 @@ public struct CodeGenerator {
         copy(.dstIPv4, from: 16, cursor: .r4)
         // ip_proto is always kept: the transport parser dispatches on it.
         asm.emit([.load(.r5, .byte, from: .r4, 9), .store(.byte, to: .r9, Int16(KeyField.ipProto.offset), .r5)])
-        // Flags: 1 = fragment (MF or an offset), 2 = first fragment.
-        asm.emit([.load(.r2, .half, from: .r4, 6), .endian(.big, .r2, bits: 16), .mov(.r0, 0),
-                  .mov(.r1, .r2), .alu(.and, .r1, 0x3fff), .jump(.equal, .r1, 0, to: "ipv4_flags"),
-                  .mov(.r0, 1), .mov(.r1, .r2), .alu(.and, .r1, 0x1fff), .jump(.notEqual, .r1, 0, to: "ipv4_flags"),
-                  .mov(.r0, 3)])
-        asm.label("ipv4_flags")
-        asm.emit([.store(.byte, to: .r9, Int16(KeyField.ipFlags.offset), .r0),
-                  .alu(.or, .r6, Int32(Presence([.ip, .ipv4]).rawValue))])
+        if transport || flags {
+            // Flags: 1 = fragment (MF or an offset), 2 = first fragment.
+            asm.emit([.load(.r2, .half, from: .r4, 6), .endian(.big, .r2, bits: 16), .mov(.r0, 0),
+                      .mov(.r1, .r2), .alu(.and, .r1, 0x3fff), .jump(.equal, .r1, 0, to: "ipv4_flags"),
+                      .mov(.r0, 1), .mov(.r1, .r2), .alu(.and, .r1, 0x1fff), .jump(.notEqual, .r1, 0, to: "ipv4_flags"),
+                      .mov(.r0, 3)])
+            asm.label("ipv4_flags")
+            asm.emit(.store(.byte, to: .r9, Int16(KeyField.ipFlags.offset), .r0))
+        }
+        asm.emit(.alu(.or, .r6, Int32(Presence([.ip, .ipv4]).rawValue)))
         if transport {
             // Only an unfragmented frame or a first fragment carries the transport header.
             asm.emit([.alu(.and, .r2, 0x1fff), .jump(.notEqual, .r2, 0, to: "parsed"),
