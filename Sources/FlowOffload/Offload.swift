@@ -211,6 +211,9 @@ public struct Offload {
             let sequence = stored.sequence + 1
             var warnings: [String] = []
             var recorded = RuleChange()
+            // The added rules as the record prints them, which a compaction right after
+            // writes again.
+            var printed: [String] = []
             let outcome: (result: T, change: LiveRuleSet.Change?)
             // The record's sync runs while the change is prepared; the device runs none
             // of it before the record is durable.
@@ -220,7 +223,8 @@ public struct Offload {
                 outcome = try live.update(body, willCarry: { change in
                     recorded = change
                     warnings = try RedirectTargets.check(change.added, on: device)
-                    durable = try journal.beginSyncing(sequence, .change, change, device: device)
+                    printed = change.added.commandLineList(device: device)
+                    durable = try journal.beginSyncing(sequence, .change, change, added: printed)
                 }, beforeLive: { () throws(OffloadError) in
                     do throws(StoreError) {
                         try durable?.wait()
@@ -248,7 +252,8 @@ public struct Offload {
                 try? journal.abort(sequence, programID: live.slot?.programID)
                 throw error
             }
-            let compacted = compactIfLarge(live, sequence: sequence, offload: offload)
+            let compacted = compactIfLarge(live, sequence: sequence, offload: offload,
+                                           printed: Array(zip(recorded.added, printed)))
             keep(Stored(rules: live.rules, offload: compacted ?? offload, sequence: sequence,
                         programID: live.datapath.program?.id ?? stored.programID, keptPlan: live.datapath.plan))
             return Update(result: outcome.result, change: change, recovery: recovery, warnings: warnings)
@@ -511,7 +516,9 @@ public struct Offload {
     /// then the rules, then the journal goes (each step leaves a state `load` reads
     /// right). A snapshot that cannot be written is left for a later command.
     /// Returns the state written, if it was.
-    private func compactIfLarge(_ live: LiveRuleSet, sequence: UInt64, offload: OffloadState) -> OffloadState? {
+    /// `printed`: lines of some of the rules, printed already.
+    private func compactIfLarge(_ live: LiveRuleSet, sequence: UInt64, offload: OffloadState,
+                                printed: [(rule: FlowRule, line: String)]) -> OffloadState? {
         // stat(2) (FileStamp), not FileManager's attributes, which read the owner's
         // names from /etc/passwd and /etc/group on every command.
         let rulesSize = Int(FileStamp(files.path.appending(store.fileName(device))).size)
@@ -522,7 +529,7 @@ public struct Offload {
         next.programID = live.slot?.programID
         do {
             try files.write(next, to: offloadFile)
-            try store.write(live.rules, sequence: sequence, for: device)
+            try store.write(live.rules, sequence: sequence, for: device, printed: printed)
             try files.remove(journalFile)
             return next
         } catch {

@@ -169,14 +169,25 @@ extension ActionControl {
 }
 
 extension Sequence<FlowRule> {
-    /// `commandLine(device:)` of each rule after `prefix`, each ended by a newline, as one
-    /// text: what the state directory keeps (snapshots, journal records).
+    /// `commandLine(device:)` of each rule, in order, printed on every core: what the
+    /// state directory keeps (snapshots, journal records).
+    public func commandLineList(device: String) -> [String] {
+        Array(self).concurrentMap { $0.commandLine(device: device) }
+    }
+
+    /// `commandLineList` as one text (`joinedLines`).
     public func commandLines(device: String, prefix: String = "") -> String {
-        let lines = Array(self).concurrentMap { $0.commandLine(device: device) }
-        // One allocation for the text of 100,000 rules, not one per line and a doubling.
+        commandLineList(device: device).joinedLines(prefix: prefix)
+    }
+}
+
+extension [String] {
+    /// Each line after `prefix`, ended by a newline, as one text: one allocation for the
+    /// text of 100,000 rules, not one per line and a doubling.
+    public func joinedLines(prefix: String = "") -> String {
         var text = ""
-        text.reserveCapacity(lines.reduce(0) { $0 + prefix.utf8.count + $1.utf8.count + 1 })
-        for line in lines {
+        text.reserveCapacity(reduce(0) { $0 + prefix.utf8.count + $1.utf8.count + 1 })
+        for line in self {
             text += prefix
             text += line
             text += "\n"

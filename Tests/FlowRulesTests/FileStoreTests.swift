@@ -1,4 +1,4 @@
-import FlowOffload
+@testable import FlowOffload
 import FlowRules
 import Foundation
 import SystemPackage
@@ -42,6 +42,24 @@ import Testing
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: file)) == before)
         #expect(try store.rules(of: "xft0").rules.count == 1)
+    }
+
+    @Test func aSnapshotTakesTheLinesARecordPrinted() throws {
+        var set = RuleSet()
+        for index in 1 ... 40 {
+            _ = try set.add(try rule("filter add dev xft0 chain \(index % 3) prio \(index % 7 + 1) handle \(index) "
+                + "protocol ip flower ip_proto udp dst_port \(index) action drop"))
+        }
+        let whole = FileRuleSetStore.text(of: set, sequence: 9, device: "xft0")
+        let rules = Array(set.rules)
+        for seed in 0 ..< 8 {
+            let some = rules.indices.filter { ($0 * 7 + seed) % 3 == 0 }.map { rules[$0] }.shuffled()
+            let printed = some.map { (rule: $0, line: $0.commandLine(device: "xft0")) }
+            #expect(FileRuleSetStore.text(of: set, sequence: 9, device: "xft0", printed: printed) == whole)
+        }
+        // A printed line is taken as it is, in its rule's place.
+        let marked = FileRuleSetStore.text(of: set, sequence: 9, device: "xft0", printed: [(rules[5], "marked")])
+        #expect(marked.split(separator: "\n").filter { !$0.hasPrefix("#") }[5] == "marked")
     }
 
     @Test func theFileIsABatchOfTheRules() throws {

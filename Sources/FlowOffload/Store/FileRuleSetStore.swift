@@ -84,8 +84,10 @@ public struct FileRuleSetStore: RuleSetStore {
     }
 
     /// Writes `device`'s snapshot; the caller holds the lock.
-    func write(_ set: RuleSet, sequence: UInt64, for device: String) throws(StoreError) {
-        try files.write(bytes: Data(Self.text(of: set, sequence: sequence, device: device).utf8),
+    /// `printed`: lines of some of the rules (a journal record's), not printed again.
+    func write(_ set: RuleSet, sequence: UInt64, for device: String,
+               printed: [(rule: FlowRule, line: String)] = []) throws(StoreError) {
+        try files.write(bytes: Data(Self.text(of: set, sequence: sequence, device: device, printed: printed).utf8),
                         to: Self.file(of: device))
     }
 
@@ -95,8 +97,23 @@ public struct FileRuleSetStore: RuleSetStore {
     }
 
     /// One `filter add` line per rule.
-    static func text(of set: RuleSet, sequence: UInt64, device: String) -> String {
-        header + "\(sequence)\n" + set.rules.commandLines(device: device)
+    static func text(of set: RuleSet, sequence: UInt64, device: String,
+                     printed: [(rule: FlowRule, line: String)] = []) -> String {
+        // The set is in (chain, prio, handle) order: the printed lines are merged in.
+        func place(_ rule: FlowRule) -> (UInt32, UInt16, UInt32) { (rule.chain, rule.prio, rule.handle) }
+        let rules = set.rules
+        let sorted = printed.sorted { place($0.rule) < place($1.rule) }
+        var next = sorted.startIndex
+        var lines: [String?] = rules.map { rule in
+            while next < sorted.endIndex, place(sorted[next].rule) < place(rule) { next += 1 }
+            guard next < sorted.endIndex, place(sorted[next].rule) == place(rule) else { return nil }
+            return sorted[next].line
+        }
+        let missing = lines.indices.filter { lines[$0] == nil }
+        for (index, line) in zip(missing, missing.map { rules[$0] }.commandLineList(device: device)) {
+            lines[index] = line
+        }
+        return header + "\(sequence)\n" + lines.map { $0! }.joinedLines()
     }
 
     /// The rules of `text`, added in order. Its words hold no white space (names are

@@ -108,17 +108,18 @@ struct Journal {
 
     /// The first append of a record: what is about to change, synced before it returns.
     func begin(_ sequence: UInt64, _ kind: Kind, _ change: RuleChange, device: String) throws(StoreError) {
-        try beginSyncing(sequence, kind, change, device: device).wait()
+        try beginSyncing(sequence, kind, change, added: change.added.commandLineList(device: device)).wait()
     }
 
     /// `begin`, its fsync left running on another thread while the change is prepared
     /// (planned, its program generated and verified, new maps filled); the caller waits
-    /// for it before the device runs anything of the change.
+    /// for it before the device runs anything of the change. `added`: the change's added
+    /// rules, printed (`commandLineList`).
     func beginSyncing(_ sequence: UInt64, _ kind: Kind, _ change: RuleChange,
-                      device: String) throws(StoreError) -> PendingSync {
+                      added: [String]) throws(StoreError) -> PendingSync {
         var text = "begin \(sequence) \(kind.rawValue)\n"
         for rule in change.removed { text += "- \(rule.chain) \(rule.prio) \(rule.handle)\n" }
-        text += change.added.commandLines(device: device, prefix: "+ ")
+        text += added.joinedLines(prefix: "+ ")
         return try append(text)
     }
 
