@@ -197,16 +197,13 @@ public final class Datapath {
                 entries.append((index, try value(source)))
             }
             // Devmaps have no batch operations: the view writes them one at a time.
-            for start in stride(from: 0, to: entries.count, by: batchSize) {
-                try map.set(contentsOf: Array(entries[start ..< min(start + batchSize, entries.count)]))
-            }
+            try inBatches(entries) { batch throws(BPFError) in try map.set(contentsOf: batch) }
             count += entries.count
         }
         if let counters = views.counters, names.contains(FlowMaps.counters), keptMaps.contains(FlowMaps.counters) {
             // A slot that changed hands (or is new) starts from zero; a new map is zero.
-            let slots = writes.counters.sorted()
-            for start in stride(from: 0, to: slots.count, by: batchSize) {
-                try counters.set(Array(slots[start ..< min(start + batchSize, slots.count)]), allCPUs: RuleCounters())
+            try inBatches(writes.counters.sorted()) { batch throws(BPFError) in
+                try counters.set(batch, allCPUs: RuleCounters())
             }
             count += writes.counters.count
         }
@@ -403,8 +400,13 @@ public final class Datapath {
 
     private static func updateInBatches(_ map: BPFKernel.Map, _ entries: [(key: [UInt8], value: [UInt8])])
         throws(BPFError) {
-        for start in stride(from: 0, to: entries.count, by: batchSize) {
-            try map.updateBatch(Array(entries[start ..< min(start + batchSize, entries.count)]))
+        try inBatches(entries) { batch throws(BPFError) in try map.updateBatch(batch) }
+    }
+
+    /// `items` in runs of at most `batchSize`, each handed to `write` (one batch call).
+    private static func inBatches<T>(_ items: [T], _ write: ([T]) throws(BPFError) -> Void) throws(BPFError) {
+        for start in stride(from: 0, to: items.count, by: batchSize) {
+            try write(Array(items[start ..< min(start + batchSize, items.count)]))
         }
     }
 
