@@ -99,16 +99,10 @@ public struct FileRuleSetStore: RuleSetStore {
     /// One `filter add` line per rule.
     static func text(of set: RuleSet, sequence: UInt64, device: String,
                      printed: [(rule: FlowRule, line: String)] = []) -> String {
-        // The set is in (chain, prio, handle) order: the printed lines are merged in.
-        func place(_ rule: FlowRule) -> (UInt32, UInt16, UInt32) { (rule.chain, rule.prio, rule.handle) }
+        func place(_ rule: FlowRule) -> RuleSelector { RuleSelector(chain: rule.chain, prio: rule.prio, handle: rule.handle) }
+        let known = Dictionary(printed.map { (place($0.rule), $0.line) }, uniquingKeysWith: { first, _ in first })
         let rules = set.rules
-        let sorted = printed.sorted { place($0.rule) < place($1.rule) }
-        var next = sorted.startIndex
-        var lines: [String?] = rules.map { rule in
-            while next < sorted.endIndex, place(sorted[next].rule) < place(rule) { next += 1 }
-            guard next < sorted.endIndex, place(sorted[next].rule) == place(rule) else { return nil }
-            return sorted[next].line
-        }
+        var lines = rules.map { known[place($0)] }
         let missing = lines.indices.filter { lines[$0] == nil }
         for (index, line) in zip(missing, missing.map { rules[$0] }.commandLineList(device: device)) {
             lines[index] = line
