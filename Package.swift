@@ -114,7 +114,7 @@ let package = Package(
                 "KernelTestSupport", .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "FlowRules", "Packets"]),
+        .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "FlowRules", "Packets", "RuleSetWorkloads"]),
         .testTarget(
             name: "FlowRulesTests",
             dependencies: [

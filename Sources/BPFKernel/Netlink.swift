@@ -1,4 +1,6 @@
 import BPFAssembly
+import CLibBPF
+import Glibc
 
 /// Netlink's framing, for the few requests XDPFlow makes itself (generic netlink's
 /// netdev family; nftables' rule dump): a request of nlmsghdr, the family's own header
@@ -44,5 +46,18 @@ public enum Netlink {
         }
         try reader.skip(max(0, end - reader.offset))
         return attributes
+    }
+
+    /// Binds `socket` to a port the kernel picks: a multicast group's messages reach
+    /// bound sockets only (a request's send binds one by itself). False, with errno set,
+    /// when it fails.
+    public static func bind(_ socket: Int32) -> Bool {
+        var address = sockaddr_nl()
+        address.nl_family = sa_family_t(AF_NETLINK)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(socket, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) == 0
+            }
+        }
     }
 }

@@ -28,8 +28,10 @@ public struct HookOffload: Sendable {
     public var device: String
     /// The hook's base chains, in the order they run.
     public private(set) var chains: [Chain]
-    /// Prio and handle set, in order.
-    public private(set) var rules: [FlowRule] = []
+    /// The guards, then the rules, with prio and handle set, in order.
+    public var rules: [FlowRule] { guards + emitted }
+    /// How many flower rules the offload holds.
+    public var ruleCount: Int { guards.count + emitted.count }
     /// Where each flower rule comes from, by prio and handle.
     public private(set) var origins: [Slot: Origin] = [:]
     /// Every nftables rule of the hook's chains (and of those they jump to), in order.
@@ -39,6 +41,11 @@ public struct HookOffload: Sendable {
     public private(set) var firstPrio: UInt16 = 1
     /// The prios the band spans, guards included.
     public private(set) var span = 0
+
+    private var guards: [FlowRule] = []
+    private var emitted: [FlowRule] = []
+    /// What lets a change resume the walk where it begins, rather than at the start.
+    private var resumption = Resumption()
 
     /// The prios before the rules, counted from the band's first: the guards'.
     static let firstRulePrio: UInt16 = 8
@@ -52,15 +59,9 @@ public struct HookOffload: Sendable {
     public init(ruleset: Ruleset, device: String, firstPrio: UInt16? = nil) throws(OffloadLimit) {
         self.device = device
         chains = Self.ingressChains(of: ruleset, device: device)
-        var translator = Translator(ruleset: ruleset, device: device)
-        for (index, chain) in chains.enumerated() {
-            try translator.walkBase(chain, isLast: index == chains.count - 1)
-        }
-        translator.emitGuards()
-        rules = translator.rules.sorted { ($0.prio, $0.handle) < ($1.prio, $1.handle) }
-        origins = translator.origins
-        reports = translator.reports
-        span = Int(rules.last?.prio ?? 0)
+        var translator = Translator(ruleset: ruleset, device: device, chains: chains, from: 0, at: .start)
+        try translator.walk()
+        adopt(translator, from: 0)
         try place(from: firstPrio ?? Self.firstPrio(span: span))
     }
 
@@ -76,13 +77,69 @@ public struct HookOffload: Sendable {
         let shift = Int(first) - Int(firstPrio)
         guard shift != 0 else { return }
         func moved(_ prio: UInt16) -> UInt16 { UInt16(Int(prio) + shift) }
-        rules = rules.map { rule in
-            var rule = rule
-            rule.prio = moved(rule.prio)
-            return rule
+        func moved(_ rules: inout [FlowRule]) {
+            for index in rules.indices { rules[index].prio = moved(rules[index].prio) }
         }
+        moved(&guards)
+        moved(&emitted)
         origins = Dictionary(uniqueKeysWithValues: origins.map { (Slot(prio: moved($0.key.prio), handle: $0.key.handle), $0.value) })
         firstPrio = first
+    }
+
+    /// Follows `events`, which took the ruleset this offload was translated from to
+    /// `ruleset`, and returns the change from the old flower rules to the new: the walk
+    /// resumes at the first rule of a base chain that an event can reach (the rule
+    /// added or deleted, the first that reads a set with new elements or walks a chain
+    /// that changed), so a rule appended costs that rule, and the rules before it are
+    /// not copied. Nil when an event reaches what a resumed walk cannot follow (a chain
+    /// or table added or gone, a policy, a flush) or the band no longer fits; this
+    /// translation is spent then: translate the ruleset whole.
+    public mutating func follow(_ events: [RulesetEvent], in ruleset: Ruleset) -> RuleChange? {
+        var start = resumption.checkpoints.count
+        for event in events {
+            guard let reached = resumption.firstReached(by: event, in: ruleset, chains: chains) else { return nil }
+            start = min(start, reached)
+        }
+        guard start < resumption.checkpoints.count else { return RuleChange() }
+        var translator = Translator(ruleset: ruleset, device: device, chains: chains, from: start,
+                                    at: resumption.checkpoints[start])
+        do {
+            try translator.walk()
+        } catch {
+            return nil
+        }
+        let kept = resumption.checkpoints[start].ruleCount
+        let removed = guards + emitted[kept...]
+        adopt(translator, from: start)
+        guard Int(firstPrio) + span - 1 <= Int(UInt16.max) else { return nil }
+        let added = guards + emitted[kept...]
+        // What the walk emitted again unchanged, at the same place, stays.
+        let before = Dictionary(removed.map { (Slot($0), $0) }, uniquingKeysWith: { a, _ in a })
+        let same = Set(added.filter { before[Slot($0)] == $0 }.map(Slot.init))
+        return RuleChange(removed: removed.filter { !same.contains(Slot($0)) },
+                          added: added.filter { !same.contains(Slot($0)) })
+    }
+
+    /// Takes the translator's walk, from checkpoint `start` on, in place of this one's:
+    /// its rules are placed in the band, its guards replace the old ones.
+    private mutating func adopt(_ translator: Translator, from start: Int) {
+        let shift = Int(firstPrio) - 1
+        func placed(_ rule: FlowRule) -> FlowRule {
+            var rule = rule
+            rule.prio = UInt16(Int(rule.prio) + shift)
+            return rule
+        }
+        let kept = start < resumption.checkpoints.count ? resumption.checkpoints[start] : Checkpoint.start
+        for rule in guards + emitted[kept.ruleCount...] { origins[Slot(rule)] = nil }
+        emitted.removeSubrange(kept.ruleCount...)
+        emitted += translator.rules.map(placed)
+        guards = Translator.guards(for: emitted).map(placed)
+        for (slot, origin) in translator.origins { origins[Slot(prio: UInt16(Int(slot.prio) + shift), handle: slot.handle)] = origin }
+        for rule in guards { origins[Slot(rule)] = Origin(rule: nil, role: .handsOff) }
+        reports.removeSubrange(kept.reportCount...)
+        reports += translator.reports
+        resumption.adopt(translator, from: start)
+        span = (emitted.last ?? guards.last).map { Int($0.prio) - shift } ?? 0
     }
 
     /// The base chains on `device`'s ingress hook, by priority, in the order the kernel
@@ -182,39 +239,168 @@ public struct OffloadLimit: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String
 }
 
-/// Walks the chains and emits flower rules, one prio per nftables rule and protocol.
+/// A chain or a named set: a name within a table.
+struct QualifiedName: Hashable, Sendable {
+    var table: TableID
+    var name: String
+}
+
+/// Where the walk stood before one rule of a base chain, or before the chain's policy:
+/// a walk resumed there emits what follows as a whole walk would.
+struct Checkpoint: Sendable {
+    /// The base chain's index in the walk.
+    var chain: Int
+    /// The rule's index in its chain; the chain's count for the policy.
+    var rule: Int
+    /// Nil for the policy.
+    var id: Rule.ID?
+    /// Flower rules emitted and rules reported before it (guards apart).
+    var ruleCount: Int
+    var reportCount: Int
+    /// Prios counted from the band's first, 1.
+    var nextPrio: UInt16
+    var closedBy: Rule.ID?
+
+    static let start = Checkpoint(chain: 0, rule: 0, id: nil, ruleCount: 0, reportCount: 0,
+                                  nextPrio: HookOffload.firstRulePrio, closedBy: nil)
+}
+
+/// What `HookOffload.follow` needs to find where an event's change begins.
+struct Resumption: Sendable {
+    var checkpoints: [Checkpoint] = []
+    /// Each base chain rule's checkpoint.
+    var positions: [Rule.ID: Int] = [:]
+    /// Each base chain's policy checkpoint, by the chain's index.
+    var ends: [Int] = []
+    /// The first checkpoint whose rule read a named set, or walked a chain that is not
+    /// a base chain (by a jump or goto): where a change to it begins.
+    var setReaders: [QualifiedName: Int] = [:]
+    var chainWalkers: [QualifiedName: Int] = [:]
+
+    mutating func adopt(_ translator: Translator, from start: Int) {
+        for checkpoint in checkpoints[start...] { if let id = checkpoint.id { positions[id] = nil } }
+        checkpoints.removeSubrange(start...)
+        checkpoints += translator.checkpoints
+        positions.merge(translator.positions) { _, new in new }
+        ends.removeSubrange(min(translator.firstChain, ends.count)...)
+        ends += translator.ends
+        setReaders = setReaders.filter { $0.value < start }.merging(translator.setReaders) { old, _ in old }
+        chainWalkers = chainWalkers.filter { $0.value < start }.merging(translator.chainWalkers) { old, _ in old }
+    }
+
+    /// The first checkpoint `event` can change the walk from (`Int.max`: none); nil when
+    /// a resumed walk cannot follow it.
+    func firstReached(by event: RulesetEvent, in ruleset: Ruleset, chains: [Chain]) -> Int? {
+        func base(_ table: TableID, _ name: String) -> Int? {
+            chains.firstIndex { $0.table == table && $0.name == name }
+        }
+        switch event {
+        case .addRule(let rule):
+            guard let chain = base(rule.table, rule.chain) else {
+                return chainWalkers[QualifiedName(table: rule.table, name: rule.chain)] ?? .max
+            }
+            // The first rule after it in its chain that the walk reached, else the policy;
+            // nothing when it is gone again.
+            guard let index = ruleset.rules.firstIndex(where: { $0.id == rule.id }) else { return .max }
+            for next in ruleset.rules[(index + 1)...] {
+                guard next.table == rule.table, next.chain == rule.chain else { break }
+                if let position = positions[next.id] { return position }
+            }
+            return ends[chain]
+        case .deleteRule(let id):
+            guard base(id.table, id.chain) != nil else {
+                return chainWalkers[QualifiedName(table: id.table, name: id.chain)] ?? .max
+            }
+            // A rule the walk never reached was added since, and is gone again.
+            return positions[id] ?? .max
+        case .addElements(let set, let table, _):
+            return setReaders[QualifiedName(table: table, name: set)] ?? .max
+        case .other:
+            return nil
+        }
+    }
+}
+
+/// Walks the chains and emits flower rules, one prio per nftables rule and protocol,
+/// from a checkpoint (`Checkpoint.start` for a whole walk) to the last base chain's end.
 struct Translator {
     let ruleset: Ruleset
     let device: String
+    let chains: [Chain]
+    /// Prios counted from the band's first, 1.
     var rules: [FlowRule] = []
     var origins: [Slot: Origin] = [:]
     var reports: [RuleReport] = []
-    var nextPrio = HookOffload.firstRulePrio
+    var nextPrio: UInt16
     /// The rule after which XDP hands every frame to nftables.
     var closedBy: Rule.ID?
 
-    /// Each chain's rules in order, grouped once: a chain is walked again for every jump to it.
-    let rulesByChain: [ChainName: [Rule]]
+    /// Where the walk starts, and the checkpoints it passes, numbered on from `first`.
+    let start: Checkpoint
+    let first: Int
+    var checkpoints: [Checkpoint] = []
+    var positions: [Rule.ID: Int] = [:]
+    var ends: [Int] = []
+    var setReaders: [QualifiedName: Int] = [:]
+    var chainWalkers: [QualifiedName: Int] = [:]
+    var firstChain: Int { start.chain }
 
-    struct ChainName: Hashable {
-        var table: TableID
-        var name: String
-    }
+    /// Each chain's rules in order, grouped once, since a chain is walked again for
+    /// every jump to it: all chains at once for a whole walk, one by one for a resumed
+    /// walk, which reaches few.
+    var rulesByChain: [QualifiedName: [Rule]] = [:]
+    let groupedAll: Bool
 
     /// The most flower rules one nftables rule may become.
     static let maxExpansion = 65_536
 
-    init(ruleset: Ruleset, device: String) {
+    init(ruleset: Ruleset, device: String, chains: [Chain], from first: Int, at start: Checkpoint) {
         self.ruleset = ruleset
         self.device = device
-        rulesByChain = Dictionary(grouping: ruleset.rules) { ChainName(table: $0.table, name: $0.chain) }
+        self.chains = chains
+        self.first = first
+        self.start = start
+        nextPrio = start.nextPrio
+        closedBy = start.closedBy
+        groupedAll = first == 0
+        if groupedAll {
+            rulesByChain = Dictionary(grouping: ruleset.rules) { QualifiedName(table: $0.table, name: $0.chain) }
+        }
     }
 
-    mutating func walkBase(_ chain: Chain, isLast: Bool) throws(OffloadLimit) {
+    mutating func rules(of chain: Chain) -> [Rule] {
+        let name = QualifiedName(table: chain.table, name: chain.name)
+        if let rules = rulesByChain[name] { return rules }
+        let rules = groupedAll ? [] : ruleset.rules.filter { $0.table == chain.table && $0.chain == chain.name }
+        rulesByChain[name] = rules
+        return rules
+    }
+
+    /// The base chains from the start on.
+    mutating func walk() throws(OffloadLimit) {
+        for index in start.chain ..< chains.count {
+            try walkBase(index, from: index == start.chain ? start.rule : 0)
+        }
+    }
+
+    mutating func walkBase(_ index: Int, from firstRule: Int) throws(OffloadLimit) {
+        let chain = chains[index]
         // An inet chain sees IPv4 and IPv6 frames only.
         let context = chain.table.family == .inet ? [FlowKey(network: .ipv4), FlowKey(network: .ipv6)] : [FlowKey()]
-        let base = Base(chain: chain, isLast: isLast)
-        _ = try walk(chain, context: context, base: base, depth: 0)
+        let base = Base(chain: chain, isLast: index == chains.count - 1)
+        let chainRules = rules(of: chain)
+        for position in min(firstRule, chainRules.count) ..< chainRules.count {
+            let rule = chainRules[position]
+            mark(chain: index, rule: position, id: rule.id)
+            if let closedBy {
+                reports.append(RuleReport(rule: rule.id, status: .unreachable(closedBy), flowRules: 0))
+                continue
+            }
+            // A return at depth 0 takes the policy: the walk goes on.
+            _ = try translate(rule, context: context, base: base, depth: 0)
+        }
+        ends.append(first + checkpoints.count)
+        mark(chain: index, rule: chainRules.count, id: nil)
         guard closedBy == nil else { return }
         let policy = Rule.ID(table: chain.table, chain: chain.name, handle: 0)
         // An accept policy lets the frame on to the next base chain: nothing to emit.
@@ -222,6 +408,16 @@ struct Translator {
             try emit(context, skips: [], control: .drop, origin: Origin(rule: policy, role: .drops), report: nil)
         }
     }
+
+    /// A checkpoint before a base chain's rule or policy.
+    mutating func mark(chain: Int, rule: Int, id: Rule.ID?) {
+        if let id { positions[id] = first + checkpoints.count }
+        checkpoints.append(Checkpoint(chain: chain, rule: rule, id: id, ruleCount: start.ruleCount + rules.count,
+                                      reportCount: start.reportCount + reports.count, nextPrio: nextPrio, closedBy: closedBy))
+    }
+
+    /// The checkpoint whose rule is being walked.
+    var current: Int { first + checkpoints.count - 1 }
 
     struct Base {
         var chain: Chain
@@ -231,8 +427,9 @@ struct Translator {
     /// Whether the rest of a jumped-to chain runs for the context's frames.
     enum WalkEnd { case fellThrough, returned }
 
+    /// A chain jumped to.
     mutating func walk(_ chain: Chain, context: [FlowKey], base: Base, depth: Int) throws(OffloadLimit) -> WalkEnd {
-        for rule in rulesByChain[ChainName(table: chain.table, name: chain.name)] ?? [] {
+        for rule in rules(of: chain) {
             if let closedBy {
                 reports.append(RuleReport(rule: rule.id, status: .unreachable(closedBy), flowRules: 0))
                 continue
@@ -244,6 +441,9 @@ struct Translator {
 
     /// One rule: its matches as keys, its verdict as flower's control.
     mutating func translate(_ rule: Rule, context: [FlowKey], base: Base, depth: Int) throws(OffloadLimit) -> WalkEnd {
+        for name in rule.setReferences where setReaders[QualifiedName(table: rule.table, name: name)] == nil {
+            setReaders[QualifiedName(table: rule.table, name: name)] = current
+        }
         let reader = ConditionReader(ruleset: ruleset, table: rule.table)
         var keys = context
         var skips: [FlowKey] = []
@@ -348,6 +548,8 @@ struct Translator {
             }
             try handOff(keys, rule: rule, reason: "a return with matches: the rest of the chain runs in nftables")
         case .jump(let target)?, .goto(let target)?:
+            let walked = QualifiedName(table: rule.table, name: target)
+            if chainWalkers[walked] == nil { chainWalkers[walked] = current }
             guard !counted, skips.isEmpty, depth < 16, let chain = ruleset.chain(target, in: rule.table) else {
                 let reason = counted ? "a counter with a jump" : !skips.isEmpty ? "a jump with a != match"
                     : depth >= 16 ? "jumps nested deeper than 16" : "no chain \(target)"
@@ -481,9 +683,9 @@ struct Translator {
         return emitted
     }
 
-    /// The guards: frames whose headers nftables reads otherwise than flower go to it
-    /// before any rule, when a rule could decide them otherwise.
-    mutating func emitGuards() {
+    /// The guards of `rules`, from prio 1: frames whose headers nftables reads otherwise
+    /// than flower go to it before any rule, when a rule could decide them otherwise.
+    static func guards(for rules: [FlowRule]) -> [FlowRule] {
         func reads(_ filterProtocol: FilterProtocol, _ field: (FlowMatch) -> Bool) -> Bool {
             rules.contains { $0.filterProtocol == filterProtocol && field($0.match) }
         }
@@ -514,10 +716,7 @@ struct Translator {
                 guardRule(.ipv6, handle: UInt32(index + 1)) { $0.ipProto = UInt8(header) }
             }
         }
-        for rule in guards {
-            rules.append(rule)
-            origins[Slot(prio: rule.prio, handle: rule.handle)] = Origin(rule: nil, role: .handsOff)
-        }
+        return guards
     }
 
     /// `keys` each combined with each alternative of `condition`.

@@ -106,6 +106,30 @@ public struct Rule: Sendable {
 }
 
 extension Rule {
+    /// The named sets and maps its statements read (`@NAME`).
+    var setReferences: [String] {
+        var names: [String] = []
+        func visit(_ expression: Expression) {
+            switch expression {
+            case .reference(let name): names.append(name)
+            case .concatenation(let parts), .set(let parts): parts.forEach(visit)
+            case .range(let low, let high): visit(low); visit(high)
+            case .mapping(let key, _): visit(key)
+            case .payload, .meta, .value, .prefix, .other: break
+            }
+        }
+        for statement in statements {
+            switch statement {
+            case .match(let match): visit(match.left); visit(match.right)
+            case .verdictMap(let key, let map): visit(key); visit(map)
+            case .counter, .verdict, .setMark, .other: break
+            }
+        }
+        return names
+    }
+}
+
+extension Rule {
     /// Where a rule is: `nft -a list ruleset` prints the handle. Handle 0 stands for the
     /// chain's policy.
     public struct ID: Hashable, Sendable, Comparable, CustomStringConvertible {

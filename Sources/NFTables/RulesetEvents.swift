@@ -38,26 +38,43 @@ public enum RulesetEvent: Sendable {
     }
 }
 
+/// Where a new rule went in its chain: what the kernel's notification of it says
+/// (NLM_F_APPEND, and NFTA_RULE_POSITION when the command named a rule), or the rule
+/// before it in a dump of the chain.
+public enum RulePlace: Hashable, Sendable {
+    case first
+    case last
+    case after(handle: Int)
+    case before(handle: Int)
+}
+
 extension Ruleset {
     /// Follows `event`; false when it cannot (`.other`, or a rule or set it does not
-    /// hold: the caller reads the ruleset again). `order` gives the handles of a chain's
-    /// rules in the kernel's order, asked only for a new rule.
-    public mutating func apply(_ event: RulesetEvent, order: (Rule.ID) throws -> [Int]) rethrows -> Bool {
+    /// hold: the caller reads the ruleset again). `place` says where a new rule went,
+    /// nil when it cannot.
+    public mutating func apply(_ event: RulesetEvent, place: (Rule) throws -> RulePlace?) rethrows -> Bool {
         switch event {
         case .addRule(let rule):
             guard chain(rule.chain, in: rule.table) != nil else { return false }
             // Read with the ruleset already (the monitor starts before the first read).
             if rules.contains(where: { $0.id == rule.id }) { return true }
-            let handles = try order(rule.id)
-            guard let position = handles.firstIndex(of: rule.handle) else { return false }
             let sameChain = { (other: Rule) in other.table == rule.table && other.chain == rule.chain }
-            if position == 0 {
-                rules.insert(rule, at: rules.firstIndex(where: sameChain) ?? rules.endIndex)
-            } else {
-                let before = handles[position - 1]
-                guard let index = rules.firstIndex(where: { sameChain($0) && $0.handle == before }) else { return false }
-                rules.insert(rule, at: index + 1)
+            let index: Int
+            switch try place(rule) {
+            case nil:
+                return false
+            case .first?:
+                index = rules.firstIndex(where: sameChain) ?? rules.endIndex
+            case .last?:
+                index = rules.lastIndex(where: sameChain).map { $0 + 1 } ?? rules.endIndex
+            case .after(let handle)?:
+                guard let found = rules.firstIndex(where: { sameChain($0) && $0.handle == handle }) else { return false }
+                index = found + 1
+            case .before(let handle)?:
+                guard let found = rules.firstIndex(where: { sameChain($0) && $0.handle == handle }) else { return false }
+                index = found
             }
+            rules.insert(rule, at: index)
             return true
         case .deleteRule(let id):
             guard let index = rules.firstIndex(where: { $0.id == id }) else { return false }
@@ -72,5 +89,14 @@ extension Ruleset {
         case .other:
             return false
         }
+    }
+}
+
+extension RulePlace {
+    /// The place of `handle` in a chain whose rules have `handles`, in order; nil when
+    /// it is not there (deleted again since).
+    public init?(of handle: Int, in handles: [Int]) {
+        guard let position = handles.firstIndex(of: handle) else { return nil }
+        self = position == 0 ? .first : .after(handle: handles[position - 1])
     }
 }

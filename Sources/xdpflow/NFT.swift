@@ -31,7 +31,7 @@ struct NFTSync: ParsableCommand {
         let only = words.isEmpty ? nil : try DeviceWords.device(in: words, command: "nft sync")
         let ruleset = try NFTRulesetSource.read()
         for device in try NFTRulesetSource.devices(of: ruleset, only: only) {
-            print(try NFTRulesetSource.sync(device, ruleset: ruleset))
+            print(try NFTRulesetSource.sync(device, ruleset: ruleset).line)
         }
     }
 }
@@ -49,7 +49,7 @@ struct NFTWatch: ParsableCommand {
     var words: [String] = []
 
     /// Past this many events at once (a file of rules), the ruleset is read again: faster
-    /// than following them one by one, each new rule placed by a dump of its chain.
+    /// than following them one by one.
     static let followLimit = 64
     /// `nft monitor` may subscribe after the first read has begun: a read this long after
     /// the start catches what came between.
@@ -61,23 +61,35 @@ struct NFTWatch: ParsableCommand {
         // Kept from one sync to the next, as the command server keeps it (checked
         // against the files and pins before each use).
         Offload.keepsState = true
-        // Started before the first read: no change after it goes unseen.
+        // Started before the first read: no change after it goes unseen. The kernel's
+        // notifications say where a new rule went, which the monitor's JSON does not;
+        // without them, a dump of the rule's chain says.
+        let notifications = try? NFTRuleOrder.Notifications()
         let monitor = try Subprocess.Running(["nft", "-j", "monitor"], capturingErrors: false)
         var offloaded: Set<String> = []
         /// The ruleset as the events left it; nil: read it again.
         var ruleset: Ruleset?
         /// Events followed in memory since the last sync.
-        var followed = 0
+        var events: [RulesetEvent] = []
+        /// Each device's translation as its offload holds it, which the next events
+        /// change where they reach rather than translating the hook again.
+        var translations: [String: HookOffload] = [:]
         func syncAll() {
             do {
-                let how = ruleset == nil ? "ruleset read" : "\(followed) event\(followed == 1 ? "" : "s") followed"
-                followed = 0
+                let how = ruleset == nil ? "ruleset read" : "\(events.count) event\(events.count == 1 ? "" : "s") followed"
+                if ruleset == nil { translations.removeAll() }
                 let current = try ruleset ?? NFTRulesetSource.read()
                 ruleset = current
                 for device in try NFTRulesetSource.devices(of: current, only: only) {
                     do {
-                        let line = try NFTRulesetSource.sync(device, ruleset: current)
-                        if !line.hasSuffix("unchanged") { print(line + " (\(how))") }
+                        // Taken out, so that following it does not copy its rules.
+                        var followed: NFTRulesetSource.Synced?
+                        if let translation = translations.removeValue(forKey: device) {
+                            followed = NFTRulesetSource.follow(device, from: consume translation, events: events, ruleset: current)
+                        }
+                        let synced = try followed ?? NFTRulesetSource.sync(device, ruleset: current)
+                        translations[device] = synced.translation
+                        if !synced.line.hasSuffix("unchanged") { print(synced.line + " (\(how))") }
                         offloaded.insert(device)
                     } catch {
                         printError("Error: \(device): \(error)\n")
@@ -92,16 +104,25 @@ struct NFTWatch: ParsableCommand {
                 offloaded.removeAll()
                 ruleset = nil
             }
+            events.removeAll()
             fflush(nil)
+        }
+        /// Where the kernel put a new rule.
+        func place(of rule: Rule) throws -> RulePlace? {
+            if let place = notifications?.place(of: rule.id) { return place }
+            return RulePlace(of: rule.handle, in: try NFTRuleOrder.handles(table: rule.table, chain: rule.chain))
         }
         /// Follows one event in memory; an event it cannot follow has the ruleset read again.
         func follow(_ line: ArraySlice<UInt8>) {
             guard var current = ruleset, !line.isEmpty else { return }
+            // Taken out, so that the change does not copy every rule.
+            ruleset = nil
             do {
                 let event = try RulesetEvent(json: Array(line))
-                ruleset = try current.apply(event) { try NFTRuleOrder.handles(table: $0.table, chain: $0.chain) }
-                    ? current : nil
-                followed += 1
+                if try current.apply(event, place: place) {
+                    ruleset = current
+                    events.append(event)
+                }
             } catch {
                 ruleset = nil
             }
@@ -277,20 +298,26 @@ enum NFTRulesetSource {
         return Set(HookOffload.devices(of: ruleset) + marked).sorted()
     }
 
+    /// What a sync printed, and the translation the device's offload now holds.
+    struct Synced {
+        var line: String
+        var translation: HookOffload?
+    }
+
     /// Makes the device's offload the translation of its chains, through the one engine:
     /// the rules that changed go, the new ones come, in one change. Without chains left,
     /// the offload a sync made goes (`remove`); and when the new rules cannot run, the
     /// old ones go too, since nftables no longer gives their verdicts.
-    static func sync(_ device: String, ruleset: Ruleset) throws -> String {
+    static func sync(_ device: String, ruleset: Ruleset) throws -> Synced {
         let offload = Offload(device: device)
         let marker = try marker(of: offload)
         do {
             let translated = try translation(of: ruleset, for: offload, marker: marker)
             if translated.chains.isEmpty {
-                guard marker != nil else { return "\(device): no nftables ingress chain; nothing to do" }
-                return try remove(device)
+                guard marker != nil else { return Synced(line: "\(device): no nftables ingress chain; nothing to do") }
+                return Synced(line: try remove(device))
             }
-            return try replace(offload, with: translated, marker: marker)
+            return Synced(line: try replace(offload, with: translated, marker: marker), translation: translated)
         } catch let refusal as NFTSyncRefusal where marker == nil {
             throw refusal
         } catch where offload.files.contains(markerFile(device)) {
@@ -299,6 +326,32 @@ enum NFTRulesetSource {
             throw NFTSyncFailure(device: device, reason: error)
         }
     }
+
+    /// The sync that follows `events` from `translated`, the translation the device's
+    /// offload holds, to `ruleset`: only the rules the events reach change, checked
+    /// against those stored. Nil when the events reach further than a resumed walk
+    /// follows, or the stored rules are not `translated`'s: `sync` then.
+    static func follow(_ device: String, from translated: consuming HookOffload, events: [RulesetEvent],
+                       ruleset: Ruleset) -> Synced? {
+        guard let change = translated.follow(events, in: ruleset) else { return nil }
+        guard !change.isEmpty else { return Synced(line: summary(of: translated, changed: false), translation: translated) }
+        let offload = Offload(device: device)
+        do {
+            let update = try offload.update { rules, recorded in
+                for rule in change.removed where rules.rule(chain: rule.chain, prio: rule.prio, handle: rule.handle) != rule {
+                    throw StaleTranslation()
+                }
+                recorded = change
+                try rules.apply(change)
+            }
+            return Synced(line: summary(of: translated, changed: update.change != nil), translation: translated)
+        } catch {
+            return nil
+        }
+    }
+
+    /// The stored rules are not those the translation followed from.
+    private struct StaleTranslation: Error {}
 
     /// Removes the offload a sync made and forgets the device: its rules go, and the
     /// program too unless tc rules stay.
@@ -360,12 +413,15 @@ enum NFTRulesetSource {
             update = try replace()
         }
         if movesUp { try offload.files.write(written, to: markerFile(device)) }
+        return summary(of: translated, changed: update.change != nil)
+    }
+
+    static func summary(of translated: HookOffload, changed: Bool) -> String {
         let offloaded = translated.reports.filter(\.status.isOffloaded).count
         let handed = translated.reports.filter { if case .notOffloaded = $0.status { true } else { false } }.count
-        let changed = update.change == nil ? "unchanged" : "changed"
-        return "\(device): \(translated.chains.count) base chain\(translated.chains.count == 1 ? "" : "s"), "
+        return "\(translated.device): \(translated.chains.count) base chain\(translated.chains.count == 1 ? "" : "s"), "
             + "\(translated.reports.count) rules: \(offloaded) offloaded, \(handed) to nftables; "
-            + "\(translated.rules.count) flower rules, \(changed)"
+            + "\(translated.ruleCount) flower rules, \(changed ? "changed" : "unchanged")"
     }
 }
 
@@ -579,7 +635,8 @@ let nftManual = """
     monitor) and syncs again after each, changing only the flower rules that changed, \
     until SIGINT or SIGTERM; then it removes every offload it made. Rules added or \
     deleted and set elements added are followed in the ruleset it holds (a new rule \
-    goes where a netlink dump of its chain's handles puts it: nft's JSON does not say); \
+    goes where the kernel's notification of it says: nft's JSON does not), and in its \
+    translation from the first rule they reach on; \
     any other change, or more than 64 at once, has it read the ruleset again, as it does \
     once a second after it starts. Each line it prints says which (events followed, or \
     ruleset read). make install puts a systemd unit for it in place \

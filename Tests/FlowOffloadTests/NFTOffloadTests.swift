@@ -107,7 +107,7 @@ struct NFTOffloadTests {
         #expect(try refused("nft sync dev DEV").contains("has a tc rule at prio 60000"))
     }
 
-    /// `nft watch` follows set elements, rules (one inserted first), a flush, the table's deletion and its
+    /// `nft watch` follows set elements, rules (one inserted first, one after another), a flush, the table's deletion and its
     /// return, as map writes where it can, and leaves nothing behind when stopped.
     @Test func watchFollowsTheRuleset() throws {
         let lab = try NFTLab()
@@ -156,14 +156,21 @@ struct NFTOffloadTests {
         try run(["nft", "add", "rule", "netdev", lab.table, "ingress", "tcp", "dport", "22", "drop"])
         device = try status { synced($0) && flowRules($0) == [2, 2] }
         #expect(flowRules(device) == [2, 2], "a rule of either IP family: two flower rules")
-        // The event does not say where; the chain's order does (in sync: as a new read has it).
+        // The monitor does not say where; the kernel's notification does (in sync: as a new read has it).
         try run(["nft", "insert", "rule", "netdev", lab.table, "ingress", "ip", "saddr", "10.0.5.0/24", "drop"])
         device = try status { synced($0) && flowRules($0) == [1, 2, 2] }
         #expect(flowRules(device) == [1, 2, 2], "an inserted rule goes first")
+        // One added after a rule the command names goes there.
+        let listed = try run(["nft", "-a", "list", "chain", "netdev", lab.table, "ingress"])
+        let handle = try #require(listed.split(separator: "\n").first { $0.contains("@blocked") }?
+            .split(separator: " ").last.map(String.init))
+        try run(["nft", "add", "rule", "netdev", lab.table, "ingress", "position", handle, "ip", "saddr", "10.0.6.0/24", "drop"])
+        device = try status { synced($0) && flowRules($0) == [1, 2, 1, 2] }
+        #expect(flowRules(device) == [1, 2, 1, 2], "a rule added after another goes after it")
 
         try run(["nft", "delete", "element", "netdev", lab.table, "blocked", "{ 10.0.0.1 }"])
-        device = try status { synced($0) && flowRules($0) == [1, 1, 2] }
-        #expect(flowRules(device) == [1, 1, 2])
+        device = try status { synced($0) && flowRules($0) == [1, 1, 1, 2] }
+        #expect(flowRules(device) == [1, 1, 1, 2])
 
         try run(["nft", "flush", "chain", "netdev", lab.table, "ingress"])
         device = try status { synced($0) && flowRules($0).isEmpty }

@@ -26,10 +26,10 @@ import Testing
     /// `order` is the chain's, asked for the rule of `line` alone.
     func follow(_ line: String, order: [Int] = [], in ruleset: inout Ruleset) throws -> Bool {
         let event = try RulesetEvent(json: Array(line.utf8))
-        return try ruleset.apply(event) { id in
-            guard case .addRule(let rule) = event else { Issue.record("a chain's order asked for \(event)"); return [] }
-            #expect(id == Rule.ID(table: Self.table, chain: "c", handle: rule.handle))
-            return order
+        return try ruleset.apply(event) { rule in
+            guard case .addRule(let added) = event else { Issue.record("a place asked for \(event)"); return nil }
+            #expect(rule.id == Rule.ID(table: Self.table, chain: "c", handle: added.handle))
+            return RulePlace(of: rule.handle, in: order)
         }
     }
 
@@ -51,6 +51,19 @@ import Testing
             lines.firstIndex { $0.contains("src_ip \(address) ") }
         }
         #expect(!places.contains(nil) && places == places.sorted { ($0 ?? 0) < ($1 ?? 0) })
+    }
+
+    /// The places a notification gives: appended or inserted, next to a rule or not.
+    @Test func placesAsTheKernelGivesThem() throws {
+        var ruleset = try ruleset()
+        for (handle, place) in [(5, RulePlace.last), (6, .first), (7, .after(handle: 3)), (8, .before(handle: 5))] {
+            let event = try RulesetEvent(json: Array(Self.rule(handle, "10.0.0.\(handle)").utf8))
+            #expect(ruleset.apply(event) { _ in place })
+        }
+        #expect(ruleset.rules.map(\.handle) == [6, 3, 7, 4, 8, 5])
+        let missing = try RulesetEvent(json: Array(Self.rule(9, "10.0.0.9").utf8))
+        #expect(!ruleset.apply(missing) { _ in .after(handle: 99) }, "next to a rule it does not hold")
+        #expect(!ruleset.apply(missing) { _ in nil }, "no place known")
     }
 
     @Test func elementsJoinTheirSet() throws {
