@@ -145,7 +145,8 @@ extension NFTCases {
                 The nft-live section's table, with a set `extra` and a rule `ip saddr @extra counter drop` added; \
                 `xdpflow nft watch dev DEV` running (it syncs, then follows `nft -j monitor`: when nftables has \
                 been quiet for a millisecond after an event, it applies the events to the ruleset it holds, a new \
-                rule where a netlink dump of its chain's handles puts it, translates the hook again and changes \
+                rule where the kernel's notification of it says, walks the translation again from the first rule \
+                the events reach and changes \
                 the device's rules through the one engine). Then, in turn, `nft add rule ... ip saddr A counter drop` and \
                 `nft add element ... extra { B }`, each timed from the command's return until the watch prints \
                 that the device's rules changed (its map writes, or a new program, are in the kernel then). \
