@@ -154,6 +154,13 @@ public struct HookOffload: Sendable {
         }
     }
 
+    /// The tables with a filter chain on an ingress hook, in the listing's order: all
+    /// that an offload reads.
+    public static func tables(of ruleset: Ruleset) -> [TableID] {
+        var seen: Set<TableID> = []
+        return hookedChains(of: ruleset).map(\.table).filter { seen.insert($0).inserted }
+    }
+
     /// The devices with an ingress base chain.
     public static func devices(of ruleset: Ruleset) -> [String] {
         Set(hookedChains(of: ruleset).flatMap { $0.base!.devices }).sorted()

@@ -2,7 +2,8 @@ import FlowRules
 
 /// The nftables ruleset as `nft -j list ruleset` prints it (libnftables' JSON schema,
 /// libnftables-json(5)), kept as far as an offload to XDP needs it: tables, chains and
-/// their hooks, named sets, and each rule's statements as typed values.
+/// their hooks, named sets, and each rule's statements as typed values. It may hold
+/// some tables only (those with an ingress chain, listed one by one and `add`ed).
 public struct Ruleset: Sendable {
     public var tables: [Table] = []
     public var chains: [Chain] = []
@@ -10,6 +11,14 @@ public struct Ruleset: Sendable {
     public var rules: [Rule] = []
 
     public init() {}
+
+    /// Adds the objects of another listing, of other tables.
+    public mutating func add(_ other: Ruleset) {
+        tables += other.tables
+        chains += other.chains
+        sets += other.sets
+        rules += other.rules
+    }
 
     /// The chain `name` of `table`.
     public func chain(_ name: String, in table: TableID) -> Chain? {

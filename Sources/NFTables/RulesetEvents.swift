@@ -6,11 +6,21 @@ import FlowRules
 /// `.other`, and the ruleset is read again.
 public enum RulesetEvent: Sendable {
     /// `add rule` or `insert rule`: the event does not say where the rule went
-    /// (`position` is not in nft's JSON), so the kernel's order of the chain places it.
+    /// (`position` is not in nft's JSON); the kernel's notification of it does.
     case addRule(Rule)
     case deleteRule(Rule.ID)
     case addElements(set: String, table: TableID, elements: [Expression])
     case other
+
+    /// The table a rule or element event changes.
+    var table: TableID? {
+        switch self {
+        case .addRule(let rule): rule.table
+        case .deleteRule(let id): id.table
+        case .addElements(_, let table, _): table
+        case .other: nil
+        }
+    }
 
     public init(json line: [UInt8]) throws(RulesetError) {
         let document: JSONValue
@@ -50,9 +60,12 @@ public enum RulePlace: Hashable, Sendable {
 
 extension Ruleset {
     /// Follows `event`; false when it cannot (`.other`, or a rule or set it does not
-    /// hold: the caller reads the ruleset again). `place` says where a new rule went,
-    /// nil when it cannot.
+    /// hold in a table it holds: the caller reads the ruleset again). `place` says where
+    /// a new rule went, nil when it cannot.
     public mutating func apply(_ event: RulesetEvent, place: (Rule) throws -> RulePlace?) rethrows -> Bool {
+        // A table it does not hold has no ingress chain (a read takes every table that
+        // has one), and a table or chain added comes as `.other`: nothing here changes.
+        if let table = event.table, !tables.contains(where: { $0.id == table }) { return true }
         switch event {
         case .addRule(let rule):
             guard chain(rule.chain, in: rule.table) != nil else { return false }

@@ -272,14 +272,32 @@ enum NFTRulesetSource {
         return translated
     }
 
-    /// `nft -j list ruleset`, read as nft prints it, with `nft list chains` for the devices
+    /// The tables with an ingress chain, as nft prints them: `nft -j list chains` (no
+    /// rules: milliseconds) says which, `nft -j list table` reads each, so the rules of
+    /// other tables (a host's firewall) cost nothing; `nft list chains` adds the devices
     /// nft 1.0.6 leaves out of the JSON (the text of the chains alone: that of every rule
     /// costs as much again). Without `counters`, stateless (`-s`): a translation reads
     /// no counter's values, and nft prints a tenth faster without them.
     static func read(counters: Bool = false) throws -> Ruleset {
-        var reader = Ruleset.Reader()
-        try Subprocess.run(["nft", "-j"] + (counters ? [] : ["-s"]) + ["list", "ruleset"]) { try reader.read($0) }
-        var ruleset = try reader.finish()
+        func hookedTables() throws -> [TableID] {
+            var chains = Ruleset.Reader()
+            try Subprocess.run(["nft", "-j", "list", "chains"]) { try chains.read($0) }
+            return HookOffload.tables(of: try chains.finish())
+        }
+        var ruleset = Ruleset()
+        for table in try hookedTables() {
+            var reader = Ruleset.Reader()
+            do {
+                try Subprocess.run(["nft", "-j"] + (counters ? [] : ["-s"]) + ["list", "table", table.family.rawValue, table.name]) {
+                    try reader.read($0)
+                }
+            } catch {
+                // Deleted, or off the hook, since the chains were listed.
+                guard try hookedTables().contains(table) else { continue }
+                throw error
+            }
+            ruleset.add(try reader.finish())
+        }
         if ruleset.chains.contains(where: { $0.base?.hook == "ingress" && $0.base?.devices.isEmpty == true }) {
             ruleset.addDevices(fromListing: String(decoding: try Subprocess.output(of: ["nft", "list", "chains"]), as: UTF8.self))
         }

@@ -6,8 +6,8 @@ import Testing
 @Suite struct RulesetEventTests {
     static let table = TableID(.netdev, "t")
 
-    static func rule(_ handle: Int, _ address: String, change: String = "add") -> String {
-        #"{"\#(change)": {"rule": {"family": "netdev", "table": "t", "chain": "c", "handle": \#(handle), "expr": "#
+    static func rule(_ handle: Int, _ address: String, change: String = "add", table: String = "t") -> String {
+        #"{"\#(change)": {"rule": {"family": "netdev", "table": "\#(table)", "chain": "c", "handle": \#(handle), "expr": "#
             + #"[{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "\#(address)"}}, "#
             + #"{"drop": null}]}}}"#
     }
@@ -84,5 +84,16 @@ import Testing
         #expect(try !follow(Self.rule(9, "10.0.0.9", change: "delete"), in: &ruleset), "a rule it does not hold")
         #expect(try !follow(Self.rule(9, "10.0.0.9"), order: [3, 4], in: &ruleset), "gone again before the dump")
         #expect(throws: RulesetError.self) { try RulesetEvent(json: Array("# new generation".utf8)) }
+    }
+
+    /// A table it was not given has no ingress chain: its rules and elements change nothing.
+    @Test func otherTablesAreNotRead() throws {
+        var ruleset = try ruleset()
+        let before = ruleset.rules.map(\.id)
+        #expect(try follow(Self.rule(9, "10.0.0.9", table: "filter"), in: &ruleset))
+        #expect(try follow(Self.rule(9, "10.0.0.9", change: "delete", table: "filter"), in: &ruleset))
+        #expect(ruleset.rules.map(\.id) == before)
+        #expect(try !follow(#"{"add": {"chain": {"family": "netdev", "table": "filter", "name": "c", "handle": 9}}}"#, in: &ruleset),
+                "a chain, which may hook ingress: read again")
     }
 }
