@@ -91,7 +91,7 @@ enum NFTCases {
                 The nft-live section's table of acl1_10000 (\(rules.grouped) rules), loaded with `nft -f`; then \
                 `xdpflow nft sync dev DEV` timed from spawn to exit: its first run on the device (it attaches and \
                 adds every rule), again with nothing changed, after `nft add rule` appends a rule, and after \
-                `nft insert rule` puts one first. Each run reads the ruleset (`nft -j list ruleset`, and `nft list \
+                `nft insert rule` puts one first. Each run reads the ruleset (`nft -j list chains`, `nft -j -s list table` of the table, and `nft list \
                 chains` for the devices nft 1.0.6 leaves out of its JSON), translates the hook and changes the device's rules through the one engine. \
                 \(times[0].1.count) rounds, each on a freshly loaded table; median (min-max).
                 """,

@@ -637,7 +637,8 @@ let nftManual = """
     as far as XDP can be sure of the verdict nftables would give; nftables still runs \
     after XDP and decides every frame XDP passes.
 
-    xdpflow nft sync [dev DEV] reads the running ruleset (nft -j list ruleset), finds the \
+    xdpflow nft sync [dev DEV] reads the running ruleset's tables that have an ingress \
+    chain (nft -j list chains, then nft -j -s list table each), finds the \
     base chains on the ingress hook of each device (netdev family, and inet family, which \
     sees IPv4 and IPv6 only), translates them in hook order into flower rules and makes \
     them the device's rules from prio 49153 on through the one change engine (xdpflow \
