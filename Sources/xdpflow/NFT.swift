@@ -279,6 +279,10 @@ enum NFTRulesetSource {
     /// costs as much again). Without `counters`, stateless (`-s`): a translation reads
     /// no counter's values, and nft prints a tenth faster without them.
     static func read(counters: Bool = false) throws -> Ruleset {
+        // nft's listing of 10,000 rules spends a sixth of its time in malloc_consolidate
+        // and unlink_chunk (perf): without fastbins it takes 0.45 s instead of 0.51.
+        let tunables = getenv("GLIBC_TUNABLES").map { String(cString: $0) + ":" } ?? ""
+        let nftAllocator = ["GLIBC_TUNABLES": tunables + "glibc.malloc.mxfast=0"]
         func hookedTables() throws -> [TableID] {
             var chains = Ruleset.Reader()
             try Subprocess.run(["nft", "-j", "list", "chains"]) { try chains.read($0) }
@@ -288,9 +292,8 @@ enum NFTRulesetSource {
         for table in try hookedTables() {
             var reader = Ruleset.Reader()
             do {
-                try Subprocess.run(["nft", "-j"] + (counters ? [] : ["-s"]) + ["list", "table", table.family.rawValue, table.name]) {
-                    try reader.read($0)
-                }
+                try Subprocess.run(["nft", "-j"] + (counters ? [] : ["-s"]) + ["list", "table", table.family.rawValue, table.name],
+                                   environment: nftAllocator) { try reader.read($0) }
             } catch {
                 // Deleted, or off the hook, since the chains were listed.
                 guard try hookedTables().contains(table) else { continue }

@@ -13,7 +13,8 @@ enum Subprocess {
     }
 
     /// A program that runs, its standard output read through `output`; its standard
-    /// error through `errors`, or ours when not asked for.
+    /// error through `errors`, or ours when not asked for; our environment, with
+    /// `environment`'s variables set.
     final class Running {
         let command: [String]
         let pid: pid_t
@@ -21,7 +22,7 @@ enum Subprocess {
         let errors: Int32?
         private var exitStatus: Int32?
 
-        init(_ command: [String], capturingErrors: Bool) throws {
+        init(_ command: [String], capturingErrors: Bool, environment: [String: String] = [:]) throws {
             self.command = command
             var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
             guard pipe(&out) == 0, !capturingErrors || pipe(&err) == 0 else {
@@ -38,8 +39,17 @@ enum Subprocess {
             for descriptor in out + err where descriptor >= 0 { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
             let argv = command.map { strdup($0) } + [nil]
             defer { argv.forEach { free($0) } }
+            var inherited: [String] = []
+            var variable = environ
+            while let entry = variable.pointee {
+                let text = String(cString: entry)
+                if !environment.keys.contains(where: { text.hasPrefix($0 + "=") }) { inherited.append(text) }
+                variable += 1
+            }
+            let envp = (inherited + environment.map { "\($0)=\($1)" }).map { strdup($0) } + [nil]
+            defer { envp.forEach { free($0) } }
             var pid: pid_t = 0
-            let spawned = posix_spawnp(&pid, command[0], &actions, nil, argv, environ)
+            let spawned = posix_spawnp(&pid, command[0], &actions, nil, argv, envp)
             close(out[1])
             if capturingErrors { close(err[1]) }
             guard spawned == 0 else {
@@ -85,8 +95,9 @@ enum Subprocess {
     /// Runs `command` to its end, handing its standard output to `take` as it comes.
     /// A failed program's status is the error, before any `take` threw (which then
     /// sees no more, while the program is read to its end).
-    static func run(_ command: [String], output take: (ArraySlice<UInt8>) throws -> Void) throws {
-        let running = try Running(command, capturingErrors: true)
+    static func run(_ command: [String], environment: [String: String] = [:],
+                    output take: (ArraySlice<UInt8>) throws -> Void) throws {
+        let running = try Running(command, capturingErrors: true, environment: environment)
         // Both pipes at once: a full one would stop the program.
         var errors: [UInt8] = []
         var refusal: (any Error)?
