@@ -15,8 +15,9 @@ enum NFTCases {
             try lab.place(.senderCPU)
             progress("nft: lab \(lab.device) <- \(lab.sender) in \(lab.namespace)")
             let synced = try NFTSyncPeer(lab, xdpflow: xdpflow)
-            let peers: [any LivePeer] = [TotalOnly(NFTablesPeer(lab, translate: ACLLive.nftables)), TotalOnly(synced)]
-            if let why = peers[0].cannot(acl) { throw BenchError("nft: \(why)") }
+            let peers: [any LivePeer] = [try FloorPeer(lab), TotalOnly(NFTablesPeer(lab, translate: ACLLive.nftables)),
+                                         TotalOnly(synced)]
+            if let why = peers[1].cannot(acl) { throw BenchError("nft: \(why)") }
             let samples = try LiveCases.alternated(peers, [one, acl], lab: lab, xdpflow: xdpflow, timing: timing, suite: "nft")
             let syncs = try syncTimes(acl, lab: lab, peer: synced, rounds: options.quick ? 2 : 4)
             var latencies: [(String, [Double], [Double])] = []
@@ -30,7 +31,7 @@ enum NFTCases {
 
     static func liveSection(_ ruleSets: [LiveWorkload], _ samples: [[String: [LiveCases.Sample]]],
                             timing: LiveCases.Timing) -> Section {
-        let peers = ["nftables", "nft sync"]
+        let peers = ["floor", "nftables", "nft sync"]
         var section = Section(
             slug: "nft-live", title: "nftables offloaded, live over veth (Mpps received; sender and receiver on one CPU)",
             method: """
@@ -41,17 +42,23 @@ enum NFTCases {
                 wins), each with a counter and drop or accept. *nftables*: that alone. *nft sync*: then \
                 `xdpflow nft sync dev DEV`, which runs the chain in XDP: the frame's rule drops it there. Every \
                 sample checks that every frame sent was received and that the rules' counters (for nft sync, \
-                `xdpflow -j nft status`: XDP's and nftables' together) add up to the frames received.
+                `xdpflow -j nft status`: XDP's and nftables' together) add up to the frames received. *floor*: \
+                an XDP program that drops every frame and does nothing else, in turn with the others: floor / \
+                nftables is the most any XDP program could reach over nftables in the same round.
                 """,
             columns: [Column("rule set", key: "rule_set", .left)]
                 + peers.map { Column("\($0) Mpps", key: "\($0.replacingOccurrences(of: " ", with: "_"))_mpps") }
-                + [Column("nft sync / nftables", key: "ratio")])
+                + [Column("nft sync / nftables", key: "ratio"), Column("floor / nftables", key: "floor_ratio"),
+                   Column("nft sync / floor", key: "of_floor")])
         for (ruleSet, results) in zip(ruleSets, samples) {
             func rates(_ peer: String) -> Samples { Samples(results[peer]!.map { $0.window.receivedRate / 1e6 }) }
-            let ratio = Samples(zip(results["nft sync"]!, results["nftables"]!).map {
-                $0.window.receivedRate / $1.window.receivedRate
-            })
-            section.append([.text(ruleSet.name)] + peers.map { LiveReport.cell(rates($0)) } + [.samples(ratio, digits: 1)])
+            func ratios(_ peer: String, _ base: String) -> Samples {
+                Samples(zip(results[peer]!, results[base]!).map { $0.window.receivedRate / $1.window.receivedRate })
+            }
+            let ratio = ratios("nft sync", "nftables")
+            section.append([.text(ruleSet.name)] + peers.map { LiveReport.cell(rates($0)) }
+                + [.samples(ratio, digits: 1), .samples(ratios("floor", "nftables"), digits: 1),
+                   .samples(ratios("nft sync", "floor"), digits: 2)])
             let (goal, limit) = ruleSet.rules.count == 1
                 ? ("nftables, 1 rule, live: nft sync / nftables alone", 3.0)
                 : ("nftables, acl1_10000 first match, live: nft sync / nftables alone", 20.0)
