@@ -108,10 +108,12 @@ public struct HookOffload: Sendable {
         } catch {
             return nil
         }
+        // The band must still fit above its first prio; placed past it, a prio would wrap.
+        let lastPrio = translator.rules.lazy.map(\.prio).max() ?? 0
+        guard Int(firstPrio) - 1 + Int(lastPrio) <= Int(UInt16.max) else { return nil }
         let kept = resumption.checkpoints[start].ruleCount
         let removed = guards + emitted[kept...]
         adopt(translator, from: start)
-        guard Int(firstPrio) + span - 1 <= Int(UInt16.max) else { return nil }
         let added = guards + emitted[kept...]
         // What the walk emitted again unchanged, at the same place, stays.
         let before = Dictionary(removed.map { (Slot($0), $0) }, uniquingKeysWith: { a, _ in a })

@@ -123,6 +123,19 @@ import Testing
         }
     }
 
+    /// A band at the top of the prios: a rule that would pass prio 65535 is not followed
+    /// (a sync then places the band lower), and nothing wraps.
+    @Test func theBandsEnd() throws {
+        var random = SeededRandom(seed: 3)
+        var (ruleset, handle) = try Self.ruleset(&random)
+        let whole = try HookOffload(ruleset: ruleset, device: "xnt0")
+        var offload = try HookOffload(ruleset: ruleset, device: "xnt0", firstPrio: UInt16(Int(UInt16.max) - whole.span + 1))
+        let added = try RulesetEvent(json: Array("{\"add\": \(Self.ruleObject(chain: "b1", handle: handle, "{\"drop\": null}"))}".utf8))
+        handle += 1
+        #expect(ruleset.apply(added) { _ in .last })
+        #expect(offload.follow([added], in: ruleset) == nil)
+    }
+
     /// What a resumed walk cannot follow, and what it need not.
     @Test func eventsOutOfReach() throws {
         var random = SeededRandom(seed: 7)
