@@ -309,8 +309,11 @@ struct Resumption: Sendable {
                 return chainWalkers[QualifiedName(table: rule.table, name: rule.chain)] ?? .max
             }
             // The first rule after it in its chain that the walk reached, else the policy;
-            // nothing when it is gone again.
-            guard let index = ruleset.rules.firstIndex(where: { $0.id == rule.id }) else { return .max }
+            // nothing when it is gone again. Found from the end, where rules are appended,
+            // by the handle first, which copies nothing.
+            guard let index = ruleset.rules.lastIndex(where: { $0.handle == rule.handle && $0.id == rule.id }) else {
+                return .max
+            }
             for next in ruleset.rules[(index + 1)...] {
                 guard next.table == rule.table, next.chain == rule.chain else { break }
                 if let position = positions[next.id] { return position }

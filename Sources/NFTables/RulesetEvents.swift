@@ -70,7 +70,8 @@ extension Ruleset {
         case .addRule(let rule):
             guard chain(rule.chain, in: rule.table) != nil else { return false }
             // Read with the ruleset already (the monitor starts before the first read).
-            if rules.contains(where: { $0.id == rule.id }) { return true }
+            // The handle first, which copies nothing: this runs for every rule of a file.
+            if rules.contains(where: { $0.handle == rule.handle && $0.id == rule.id }) { return true }
             let sameChain = { (other: Rule) in other.table == rule.table && other.chain == rule.chain }
             let index: Int
             switch try place(rule) {
@@ -81,16 +82,16 @@ extension Ruleset {
             case .last?:
                 index = rules.lastIndex(where: sameChain).map { $0 + 1 } ?? rules.endIndex
             case .after(let handle)?:
-                guard let found = rules.firstIndex(where: { sameChain($0) && $0.handle == handle }) else { return false }
+                guard let found = rules.firstIndex(where: { $0.handle == handle && sameChain($0) }) else { return false }
                 index = found + 1
             case .before(let handle)?:
-                guard let found = rules.firstIndex(where: { sameChain($0) && $0.handle == handle }) else { return false }
+                guard let found = rules.firstIndex(where: { $0.handle == handle && sameChain($0) }) else { return false }
                 index = found
             }
             rules.insert(rule, at: index)
             return true
         case .deleteRule(let id):
-            guard let index = rules.firstIndex(where: { $0.id == id }) else { return false }
+            guard let index = rules.firstIndex(where: { $0.handle == id.handle && $0.id == id }) else { return false }
             rules.remove(at: index)
             return true
         case .addElements(let name, let table, let elements):

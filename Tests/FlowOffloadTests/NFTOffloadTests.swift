@@ -107,7 +107,7 @@ struct NFTOffloadTests {
         #expect(try refused("nft sync dev DEV").contains("has a tc rule at prio 60000"))
     }
 
-    /// `nft watch` follows set elements, rules (one inserted first, one after another), a flush, the table's deletion and its
+    /// `nft watch` follows set elements, rules (one inserted first, one after another, a file of them), a flush, the table's deletion and its
     /// return, as map writes where it can, and leaves nothing behind when stopped.
     @Test func watchFollowsTheRuleset() throws {
         let lab = try NFTLab()
@@ -172,6 +172,11 @@ struct NFTOffloadTests {
         device = try status { synced($0) && flowRules($0) == [1, 1, 1, 2] }
         #expect(flowRules(device) == [1, 1, 1, 2])
 
+        // A file of rules: one transaction, its events followed together, each placed.
+        try loadNFTables((0 ..< 100).map { "add rule netdev \(lab.table) ingress ip saddr 10.1.0.\($0) drop\n" }.joined())
+        device = try status { synced($0) && flowRules($0).count == 104 }
+        #expect(flowRules(device) == [1, 1, 1, 2] + Array(repeating: 1, count: 100))
+
         try run(["nft", "flush", "chain", "netdev", lab.table, "ingress"])
         device = try status { synced($0) && flowRules($0).isEmpty }
         #expect(flowRules(device).isEmpty)
@@ -192,6 +197,8 @@ struct NFTOffloadTests {
         #expect(exited && watch.terminationStatus == 0)
         let output = try String(contentsOf: printed, encoding: .utf8)
         #expect(output.contains("changed (1 event followed)"), "rules and elements are followed, not read: \(output)")
+        // (Together, unless the monitor paused for a millisecond within the file's events.)
+        #expect(output.contains(" events followed)"), "a file of rules is followed: \(output)")
         #expect(!FileManager.default.fileExists(atPath: lab.lab.offload.pins.string), "no pins after the watch")
         #expect(try lab.xdpflow("show").isEmpty, "nothing attached after the watch")
     }
