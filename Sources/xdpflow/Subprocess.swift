@@ -39,17 +39,22 @@ enum Subprocess {
             for descriptor in out + err where descriptor >= 0 { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
             let argv = command.map { strdup($0) } + [nil]
             defer { argv.forEach { free($0) } }
-            var inherited: [String] = []
-            var variable = environ
-            while let entry = variable.pointee {
-                let text = String(cString: entry)
-                if !environment.keys.contains(where: { text.hasPrefix($0 + "=") }) { inherited.append(text) }
-                variable += 1
+            // Ours as it is, unless variables are set: then a copy without their old values.
+            var envp: [UnsafeMutablePointer<CChar>?] = []
+            if !environment.isEmpty {
+                var inherited: [String] = []
+                var variable = environ
+                while let entry = variable.pointee {
+                    let text = String(cString: entry)
+                    if environment[String(text.prefix { $0 != "=" })] == nil { inherited.append(text) }
+                    variable += 1
+                }
+                envp = (inherited + environment.map { "\($0)=\($1)" }).map { strdup($0) } + [nil]
             }
-            let envp = (inherited + environment.map { "\($0)=\($1)" }).map { strdup($0) } + [nil]
             defer { envp.forEach { free($0) } }
             var pid: pid_t = 0
-            let spawned = posix_spawnp(&pid, command[0], &actions, nil, argv, envp)
+            let spawned = envp.isEmpty ? posix_spawnp(&pid, command[0], &actions, nil, argv, environ)
+                : posix_spawnp(&pid, command[0], &actions, nil, argv, envp)
             close(out[1])
             if capturingErrors { close(err[1]) }
             guard spawned == 0 else {
