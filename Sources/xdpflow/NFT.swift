@@ -113,8 +113,9 @@ struct NFTWatch: ParsableCommand {
             events.removeAll()
             fflush(nil)
         }
-        /// Where the kernel put a new rule.
+        /// Chain dumps made in the current batch (`dumpLimit`).
         var dumps = 0
+        /// Where the kernel put a new rule.
         func place(of rule: Rule) throws -> RulePlace? {
             if let place = notifications?.place(of: rule.id) { return place }
             guard notifications == nil || dumps < Self.dumpLimit else { return nil }

@@ -86,7 +86,8 @@ enum NFTRuleOrder {
         /// A big-endian 64-bit attribute (a handle or position).
         func number(_ kind: UInt16) -> Int? {
             guard let value = attributes.first(where: { $0.0 == kind })?.1, value.count == 8 else { return nil }
-            return Int(value.reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+            var reader = ByteReader(value)
+            return (try? reader.read(UInt64.self)).map { Int($0.byteSwapped) }
         }
 
         /// A string attribute (a table or chain name).
