@@ -154,6 +154,29 @@ import Testing
         }
     }
 
+    /// An address filters its table in the one dimension that reads as many of its first
+    /// bytes as the table's mask holds whole (a /32 of IPv4 or IPv6 by the hash of 32
+    /// bits, not of 24, which would let every host of its /24 through).
+    @Test func anAddressFiltersItsTableByTheBytesItsMaskHoldsWhole() throws {
+        func filteringBytes(_ match: String, protocol proto: String = "ip") throws -> [Int] {
+            let rules = try ruleSet(["filter add dev xft0 protocol \(proto) prio 1 flower \(match) action drop"])
+            let tables = try #require(try Plan(rules, device: testDevice, inlineLimit: 0).tables)
+            let table = try #require(tables.tables.values.first)
+            return TableFilter.dimensions.indices.compactMap { position in
+                table.filterFields[position] == nil ? nil : TableFilter.dimensions[position].bytes
+            }
+        }
+        #expect(try filteringBytes("src_ip 10.0.0.0/8") == [2])
+        #expect(try filteringBytes("src_ip 10.1.0.0/23") == [2])
+        #expect(try filteringBytes("src_ip 10.1.2.0/24") == [3])
+        #expect(try filteringBytes("src_ip 10.1.2.0/31") == [3])
+        #expect(try filteringBytes("src_ip 10.1.2.3/32 dst_ip 10.1.0.0/16") == [2, 4])
+        #expect(try filteringBytes("src_ip 2001:db8::/32", protocol: "ipv6") == [4])
+        #expect(try filteringBytes("dst_ip 2001:db8::1/128", protocol: "ipv6") == [4])
+        #expect(try filteringBytes("ip_proto tcp dst_port 53") == [2])
+        #expect(try filteringBytes("ip_proto tcp dst_port 50-53") == [])
+    }
+
     /// A rule with a field no rule of the tables reads, in a word they read (ip_tos beside
     /// ip_proto), needs a program that extracts it: either the change says so, or the
     /// program is the same (`TableShape` holds the fields; `LiveTableTests` has the frames).
