@@ -143,7 +143,7 @@ public struct CodeGenerator {
     static let prefilterBits = Register.r7
     // Main's stack frame with tables, past the slots above: the search's state lives on
     // the stack, where the calls in the loop leave it.
-    /// A bucket key: table index, fingerprint.
+    /// A bucket's place in the heads array.
     static let tableKey: Int16 = -352
     static let tablePosition: Int16 = -360
     static let tableCount: Int16 = -368
@@ -521,21 +521,25 @@ public struct CodeGenerator {
         asm.emit([.load(.r1, .word, from: .r7, Int16(TableEntry.presenceOffset)),
                   .load(.r2, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)), .alu(.and, .r2, .r1),
                   .jump(.notEqual, .r2, .r1, to: "search")])
-        // The bucket: the table's index and the fingerprint of the frame's masked words
-        // (`BucketID.fingerprint`).
+        // The bucket's place: the fingerprint of the frame's masked words, and the table's
+        // index (`Bucket.position`).
         asm.emit(.mov(.r3, 0))
         for (position, word) in words.enumerated() {
             asm.emit([.load(.r1, .double, from: .fp, Self.record + Int16(word * 8)),
                       .load(.r2, .double, from: .r7, Int16(TableEntry.masksOffset + 8 * position)), .alu(.and, .r1, .r2),
-                      .alu(.mul, .r1, BucketID.multiplierImmediate(word)), .alu(.xor, .r3, .r1)])
+                      .alu(.mul, .r1, Bucket.multiplierImmediate(word)), .alu(.xor, .r3, .r1)])
         }
-        asm.emit([.mov(.r1, .r3), .alu(.rsh, .r1, 32), .alu(.xor, .r3, .r1), .alu(.lsh, .r3, 32),
-                  .load(.r1, .word, from: .r7, Int16(TableEntry.indexOffset)), .alu(.or, .r3, .r1),
-                  .store(.double, to: .fp, Self.tableKey, .r3)])
-        // A bucket: its first rule is checked at once, not a turn later (the check sets
-        // `candidate` to the rule after it).
+        asm.emit([.mov(.r1, .r3), .alu(.rsh, .r1, 32), .alu(.xor, .r3, .r1),
+                  .load(.r1, .word, from: .r7, Int16(TableEntry.indexOffset)),
+                  .alu(.mul, .r1, Int32(bitPattern: Bucket.indexMultiplier), .bits32), .alu(.add, .r3, .r1, .bits32),
+                  .alu(.mul, .r3, Int32(bitPattern: Bucket.placeMultiplier), .bits32),
+                  .alu(.rsh, .r3, Int32(Bucket.placeShift(capacity: tables.bucketCapacity)), .bits32),
+                  .store(.word, to: .fp, Self.tableKey, .r3)])
+        // The chain there: its first rule is checked at once, not a turn later (the check
+        // sets `candidate` to the rule after it).
         asm.emit([.loadMap(.r1, FlowMaps.buckets), .mov(.r2, .fp), .alu(.add, .r2, Int32(Self.tableKey)),
-                  .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search"), .load(.r1, .word, from: .r0, 0)])
+                  .call(.mapLookupElem), .jump(.equal, .r0, 0, to: "search"), .load(.r1, .word, from: .r0, 0),
+                  .jump(.equal, .r1, 0, to: "search")])
 
         // Check the rule at slot r1, the next of its chain.
         asm.label("search_check")

@@ -101,7 +101,8 @@ extension Plan {
             if !changed.isEmpty { writes.entries[subtable.mapName] = changed }
             if !gone.isEmpty { writes.removedEntries[subtable.mapName] = Set(gone) }
         }
-        if let earlier = previous?.tables, tables == nil || tables!.words != earlier.words {
+        if let earlier = previous?.tables,
+           tables == nil || tables!.words != earlier.words || tables!.bucketCapacity != earlier.bucketCapacity {
             writes.droppedMaps.formUnion(FlowMaps.tableMaps)
         }
         if let tables {
@@ -348,10 +349,12 @@ extension Plan {
     private func finish(_ change: inout PlanChange, from shape: ProgramShape) {
         let now = ProgramShape(self)
         change.keepsProgram = now == shape
-        if let before = shape.tables?.words, let after = now.tables?.words, before != after {
+        if let before = shape.tables, let after = now.tables,
+           before.words != after.words || before.bucketCapacity != after.bucketCapacity {
             // Every check and list entry is laid out by the words, and the buckets lead
             // into the checks (a kept bucket would lead the running program to a slot its
-            // own map holds no check for): maps made afresh, all four together.
+            // own map holds no check for); more places move every chain, and with it the
+            // checks' links: maps made afresh, all four together.
             change.writes.droppedMaps.formUnion(FlowMaps.tableMaps)
         }
         if now.layouts != shape.layouts || now.broadcastGroups != shape.broadcastGroups,

@@ -10,10 +10,11 @@ import Packets
 /// A rule goes into the table of its coarse mask: its own mask with each address prefix
 /// shortened to a multiple of `prefixStep` bits and its port ranges left out (ranges
 /// are compared as ranges, never as prefix blocks). In the table it sits in the bucket
-/// of its value under that mask, in a chain of the bucket's rules by rank (prio, then
-/// handle). The program visits the tables by their best rank and stops once the best
-/// rule found outranks every table left; in a bucket it checks the chain's rules in
-/// full (every masked word, the port ranges, the headers present) until one matches.
+/// of its value under that mask, and the bucket at a place in the heads array
+/// (`Bucket.position`), in a chain of the rules there by rank (prio, then handle). The
+/// program visits the tables by their best rank and stops once the best rule found
+/// outranks every table left; at a bucket's place it checks the chain's rules in full
+/// (every masked word, the port ranges, the headers present) until one matches.
 ///
 /// The table a rule goes to depends on the rule alone: a set built rule by rule is the
 /// set built at once.
@@ -42,10 +43,15 @@ public struct TupleTables: Equatable, Sendable {
     /// Rules reading each field (a ranged port counts: the program compares it).
     private var fieldUsers = UseCounts<KeyField>()
     private var rangeUsers = 0
+    /// Buckets (table, fingerprint) with rules, over all tables.
     public private(set) var bucketCount = 0
-    /// Which tables can hold a frame's rule, by the top 16 bits of its IPv4 addresses.
+    /// Place in the heads array (`Bucket.position`) -> the slots of the rules whose
+    /// buckets are there, by rank: buckets that share a place share a chain.
+    public private(set) var chains: [UInt32: [UInt32]] = [:]
+    /// Which tables can hold a frame's rule (`TableFilter`).
     public private(set) var filter = TableFilter()
-    /// The buckets map's room (kept while the buckets fit; doubled past it: a new map).
+    /// Places in the heads array, a power of two: at least twice the buckets, so that few
+    /// share a place. Kept while they fit; past it, every place moves: new maps.
     public private(set) var bucketCapacity: Int
     /// Room in each half of the tables list.
     public private(set) var tableCapacity: Int
@@ -134,21 +140,32 @@ public struct TupleTables: Equatable, Sendable {
                 masks.append(rule.table)
             }
             tables[rule.table]!.ranks.append(rule.rank)
-            tables[rule.table]!.buckets[rule.bucket, default: []].append(slot)
+            tables[rule.table]!.buckets[rule.bucket, default: 0] += 1
             tables[rule.table]!.keys[rule.key, default: 0] += 1
         }
         let indexes = tableIndex.assign(masks)
         for (mask, index) in zip(masks, indexes) {
             tables[mask]!.index = index
             tables[mask]!.ranks.sort()
-            for key in tables[mask]!.buckets.keys {
-                tables[mask]!.buckets[key]!.sort { rules[$0]!.rank < rules[$1]!.rank }
-            }
             bucketCount += tables[mask]!.buckets.count
         }
         growCapacities()
+        rechain()
         refilter()
         readFieldsAgain()
+    }
+
+    /// The chains made again, every rule at its bucket's place for `bucketCapacity`.
+    private mutating func rechain() {
+        var chains: [UInt32: [UInt32]] = [:]
+        for (slot, rule) in rules { chains[position(of: rule), default: []].append(slot) }
+        for place in Array(chains.keys) { chains[place]!.sort { rules[$0]!.rank < rules[$1]!.rank } }
+        self.chains = chains
+    }
+
+    /// The place of `rule`'s bucket, its table indexed.
+    func position(of rule: TableRule) -> UInt32 {
+        Bucket.position(index: tableIndex[rule.table]!, fingerprint: rule.bucket, capacity: bucketCapacity)
     }
 
     /// Every table's filter fields, the filter and `later` made again for `filterWords`:
@@ -182,19 +199,21 @@ public struct TupleTables: Equatable, Sendable {
         table.ranks.insert(rule.rank, at: table.ranks.partitioningIndex { $0 >= rule.rank })
         let moved = isNew || before != rule.rank && table.rank == rule.rank
         if moved { writes.changed(table) }
-        var chain = table.buckets.removeValue(forKey: rule.bucket) ?? []
-        if chain.isEmpty { bucketCount += 1 }
+        table.buckets[rule.bucket, default: 0] += 1
+        if table.buckets[rule.bucket] == 1 { bucketCount += 1 }
         let key = rule.key
         table.keys[key, default: 0] += 1
         if table.keys[key] == 1 { filter.count(key, in: table, +1, &writes.filter) }
+        tables[rule.table] = table
+        let place = position(of: rule)
+        var chain = chains.removeValue(forKey: place) ?? []
         let position = chain.partitioningIndex { rules[$0]!.rank > rule.rank }
         chain.insert(slot, at: position)
-        table.buckets[rule.bucket] = chain
-        tables[rule.table] = table
+        chains[place] = chain
         // The rule first (its link to the next), then what leads to it.
         writes.rules.insert(slot)
         if position == 0 {
-            writes.buckets.insert(BucketID(table: rule.table, index: index, fingerprint: rule.bucket))
+            writes.buckets.insert(place)
         } else {
             writes.rules.insert(chain[position - 1])
         }
@@ -212,24 +231,29 @@ public struct TupleTables: Equatable, Sendable {
         count(rule, -1)
         let before = table.rank
         table.ranks.remove(at: table.ranks.firstIndex(of: rule.rank)!)
-        var chain = table.buckets.removeValue(forKey: rule.bucket)!
+        let place = position(of: rule)
+        var chain = chains.removeValue(forKey: place)!
         let position = chain.firstIndex(of: slot)!
         chain.remove(at: position)
+        chains[place] = chain.isEmpty ? nil : chain
         if position == 0 {
-            writes.buckets.insert(BucketID(table: rule.table, index: table.index, fingerprint: rule.bucket))
+            writes.buckets.insert(place)
         } else {
             writes.rules.insert(chain[position - 1])
         }
         // Its check goes too, once nothing leads to it.
         writes.rules.insert(slot)
-        if chain.isEmpty { bucketCount -= 1 }
+        table.buckets[rule.bucket]! -= 1
+        if table.buckets[rule.bucket] == 0 {
+            table.buckets[rule.bucket] = nil
+            bucketCount -= 1
+        }
         let key = rule.key
         table.keys[key]! -= 1
         if table.keys[key] == 0 {
             table.keys[key] = nil
             filter.count(key, in: table, -1, &writes.filter)
         }
-        table.buckets[rule.bucket] = chain.isEmpty ? nil : chain
         let moved = table.ranks.isEmpty || table.rank != before
         if table.ranks.isEmpty {
             tables[rule.table] = nil
@@ -243,34 +267,28 @@ public struct TupleTables: Equatable, Sendable {
         }
     }
 
-    /// Every bucket of every table.
-    public var buckets: Set<BucketID> {
-        Set(tables.values.flatMap { table in
-            table.buckets.keys.map { BucketID(table: table.mask, index: table.index, fingerprint: $0) }
-        })
-    }
-
     /// What maps made afresh need: every rule, bucket and the list.
     public var everything: TableWrites {
         var writes = TableWrites()
         writes.rules = Set(rules.keys)
-        writes.buckets = buckets
+        writes.buckets = Set(chains.keys)
         writes.list = true
         writes.filter = filter.indexes
         writes.entries = Set(filtered.map(\.index))
         return writes
     }
 
-    /// The slot after `slot` in its bucket's chain; 0 at the end.
+    /// The slot after `slot` in its chain; 0 at the end.
     public func next(after slot: UInt32) -> UInt32 {
-        guard let rule = rules[slot], let chain = tables[rule.table]?.buckets[rule.bucket],
+        guard let rule = rules[slot], let chain = chains[position(of: rule)],
               let position = chain.firstIndex(of: slot), position + 1 < chain.count
         else { return 0 }
         return chain[position + 1]
     }
 
-    /// The first slot of a bucket's chain; nil when the bucket is empty.
-    public func head(of bucket: BucketID) -> UInt32? { tables[bucket.table]?.buckets[bucket.fingerprint]?.first }
+    /// The heads array's value at `place`: its chain's first slot, 0 for none (no rule
+    /// has slot 0).
+    public func head(at place: UInt32) -> UInt32 { chains[place]?.first ?? 0 }
 
 
     private mutating func count(_ rule: TableRule, _ sign: Int) {
@@ -285,22 +303,27 @@ public struct TupleTables: Equatable, Sendable {
 
     /// Puts back the sizes of `memory` (a change the kernel refused was undone).
     mutating func restore(_ memory: TableMemory) {
-        let words = filterWords
+        let words = filterWords, places = bucketCapacity
         bucketCapacity = memory.bucketCapacity
         tableCapacity = memory.tableCapacity
         if filterWords != words { refilter() }
+        if bucketCapacity != places { rechain() }
     }
 
-    /// Room for twice the buckets and tables; kept while they fit, as subtables' are. More
-    /// room for tables is more filter words, a new program and maps: filtered afresh.
+    /// Room for the buckets and tables; kept while they fit, as subtables' are. More room
+    /// for tables is more filter words, a new program and maps: filtered afresh; more
+    /// places for buckets move every chain: chained afresh.
     private mutating func fitCapacities() {
-        let words = filterWords
+        let words = filterWords, places = bucketCapacity
         growCapacities()
         if filterWords != words { refilter() }
+        if bucketCapacity != places { rechain() }
     }
 
+    /// Past half of the places taken, four times the buckets' (`Plan.capacity(for:)` of
+    /// twice them): at most half the places are taken, at least a quarter after a growth.
     private mutating func growCapacities() {
-        if bucketCount > bucketCapacity { bucketCapacity = Plan.capacity(for: bucketCount) }
+        if 2 * bucketCount > bucketCapacity { bucketCapacity = Plan.capacity(for: 2 * bucketCount) }
         while tables.count > tableCapacity { tableCapacity *= 2 }
     }
 }
@@ -393,8 +416,8 @@ public struct Table: Equatable, Sendable {
     public private(set) var filterFields: [KeyField?]
     /// Its rules' ranks, ascending.
     var ranks: [UInt64] = []
-    /// Bucket (`TableRule.bucket`) -> the slots of its rules, by rank.
-    var buckets: [UInt32: [UInt32]] = [:]
+    /// Bucket (`TableRule.bucket`, a fingerprint) -> how many of its rules are there.
+    var buckets: [UInt32: Int] = [:]
     /// Key (value under the mask) -> its rules: the filter counts keys, several of which
     /// may share a bucket.
     var keys: [RecordBytes: Int] = [:]
@@ -441,7 +464,7 @@ public struct TableRule: Equatable, Sendable {
         srcPorts = ruleKey.srcPorts
         dstPorts = ruleKey.dstPorts
         table = TableMask(pattern)
-        bucket = BucketID.fingerprint(Self.key(pattern.value, under: table))
+        bucket = Bucket.fingerprint(Self.key(pattern.value, under: table))
         fields = pattern.fields.fields
         presence = fields.reduce(into: []) { $0.formUnion($1.presence) }
     }
@@ -470,27 +493,19 @@ public struct TableRule: Equatable, Sendable {
     }
 }
 
-/// A bucket: its table (with the index the table had: a table that went leaves its
-/// buckets to delete) and the fingerprint of the keys (values under the table's mask)
-/// of its rules.
+/// Buckets: a rule's bucket is the fingerprint of its key (its value under its
+/// table's mask), and the bucket's place in the heads array (`xf_buckets`, an array:
+/// the program reads it inline, with no call and no hash of its own) follows from the
+/// fingerprint and the table's index. Rules whose buckets share a place share a chain,
+/// by rank.
 ///
-/// A probe hashes 8 bytes, not every word the rules read (up to 13; jhash took ~35 ns
-/// of a probe at 9), and the program folds the masked words into the fingerprint as it
-/// masks them. Keys whose fingerprints collide share a chain: each rule's check compares
-/// every word, so a collision costs a check, never a verdict.
-public struct BucketID: Hashable, Sendable {
-    public var table: TableMask
-    public var index: UInt32
-    var fingerprint: UInt32
-
-    /// The buckets map's key: the table's index, then the fingerprint.
-    public var mapKey: [UInt8] {
-        var writer = ByteWriter(capacity: 8)
-        writer.write(index)
-        writer.write(fingerprint)
-        return writer.bytes
-    }
-
+/// A probe hashes the masked words once, not jhash over up to 13 of them (it took ~35
+/// ns of a probe at 9): the program folds each word into the fingerprint as it masks it.
+/// And a hash map's lookup of the fingerprint (jhash of 8 bytes, then its bucket's list)
+/// was still 31% of a frame of the generated 100,000 rules. Keys whose places collide
+/// share a chain: each rule's check compares every word, so a collision costs a check,
+/// never a verdict.
+public enum Bucket {
     /// The XOR of each record word (as a little-endian load reads it) times the odd
     /// multiplier of its place, its halves XORed: a word no rule reads is zero and adds
     /// nothing, so the fingerprint does not change with the words the plan reads. (The
@@ -505,6 +520,22 @@ public struct BucketID: Hashable, Sendable {
     /// A 32-bit immediate, sign-extended to 64 bits as the program's multiply reads it.
     public static func multiplierImmediate(_ word: Int) -> Int32 { Int32(bitPattern: 0x9e37_79b1 &+ 0x7f4a_7c16 &* UInt32(word)) }
     static func multiplier(_ word: Int) -> UInt64 { UInt64(bitPattern: Int64(multiplierImmediate(word))) }
+
+    /// Spreads the tables' indexes over the places, and then the sum over the places (odd;
+    /// 32-bit arithmetic, as the program's).
+    public static let indexMultiplier: UInt32 = 0x85eb_ca6b
+    public static let placeMultiplier: UInt32 = 0x9e37_79b1
+
+    /// The place of a bucket in a heads array of `capacity` places (a power of two): the
+    /// top bits of a multiplicative hash. The fingerprint's low bits alone are not enough:
+    /// keys that differ only in a word's top bytes (the last two of an IPv4 destination)
+    /// differ only in its top half.
+    public static func position(index: UInt32, fingerprint: UInt32, capacity: Int) -> UInt32 {
+        ((fingerprint &+ index &* indexMultiplier) &* placeMultiplier) >> placeShift(capacity: capacity)
+    }
+
+    /// 32 less the bits of a place.
+    public static func placeShift(capacity: Int) -> UInt32 { UInt32(32 - capacity.trailingZeroBitCount) }
 }
 
 /// What of the tables a change leaves for the kernel's maps, by name: the values follow
@@ -514,8 +545,8 @@ public struct BucketID: Hashable, Sendable {
 public struct TableWrites: Equatable, Sendable {
     /// Slots whose check (or link to the next rule) changed, or whose rule went.
     public var rules: Set<UInt32> = []
-    /// Buckets whose first rule changed, or that went.
-    public var buckets: Set<BucketID> = []
+    /// Places in the heads array whose chain's first rule changed, or whose chain went.
+    public var buckets: Set<UInt32> = []
     /// The list changed (a table of it came or went, or its best rank moved).
     public var list = false
     /// Filtered tables (by index) that came or went, or whose best rank or

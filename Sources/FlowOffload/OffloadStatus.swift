@@ -264,8 +264,8 @@ extension Offload {
     }
 
     /// The table classifier's maps against its tables: every rule's check (with its link
-    /// in its bucket's chain) and nothing at other slots, every bucket's first rule and no
-    /// other bucket, and the current half of the list.
+    /// in its chain) and nothing at other slots, every chain's first rule at its place and
+    /// nothing at other places, and the current half of the list.
     private func audit(_ tables: TupleTables, maps: [String: BPFKernel.Map], plan: Plan) throws -> [String] {
         let ruleBySlot = Dictionary(uniqueKeysWithValues: plan.slots.indexes.map { ($0.value, $0.key) })
         func rule(_ slot: UInt32) -> String { ruleBySlot[slot].map(\.description) ?? "slot \(slot)" }
@@ -285,19 +285,12 @@ extension Offload {
             }
         }
         if let map = maps[FlowMaps.buckets] {
-            var kernel = Dictionary(try map.lookupBatch(batchSize: 65536).map { ($0.key, $0.value) }) { a, _ in a }
-            for bucket in tables.buckets {
-                let key = bucket.mapKey, head = tables.head(of: bucket)!
-                switch kernel.removeValue(forKey: key) {
-                case nil: found.append("\(FlowMaps.buckets) lacks the bucket of \(rule(head)) (key \(TraceRecord.hex(key)))")
-                case let held? where held != head.encodedBytes:
-                    found.append("\(FlowMaps.buckets) starts a bucket elsewhere than at \(rule(head)) "
-                        + "(key \(TraceRecord.hex(key)))")
-                default: break
-                }
-            }
-            for key in kernel.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-                found.append("\(FlowMaps.buckets) holds a bucket no stored rule has (key \(TraceRecord.hex(key)))")
+            for (key, bytes) in try map.lookupBatch(batchSize: 65536) {
+                let place = try UInt32(decoding: key), held = try UInt32(decoding: bytes), head = tables.head(at: place)
+                if held == head { continue }
+                found.append(head == 0
+                    ? "\(FlowMaps.buckets) starts a chain at place \(place), where no stored rule's bucket is"
+                    : "\(FlowMaps.buckets) starts the chain at place \(place) elsewhere than at \(rule(head))")
             }
         }
         if let map = maps[FlowMaps.tables] {

@@ -313,7 +313,7 @@ struct CompiledProgramTests {
     /// differ only in word 5 (both IPv4 addresses) collide where that word's part of the
     /// fingerprint does, the other words' parts being the same.
     @Test func rulesWhoseBucketsCollideShareAChainAndStillDecideAlone() throws {
-        let multiplier = UInt64(bitPattern: Int64(BucketID.multiplierImmediate(KeyField.srcIPv4.offset / 8)))
+        let multiplier = UInt64(bitPattern: Int64(Bucket.multiplierImmediate(KeyField.srcIPv4.offset / 8)))
         func part(_ source: UInt32, _ destination: UInt32) -> UInt32 {
             // The word as a little-endian load of the record's bytes reads it.
             let hash = (UInt64(source.byteSwapped) | UInt64(destination.byteSwapped) << 32) &* multiplier
@@ -339,6 +339,32 @@ struct CompiledProgramTests {
         #expect(buckets[1] == buckets[2], "the two keys were found to collide")
         #expect(tables.tables.count == 2)
         let frames = [addresses[0], addresses[1], (addresses[0].0, addresses[1].1), (addresses[1].0, addresses[0].1)]
+            .map { ether().ipv4(src: $0.0, dst: $0.1).udp(src: 1, dst: 2).bytes }
+        #expect(try disagreements(rules, frames, inlineLimit: 0) == [])
+    }
+
+    /// Buckets of two tables whose places in the heads array collide share one chain by
+    /// rank; each rule still decides only its own frames, whichever table the frame's
+    /// probe came from. The pair is searched for among host addresses, each table's
+    /// index and the plan's places as the plan has them.
+    @Test func bucketsOfTwoTablesAtOnePlaceShareAChainAndStillDecideAlone() throws {
+        func lines(_ source: IPv4Address, _ destination: IPv4Address) -> [String] {
+            ["filter add dev xft0 protocol ip prio 1 flower src_ip \(source) action drop",
+             "filter add dev xft0 protocol ip prio 2 flower dst_ip \(destination) action pass",
+             "filter add dev xft0 protocol ip prio 3 flower ip_proto udp action drop"]
+        }
+        var rng = SeededRandom(seed: 0x91ace)
+        var found: (RuleSet, IPv4Address, IPv4Address)?
+        for _ in 0 ..< 20_000 where found == nil {
+            let source = IPv4Address(rawValue: 0x0a00_0000 | UInt32(rng.int(0 ... 0xff_ffff)))
+            let destination = IPv4Address(rawValue: 0xc0a8_0000 | UInt32(rng.int(0 ... 0xffff)))
+            let rules = try ruleSet(lines(source, destination))
+            let tables = try #require(try Plan(rules, device: testDevice, inlineLimit: 0).tables)
+            if tables.chains.values.contains(where: { $0.count == 2 }) { found = (rules, source, destination) }
+        }
+        let (rules, source, destination) = try #require(found, "two buckets were found at one place")
+        let other = (IPv4Address(rawValue: 0x0b00_0001), IPv4Address(rawValue: 0xc6_3364_01))
+        let frames = [(source, destination), (source, other.1), (other.0, destination), other]
             .map { ether().ipv4(src: $0.0, dst: $0.1).udp(src: 1, dst: 2).bytes }
         #expect(try disagreements(rules, frames, inlineLimit: 0) == [])
     }

@@ -182,8 +182,11 @@ struct LiveTableTests {
                 found.append("\(FlowMaps.rules) slot \(slot) holds \(hex(value)), the plan \(expected.map(hex) ?? "none")")
             }
         }
-        var kernel: [[UInt8]: UInt32] = [:]
-        for (key, value) in try bucketsMap.lookupBatch(batchSize: 65536) { kernel[key] = try UInt32(decoding: value) }
+        var kernel: [UInt32: UInt32] = [:]
+        for (key, value) in try bucketsMap.lookupBatch(batchSize: 65536) {
+            let head = try UInt32(decoding: value)
+            if head != 0 { kernel[try UInt32(decoding: key)] = head }
+        }
         if kernel != fresh.buckets {
             let extra = kernel.keys.filter { fresh.buckets[$0] == nil }.count
             let missing = fresh.buckets.keys.filter { kernel[$0] == nil }.count

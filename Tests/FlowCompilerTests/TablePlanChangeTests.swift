@@ -452,11 +452,11 @@ struct TableProgramShape: Equatable, CustomStringConvertible {
 }
 
 /// What the table classifier's four maps hold, as `Datapath` writes them: checks by
-/// slot (a slot without one holds the vacant check, here: nothing), bucket heads by map
-/// key, and the current list.
+/// slot (a slot without one holds the vacant check, here: nothing), chain heads by place
+/// (a place without one holds 0, here: nothing), and the current list.
 struct TableMapsModel: Equatable {
     var rules: [UInt32: [UInt8]] = [:]
-    var buckets: [[UInt8]: UInt32] = [:]
+    var buckets: [UInt32: UInt32] = [:]
     /// The current list, then the filtered tables' entries by index and the filter.
     var list: [[UInt8]] = []
     var entries: [UInt32: [UInt8]] = [:]
@@ -466,7 +466,7 @@ struct TableMapsModel: Equatable {
     init(_ tables: TupleTables) {
         let words = tables.words
         for (slot, rule) in tables.rules { rules[slot] = rule.check(next: tables.next(after: slot), words: words).encodedBytes }
-        for bucket in tables.buckets { buckets[bucket.mapKey] = tables.head(of: bucket)! }
+        for place in tables.chains.keys { buckets[place] = tables.head(at: place) }
         list = tables.list.map { TableEntry.encoded($0, words: words) }
         for table in tables.filtered {
             entries[table.index] = TableEntry.encoded(table, words: words, later: tables.later[table.index]!)
@@ -475,22 +475,17 @@ struct TableMapsModel: Equatable {
     }
 
     /// `writes` for `tables` (the plan after the change) into maps kept: the checks of
-    /// the slots named (vacant where the rule went), the buckets named (deleted first,
-    /// when empty or of a table that went, then set), the list when it changed.
+    /// the slots named (vacant where the rule went), the places named (0 where the chain
+    /// went), the list when it changed.
     mutating func apply(_ writes: TableWrites, of tables: TupleTables) {
         let words = tables.words
         for slot in writes.rules {
             rules[slot] = tables.rules[slot].map { $0.check(next: tables.next(after: slot), words: words).encodedBytes }
         }
-        var set: [BucketID] = []
-        for bucket in writes.buckets {
-            if tables.head(of: bucket) != nil, tables.tableIndex[bucket.table] == bucket.index {
-                set.append(bucket)
-            } else {
-                buckets[bucket.mapKey] = nil
-            }
+        for place in writes.buckets {
+            let head = tables.head(at: place)
+            buckets[place] = head == 0 ? nil : head
         }
-        for bucket in set { buckets[bucket.mapKey] = tables.head(of: bucket)! }
         if writes.list { list = tables.list.map { TableEntry.encoded($0, words: words) } }
         let filtered = Dictionary(uniqueKeysWithValues: tables.filtered.map { ($0.index, $0) })
         for index in writes.entries {

@@ -144,8 +144,8 @@ public final class Datapath {
             specs += [
                 MapSpec(name: FlowMaps.tables, type: .array, keySize: 4, valueSize: TableEntry.byteCount(words: words),
                         maxEntries: TableEntry.mapEntries(tableCapacity: tables.tableCapacity)),
-                MapSpec(name: FlowMaps.buckets, type: .hash, keySize: 8, valueSize: 4,
-                        maxEntries: tables.bucketCapacity, flags: .noPrealloc),
+                MapSpec(name: FlowMaps.buckets, type: .array, key: UInt32.self, value: UInt32.self,
+                        maxEntries: tables.bucketCapacity),
                 MapSpec(name: FlowMaps.rules, type: .array, keySize: 4, valueSize: RuleCheck.byteCount(words: words),
                         maxEntries: plan.ruleCapacity + Int(RuleSlots.firstRule)),
                 MapSpec(name: FlowMaps.tableFilter, type: .array, keySize: 4, valueSize: 8 * tables.filterWords,
@@ -278,22 +278,10 @@ public final class Datapath {
             count += present.count
         }
         if let map = maps[FlowMaps.buckets] {
-            var buckets: [BucketID] = []
-            if kept(FlowMaps.buckets) {
-                for bucket in writes.buckets {
-                    if tables.head(of: bucket) != nil, tables.tableIndex[bucket.table] == bucket.index {
-                        buckets.append(bucket)
-                    } else {
-                        // Deleted before any is set: a new table may reuse the index.
-                        _ = try map.delete(bucket.mapKey)
-                        count += 1
-                    }
-                }
-            } else {
-                buckets = Array(tables.buckets)
-            }
-            try updateInBatches(map, buckets.map { ($0.mapKey, tables.head(of: $0)!.encodedBytes) })
-            count += buckets.count
+            // A new array holds zeros (no chain) at every place.
+            let places = kept(FlowMaps.buckets) ? writes.buckets : Set(tables.chains.keys)
+            try updateInBatches(map, places.sorted().map { ($0.encodedBytes, tables.head(at: $0).encodedBytes) })
+            count += places.count
         }
         if let map = maps[FlowMaps.tableFilter] {
             let keys = kept(FlowMaps.tableFilter) ? writes.filter : tables.filter.indexes
