@@ -445,20 +445,25 @@ public struct CodeGenerator {
         for position in dimensions {
             let dimension = TableFilter.dimensions[position]
             // The key from the field the frame has (the record holds zero in the other,
-            // when the rules read it at all): its first 16 bits, or its first 24 or 32
+            // when the rules read it at all): its first 16 bits, or its first 24, 32 or 64
             // hashed (`TableFilter.hash`).
             asm.emit(.mov(.r1, 0))
             for field in dimension.fields where plan.fields.contains(field) {
-                if dimension.bytes > 2 {
-                    asm.emit([.load(.r2, .word, from: .fp, Self.record + Int16(field.offset)), .alu(.or, .r1, .r2)])
-                } else {
+                switch dimension.bytes {
+                case 2:
                     asm.emit([.load(.r2, .half, from: .fp, Self.record + Int16(field.offset)), .endian(.big, .r2, bits: 16),
                               .alu(.or, .r1, .r2)])
+                case 8: asm.emit([.load(.r2, .double, from: .fp, Self.record + Int16(field.offset)), .alu(.or, .r1, .r2)])
+                default: asm.emit([.load(.r2, .word, from: .fp, Self.record + Int16(field.offset)), .alu(.or, .r1, .r2)])
                 }
             }
-            if dimension.bytes == 3 { asm.emit(.alu(.and, .r1, 0xff_ffff)) }
-            if dimension.bytes > 2 {
-                asm.emit([.alu(.mul, .r1, Int32(bitPattern: TableFilter.hashMultiplier), .bits32), .alu(.rsh, .r1, 16, .bits32)])
+            let multiplier = Int32(bitPattern: TableFilter.hashMultiplier)
+            switch dimension.bytes {
+            case 2: break
+            case 8: asm.emit([.alu(.mul, .r1, multiplier), .alu(.rsh, .r1, 48)])
+            default:
+                if dimension.bytes == 3 { asm.emit(.alu(.and, .r1, 0xff_ffff)) }
+                asm.emit([.alu(.mul, .r1, multiplier, .bits32), .alu(.rsh, .r1, 16, .bits32)])
             }
             if position > 0 { asm.emit(.alu(.add, .r1, Int32(position * TableFilter.entries))) }
             asm.emit([.store(.word, to: .fp, Self.scratch, .r1), .loadMap(.r1, FlowMaps.tableFilter), .mov(.r2, .fp),

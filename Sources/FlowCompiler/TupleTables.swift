@@ -668,30 +668,32 @@ public enum TableEntry {
     }
 }
 
-/// Which tables may hold a frame's rule, by eight keys of 16 bits (dimensions): the top
+/// Which tables may hold a frame's rule, by ten keys of 16 bits (dimensions): the top
 /// 16 bits of each address (source and destination; IPv4 or IPv6, whichever the frame
-/// has: the other reads as zero), a hash of each address's top 24 bits, a hash of its top
-/// 32, and each port. For each dimension and key, a bit per table with a bucket there, in
-/// as many 64-bit words as the plan has room for tables (`words(tableCapacity:)`, at most
-/// `maxWords`). The program ANDs the eight values once per search and visits a filtered
+/// has: the other reads as zero), a hash of each address's top 24 bits, of its top 32,
+/// and of an IPv6 address's top 64, and each port. For each dimension and key, a bit per
+/// table with a bucket there, in as many 64-bit words as the plan has room for tables
+/// (`words(tableCapacity:)`, at most `maxWords`). The program ANDs the values once per
+/// search (those of the dimensions whose fields the rules read) and visits a filtered
 /// table only where all have its bit: a table whose buckets are all elsewhere costs
-/// nothing. An address filters a table in one dimension, the one that reads as many of
-/// its first bytes as the table's mask holds whole: by the top 16 bits when it masks 8 to
-/// 23 of them, by the hash of 24 when it masks 24 to 31, by the hash of 32 when it masks
-/// more. Tables that mask no address by 8 bits or more and neither port whole, or whose
-/// index is past the words' bits, are in the list instead. Exact: each bit counts the
-/// keys behind it (a hash only lets more tables through, never fewer).
+/// nothing. An address filters a table in one dimension, the one that reads the most of
+/// its first bytes the table's mask holds whole (`addressBytes`): by the top 16 bits when
+/// it masks 8 to 23 of them, by the hash of 24 when it masks 24 to 31, by the hash of 32
+/// when it masks 32 to 63, by the hash of 64 when it masks more. Tables that mask no
+/// address by 8 bits or more and neither port whole, or whose index is past the words'
+/// bits, are in the list instead. Exact: each bit counts the keys behind it (a hash only
+/// lets more tables through, never fewer).
 ///
-/// Why these eight, measured with a model of the search on ClassBench's ACL and IP-chain
+/// Why these ten, measured with a model of the search on ClassBench's ACL and IP-chain
 /// sets and the generated ACLs (docs/compiler.md): with the top 16 bits of the addresses
 /// alone a ClassBench frame probed 2.8 to 8.2 tables to find 1.1 buckets, since the sets'
 /// rules share prefixes; with the ports too, 1.7 to 4.0; with the 24-bit hash as well,
 /// 1.3 to 1.8. The 32-bit hash took the generated 100,000 rules' probes from 19.1 a frame
 /// to 13.2 (6.3 buckets found): host addresses under a shared /24, and IPv6 prefixes that
-/// part in their second 16 bits.
+/// part after their first 24 bits; the 64-bit hash to 11.7.
 public struct TableFilter: Equatable, Sendable {
     /// A dimension: the fields that hold it, and how many of a field's first bytes its
-    /// key reads: 2 are the key; 3 or 4 are hashed into one (`hash`).
+    /// key reads: 2 are the key; 3, 4 or 8 are hashed into one (`hash`).
     public struct Dimension: Sendable {
         public let fields: [KeyField]
         public let bytes: Int
@@ -701,24 +703,28 @@ public struct TableFilter: Equatable, Sendable {
         Dimension(fields: [.srcIPv4, .srcIPv6], bytes: 2), Dimension(fields: [.dstIPv4, .dstIPv6], bytes: 2),
         Dimension(fields: [.srcIPv4, .srcIPv6], bytes: 3), Dimension(fields: [.dstIPv4, .dstIPv6], bytes: 3),
         Dimension(fields: [.srcIPv4, .srcIPv6], bytes: 4), Dimension(fields: [.dstIPv4, .dstIPv6], bytes: 4),
+        Dimension(fields: [.srcIPv6], bytes: 8), Dimension(fields: [.dstIPv6], bytes: 8),
         Dimension(fields: [.srcPort], bytes: 2), Dimension(fields: [.dstPort], bytes: 2),
     ]
     /// Per dimension.
     public static let entries = 1 << 16
-    /// A frame ANDs eight values of this many words at most: 384 tables, a value of 48
-    /// bytes (a filter map of 25 MB), and a short shift of the words on the stack.
+    /// A frame ANDs ten values of this many words at most: 384 tables, a value of 48
+    /// bytes (a filter map of 31 MB), and a short shift of the words on the stack.
     public static let maxWords = Bits.Words.count
 
     /// Words for a plan with room for `tableCapacity` tables (64, doubled as they grow).
     public static func words(tableCapacity: Int) -> Int { min(maxWords, max(1, tableCapacity / 64)) }
 
-    /// The key of a field's first `count` bytes, 3 or 4 (the low bytes of the
-    /// little-endian word they start): the top 16 bits of their 32-bit product with a
-    /// golden-ratio constant.
+    /// The key of a field's first `count` bytes, 3, 4 or 8 (the low bytes of the
+    /// little-endian word they start): the top 16 bits of their product with a
+    /// golden-ratio constant, 32-bit (64-bit for 8 bytes).
     public static let hashMultiplier: UInt32 = 0x9e37_79b1
-    public static func hash(_ word: UInt32, bytes count: Int) -> UInt32 {
-        ((count == 4 ? word : word & 0xff_ffff) &* hashMultiplier) >> 16
+    public static func hash(_ word: UInt64, bytes count: Int) -> UInt32 {
+        if count == 8 { return UInt32(truncatingIfNeeded: (word &* wideHashMultiplier) >> 48) }
+        return ((UInt32(truncatingIfNeeded: word) & (count == 4 ? .max : 0xff_ffff)) &* hashMultiplier) >> 16
     }
+    /// `hashMultiplier` sign-extended, as the program's 64-bit multiply reads its immediate.
+    static let wideHashMultiplier = UInt64(bitPattern: Int64(Int32(bitPattern: hashMultiplier)))
 
     /// Filter key (`dimension x entries + key`) << 32 | table index -> the table's keys
     /// under it. Flat: a table of /8 addresses counts a key under 256 filter keys at once.
@@ -761,11 +767,15 @@ public struct TableFilter: Equatable, Sendable {
         dimensions.map { dimension in
             guard index < 64 * words else { return nil }
             return dimension.fields.first { field in
-                let whole = (0 ..< min(field.width, 4)).prefix { mask.bytes[field.offset + $0] == 0xff }.count
-                return whole >= 1 && (field.width <= 2 || max(whole, 2) == dimension.bytes)
+                let whole = (0 ..< min(field.width, 8)).prefix { mask.bytes[field.offset + $0] == 0xff }.count
+                return whole >= 1 && (field.width <= 2 || Self.addressBytes(whole: whole) == dimension.bytes)
             }
         }
     }
+
+    /// The bytes of the address dimension that filters a table masking `whole` of an
+    /// address's first bytes whole (at least one).
+    static func addressBytes(whole: Int) -> Int { whole >= 8 ? 8 : whole >= 4 ? 4 : max(whole, 2) }
 
     /// Per dimension, the bits of the filtered tables of `tables` it does not filter:
     /// `maxWords` words a dimension.
@@ -783,7 +793,7 @@ public struct TableFilter: Equatable, Sendable {
     static func keys(of key: RecordBytes, in table: Table, _ position: Int, field: KeyField) -> ClosedRange<UInt32> {
         let bytes = dimensions[position].bytes
         if bytes > 2 {
-            let word = (0 ..< bytes).reduce(UInt32(0)) { $0 | UInt32(key[field.offset + $1]) << (8 * $1) }
+            let word = (0 ..< bytes).reduce(UInt64(0)) { $0 | UInt64(key[field.offset + $1]) << (8 * $1) }
             let hash = hash(word, bytes: bytes)
             return hash ... hash
         }

@@ -155,8 +155,9 @@ import Testing
     }
 
     /// An address filters its table in the one dimension that reads as many of its first
-    /// bytes as the table's mask holds whole (a /32 of IPv4 or IPv6 by the hash of 32
-    /// bits, not of 24, which would let every host of its /24 through).
+    /// bytes as the table's mask holds whole, or fewer (a /32 of IPv4 by the hash of 32
+    /// bits, not of 24, which would let every host of its /24 through; an IPv6 /128 by
+    /// the hash of 64).
     @Test func anAddressFiltersItsTableByTheBytesItsMaskHoldsWhole() throws {
         func filteringBytes(_ match: String, protocol proto: String = "ip") throws -> [Int] {
             let rules = try ruleSet(["filter add dev xft0 protocol \(proto) prio 1 flower \(match) action drop"])
@@ -172,7 +173,9 @@ import Testing
         #expect(try filteringBytes("src_ip 10.1.2.0/31") == [3])
         #expect(try filteringBytes("src_ip 10.1.2.3/32 dst_ip 10.1.0.0/16") == [2, 4])
         #expect(try filteringBytes("src_ip 2001:db8::/32", protocol: "ipv6") == [4])
-        #expect(try filteringBytes("dst_ip 2001:db8::1/128", protocol: "ipv6") == [4])
+        #expect(try filteringBytes("src_ip 2001:db8:1::/48", protocol: "ipv6") == [4])
+        #expect(try filteringBytes("src_ip 2001:db8:1:2::/64", protocol: "ipv6") == [8])
+        #expect(try filteringBytes("dst_ip 2001:db8::1/128", protocol: "ipv6") == [8])
         #expect(try filteringBytes("ip_proto tcp dst_port 53") == [2])
         #expect(try filteringBytes("ip_proto tcp dst_port 50-53") == [])
     }
