@@ -529,10 +529,10 @@ public struct CodeGenerator {
         // The bucket's place: the fingerprint of the frame's masked words, and the table's
         // index (`Bucket.position`).
         asm.emit(.mov(.r3, 0))
-        for (position, word) in words.enumerated() {
-            asm.emit([.load(.r1, .double, from: .fp, Self.record + Int16(word * 8)),
+        forEachWord(words, skipping: "search_fingerprint") { position, word in
+            [.load(.r1, .double, from: .fp, Self.record + Int16(word * 8)),
                       .load(.r2, .double, from: .r7, Int16(TableEntry.masksOffset + 8 * position)), .alu(.and, .r1, .r2),
-                      .alu(.mul, .r1, Bucket.multiplierImmediate(word)), .alu(.xor, .r3, .r1)])
+                      .alu(.mul, .r1, Bucket.multiplierImmediate(word)), .alu(.xor, .r3, .r1)]
         }
         asm.emit([.mov(.r1, .r3), .alu(.rsh, .r1, 32), .alu(.xor, .r3, .r1),
                   .load(.r1, .word, from: .r7, Int16(TableEntry.indexOffset)),
@@ -559,11 +559,11 @@ public struct CodeGenerator {
                   .load(.r2, .word, from: .r7, Int16(RuleCheck.presenceOffset)),
                   .load(.r3, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)), .alu(.and, .r3, .r2),
                   .jump(.notEqual, .r3, .r2, to: "search")])
-        for (position, word) in words.enumerated() {
+        forEachWord(words, skipping: "search_check") { position, word in
             let value = Int16(RuleCheck.wordsOffset + 16 * position)
-            asm.emit([.load(.r2, .double, from: .fp, Self.record + Int16(word * 8)),
-                      .load(.r3, .double, from: .r7, value + 8), .alu(.and, .r2, .r3),
-                      .load(.r3, .double, from: .r7, value), .jump(.notEqual, .r2, .r3, to: "search")])
+            return [.load(.r2, .double, from: .fp, Self.record + Int16(word * 8)),
+                    .load(.r3, .double, from: .r7, value + 8), .alu(.and, .r2, .r3),
+                    .load(.r3, .double, from: .r7, value), .jump(.notEqual, .r2, .r3, to: "search")]
         }
         if tables.usesRanges {
             for (field, minimum, maximum) in [(KeyField.srcPort, RuleCheck.srcMinOffset, RuleCheck.srcMaxOffset),
@@ -603,6 +603,25 @@ public struct CodeGenerator {
         count(slotAt: Self.scratch, lengthAt: Self.length, using: .r7, done: "search_budget_counted")
         asm.emit(Instruction.return(XDPAction.pass))
         asm.label("search_miss")
+    }
+
+    /// Emits `body` for each of the record's `words` (with its position among them),
+    /// those of the IPv6 addresses behind a test of the frame's headers: a frame without
+    /// an IPv6 header holds zeros there, which add nothing to a fingerprint, and a rule
+    /// that reads them asks for the header, so its check fails before its words. An IPv4
+    /// frame skips four words of each probe and check; the branch goes the same way for
+    /// every probe of a frame.
+    private mutating func forEachWord(_ words: [Int], skipping label: String,
+                                      _ body: (_ position: Int, _ word: Int) -> [Instruction]) {
+        let ipv6 = KeyField.srcIPv6.offset / 8 ... (KeyField.dstIPv6.offset + 15) / 8
+        for (position, word) in words.enumerated() where !ipv6.contains(word) { asm.emit(body(position, word)) }
+        let held = words.enumerated().filter { ipv6.contains($0.element) }
+        guard !held.isEmpty else { return }
+        let skip = Label(label + "_ipv4")
+        asm.emit([.load(.r2, .word, from: .fp, Self.record + Int16(KeyField.presenceOffset)),
+                  .alu(.and, .r2, Int32(Presence.ipv6.rawValue)), .jump(.equal, .r2, 0, to: skip)])
+        for (position, word) in held { asm.emit(body(position, word)) }
+        asm.label(skip)
     }
 
     /// The frame's candidates, word by word: the AND over `dimensions` of their bits and
