@@ -531,8 +531,8 @@ public struct CodeGenerator {
         asm.emit(.mov(.r3, 0))
         forEachWord(words, skipping: "search_fingerprint") { position, word in
             [.load(.r1, .double, from: .fp, Self.record + Int16(word * 8)),
-                      .load(.r2, .double, from: .r7, Int16(TableEntry.masksOffset + 8 * position)), .alu(.and, .r1, .r2),
-                      .alu(.mul, .r1, Bucket.multiplierImmediate(word)), .alu(.xor, .r3, .r1)]
+             .load(.r2, .double, from: .r7, Int16(TableEntry.masksOffset + 8 * position)), .alu(.and, .r1, .r2),
+             .alu(.mul, .r1, Bucket.multiplierImmediate(word)), .alu(.xor, .r3, .r1)]
         }
         asm.emit([.mov(.r1, .r3), .alu(.rsh, .r1, 32), .alu(.xor, .r3, .r1),
                   .load(.r1, .word, from: .r7, Int16(TableEntry.indexOffset)),
