@@ -154,6 +154,26 @@ import Testing
         }
     }
 
+    /// Past half of its places taken, the heads array grows and every chain moves: the
+    /// change makes the four table maps afresh (a new program), and the plan equals the
+    /// one built from its rules at every step before and after, removals included.
+    @Test func theHeadsArrayGrowsRuleByRule() throws {
+        let acl = ACLGenerator(ruleCount: 700, rulesPerPrio: 1 ... 1, ipv6Share: 0.2, device: testDevice)
+            .workload(seed: 0x9a0e).rules.rules
+        // The first 480 at once (their buckets take fewer than half the places), the
+        // rest one by one.
+        var walk = try ChangeWalk(rules: RuleSet(Array(acl.prefix(480))), inlineLimit: 0)
+        let first = try #require(walk.plan.tables?.bucketCapacity)
+        var grew: PlanChange?
+        for (step, rule) in acl.enumerated().dropFirst(480) where grew == nil {
+            let change = try walk.add(rule, "add \(step)")
+            if let places = walk.plan.tables?.bucketCapacity, places > first { grew = change }
+        }
+        let growth = try #require(grew, "\(walk.plan.tables?.bucketCount ?? 0) buckets in \(first) places")
+        #expect(!growth.keepsProgram && growth.writes.droppedMaps.isSuperset(of: FlowMaps.tableMaps))
+        for (step, rule) in walk.rules.rules.suffix(10).enumerated() { try walk.remove(rule, "remove \(step)") }
+    }
+
     /// An address filters its table in the one dimension that reads as many of its first
     /// bytes as the table's mask holds whole, or fewer (a /32 of IPv4 by the hash of 32
     /// bits, not of 24, which would let every host of its /24 through; an IPv6 /128 by
