@@ -404,10 +404,6 @@ struct Translator {
         for position in min(firstRule, chainRules.count) ..< chainRules.count {
             let rule = chainRules[position]
             mark(chain: index, rule: position, id: rule.id)
-            if let closedBy {
-                reports.append(RuleReport(rule: rule.id, status: .unreachable(closedBy), flowRules: 0))
-                continue
-            }
             // A return at depth 0 takes the policy: the walk goes on.
             _ = try translate(rule, context: context, base: base, depth: 0)
         }
@@ -442,17 +438,18 @@ struct Translator {
     /// A chain jumped to.
     mutating func walk(_ chain: Chain, context: [FlowKey], base: Base, depth: Int) throws(OffloadLimit) -> WalkEnd {
         for rule in rules(of: chain) {
-            if let closedBy {
-                reports.append(RuleReport(rule: rule.id, status: .unreachable(closedBy), flowRules: 0))
-                continue
-            }
             if try translate(rule, context: context, base: base, depth: depth) == .returned { return .returned }
         }
         return .fellThrough
     }
 
-    /// One rule: its matches as keys, its verdict as flower's control.
+    /// One rule: its matches as keys, its verdict as flower's control; past the rule
+    /// that closed the walk, only its report.
     mutating func translate(_ rule: Rule, context: [FlowKey], base: Base, depth: Int) throws(OffloadLimit) -> WalkEnd {
+        if let closedBy {
+            reports.append(RuleReport(rule: rule.id, status: .unreachable(closedBy), flowRules: 0))
+            return .fellThrough
+        }
         for name in rule.setReferences where setReaders[QualifiedName(table: rule.table, name: name)] == nil {
             setReaders[QualifiedName(table: rule.table, name: name)] = current
         }
