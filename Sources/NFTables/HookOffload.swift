@@ -309,9 +309,8 @@ struct Resumption: Sendable {
                 return chainWalkers[QualifiedName(table: rule.table, name: rule.chain)] ?? .max
             }
             // The first rule after it in its chain that the walk reached, else the policy;
-            // nothing when it is gone again. Found from the end, where rules are appended,
-            // by the handle first, which copies nothing.
-            guard let index = ruleset.rules.lastIndex(where: { $0.handle == rule.handle && $0.id == rule.id }) else {
+            // nothing when it is gone again. Found from the end, where rules are appended.
+            guard let index = ruleset.rules.lastIndex(where: { $0.has(rule.id) }) else {
                 return .max
             }
             for next in ruleset.rules[(index + 1)...] {

@@ -70,8 +70,7 @@ extension Ruleset {
         case .addRule(let rule):
             guard chain(rule.chain, in: rule.table) != nil else { return false }
             // Read with the ruleset already (the monitor starts before the first read).
-            // The handle first, which copies nothing: this runs for every rule of a file.
-            if rules.contains(where: { $0.handle == rule.handle && $0.id == rule.id }) { return true }
+            if rules.contains(where: { $0.has(rule.id) }) { return true }
             let sameChain = { (other: Rule) in other.table == rule.table && other.chain == rule.chain }
             let index: Int
             switch try place(rule) {
@@ -91,7 +90,7 @@ extension Ruleset {
             rules.insert(rule, at: index)
             return true
         case .deleteRule(let id):
-            guard let index = rules.firstIndex(where: { $0.handle == id.handle && $0.id == id }) else { return false }
+            guard let index = rules.firstIndex(where: { $0.has(id) }) else { return false }
             rules.remove(at: index)
             return true
         case .addElements(let name, let table, let elements):
