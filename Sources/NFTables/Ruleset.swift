@@ -31,7 +31,7 @@ public struct Ruleset: Sendable {
 }
 
 /// nftables' address families (`table FAMILY NAME`).
-public enum Family: String, Sendable, Hashable, Comparable {
+public enum Family: String, Sendable, Hashable, Comparable, CaseIterable {
     case ip, ip6, inet, arp, bridge, netdev
 
     public static func < (a: Family, b: Family) -> Bool { a.rawValue < b.rawValue }

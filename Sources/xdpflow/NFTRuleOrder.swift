@@ -31,7 +31,7 @@ enum NFTRuleOrder {
 
     /// The family of an NFPROTO_* number.
     static func family(_ number: UInt8) -> Family? {
-        [Family.inet, .ip, .arp, .netdev, .bridge, .ip6].first { self.number($0) == number }
+        Family.allCases.first { self.number($0) == number }
     }
 
     struct Failure: Error, CustomStringConvertible {
