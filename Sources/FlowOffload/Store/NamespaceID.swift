@@ -34,7 +34,9 @@ public struct NamespaceID: Hashable, Sendable, CustomStringConvertible {
     /// does, but keeps the mounts: bpffs pins stay where every namespace's commands find
     /// them. The CLI calls it before anything else, on its only thread.
     public static func enter(named name: String) throws(OffloadError) {
-        let path = name.contains("/") ? name : "/run/netns/\(name)"
+        // The stdlib's byte search: `contains("/")` is Foundation's, which instantiates
+        // its witness tables at first use, 3% of a served command's CPU (`-n` runs first).
+        let path = name.utf8.contains(UInt8(ascii: "/")) ? name : "/run/netns/\(name)"
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .noSuchNamespace(name, Errno(rawValue: errno)) }
         defer { close(fd) }
