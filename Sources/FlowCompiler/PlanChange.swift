@@ -102,7 +102,7 @@ extension Plan {
             if !gone.isEmpty { writes.removedEntries[subtable.mapName] = Set(gone) }
         }
         if let earlier = previous?.tables,
-           tables == nil || tables!.words != earlier.words || tables!.bucketCapacity != earlier.bucketCapacity {
+           tables.map({ TableShape($0).needsNewMaps(after: TableShape(earlier)) }) ?? true {
             writes.droppedMaps.formUnion(FlowMaps.tableMaps)
         }
         if let tables {
@@ -349,12 +349,7 @@ extension Plan {
     private func finish(_ change: inout PlanChange, from shape: ProgramShape) {
         let now = ProgramShape(self)
         change.keepsProgram = now == shape
-        if let before = shape.tables, let after = now.tables,
-           before.words != after.words || before.bucketCapacity != after.bucketCapacity {
-            // Every check and list entry is laid out by the words, and the buckets lead
-            // into the checks (a kept bucket would lead the running program to a slot its
-            // own map holds no check for); more places move every chain, and with it the
-            // checks' links: maps made afresh, all four together.
+        if let before = shape.tables, let after = now.tables, after.needsNewMaps(after: before) {
             change.writes.droppedMaps.formUnion(FlowMaps.tableMaps)
         }
         if now.layouts != shape.layouts || now.broadcastGroups != shape.broadcastGroups,
@@ -467,6 +462,14 @@ struct TableShape: Equatable {
         usesRanges = tables.usesRanges
         tableCapacity = tables.tableCapacity
         bucketCapacity = tables.bucketCapacity
+    }
+
+    /// Whether the four table maps must be made afresh, all together, after `earlier`'s.
+    /// Every check and list entry is laid out by the words, and the buckets lead into the
+    /// checks (a kept bucket would lead the running program to a slot its own map holds
+    /// no check for); more places move every chain, and with it the checks' links.
+    func needsNewMaps(after earlier: TableShape) -> Bool {
+        words != earlier.words || bucketCapacity != earlier.bucketCapacity
     }
 }
 
