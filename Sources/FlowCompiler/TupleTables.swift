@@ -303,19 +303,24 @@ public struct TupleTables: Equatable, Sendable {
 
     /// Puts back the sizes of `memory` (a change the kernel refused was undone).
     mutating func restore(_ memory: TableMemory) {
-        let words = filterWords, places = bucketCapacity
-        bucketCapacity = memory.bucketCapacity
-        tableCapacity = memory.tableCapacity
-        if filterWords != words { refilter() }
-        if bucketCapacity != places { rechain() }
+        resize {
+            $0.bucketCapacity = memory.bucketCapacity
+            $0.tableCapacity = memory.tableCapacity
+        }
     }
 
     /// Room for the buckets and tables; kept while they fit, as subtables' are. More room
     /// for tables is more filter words, a new program and maps: filtered afresh; more
     /// places for buckets move every chain: chained afresh.
     private mutating func fitCapacities() {
+        resize { $0.growCapacities() }
+    }
+
+    /// Runs `change` on the sizes, then makes again what new sizes move: the filter for
+    /// more filter words, the chains for more places.
+    private mutating func resize(_ change: (inout TupleTables) -> Void) {
         let words = filterWords, places = bucketCapacity
-        growCapacities()
+        change(&self)
         if filterWords != words { refilter() }
         if bucketCapacity != places { rechain() }
     }
