@@ -2,6 +2,7 @@ import BPFAssembly
 import BPFKernel
 import Glibc
 import NFTables
+import Packets
 
 /// Where the kernel put a rule, which `nft -j monitor` does not say (nft's JSON leaves
 /// the position out): its NEWRULE notification (`Notifications`), and when none says,
@@ -86,8 +87,8 @@ enum NFTRuleOrder {
         /// A big-endian 64-bit attribute (a handle or position).
         func number(_ kind: UInt16) -> Int? {
             guard let value = attributes.first(where: { $0.0 == kind })?.1, value.count == 8 else { return nil }
-            var reader = ByteReader(value)
-            return (try? reader.read(UInt64.self)).map { Int($0.byteSwapped) }
+            var cursor = ByteCursor(value)
+            return cursor.read(UInt64.self).map { Int($0) }
         }
 
         /// A string attribute (a table or chain name).
