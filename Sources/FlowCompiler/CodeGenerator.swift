@@ -129,15 +129,17 @@ public struct CodeGenerator {
     /// BPF_F_BROADCAST: bpf_redirect_map sends to every device of the map.
     static let broadcastFlag: Int32 = 1 << 3
 
-    // Main's stack frame.
-    static let record: Int16 = -104
-    static let key: Int16 = -208
-    static let length: Int16 = -216
-    static let scratch: Int16 = -224
+    // Main's stack frame, its slots in the order the program first writes them: the
+    // verifier copies a state's stack down to its deepest slot written, and the parser,
+    // where most states branch off, runs before the keys are built.
     /// The context, while an inlined parser has r6.
-    static let context: Int16 = -232
+    static let context: Int16 = -8
+    static let length: Int16 = -16
+    static let scratch: Int16 = -24
     /// The action index of the best entry in a prio looked up in several subtables.
-    static let bestAction: Int16 = -236
+    static let bestAction: Int16 = -28
+    static let record: Int16 = -136
+    static let key: Int16 = -240
     /// The prefilter's bits for the frame, the subtables worth a lookup, while main looks
     /// them up (hit and parse save it or are done with the frame).
     static let prefilterBits = Register.r7
