@@ -55,7 +55,7 @@ public struct Prefilter: Hashable, Sendable {
             if let known = kept[name] {
                 count = known
             } else {
-                count = [:]
+                count = Dictionary(minimumCapacity: min(subtable.entries.count, Self.entries))
                 for key in subtable.entries.keys { count[Self.index(key, at: first), default: 0] += 1 }
             }
             for index in count.keys { table[index, default: 0] |= 1 << bits[name]! }

@@ -556,9 +556,12 @@ public struct Offload {
     func pinnedMaps(for plan: Plan) throws -> [String: BPFKernel.Map] {
         var maps: [String: BPFKernel.Map] = [:]
         for spec in Datapath.mapSpecs(for: plan) {
-            let path = pins.appending(spec.name)
-            guard FileManager.default.fileExists(atPath: path.string) else { continue }
-            maps[spec.name] = try BPFKernel.Map(pinnedAt: path)
+            do {
+                maps[spec.name] = try BPFKernel.Map(pinnedAt: pins.appending(spec.name))
+            } catch {
+                // Not pinned: a map the program has not needed yet.
+                guard case .call(_, _, .noSuchFileOrDirectory) = error else { throw error }
+            }
         }
         return maps
     }
