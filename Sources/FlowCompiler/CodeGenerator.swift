@@ -450,14 +450,15 @@ public struct CodeGenerator {
             // when the rules read it at all): its first 16 bits, or its first 24, 32 or 64
             // hashed (`TableFilter.hash`).
             asm.emit(.mov(.r1, 0))
+            let size: Size = switch dimension.bytes {
+            case 2: .half
+            case 8: .double
+            default: .word
+            }
             for field in dimension.fields where plan.fields.contains(field) {
-                switch dimension.bytes {
-                case 2:
-                    asm.emit([.load(.r2, .half, from: .fp, Self.record + Int16(field.offset)), .endian(.big, .r2, bits: 16),
-                              .alu(.or, .r1, .r2)])
-                case 8: asm.emit([.load(.r2, .double, from: .fp, Self.record + Int16(field.offset)), .alu(.or, .r1, .r2)])
-                default: asm.emit([.load(.r2, .word, from: .fp, Self.record + Int16(field.offset)), .alu(.or, .r1, .r2)])
-                }
+                asm.emit(.load(.r2, size, from: .fp, Self.record + Int16(field.offset)))
+                if dimension.bytes == 2 { asm.emit(.endian(.big, .r2, bits: 16)) }
+                asm.emit(.alu(.or, .r1, .r2))
             }
             let multiplier = Int32(bitPattern: TableFilter.hashMultiplier)
             switch dimension.bytes {
@@ -648,8 +649,14 @@ public struct CodeGenerator {
     /// (0 ^ length ^ length), so that the turns meet in one state; it never learns a
     /// constant to follow round the loop.
     private mutating func unknownZero() {
-        asm.emit([.mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length), .alu(.xor, .r9, .r1),
-                  .alu(.xor, .r9, .r1)])
+        asm.emit([.mov(.r9, 0), .load(.r1, .double, from: .fp, Self.length)] + Self.forgetting(.r9, by: .r1))
+    }
+
+    /// `register` XOR-ed twice with `unknown`, a value the verifier cannot know (the
+    /// frame's length): the value stays, what the verifier knew of it goes, so that ways
+    /// that left different constants there meet in one state.
+    private static func forgetting(_ register: Register, by unknown: Register) -> [Instruction] {
+        [.alu(.xor, register, unknown), .alu(.xor, register, unknown)]
     }
 
     /// The search from the first table, with nothing found.
@@ -800,8 +807,8 @@ public struct CodeGenerator {
         // that knowledge away, so the ways meet in one state.
         asm.emit([.mov(.r2, .r8), .alu(.sub, .r2, .r7)])
         for word in recordWords {
-            asm.emit([.load(.r1, .double, from: .r9, Int16(word * 8)), .alu(.xor, .r1, .r2), .alu(.xor, .r1, .r2),
-                      .store(.double, to: .r9, Int16(word * 8), .r1)])
+            asm.emit([.load(.r1, .double, from: .r9, Int16(word * 8))] + Self.forgetting(.r1, by: .r2)
+                     + [.store(.double, to: .r9, Int16(word * 8), .r1)])
         }
         if inline {
             asm.emit(.load(.r6, .double, from: .fp, Self.context))
@@ -830,10 +837,11 @@ public struct CodeGenerator {
     /// (Inlined parsers only, which have the context on the stack; a parser in the loop
     /// of `continue` is verified as its loop needs.)
     private mutating func forgetTags() {
-        asm.emit([.mov(.r2, .r8), .alu(.sub, .r2, .r7), .mov(.r3, .r4), .alu(.sub, .r3, .r7),
-                  .alu(.xor, .r3, .r2), .alu(.xor, .r3, .r2), .alu(.and, .r3, 0x3f),
-                  .load(.r1, .double, from: .fp, Self.context), .load(.r7, .word, from: .r1, XDPContext.data),
-                  .mov(.r4, .r7), .alu(.add, .r4, .r3), .alu(.xor, .r6, .r2), .alu(.xor, .r6, .r2)])
+        asm.emit([.mov(.r2, .r8), .alu(.sub, .r2, .r7), .mov(.r3, .r4), .alu(.sub, .r3, .r7)]
+                 + Self.forgetting(.r3, by: .r2)
+                 + [.alu(.and, .r3, 0x3f), .load(.r1, .double, from: .fp, Self.context),
+                    .load(.r7, .word, from: .r1, XDPContext.data), .mov(.r4, .r7), .alu(.add, .r4, .r3)]
+                 + Self.forgetting(.r6, by: .r2))
     }
 
     /// Copies a field from the packet at `cursor + offset` into the record, when a
